@@ -1,0 +1,255 @@
+//! Monotonic deadlines.
+//!
+//! Every blocking call in multiproc takes an `Option<Duration>` timeout and turns it into a
+//! [`Deadline`] once, at the start: an absolute point on `CLOCK_MONOTONIC` (never the wall clock,
+//! which NTP or an administrator can step). Retries after `EINTR` or a spurious wake-up wait only
+//! for the time that is left, and a timeout is reported only when the clock has really passed
+//! the deadline.
+//!
+//! | timeout              | deadline                                       |
+//! |----------------------|------------------------------------------------|
+//! | `None`               | [`Deadline::FOREVER`]                          |
+//! | `Some(Duration::ZERO)` | now: the operation tries once                |
+//! | `Some(d)`            | now + d; a sum that overflows is "forever"     |
+//!
+//! Everything here is async-signal-safe (`clock_gettime` is on the POSIX list).
+//!
+//! # References
+//! - [POSIX `clock_gettime`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/clock_gettime.html)
+//! - [Linux `clock_gettime(2)`](https://man7.org/linux/man-pages/man2/clock_gettime.2.html)
+
+use core::time::Duration;
+
+pub use rustix::time::Timespec;
+use rustix::time::{ClockId, clock_gettime};
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+/// `clock_gettime(CLOCK_MONOTONIC)` — the current monotonic time.
+///
+/// Async-signal-safe.
+#[inline]
+pub fn monotonic_now() -> Timespec {
+    clock_gettime(ClockId::Monotonic)
+}
+
+/// `clock_gettime(CLOCK_REALTIME)` — the current wall-clock time.
+///
+/// Only for calls that accept nothing but a `CLOCK_REALTIME` deadline (see
+/// [`Deadline::to_realtime`]). Async-signal-safe.
+#[inline]
+pub fn realtime_now() -> Timespec {
+    clock_gettime(ClockId::Realtime)
+}
+
+/// An absolute point in time on `CLOCK_MONOTONIC`, or "forever".
+///
+/// Built once from a caller's timeout with [`Deadline::after`]; see the [module docs](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    at: Option<Timespec>,
+}
+
+impl Deadline {
+    /// The deadline that never comes.
+    pub const FOREVER: Deadline = Deadline { at: None };
+
+    /// The deadline for a timeout that starts now: `None` is [`Deadline::FOREVER`], `Some(ZERO)`
+    /// is now (try once), and a deadline past what a `timespec` can hold is also "forever".
+    ///
+    /// Async-signal-safe.
+    #[inline]
+    pub fn after(timeout: Option<Duration>) -> Deadline {
+        match timeout {
+            None => Deadline::FOREVER,
+            Some(d) => Deadline { at: add(monotonic_now(), d) },
+        }
+    }
+
+    /// A deadline at an absolute monotonic time, as returned by [`monotonic_now`].
+    #[inline]
+    pub const fn at(when: Timespec) -> Deadline {
+        Deadline { at: Some(when) }
+    }
+
+    /// Whether this is [`Deadline::FOREVER`].
+    #[inline]
+    pub const fn is_forever(&self) -> bool {
+        self.at.is_none()
+    }
+
+    /// The absolute `CLOCK_MONOTONIC` time, or `None` for "forever". This is what futexes
+    /// (`FUTEX_WAIT_BITSET`), `sem_clockwait`, `pthread_mutex_clocklock` and condvars created on
+    /// `CLOCK_MONOTONIC` take.
+    #[inline]
+    pub const fn as_timespec(&self) -> Option<&Timespec> {
+        self.at.as_ref()
+    }
+
+    /// Whether the monotonic clock has reached the deadline. "Forever" never expires.
+    ///
+    /// Async-signal-safe.
+    #[inline]
+    pub fn has_expired(&self) -> bool {
+        match self.at {
+            None => false,
+            Some(at) => !is_before(monotonic_now(), at),
+        }
+    }
+
+    /// The time left: `None` for "forever", `Some(ZERO)` once expired.
+    ///
+    /// Async-signal-safe.
+    #[inline]
+    pub fn remaining(&self) -> Option<Duration> {
+        self.at.map(|at| sub(at, monotonic_now()))
+    }
+
+    /// The earlier of two deadlines.
+    #[inline]
+    pub fn min(self, other: Deadline) -> Deadline {
+        match (self.at, other.at) {
+            (None, _) => other,
+            (_, None) => self,
+            (Some(a), Some(b)) => {
+                if is_before(a, b) {
+                    self
+                } else {
+                    other
+                }
+            }
+        }
+    }
+
+    /// The same instant expressed on `CLOCK_REALTIME`, for the few calls that only take a
+    /// wall-clock deadline (`sem_timedwait`, `pthread_mutex_timedlock` on libcs without the
+    /// `clock*` variants). Recompute it before every retry: a wall-clock step between two calls
+    /// is then corrected, and callers re-check [`has_expired`](Self::has_expired) on the
+    /// monotonic clock before they report a timeout.
+    ///
+    /// Async-signal-safe.
+    pub fn to_realtime(&self) -> Option<Timespec> {
+        self.remaining().map(|left| add(realtime_now(), left).unwrap_or(MAX_TIMESPEC))
+    }
+
+    /// How long a `poll(2)`-style call may sleep: the time left, rounded **up** to whole
+    /// milliseconds so the call never returns before the deadline, capped at `i32::MAX`
+    /// milliseconds; `-1` for "forever".
+    pub fn poll_timeout_ms(&self) -> i32 {
+        match self.remaining() {
+            None => -1,
+            Some(left) => {
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                i32::try_from(ms).unwrap_or(i32::MAX)
+            }
+        }
+    }
+}
+
+/// The largest `timespec` we ever produce: far enough away to mean "forever".
+const MAX_TIMESPEC: Timespec = Timespec { tv_sec: i64::MAX, tv_nsec: NANOS_PER_SEC - 1 };
+
+/// `t + d`, or `None` if it does not fit.
+fn add(t: Timespec, d: Duration) -> Option<Timespec> {
+    let secs = i64::try_from(d.as_secs()).ok()?;
+    let mut tv_sec = t.tv_sec.checked_add(secs)?;
+    let mut tv_nsec = t.tv_nsec + i64::from(d.subsec_nanos());
+    if tv_nsec >= NANOS_PER_SEC {
+        tv_nsec -= NANOS_PER_SEC;
+        tv_sec = tv_sec.checked_add(1)?;
+    }
+    Some(Timespec { tv_sec, tv_nsec })
+}
+
+/// `a - b`, saturating at zero.
+fn sub(a: Timespec, b: Timespec) -> Duration {
+    if !is_before(b, a) {
+        return Duration::ZERO;
+    }
+    let mut secs = a.tv_sec - b.tv_sec;
+    let mut nanos = a.tv_nsec - b.tv_nsec;
+    if nanos < 0 {
+        nanos += NANOS_PER_SEC;
+        secs -= 1;
+    }
+    // Both are non-negative here because a > b.
+    Duration::new(secs as u64, nanos as u32)
+}
+
+/// `a < b`.
+fn is_before(a: Timespec, b: Timespec) -> bool {
+    (a.tv_sec, a.tv_nsec) < (b.tv_sec, b.tv_nsec)
+}
+
+/// Converts to libc's `timespec` for the `sem_*`/`pthread_*` calls.
+#[inline]
+pub fn to_libc(t: &Timespec) -> libc::timespec {
+    libc::timespec { tv_sec: t.tv_sec as libc::time_t, tv_nsec: t.tv_nsec as _ }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_is_forever_and_never_expires() {
+        let d = Deadline::after(None);
+        assert!(d.is_forever());
+        assert!(!d.has_expired());
+        assert_eq!(d.remaining(), None);
+        assert_eq!(d.poll_timeout_ms(), -1);
+    }
+
+    #[test]
+    fn zero_has_expired_at_once() {
+        let d = Deadline::after(Some(Duration::ZERO));
+        assert!(d.has_expired());
+        assert_eq!(d.remaining(), Some(Duration::ZERO));
+        assert_eq!(d.poll_timeout_ms(), 0);
+    }
+
+    #[test]
+    fn overflowing_timeout_means_forever() {
+        assert!(Deadline::after(Some(Duration::MAX)).is_forever());
+        assert!(Deadline::after(Some(Duration::from_secs(u64::MAX / 2))).is_forever());
+    }
+
+    #[test]
+    fn remaining_counts_down_and_poll_rounds_up() {
+        let d = Deadline::after(Some(Duration::from_millis(1500)));
+        let left = d.remaining().unwrap();
+        assert!(left <= Duration::from_millis(1500) && left > Duration::from_millis(1000));
+        let ms = d.poll_timeout_ms();
+        assert!((1000..=1500).contains(&ms));
+        let tiny = Deadline::at(add(monotonic_now(), Duration::from_nanos(10_000)).unwrap());
+        assert!(tiny.poll_timeout_ms() <= 1);
+    }
+
+    #[test]
+    fn min_picks_the_earlier() {
+        let a = Deadline::after(Some(Duration::from_secs(1)));
+        let b = Deadline::after(Some(Duration::from_secs(10)));
+        assert_eq!(a.min(b), a);
+        assert_eq!(b.min(a), a);
+        assert_eq!(Deadline::FOREVER.min(b), b);
+        assert_eq!(b.min(Deadline::FOREVER), b);
+    }
+
+    #[test]
+    fn add_and_sub_carry_nanoseconds() {
+        let t = Timespec { tv_sec: 5, tv_nsec: 900_000_000 };
+        let u = add(t, Duration::from_millis(200)).unwrap();
+        assert_eq!((u.tv_sec, u.tv_nsec), (6, 100_000_000));
+        assert_eq!(sub(u, t), Duration::from_millis(200));
+        assert_eq!(sub(t, u), Duration::ZERO);
+    }
+
+    #[test]
+    fn realtime_equivalent_is_about_as_far_away() {
+        let d = Deadline::after(Some(Duration::from_secs(2)));
+        let rt = d.to_realtime().unwrap();
+        let now = realtime_now();
+        let gap = sub(rt, now);
+        assert!(gap > Duration::from_millis(1500) && gap <= Duration::from_secs(2));
+    }
+}
