@@ -21,7 +21,6 @@
 use core::time::Duration;
 
 pub use rustix::time::Timespec;
-use rustix::time::{ClockId, clock_gettime};
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -30,7 +29,7 @@ const NANOS_PER_SEC: i64 = 1_000_000_000;
 /// Async-signal-safe.
 #[inline]
 pub fn monotonic_now() -> Timespec {
-    clock_gettime(ClockId::Monotonic)
+    clock_gettime(libc::CLOCK_MONOTONIC)
 }
 
 /// `clock_gettime(CLOCK_REALTIME)` — the current wall-clock time.
@@ -39,7 +38,20 @@ pub fn monotonic_now() -> Timespec {
 /// [`Deadline::to_realtime`]). Async-signal-safe.
 #[inline]
 pub fn realtime_now() -> Timespec {
-    clock_gettime(ClockId::Realtime)
+    clock_gettime(libc::CLOCK_REALTIME)
+}
+
+/// libc's `clock_gettime` (through the vDSO that libc set up at start-up). Not rustix's: rustix
+/// initialises its own vDSO lookup lazily on first use, which may read `/proc/self/auxv` into a
+/// heap buffer, and that first use could happen in a freshly forked child.
+#[inline]
+fn clock_gettime(clock: libc::clockid_t) -> Timespec {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC and CLOCK_REALTIME always
+    // exist on Linux, so the call cannot fail (checked in debug builds).
+    let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+    debug_assert_eq!(r, 0);
+    Timespec { tv_sec: ts.tv_sec as i64, tv_nsec: ts.tv_nsec as i64 }
 }
 
 /// An absolute point in time on `CLOCK_MONOTONIC`, or "forever".
