@@ -3,7 +3,7 @@
 //! The layer reports every failure as an [`Errno`]: rustix's newtype over the C `errno` value.
 //! It is a plain integer with associated constants (`Errno::INTR`, `Errno::TIMEDOUT`, ...), so an
 //! unknown value read from the kernel is never undefined behaviour, and it prints a readable
-//! message without `std`. With the `std` feature it converts into [`std::io::Error`].
+//! message without `std`. With the `std` feature it converts into `std::io::Error`.
 //!
 //! Conventions used throughout the crate:
 //! - a timed operation that ran out of time reports [`Errno::TIMEDOUT`], and only then;

@@ -51,7 +51,7 @@ fn clock_gettime(clock: libc::clockid_t) -> Timespec {
     // exist on Linux, so the call cannot fail (checked in debug builds).
     let r = unsafe { libc::clock_gettime(clock, &mut ts) };
     debug_assert_eq!(r, 0);
-    Timespec { tv_sec: ts.tv_sec as i64, tv_nsec: ts.tv_nsec as i64 }
+    Timespec { tv_sec: ts.tv_sec, tv_nsec: ts.tv_nsec }
 }
 
 /// An absolute point in time on `CLOCK_MONOTONIC`, or "forever".

@@ -25,20 +25,14 @@ pub struct Watchdog {
 /// Starts a [`Watchdog`] for the calling test.
 pub fn watchdog(limit: Duration) -> Watchdog {
     let (tx, rx) = mpsc::channel::<()>();
-    let name = std::thread::current()
-        .name()
-        .unwrap_or("<unnamed test>")
-        .to_owned();
+    let name = std::thread::current().name().unwrap_or("<unnamed test>").to_owned();
     let thread = std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
             eprintln!("watchdog: test `{name}` still running after {limit:?}: deadlock; aborting");
             std::process::abort();
         }
     });
-    Watchdog {
-        done: Some(tx),
-        thread: Some(thread),
-    }
+    Watchdog { done: Some(tx), thread: Some(thread) }
 }
 
 impl Drop for Watchdog {
@@ -172,10 +166,7 @@ impl SharedPage {
             )
         };
         assert_ne!(ptr, libc::MAP_FAILED);
-        SharedPage {
-            ptr: ptr.cast(),
-            len,
-        }
+        SharedPage { ptr: ptr.cast(), len }
     }
 
     /// The page as a reference to `T` at `offset` (zero-initialised memory).
