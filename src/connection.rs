@@ -1,0 +1,470 @@
+//! `pipe()` and `Connection` — Python's `multiprocessing.Pipe` and `Connection` — plus
+//! [`wait`] over connections and process sentinels (`multiprocessing.connection.wait`).
+//!
+//! ```
+//! use multiproc::{Process, pipe};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (parent_end, child_end) = pipe(true)?;
+//! let p = Process::new(move || {
+//!     child_end.send(&"hello from the child".to_string()).unwrap();
+//!     let reply: String = child_end.recv().unwrap();
+//!     reply.len()
+//! });
+//! p.start()?; // the parent's copy of `child_end` is closed here, with the closure
+//! let greeting: String = parent_end.recv()?;
+//! assert_eq!(greeting, "hello from the child");
+//! parent_end.send(&"hi!".to_string())?;
+//! assert_eq!(p.join(None)?, 3);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Wire format
+//!
+//! Each message is one frame: an 8-byte little-endian length, then that many bytes (a
+//! [`Message`] encoding for [`send`](Connection::send), raw bytes for
+//! [`send_bytes`](Connection::send_bytes)). There is no size limit but memory; a reader never
+//! allocates more than the bytes that actually arrived, so a hostile length prefix costs
+//! nothing, and a frame cut short by the peer's death is reported as
+//! [`ConnectionError::Truncated`], never misread.
+//!
+//! # Differences from Python
+//!
+//! - `close` consumes the connection: using a closed connection is a compile error.
+//! - A message longer than `maxlength` is skipped and reported ([`ConnectionError::TooLong`]);
+//!   the connection stays in sync and usable (Python closes it for reading).
+//! - Writes to a dead peer are [`ConnectionError::BrokenPipe`], never a `SIGPIPE`.
+//! - `send` may block while the OS buffer is full (as in Python): read from the other end, or
+//!   use [`Queue`](crate::Queue) whose `put` never waits for a reader.
+//! - A `Connection` may be moved to another thread but not shared (`!Sync`): two writers on one
+//!   end would interleave their frames.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use multiproc_sys::pipe as syspipe;
+use multiproc_sys::time::Deadline;
+use multiproc_sys::{Errno, pipe::PollFlags};
+
+use crate::codec::{self, DecodeError, Encode, Message};
+
+/// Length of a frame header: a little-endian `u64` payload length.
+const HEADER: usize = 8;
+
+/// How far ahead of the received bytes a payload buffer may grow: the allocation a hostile
+/// length prefix can cause before its bytes actually arrive.
+const GROW_AHEAD: usize = 1 << 20;
+
+/// What can go wrong on a [`Connection`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The peer closed its end and nothing is left to read (Python's `EOFError`).
+    Eof,
+    /// The peer closed its end; nothing can be sent (Python's `BrokenPipeError`).
+    BrokenPipe,
+    /// The peer died (or closed) in the middle of a frame: the stream is cut short.
+    Truncated {
+        /// Bytes the frame should have had (header included).
+        expected: u64,
+        /// Bytes that arrived.
+        received: u64,
+    },
+    /// This end of a simplex pipe only receives (Python: "connection is read-only").
+    ReadOnly,
+    /// This end of a simplex pipe only sends (Python: "connection is write-only").
+    WriteOnly,
+    /// The message is longer than the `maxlength` given to `recv_bytes` (Python: "bad message
+    /// length"). It was skipped: the connection is still in sync.
+    TooLong {
+        /// The message's length.
+        len: u64,
+        /// The limit that was given.
+        max: usize,
+    },
+    /// `recv_bytes_into`'s buffer is too short; this is the whole message, which has been
+    /// consumed (Python's `BufferTooShort`).
+    BufferTooShort(Vec<u8>),
+    /// The message arrived but is not a valid encoding of the requested type.
+    Decode(DecodeError),
+    /// An argument is out of range (Python's `ValueError`): the text says which.
+    InvalidArgument(&'static str),
+    /// Any other OS error.
+    Io(io::Error),
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionError::Eof => f.write_str("end of file: the peer closed the connection"),
+            ConnectionError::BrokenPipe => f.write_str("broken pipe: the peer closed the connection"),
+            ConnectionError::Truncated { expected, received } => write!(
+                f,
+                "truncated message: the peer closed after {received} of {expected} bytes"
+            ),
+            ConnectionError::ReadOnly => f.write_str("connection is read-only"),
+            ConnectionError::WriteOnly => f.write_str("connection is write-only"),
+            ConnectionError::TooLong { len, max } => {
+                write!(f, "bad message length: {len} bytes exceeds maxlength {max}")
+            }
+            ConnectionError::BufferTooShort(m) => {
+                write!(f, "buffer too short for a {}-byte message", m.len())
+            }
+            ConnectionError::Decode(e) => write!(f, "cannot decode message: {e}"),
+            ConnectionError::InvalidArgument(what) => f.write_str(what),
+            ConnectionError::Io(e) => write!(f, "connection error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectionError::Decode(e) => Some(e),
+            ConnectionError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Errno> for ConnectionError {
+    fn from(e: Errno) -> Self {
+        match e {
+            Errno::PIPE | Errno::CONNRESET => ConnectionError::BrokenPipe,
+            e => ConnectionError::Io(e.into()),
+        }
+    }
+}
+
+impl From<ConnectionError> for io::Error {
+    fn from(e: ConnectionError) -> Self {
+        let kind = match &e {
+            ConnectionError::Eof | ConnectionError::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+            ConnectionError::BrokenPipe => io::ErrorKind::BrokenPipe,
+            ConnectionError::Io(e) => e.kind(),
+            ConnectionError::Decode(_) => io::ErrorKind::InvalidData,
+            _ => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Creates a connected pair of [`Connection`]s — Python's `multiprocessing.Pipe(duplex)`.
+///
+/// With `duplex = true` both ends send and receive (an `AF_UNIX` socketpair). With
+/// `duplex = false` it returns `(reader, writer)` over a pipe: the first end only receives, the
+/// second only sends. Both fds are close-on-exec.
+///
+/// Create the pair before starting the child; each process then uses one end and drops (or
+/// [`close`](Connection::close)s) the other, so that `recv` sees end-of-file when the last
+/// writer goes away.
+#[doc(alias = "Pipe")]
+pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
+    if duplex {
+        let (a, b) = syspipe::socketpair()?;
+        Ok((Connection::new(a, Kind::Socket, true, true), Connection::new(b, Kind::Socket, true, true)))
+    } else {
+        let (r, w) = syspipe::pipe()?;
+        Ok((Connection::new(r, Kind::Pipe, true, false), Connection::new(w, Kind::Pipe, false, true)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Socket,
+    Pipe,
+}
+
+/// One end of a [`pipe`] — Python's `multiprocessing.connection.Connection`.
+///
+/// Sends and receives whole messages: typed ones ([`send`](Self::send)/[`recv`](Self::recv),
+/// any [`Message`]) or raw bytes ([`send_bytes`](Self::send_bytes)/[`recv_bytes`](Self::recv_bytes)).
+/// Implements [`AsFd`], so it plugs into [`wait`], `poll`, epoll, mio or tokio.
+pub struct Connection {
+    fd: OwnedFd,
+    kind: Kind,
+    readable: bool,
+    writable: bool,
+    /// `!Sync`: concurrent writers on one end would interleave frames.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+impl Connection {
+    fn new(fd: OwnedFd, kind: Kind, readable: bool, writable: bool) -> Self {
+        Connection { fd, kind, readable, writable, _not_sync: PhantomData }
+    }
+
+    /// Wraps a connected `AF_UNIX` stream socket (for example one end of a socketpair made
+    /// elsewhere) as a duplex connection speaking this module's framing.
+    pub fn from_socket(fd: OwnedFd) -> Self {
+        Connection::new(fd, Kind::Socket, true, true)
+    }
+
+    /// Whether this end can receive (Python's `readable`).
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send (Python's `writable`).
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Sends one message: `value` encoded with [`Encode`] (any [`Message`], or a borrowed
+    /// `str`/slice).
+    ///
+    /// May block while the OS buffer is full (until the peer reads).
+    pub fn send<T: Encode + ?Sized>(&self, value: &T) -> Result<(), ConnectionError> {
+        self.check_writable()?;
+        let mut frame = Vec::with_capacity(64);
+        frame.extend_from_slice(&[0; HEADER]);
+        value.encode(&mut frame);
+        let len = (frame.len() - HEADER) as u64;
+        frame[..HEADER].copy_from_slice(&len.to_le_bytes());
+        self.write_frame(&[&frame])
+    }
+
+    /// Receives one message and decodes it as a `T`. Blocks until a whole message arrives.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Eof`] once the peer has closed and everything was read;
+    /// [`ConnectionError::Decode`] if the message is not a `T` (it is consumed).
+    pub fn recv<T: Message>(&self) -> Result<T, ConnectionError> {
+        let bytes = self.recv_bytes(None)?;
+        codec::from_bytes(&bytes).map_err(ConnectionError::Decode)
+    }
+
+    /// Sends `buf` as one message (Python's `send_bytes(buf)`; slice it for `offset`/`size`,
+    /// or see [`send_bytes_range`](Self::send_bytes_range)). Empty messages are legal.
+    pub fn send_bytes(&self, buf: &[u8]) -> Result<(), ConnectionError> {
+        self.check_writable()?;
+        let header = (buf.len() as u64).to_le_bytes();
+        self.write_frame(&[&header, buf])
+    }
+
+    /// Python's `send_bytes(buf, offset, size)`: sends `buf[offset..offset + size]` (to the end
+    /// when `size` is `None`), with Python's argument checks as [`ConnectionError::InvalidArgument`].
+    pub fn send_bytes_range(
+        &self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+    ) -> Result<(), ConnectionError> {
+        if offset > buf.len() {
+            return Err(ConnectionError::InvalidArgument("buffer length < offset"));
+        }
+        let end = match size {
+            None => buf.len(),
+            Some(size) => match offset.checked_add(size) {
+                Some(end) if end <= buf.len() => end,
+                _ => return Err(ConnectionError::InvalidArgument("buffer length < offset + size")),
+            },
+        };
+        self.send_bytes(&buf[offset..end])
+    }
+
+    /// Receives one whole message as bytes. Blocks until it has arrived.
+    ///
+    /// With `maxlength`, a longer message is skipped and reported as
+    /// [`ConnectionError::TooLong`]; the connection stays usable.
+    pub fn recv_bytes(&self, maxlength: Option<usize>) -> Result<Vec<u8>, ConnectionError> {
+        self.check_readable()?;
+        let len = self.read_header()?;
+        if let Some(max) = maxlength
+            && len > max as u64
+        {
+            self.skip(len)?;
+            return Err(ConnectionError::TooLong { len, max });
+        }
+        let mut out = Vec::new();
+        self.read_payload(len, &mut out)?;
+        Ok(out)
+    }
+
+    /// Receives one message into `buf[offset..]` and returns its length (Python's
+    /// `recv_bytes_into`).
+    ///
+    /// # Errors
+    /// [`ConnectionError::InvalidArgument`] if `offset > buf.len()` (checked before reading:
+    /// the message stays queued); [`ConnectionError::BufferTooShort`] with the whole message
+    /// (consumed) if it does not fit.
+    pub fn recv_bytes_into(&self, buf: &mut [u8], offset: usize) -> Result<usize, ConnectionError> {
+        self.check_readable()?;
+        if offset > buf.len() {
+            return Err(ConnectionError::InvalidArgument("offset too large"));
+        }
+        let len = self.read_header()?;
+        let room = (buf.len() - offset) as u64;
+        if len > room {
+            let mut whole = Vec::new();
+            self.read_payload(len, &mut whole)?;
+            return Err(ConnectionError::BufferTooShort(whole));
+        }
+        let len = len as usize; // fits: len <= room <= usize::MAX
+        let dst = &mut buf[offset..offset + len];
+        let got = syspipe::read_full(self.fd.as_fd(), dst)?;
+        if got < len {
+            return Err(ConnectionError::Truncated {
+                expected: (HEADER + len) as u64,
+                received: (HEADER + got) as u64,
+            });
+        }
+        Ok(len)
+    }
+
+    /// Whether a message (or end-of-file) is ready to be received, waiting at most `timeout`:
+    /// `Some(ZERO)` checks without blocking (Python's `poll()`), `None` waits forever.
+    ///
+    /// Never consumes anything. A `true` may mean only the first bytes of a message have
+    /// arrived; `recv` then waits for the rest.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
+        self.check_readable()?;
+        Ok(syspipe::wait_readable(self.fd.as_fd(), Deadline::after(timeout))?)
+    }
+
+    /// Closes this end (Python's `close`). Dropping the connection does the same; `close`
+    /// reports an error from `close(2)` instead of ignoring it.
+    pub fn close(self) -> io::Result<()> {
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(self.fd);
+        // SAFETY: `raw` was just released by an OwnedFd we owned, so it is open and ours.
+        if unsafe { libc::close(raw) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), ConnectionError> {
+        if self.writable { Ok(()) } else { Err(ConnectionError::ReadOnly) }
+    }
+
+    fn check_readable(&self) -> Result<(), ConnectionError> {
+        if self.readable { Ok(()) } else { Err(ConnectionError::WriteOnly) }
+    }
+
+    fn write_frame(&self, parts: &[&[u8]]) -> Result<(), ConnectionError> {
+        let fd = self.fd.as_fd();
+        let r = match (self.kind, parts) {
+            (Kind::Socket, [one]) => syspipe::send_all(fd, one),
+            _ => syspipe::write_all_vectored(fd, parts),
+        };
+        Ok(r?)
+    }
+
+    /// Reads a frame header: `Eof` if the peer closed before it, `Truncated` if mid-header.
+    fn read_header(&self) -> Result<u64, ConnectionError> {
+        let mut h = [0u8; HEADER];
+        match syspipe::read_full(self.fd.as_fd(), &mut h)? {
+            0 => Err(ConnectionError::Eof),
+            HEADER => Ok(u64::from_le_bytes(h)),
+            n => Err(ConnectionError::Truncated { expected: HEADER as u64, received: n as u64 }),
+        }
+    }
+
+    /// Appends exactly `len` payload bytes to `out`, growing it no further than
+    /// [`GROW_AHEAD`] past what has arrived.
+    fn read_payload(&self, len: u64, out: &mut Vec<u8>) -> Result<(), ConnectionError> {
+        let truncated = |got: usize| ConnectionError::Truncated {
+            expected: HEADER as u64 + len,
+            received: (HEADER + got) as u64,
+        };
+        let Ok(len_usize) = usize::try_from(len) else {
+            // Cannot fit in memory: read what the peer sends and report it as cut short.
+            let got = self.skip(len)?;
+            return Err(truncated(got as usize));
+        };
+        out.clear();
+        while out.len() < len_usize {
+            let want = (len_usize - out.len()).min(out.len().max(GROW_AHEAD));
+            out.reserve_exact(want);
+            let spare_len = out.capacity().min(len_usize) - out.len();
+            let n = loop {
+                let spare = &mut out.spare_capacity_mut()[..spare_len];
+                match rustix::io::read(self.fd.as_fd(), spare) {
+                    Ok((init, _)) => break init.len(),
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if n == 0 {
+                return Err(truncated(out.len()));
+            }
+            // SAFETY: `rustix::io::read` initialised the first `n` bytes of the spare capacity.
+            unsafe { out.set_len(out.len() + n) };
+        }
+        Ok(())
+    }
+
+    /// Reads and discards `len` bytes; returns how many arrived before end-of-file.
+    fn skip(&self, len: u64) -> Result<u64, ConnectionError> {
+        let mut sink = [0u8; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(sink.len() as u64) as usize;
+            let n = syspipe::read(self.fd.as_fd(), &mut sink[..want])?;
+            if n == 0 {
+                break;
+            }
+            left -= n as u64;
+        }
+        Ok(len - left)
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Waits until some of `objects` are ready, at most `timeout` — Python's
+/// `multiprocessing.connection.wait`.
+///
+/// An object is ready when its fd is readable or hung up: a [`Connection`] with a message or
+/// end-of-file, a [`Process`](crate::Process) [`sentinel`](crate::Process::sentinel) whose
+/// child has ended, any other fd. Returns the **indices** of the ready objects, in order;
+/// empty after a timeout. `EINTR` is retried with the time that is left.
+///
+/// ```
+/// use std::time::Duration;
+/// use std::os::fd::AsFd;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (a, b) = multiproc::pipe(true)?;
+/// let (c, d) = multiproc::pipe(true)?;
+/// b.send(&1u8)?;
+/// let ready = multiproc::wait(&[&a as &dyn AsFd, &c], Some(Duration::from_secs(1)))?;
+/// assert_eq!(ready, vec![0]);
+/// # drop(d);
+/// # Ok(())
+/// # }
+/// ```
+pub fn wait(objects: &[&dyn AsFd], timeout: Option<Duration>) -> io::Result<Vec<usize>> {
+    let mut fds: Vec<syspipe::PollFd<'_>> =
+        objects.iter().map(|o| syspipe::PollFd::from_borrowed_fd(o.as_fd(), PollFlags::IN)).collect();
+    let n = syspipe::poll(&mut fds, Deadline::after(timeout))?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(fds.iter().enumerate().filter(|(_, f)| !f.revents().is_empty()).map(|(i, _)| i).collect())
+}

@@ -1,0 +1,1024 @@
+//! `Process`: run a closure in a forked child — Python's `multiprocessing.Process`.
+//!
+//! ```
+//! use multiproc::Process;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let p = Process::new(|| (1..=1000u64).sum::<u64>());
+//! p.start()?;
+//! assert_eq!(p.join(None)?, 500_500); // the child's return value, sent back to the parent
+//! assert_eq!(p.exitcode(), Some(0));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What happens in the child
+//!
+//! [`Process::start`] flushes the parent's stdout and stderr (or the child would print their
+//! buffered text again), creates the pipe that will carry the result back, and forks. The child
+//! then, before running your closure, does only allocation-free, lock-free work: it resets the
+//! crate's per-process bookkeeping, closes the pipe end it does not use, sets the parent-death
+//! signal and the CPU affinity if asked. It runs the closure under `catch_unwind`, sends the
+//! return value (or the panic message) through the pipe, flushes stdout/stderr and ends with
+//! `_exit`: it never returns into the parent's `main` or test harness, and never runs the
+//! parent's destructors or `atexit` handlers.
+//!
+//! # Exit codes, as in Python
+//!
+//! | how the child ended | [`exitcode`](Process::exitcode) | [`join`](Process::join) |
+//! |---|---|---|
+//! | the closure returned | `0` | `Ok(value)` |
+//! | the closure panicked | `1` | [`JoinError::Panicked`] with the message |
+//! | it called `std::process::exit(n)` | `n` | [`JoinError::Exited`] (or `NoResult` for 0) |
+//! | killed by signal `N` | `-N` | [`JoinError::Signaled`] |
+//!
+//! # Forking a multithreaded process
+//!
+//! `fork` copies only the calling thread. A lock that another thread held at that moment stays
+//! locked forever in the child, so the child must not touch it: with glibc the allocator is
+//! safe, but stdout's lock, a `Mutex` of yours or a logger's may not be. The closure you give a
+//! `Process` runs in such a child whenever your program has other threads (the test harness
+//! does). [`ProcessBuilder::require_single_threaded`] turns that situation into an error;
+//! [`thread_count`] tells you where you stand. `Pool` and `ProcessPoolExecutor` avoid the hazard
+//! altogether by forking their workers from a single-threaded fork server.
+//!
+//! # Lifetime of children
+//!
+//! Every child is reaped: by `join`, by `is_alive`/`exitcode` once it has ended, or after its
+//! handle is dropped. Dropping the handle of a running **daemon** child kills it; a running
+//! non-daemon child is left running and reaped by a later `start`, [`active_children`] or drop.
+//! Daemon children also get `PR_SET_PDEATHSIG(SIGKILL)`, so they die with their parent even if
+//! the parent is SIGKILLed. Linux sends that signal when the *thread* that forked the child
+//! exits: create long-lived daemon children from a long-lived thread.
+
+use std::any::Any;
+use std::fmt;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use multiproc_sys::affinity::CpuSet;
+use multiproc_sys::fork::{self as sysfork, ForkOutcome};
+use multiproc_sys::time::Deadline;
+use multiproc_sys::wait::{self, ExitStatus, Pidfd};
+use multiproc_sys::{Errno, Pid, Signal, pipe as syspipe};
+
+use crate::codec::{DecodeError, Encode, Message};
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Why [`Process::start`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `start` was already called on this object (Python: "cannot start a process twice").
+    AlreadyStarted,
+    /// A daemonic process may not create children (Python's rule, kept for fidelity).
+    DaemonicParent,
+    /// The handle was created in another process; only its creator may start it.
+    NotCreator,
+    /// Other threads exist and the builder asked for a single-threaded parent
+    /// ([`ProcessBuilder::require_single_threaded`]).
+    MultiThreaded {
+        /// How many threads the process had.
+        threads: usize,
+    },
+    /// `fork`, `pipe` or another system call failed.
+    Os(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::AlreadyStarted => f.write_str("cannot start a process twice"),
+            StartError::DaemonicParent => {
+                f.write_str("daemonic processes are not allowed to have children")
+            }
+            StartError::NotCreator => f.write_str("a process can only be started by its creator"),
+            StartError::MultiThreaded { threads } => write!(
+                f,
+                "refusing to fork: the process has {threads} threads and fork copies only one \
+                 (locks held by the others would stay locked in the child)"
+            ),
+            StartError::Os(e) => write!(f, "cannot start process: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Errno> for StartError {
+    fn from(e: Errno) -> Self {
+        StartError::Os(e.into())
+    }
+}
+
+/// Why [`Process::join`] did not produce the closure's return value.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The timeout passed and the child is still running; `join` may be called again.
+    Timeout,
+    /// `join` was called before `start` (Python: "can only join a started process").
+    NotStarted,
+    /// The handle belongs to another process (Python: "can only join a child process").
+    NotCreator,
+    /// An earlier `join` already returned the child's value.
+    ResultTaken,
+    /// [`close`](Process::close) was called (Python: "process object is closed").
+    Closed,
+    /// The closure panicked (exit code 1); this is the panic message.
+    Panicked(String),
+    /// The child exited with this non-zero code without returning a value (for example
+    /// through `std::process::exit`).
+    Exited(i32),
+    /// The child exited with code 0 but sent no value (it called `std::process::exit(0)`).
+    NoResult,
+    /// The child was killed by this signal (its exit code is `-signal`).
+    Signaled(i32),
+    /// The child failed before running the closure: setting its CPU affinity or its
+    /// parent-death signal failed with this error.
+    Setup(io::Error),
+    /// The child's value arrived but could not be decoded.
+    Decode(DecodeError),
+    /// The child was reaped by someone else (`waitpid(-1)`, `SIGCHLD` ignored): it has exited,
+    /// with an unknown status.
+    StatusUnknown,
+    /// A system call failed while waiting.
+    Os(io::Error),
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Timeout => f.write_str("timed out waiting for the process"),
+            JoinError::NotStarted => f.write_str("can only join a started process"),
+            JoinError::NotCreator => f.write_str("can only join a child process"),
+            JoinError::ResultTaken => f.write_str("the process's result was already taken"),
+            JoinError::Closed => f.write_str("process object is closed"),
+            JoinError::Panicked(msg) => write!(f, "the process panicked: {msg}"),
+            JoinError::Exited(code) => write!(f, "the process exited with code {code}"),
+            JoinError::NoResult => f.write_str("the process exited with code 0 but sent no result"),
+            JoinError::Signaled(sig) => write!(f, "the process was killed by signal {sig}"),
+            JoinError::Setup(e) => write!(f, "the process failed to set up: {e}"),
+            JoinError::Decode(e) => write!(f, "the process's result is corrupt: {e}"),
+            JoinError::StatusUnknown => {
+                f.write_str("the process was reaped elsewhere; its exit status is unknown")
+            }
+            JoinError::Os(e) => write!(f, "waiting for the process failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JoinError::Setup(e) | JoinError::Os(e) => Some(e),
+            JoinError::Decode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Errno> for JoinError {
+    fn from(e: Errno) -> Self {
+        JoinError::Os(e.into())
+    }
+}
+
+/// Misuse of a process handle (Python raises `ValueError`/`AssertionError` for these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessStateError {
+    /// The process was not started.
+    NotStarted,
+    /// The handle belongs to another process.
+    NotCreator,
+    /// The process is still running (Python: "Cannot close a process while it is still running").
+    StillRunning,
+    /// The handle was closed.
+    Closed,
+}
+
+impl fmt::Display for ProcessStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProcessStateError::NotStarted => "process not started",
+            ProcessStateError::NotCreator => "can only use a process handle in its creator",
+            ProcessStateError::StillRunning => {
+                "cannot close a process while it is still running; join() or terminate() it first"
+            }
+            ProcessStateError::Closed => "process object is closed",
+        })
+    }
+}
+
+impl std::error::Error for ProcessStateError {}
+
+// ---------------------------------------------------------------------------------------------
+// Per-process bookkeeping (current_process, parent_process, active_children)
+
+/// What a process knows about itself. Allocated by the parent before `fork`; the child adopts
+/// its copy with one atomic store, so the child allocates nothing to learn who it is.
+struct SelfInfo {
+    name: String,
+    daemon: bool,
+    parent: Option<(Pid, String)>,
+}
+
+/// `null` in the main process; in a child, its `SelfInfo` (leaked: lives as long as the process).
+static SELF_INFO: AtomicPtr<SelfInfo> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Counter for default names (`Process-N`), one per process as in Python.
+static NAME_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Children started by this process and not yet reaped, for `active_children` and for reaping
+/// the children whose handles were dropped. Guarded by a spin lock on an atomic word (not a
+/// `Mutex`) so a forked child can reset it without touching a lock another thread may hold.
+static REGISTRY_LOCK: AtomicU32 = AtomicU32::new(0);
+static REGISTRY: RegistryCell = RegistryCell(std::cell::UnsafeCell::new(Vec::new()));
+
+struct RegistryCell(std::cell::UnsafeCell<Vec<ChildEntry>>);
+// SAFETY: the Vec is only touched while REGISTRY_LOCK is held (see `with_registry`), or by a
+// freshly forked child, which has a single thread.
+unsafe impl Sync for RegistryCell {}
+
+#[derive(Clone)]
+struct ChildEntry {
+    pid: Pid,
+    name: String,
+    /// The handle was dropped: nobody else will reap this child.
+    orphaned: bool,
+}
+
+fn with_registry<T>(f: impl FnOnce(&mut Vec<ChildEntry>) -> T) -> T {
+    while REGISTRY_LOCK
+        .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::hint::spin_loop();
+        std::thread::yield_now();
+    }
+    struct Unlock;
+    impl Drop for Unlock {
+        fn drop(&mut self) {
+            REGISTRY_LOCK.store(0, Ordering::Release);
+        }
+    }
+    let _unlock = Unlock;
+    // SAFETY: REGISTRY_LOCK is held, so this is the only reference to the Vec.
+    f(unsafe { &mut *REGISTRY.0.get() })
+}
+
+/// Reaps dropped children that have ended, and forgets entries whose handles have reaped them.
+fn reap_orphans() {
+    with_registry(|children| {
+        children.retain(|c| {
+            if !c.orphaned {
+                return true;
+            }
+            !matches!(wait::waitpid(c.pid, false), Ok(Some(_)) | Err(_))
+        });
+    });
+}
+
+/// Runs in the child right after `fork`: allocation-free and lock-free.
+fn reset_after_fork(info: *mut SelfInfo) {
+    // The child has no children yet. The old Vec may be mid-update by a thread that no longer
+    // exists here: forget it (leak its buffer) rather than touch it.
+    // SAFETY: the child is single-threaded; nothing else references the Vec.
+    unsafe { std::ptr::write(REGISTRY.0.get(), Vec::new()) };
+    REGISTRY_LOCK.store(0, Ordering::Release);
+    NAME_COUNTER.store(0, Ordering::Relaxed);
+    SELF_INFO.store(info, Ordering::Release);
+}
+
+fn self_info() -> Option<&'static SelfInfo> {
+    let p = SELF_INFO.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer was leaked by `start` for the whole life of this process.
+    unsafe { p.as_ref() }
+}
+
+/// Facts about the calling process, returned by [`current_process`] and [`parent_process`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// The process's name: `"MainProcess"` for the main process, otherwise its
+    /// [`Process::name`].
+    pub name: String,
+    /// Its process id.
+    pub pid: Pid,
+    /// Whether it was started as a daemon.
+    pub daemon: bool,
+}
+
+/// The calling process — Python's `multiprocessing.current_process()`.
+///
+/// In the main process the name is `"MainProcess"`; in a child started by [`Process::start`] it
+/// is the child's name.
+///
+/// ```
+/// assert_eq!(multiproc::current_process().name, "MainProcess");
+/// ```
+pub fn current_process() -> ProcessInfo {
+    match self_info() {
+        None => ProcessInfo { name: "MainProcess".into(), pid: sysfork::getpid(), daemon: false },
+        Some(i) => ProcessInfo { name: i.name.clone(), pid: sysfork::getpid(), daemon: i.daemon },
+    }
+}
+
+/// The process that started the caller, or `None` in the main process — Python's
+/// `multiprocessing.parent_process()`.
+///
+/// Check whether it is still alive with [`ParentProcess::is_alive`].
+pub fn parent_process() -> Option<ParentProcess> {
+    self_info().and_then(|i| i.parent.clone()).map(|(pid, name)| ParentProcess { pid, name })
+}
+
+/// The parent of the calling process (see [`parent_process`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentProcess {
+    /// The parent's process id.
+    pub pid: Pid,
+    /// The parent's name.
+    pub name: String,
+}
+
+impl ParentProcess {
+    /// Whether the parent is still running: our parent pid is still this process (when a
+    /// parent dies, its children are re-parented to a subreaper or init).
+    pub fn is_alive(&self) -> bool {
+        sysfork::getppid() == Some(self.pid)
+    }
+}
+
+/// The live children of the calling process — Python's `multiprocessing.active_children()`.
+///
+/// Like Python's, it reaps the children that have finished and whose handles were dropped.
+/// Returns each live child's pid and name.
+pub fn active_children() -> Vec<(Pid, String)> {
+    reap_orphans();
+    with_registry(|children| {
+        children
+            .iter()
+            .filter(|c| is_running(c.pid))
+            .map(|c| (c.pid, c.name.clone()))
+            .collect()
+    })
+}
+
+/// Whether `pid` (our child) is still running, without reaping it.
+fn is_running(pid: Pid) -> bool {
+    let mut info: libc::siginfo_t = unsafe_zeroed_siginfo();
+    // SAFETY: `info` is a valid, writable siginfo_t; WNOWAIT leaves the child waitable.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid.as_raw_nonzero().get() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid filled `info` (or left it zeroed, which reads as pid 0 = still running).
+    r == 0 && unsafe { info.si_pid() } == 0
+}
+
+fn unsafe_zeroed_siginfo() -> libc::siginfo_t {
+    // SAFETY: siginfo_t is a plain C struct for which all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// The number of threads in the calling process, or `None` if `/proc` is unavailable. Above 1,
+/// a forked child inherits locks that may stay locked forever (see the [module docs](self)).
+pub fn thread_count() -> Option<usize> {
+    sysfork::thread_count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builder
+
+/// Options for a [`Process`]: name, daemon flag, CPU affinity, parent-death signal.
+///
+/// ```
+/// use multiproc::ProcessBuilder;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let p = ProcessBuilder::new().name("adder").daemon(true).spawn(|| 2 + 2)?;
+/// assert_eq!(p.join(None)?, 4);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    daemon: Option<bool>,
+    affinity: Option<CpuSet>,
+    death_signal: Option<Option<Signal>>,
+    single_threaded: bool,
+}
+
+impl ProcessBuilder {
+    /// Default options: name `Process-N`, daemon flag inherited from the calling process (as in
+    /// Python), no affinity change, parent-death signal `SIGKILL` for daemons and none otherwise.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process's name (default `Process-N`, or `Parent:N` for nested children).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the process is a daemon: it is killed when its handle is dropped or its parent
+    /// dies, and it may not start children of its own.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// Runs the child on these CPUs only (`sched_setaffinity` before the closure starts).
+    pub fn cpu_affinity(mut self, cpus: CpuSet) -> Self {
+        self.affinity = Some(cpus);
+        self
+    }
+
+    /// Pins the child to one CPU.
+    pub fn cpu(self, cpu: usize) -> Self {
+        let mut set = CpuSet::new();
+        // An out-of-range CPU leaves the set empty, which sched_setaffinity rejects (EINVAL):
+        // the error reaches `join` as `JoinError::Setup`.
+        let _ = set.set(cpu);
+        self.cpu_affinity(set)
+    }
+
+    /// The signal the child gets when its parent dies (`PR_SET_PDEATHSIG`), or `None` for no
+    /// signal. Default: `SIGKILL` for daemons, none otherwise.
+    pub fn death_signal(mut self, signal: Option<Signal>) -> Self {
+        self.death_signal = Some(signal);
+        self
+    }
+
+    /// Makes [`Process::start`] fail with [`StartError::MultiThreaded`] instead of forking a
+    /// process that has other threads.
+    pub fn require_single_threaded(mut self, yes: bool) -> Self {
+        self.single_threaded = yes;
+        self
+    }
+
+    /// Creates the (not yet started) process that will run `target`.
+    pub fn target<R, F>(self, target: F) -> Process<R>
+    where
+        R: Message,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let daemon = self.daemon.unwrap_or_else(|| self_info().is_some_and(|i| i.daemon));
+        Process {
+            name: self.name,
+            daemon,
+            affinity: self.affinity,
+            death_signal: self
+                .death_signal
+                .unwrap_or(if daemon { Some(Signal::KILL) } else { None }),
+            single_threaded: self.single_threaded,
+            creator: sysfork::getpid(),
+            pid: AtomicI32::new(0),
+            pidfd: OnceLock::new(),
+            inner: Mutex::new(Inner {
+                target: Some(Box::new(target)),
+                state: State::NotStarted,
+            }),
+        }
+    }
+
+    /// Creates the process and starts it.
+    pub fn spawn<R, F>(self, target: F) -> Result<Process<R>, StartError>
+    where
+        R: Message,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let p = self.target(target);
+        p.start()?;
+        Ok(p)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process
+
+type Target<R> = Box<dyn FnOnce() -> R + Send>;
+
+/// A closure running in a forked child process — Python's `multiprocessing.Process`.
+///
+/// `R` is what the closure returns; [`join`](Process::join) hands it back to the parent
+/// (Python's `join` returns `None`; here the child's value comes back, encoded with
+/// [`Message`]). See the [module docs](self) for what happens in the child.
+///
+/// ```
+/// use multiproc::{JoinError, Process};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let p = Process::new(|| -> u32 { panic!("bad input") });
+/// p.start()?;
+/// match p.join(None) {
+///     Err(JoinError::Panicked(msg)) => assert_eq!(msg, "bad input"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(p.exitcode(), Some(1));
+/// # Ok(())
+/// # }
+/// ```
+pub struct Process<R = ()> {
+    name: Option<String>,
+    daemon: bool,
+    affinity: Option<CpuSet>,
+    death_signal: Option<Signal>,
+    single_threaded: bool,
+    creator: Pid,
+    /// The child's pid once started (0 before), readable without the lock so `terminate` and
+    /// `kill` never wait behind a `join`.
+    pid: AtomicI32,
+    /// The child's pidfd (its `sentinel`), set once by `start` and kept until the handle is
+    /// dropped or closed, so a borrowed sentinel stays valid while other threads join.
+    pidfd: OnceLock<Pidfd>,
+    inner: Mutex<Inner<R>>,
+}
+
+struct Inner<R> {
+    target: Option<Target<R>>,
+    state: State<R>,
+}
+
+enum State<R> {
+    NotStarted,
+    Running(Running),
+    /// Ended and reaped. `status` is `None` if someone else reaped it.
+    Finished { status: Option<ExitStatus>, outcome: Option<Result<R, JoinError>> },
+    Closed,
+}
+
+struct Running {
+    pid: Pid,
+    /// Read end of the result pipe (non-blocking), `None` once it reached EOF.
+    result: Option<OwnedFd>,
+    buf: Vec<u8>,
+}
+
+/// Tags of the child's report on the result pipe.
+const TAG_VALUE: u8 = 0;
+const TAG_PANIC: u8 = 1;
+const TAG_SETUP: u8 = 2;
+
+impl<R: Message> Process<R> {
+    /// A process that will run `target`, with default options (see [`ProcessBuilder`]).
+    pub fn new<F>(target: F) -> Self
+    where
+        F: FnOnce() -> R + Send + 'static,
+    {
+        ProcessBuilder::new().target(target)
+    }
+
+    /// Options for a process: `Process::builder().name("w").daemon(true).spawn(f)`.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
+    }
+
+    /// Starts the child: flushes stdout/stderr, forks, and runs the closure in the child.
+    ///
+    /// At most once per object, and only in the process that created it. Also reaps finished
+    /// children whose handles were dropped.
+    pub fn start(&self) -> Result<(), StartError> {
+        if sysfork::getpid() != self.creator {
+            return Err(StartError::NotCreator);
+        }
+        if self_info().is_some_and(|i| i.daemon) {
+            return Err(StartError::DaemonicParent);
+        }
+        let mut inner = self.lock();
+        let Some(target) = inner.target.take() else {
+            return Err(StartError::AlreadyStarted);
+        };
+        if self.single_threaded
+            && let Some(threads) = sysfork::thread_count()
+            && threads > 1
+        {
+            inner.target = Some(target);
+            return Err(StartError::MultiThreaded { threads });
+        }
+        reap_orphans();
+
+        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = self.name.clone().unwrap_or_else(|| match self_info() {
+            None => format!("Process-{n}"),
+            Some(me) => format!("{}:{n}", me.name),
+        });
+        let me = current_process();
+        let info = Box::into_raw(Box::new(SelfInfo {
+            name: name.clone(),
+            daemon: self.daemon,
+            parent: Some((me.pid, me.name)),
+        }));
+        let (rd, wr) = match syspipe::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: `info` came from Box::into_raw above and was not shared.
+                drop(unsafe { Box::from_raw(info) });
+                inner.target = Some(target);
+                return Err(e.into());
+            }
+        };
+        flush_stdio();
+        let parent = sysfork::getpid();
+
+        // SAFETY: the child branch below does only async-signal-safe, allocation-free work
+        // (atomic stores, close, prctl, sched_setaffinity) before the user's closure, and ends
+        // in `child_main`, which never returns.
+        match unsafe { sysfork::fork() } {
+            Err(e) => {
+                // SAFETY: fork failed, so nobody else has `info`.
+                drop(unsafe { Box::from_raw(info) });
+                inner.target = Some(target);
+                Err(e.into())
+            }
+            Ok(ForkOutcome::Child) => {
+                drop(rd);
+                reset_after_fork(info);
+                child_main(target, wr, parent, self.death_signal, self.affinity.as_ref())
+            }
+            Ok(ForkOutcome::Parent { child }) => {
+                drop(wr);
+                // SAFETY: the child has its own copy of `info`; the parent's is no longer used.
+                drop(unsafe { Box::from_raw(info) });
+                let _ = syspipe::set_nonblocking(rd.as_fd(), true);
+                if let Ok(pidfd) = wait::pidfd_open(child) {
+                    let _ = self.pidfd.set(pidfd);
+                }
+                self.pid.store(child.as_raw_nonzero().get(), Ordering::Release);
+                with_registry(|c| c.push(ChildEntry { pid: child, name, orphaned: false }));
+                inner.state = State::Running(Running {
+                    pid: child,
+                    result: Some(rd),
+                    buf: Vec::new(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the child to end (at most `timeout`; `None` waits forever, `Some(ZERO)` only
+    /// checks) and returns the closure's value.
+    ///
+    /// On [`JoinError::Timeout`] the child is still running and `join` can be called again.
+    /// Once the child has ended, the first `join` returns its value or the reason there is none;
+    /// later calls return [`JoinError::ResultTaken`] (check [`exitcode`](Self::exitcode)).
+    pub fn join(&self, timeout: Option<Duration>) -> Result<R, JoinError> {
+        if sysfork::getpid() != self.creator {
+            return Err(JoinError::NotCreator);
+        }
+        let deadline = Deadline::after(timeout);
+        let mut inner = self.lock();
+        match &mut inner.state {
+            State::NotStarted => return Err(JoinError::NotStarted),
+            State::Closed => return Err(JoinError::Closed),
+            State::Finished { outcome, .. } => {
+                return outcome.take().unwrap_or(Err(JoinError::ResultTaken));
+            }
+            State::Running(run) => match wait_child(run, self.pidfd.get(), deadline) {
+                Ok(None) => return Err(JoinError::Timeout),
+                Ok(Some(status)) => self.finish(&mut inner, status),
+                Err(e) => return Err(e.into()),
+            },
+        }
+        match &mut inner.state {
+            State::Finished { outcome, .. } => outcome.take().unwrap_or(Err(JoinError::ResultTaken)),
+            _ => unreachable!("finish() leaves the state Finished"),
+        }
+    }
+
+    /// Moves a running child that has ended to `Finished`, decoding its report.
+    fn finish(&self, inner: &mut Inner<R>, status: Option<ExitStatus>) {
+        let State::Running(run) = std::mem::replace(&mut inner.state, State::NotStarted) else {
+            return;
+        };
+        with_registry(|c| c.retain(|e| e.pid != run.pid));
+        let outcome = decode_outcome::<R>(status, &run.buf);
+        inner.state = State::Finished { status, outcome: Some(outcome) };
+    }
+
+    /// Whether the child is running: false before `start` and once it has ended (in which case
+    /// it is reaped now, as Python's `is_alive` does).
+    pub fn is_alive(&self) -> bool {
+        if sysfork::getpid() != self.creator {
+            return false;
+        }
+        self.poll_state();
+        matches!(self.lock().state, State::Running(_))
+    }
+
+    /// Reaps the child without blocking if it has ended.
+    fn poll_state(&self) {
+        let mut inner = self.lock();
+        if let State::Running(run) = &mut inner.state
+            && let Ok(Some(status)) =
+                wait_child(run, self.pidfd.get(), Deadline::after(Some(Duration::ZERO)))
+        {
+            self.finish(&mut inner, status);
+        }
+    }
+
+    /// The exit code: `None` before the child has ended (or if its status is unknown), `0` on
+    /// success, `1` after a panic, `n` for `exit(n)`, `-N` for death by signal `N`.
+    pub fn exitcode(&self) -> Option<i32> {
+        if sysfork::getpid() != self.creator {
+            return None;
+        }
+        self.poll_state();
+        match &self.lock().state {
+            State::Finished { status: Some(s), .. } => Some(s.exitcode()),
+            _ => None,
+        }
+    }
+
+    /// The child's pid, once started (Python's `pid`/`ident`).
+    pub fn pid(&self) -> Option<Pid> {
+        Pid::from_raw(self.pid.load(Ordering::Acquire))
+    }
+
+    /// The process's name, once started or if one was given (Python's `name`).
+    pub fn name(&self) -> Option<String> {
+        if let Some(n) = &self.name {
+            return Some(n.clone());
+        }
+        let pid = self.pid()?;
+        with_registry(|c| c.iter().find(|e| e.pid == pid).map(|e| e.name.clone()))
+    }
+
+    /// Whether this is a daemon process.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Sends `SIGTERM` (Python's `terminate`). A no-op once the child has ended.
+    pub fn terminate(&self) -> Result<(), ProcessStateError> {
+        self.signal(Signal::TERM)
+    }
+
+    /// Sends `SIGKILL` (Python's `kill`). A no-op once the child has ended.
+    pub fn kill(&self) -> Result<(), ProcessStateError> {
+        self.signal(Signal::KILL)
+    }
+
+    /// Sends `signal` to the running child. A no-op once the child has ended.
+    pub fn signal(&self, signal: Signal) -> Result<(), ProcessStateError> {
+        if sysfork::getpid() != self.creator {
+            return Err(ProcessStateError::NotCreator);
+        }
+        let inner = self.inner.try_lock();
+        match inner.as_deref() {
+            Ok(Inner { state: State::NotStarted, .. }) => Err(ProcessStateError::NotStarted),
+            Ok(Inner { state: State::Closed, .. }) => Err(ProcessStateError::Closed),
+            Ok(Inner { state: State::Finished { .. }, .. }) => Ok(()),
+            // Running, or a `join` holds the lock: the pid is not reaped while we look at it
+            // (only the lock holder reaps, and it would first have to finish its wait).
+            _ => {
+                if let Some(pid) = self.pid() {
+                    // ESRCH: it has just exited (a zombie still accepts signals, so this only
+                    // happens if it was reaped elsewhere). Either way there is nothing to do.
+                    let _ = wait::kill(pid, signal);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A file descriptor that becomes readable when the child ends (Python's `sentinel`): a
+    /// pidfd. Use it with [`wait`](crate::wait) or your own `poll`/`epoll` loop.
+    ///
+    /// # Errors
+    /// [`ProcessStateError::NotStarted`] before `start` (or where the kernel has no pidfd,
+    /// Linux < 5.3), [`ProcessStateError::Closed`] after [`close`](Self::close).
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>, ProcessStateError> {
+        match (&self.lock().state, self.pidfd.get()) {
+            (State::Closed, _) => Err(ProcessStateError::Closed),
+            (_, Some(pidfd)) => Ok(pidfd.as_fd()),
+            (_, None) => Err(ProcessStateError::NotStarted),
+        }
+    }
+
+    /// Releases the handle's resources (Python's `close`): the sentinel. Allowed before start
+    /// and after the child has ended, and more than once; an error while it runs.
+    pub fn close(&mut self) -> Result<(), ProcessStateError> {
+        self.poll_state();
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let State::Running(_) = inner.state {
+            return Err(ProcessStateError::StillRunning);
+        }
+        inner.state = State::Closed;
+        inner.target = None;
+        self.pidfd = OnceLock::new();
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<R>> {
+        // A panic while the lock was held cannot leave `Inner` inconsistent in a way that
+        // matters here (every transition is a single assignment): use it anyway.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("pid", &Pid::from_raw(self.pid.load(Ordering::Relaxed)))
+            .field("daemon", &self.daemon)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        if sysfork::getpid() != self.creator {
+            return; // a copy inherited by a child: the child is not ours to reap
+        }
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        let State::Running(run) = &inner.state else { return };
+        match wait::waitpid(run.pid, false) {
+            Ok(Some(_)) | Err(_) => {
+                with_registry(|c| c.retain(|e| e.pid != run.pid));
+            }
+            Ok(None) if self.daemon => {
+                let _ = wait::kill(run.pid, Signal::KILL);
+                let _ = wait::waitpid(run.pid, true);
+                with_registry(|c| c.retain(|e| e.pid != run.pid));
+            }
+            Ok(None) => with_registry(|c| {
+                if let Some(e) = c.iter_mut().find(|e| e.pid == run.pid) {
+                    e.orphaned = true;
+                }
+            }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent side: waiting and decoding
+
+/// Waits until the child ends or the deadline passes, collecting what it writes on the result
+/// pipe. Returns `Ok(None)` on timeout; `Ok(Some(None))` if the child was reaped elsewhere.
+fn wait_child(
+    run: &mut Running,
+    pidfd: Option<&Pidfd>,
+    deadline: Deadline,
+) -> Result<Option<Option<ExitStatus>>, Errno> {
+    loop {
+        drain(run)?;
+        // Has it ended? Poll the pidfd (and the pipe, so a large result keeps flowing).
+        let ended = match pidfd {
+            Some(pidfd) => {
+                let pipe_fd = run.result.as_ref().map_or(pidfd.as_fd(), |fd| fd.as_fd());
+                let mut fds = [
+                    syspipe::PollFd::new(pidfd, syspipe::PollFlags::IN),
+                    syspipe::PollFd::from_borrowed_fd(pipe_fd, syspipe::PollFlags::IN),
+                ];
+                let n = syspipe::poll(&mut fds, deadline)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                !fds[0].revents().is_empty()
+            }
+            None => {
+                // No pidfd (kernel < 5.3): poll the pipe in short slices and check waitpid.
+                let slice = Deadline::after(Some(Duration::from_millis(5))).min(deadline);
+                if let Some(fd) = &run.result {
+                    syspipe::wait_readable(fd.as_fd(), slice)?;
+                } else {
+                    let _ = wait::wait_deadline(run.pid, None, slice)?;
+                }
+                let running = is_running(run.pid);
+                if running && deadline.has_expired() {
+                    drain(run)?;
+                    return Ok(None);
+                }
+                !running
+            }
+        };
+        if ended {
+            drain(run)?;
+            return match wait::waitpid(run.pid, true) {
+                Ok(status) => Ok(Some(status)),
+                Err(Errno::CHILD) => Ok(Some(None)),
+                Err(e) => Err(e),
+            };
+        }
+    }
+}
+
+/// Reads whatever the child has written so far (the pipe is non-blocking).
+fn drain(run: &mut Running) -> Result<(), Errno> {
+    let Some(fd) = &run.result else { return Ok(()) };
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match syspipe::read(fd.as_fd(), &mut chunk) {
+            Ok(0) => {
+                run.result = None;
+                return Ok(());
+            }
+            Ok(n) => run.buf.extend_from_slice(&chunk[..n]),
+            Err(Errno::AGAIN) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn decode_outcome<R: Message>(status: Option<ExitStatus>, buf: &[u8]) -> Result<R, JoinError> {
+    let Some(status) = status else { return Err(JoinError::StatusUnknown) };
+    if let ExitStatus::Signaled(sig) = status {
+        return Err(JoinError::Signaled(sig));
+    }
+    let code = status.exitcode();
+    match buf.split_first() {
+        Some((&TAG_VALUE, payload)) if code == 0 => {
+            crate::codec::from_bytes::<R>(payload).map_err(JoinError::Decode)
+        }
+        Some((&TAG_PANIC, payload)) => Err(JoinError::Panicked(
+            crate::codec::from_bytes::<String>(payload).unwrap_or_else(|e| format!("<{e}>")),
+        )),
+        Some((&TAG_SETUP, payload)) if payload.len() == 4 => {
+            let errno = i32::from_le_bytes(payload.try_into().unwrap_or([0; 4]));
+            Err(JoinError::Setup(io::Error::from_raw_os_error(errno)))
+        }
+        _ if code == 0 => Err(JoinError::NoResult),
+        _ => Err(JoinError::Exited(code)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child side
+
+fn flush_stdio() {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+}
+
+/// The child's life after `fork`: set up, run the closure, report, `_exit`. Never returns.
+fn child_main<R: Message>(
+    target: Target<R>,
+    report: OwnedFd,
+    parent: Pid,
+    death_signal: Option<Signal>,
+    affinity: Option<&CpuSet>,
+) -> ! {
+    let setup = (|| {
+        if let Some(sig) = death_signal {
+            sysfork::set_parent_death_signal(sig, parent)?;
+        }
+        if let Some(set) = affinity {
+            multiproc_sys::affinity::sched_setaffinity(None, set)?;
+        }
+        Ok::<(), Errno>(())
+    })();
+    if let Err(e) = setup {
+        let mut msg = [TAG_SETUP, 0, 0, 0, 0];
+        msg[1..].copy_from_slice(&e.raw_os_error().to_le_bytes());
+        let _ = syspipe::write_all(report.as_fd(), &msg);
+        sysfork::exit_now(1);
+    }
+
+    let (bytes, code) = match catch_unwind(AssertUnwindSafe(target)) {
+        Ok(value) => {
+            let mut out = vec![TAG_VALUE];
+            value.encode(&mut out);
+            (out, 0)
+        }
+        Err(payload) => {
+            let mut out = vec![TAG_PANIC];
+            panic_message(&*payload).encode(&mut out);
+            (out, 1)
+        }
+    };
+    let _ = syspipe::write_all(report.as_fd(), &bytes);
+    flush_stdio();
+    sysfork::exit_now(code)
+}
+
+/// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}

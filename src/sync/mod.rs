@@ -1,0 +1,124 @@
+//! Process-shared synchronisation primitives — Python's `Lock`, `RLock`, `Semaphore`,
+//! `BoundedSemaphore`, `Condition`, `Event` and `Barrier`.
+//!
+//! Each one lives in a `MAP_SHARED` segment created by its constructor: create it before
+//! starting the processes that use it, then use the handle (or a clone of it) in the parent and
+//! in every child. All of them take `Option<Duration>` timeouts on `CLOCK_MONOTONIC` (`None`
+//! waits forever, `Some(ZERO)` tries once), and none of them hangs because another process
+//! died: see each type's "When a process dies" section.
+
+use std::fmt;
+use std::io;
+
+/// Why an acquire did not simply return a guard.
+///
+/// `G` is the guard type. [`AcquireError::OwnerDied`] still carries it: the caller holds the
+/// lock, like a poisoned [`std::sync::Mutex`].
+#[non_exhaustive]
+pub enum AcquireError<G> {
+    /// The timeout passed (with a zero timeout: the lock was busy).
+    Timeout,
+    /// The lock was acquired, but the process or thread that held it before died while holding
+    /// it: the data it protects may be half-updated. The guard is inside; the lock has been
+    /// made consistent and keeps working.
+    OwnerDied(G),
+    /// The calling thread already holds this (non-recursive) lock: waiting would deadlock
+    /// forever (Python would hang here).
+    WouldDeadlock,
+    /// An operating-system error (for example a lock whose state a buggy peer garbled).
+    Os(io::Error),
+}
+
+impl<G> AcquireError<G> {
+    /// The guard, if the lock was acquired after all ([`AcquireError::OwnerDied`]).
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            AcquireError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Drops the guard (if any), keeping only the kind of error: for `?` into error types that
+    /// must be `'static`.
+    pub fn without_guard(self) -> AcquireError<()> {
+        match self {
+            AcquireError::Timeout => AcquireError::Timeout,
+            AcquireError::OwnerDied(_) => AcquireError::OwnerDied(()),
+            AcquireError::WouldDeadlock => AcquireError::WouldDeadlock,
+            AcquireError::Os(e) => AcquireError::Os(e),
+        }
+    }
+}
+
+impl<G> fmt::Debug for AcquireError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::Timeout => f.write_str("Timeout"),
+            AcquireError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            AcquireError::WouldDeadlock => f.write_str("WouldDeadlock"),
+            AcquireError::Os(e) => f.debug_tuple("Os").field(e).finish(),
+        }
+    }
+}
+
+impl<G> fmt::Display for AcquireError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::Timeout => f.write_str("timed out waiting for the lock"),
+            AcquireError::OwnerDied(_) => {
+                f.write_str("the previous holder died while holding the lock (now acquired)")
+            }
+            AcquireError::WouldDeadlock => {
+                f.write_str("the calling thread already holds this lock: acquiring it would deadlock")
+            }
+            AcquireError::Os(e) => write!(f, "lock error: {e}"),
+        }
+    }
+}
+
+impl<G> std::error::Error for AcquireError<G> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AcquireError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Misuse of a `release` (Python raises `ValueError`, `AssertionError` or `RuntimeError`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The lock is not held (Python: "semaphore or lock released too many times").
+    NotHeld,
+    /// The lock is held by another process or thread (Python: "attempt to release recursive
+    /// lock not owned by thread").
+    NotOwner,
+    /// A `BoundedSemaphore` would go above its initial value (Python: "semaphore or lock
+    /// released too many times"); the value is unchanged.
+    TooManyReleases,
+    /// An operating-system error.
+    Os(io::Error),
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReleaseError::NotHeld => f.write_str("release of a lock that is not held"),
+            ReleaseError::NotOwner => {
+                f.write_str("release of a lock held by another process or thread")
+            }
+            ReleaseError::TooManyReleases => f.write_str("semaphore released too many times"),
+            ReleaseError::Os(e) => write!(f, "release failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReleaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReleaseError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
