@@ -1,0 +1,340 @@
+//! Cross-process behaviour of `pthread::RobustMutex`: owner death (exit and SIGKILL), recovery
+//! and the not-recoverable state, timeouts, `try_lock`, mutual exclusion, ownership checks.
+//!
+//! Children run under the multithreaded test harness. They only touch atomics, a volatile
+//! counter and the mutex: `pthread_mutex_*` on a process-shared robust mutex is not on the POSIX
+//! async-signal-safe list, but glibc's implementation is atomics plus `futex(2)` on the mutex
+//! itself, takes no libc-internal lock and allocates nothing, and a forked child starts with an
+//! empty robust list (see the `pthread` module docs). They never allocate or print.
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{SharedPage, TEST_LIMIT, eventually, fork_child, watchdog};
+use multiproc_sys::Errno;
+use multiproc_sys::pthread::{LockOutcome, RobustMutex};
+use multiproc_sys::time::Deadline;
+
+/// What the tests put in their shared page.
+#[repr(C)]
+struct Area {
+    mutex: RobustMutex,
+    /// Child -> parent: 1 once the child holds the mutex.
+    held: AtomicU32,
+    /// Child -> parent: 1 just before the child calls `lock`.
+    about_to_lock: AtomicU32,
+    /// A plain counter, only ever accessed under the mutex.
+    counter: UnsafeCell<u64>,
+}
+
+/// A fresh page with an initialised mutex in it.
+fn setup() -> SharedPage {
+    let page = SharedPage::new(4096);
+    // SAFETY: `Area` is valid all-zero (a zero `pthread_mutex_t` is plain bytes, atomics and
+    // integers are zero), fits in the page and is aligned at offset 0.
+    let area = unsafe { page.get::<Area>(0) };
+    // SAFETY: the mutex's bytes are all inside an `UnsafeCell`, so writing through a pointer
+    // derived from the shared reference is allowed; nobody else uses the page yet; the page is
+    // `MAP_SHARED`, stays mapped for the whole test, and the mutex never moves.
+    unsafe { RobustMutex::init(ptr::from_ref(&area.mutex).cast_mut()) }.unwrap();
+    page
+}
+
+fn area(page: &SharedPage) -> &Area {
+    // SAFETY: as in `setup`.
+    unsafe { page.get::<Area>(0) }
+}
+
+/// Forks a child that locks the mutex, says so, and then waits to be killed.
+fn spawn_holder(a: &Area) -> common::Child {
+    let child = fork_child(|| {
+        if a.mutex.lock(Deadline::FOREVER) != Ok(LockOutcome::Acquired) {
+            return 1;
+        }
+        a.held.store(1, Ordering::Release);
+        loop {
+            // SAFETY: `pause` is async-signal-safe and has no preconditions.
+            unsafe { libc::pause() };
+        }
+    });
+    assert!(eventually(TEST_LIMIT, || a.held.load(Ordering::Acquire) == 1), "child never locked");
+    child
+}
+
+/// Whether `pid` is in interruptible sleep (state `S` in `/proc/<pid>/stat`).
+fn is_sleeping(pid: libc::pid_t) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name, which may itself contain spaces.
+    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
+}
+
+/// Forks a child that locks the mutex and `_exit`s without unlocking it; waits for it.
+fn child_dies_holding(a: &Area) {
+    let child = fork_child(|| match a.mutex.lock(Deadline::FOREVER) {
+        Ok(LockOutcome::Acquired) => 0,
+        _ => 1,
+    });
+    child.join_ok();
+}
+
+#[test]
+fn lock_after_the_owner_exited_reports_owner_died_and_recovers_100_times() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    for i in 0..100 {
+        child_dies_holding(a);
+        // Alternate the three ways of locking: all of them must see the dead owner.
+        let outcome = match i % 3 {
+            0 => a.mutex.lock(Deadline::FOREVER),
+            1 => a.mutex.lock(Deadline::after(Some(Duration::from_secs(10)))),
+            _ => a.mutex.try_lock().map(|o| o.expect("a dead owner's mutex is not busy")),
+        };
+        assert_eq!(outcome, Ok(LockOutcome::OwnerDied), "iteration {i}");
+        a.mutex.consistent().unwrap();
+        a.mutex.unlock().unwrap();
+        assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired), "iteration {i}");
+        a.mutex.unlock().unwrap();
+    }
+}
+
+#[test]
+fn lock_after_the_owner_was_sigkilled_reports_owner_died() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let mut holder = spawn_holder(a);
+    assert_eq!(a.mutex.try_lock(), Ok(None));
+    holder.kill_and_reap();
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::OwnerDied));
+    a.mutex.consistent().unwrap();
+    a.mutex.unlock().unwrap();
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+    a.mutex.unlock().unwrap();
+}
+
+#[test]
+fn a_locker_already_waiting_gets_owner_died_when_the_holder_is_sigkilled() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let mut holder = spawn_holder(a);
+    let waiter = fork_child(|| {
+        a.about_to_lock.store(1, Ordering::Release);
+        match a.mutex.lock(Deadline::FOREVER) {
+            Ok(LockOutcome::OwnerDied) => match (a.mutex.consistent(), a.mutex.unlock()) {
+                (Ok(()), Ok(())) => 0,
+                _ => 2,
+            },
+            _ => 1,
+        }
+    });
+    assert!(eventually(TEST_LIMIT, || a.about_to_lock.load(Ordering::Acquire) == 1));
+    // Kill the holder once the waiter sleeps in the kernel (in the lock's futex wait).
+    assert!(eventually(TEST_LIMIT, || is_sleeping(waiter.pid)), "waiter never blocked");
+    holder.kill_and_reap();
+    waiter.join_ok();
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+    a.mutex.unlock().unwrap();
+}
+
+/// POSIX: if the holder that got `EOWNERDEAD` unlocks without `pthread_mutex_consistent`, the
+/// mutex becomes permanently unusable (`ENOTRECOVERABLE`); only destroying (and initialising
+/// it again) helps.
+///
+/// Also the regression test for glibc's `pthread_mutex_trylock`, which on a not-recoverable
+/// robust mutex returns `ENOTRECOVERABLE` but keeps the lock word: the child's `lock` below
+/// then blocked forever (see `RobustMutex::try_lock`).
+#[test]
+fn unlocking_after_owner_died_without_consistent_makes_the_mutex_not_recoverable() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    child_dies_holding(a);
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::OwnerDied));
+    a.mutex.unlock().unwrap(); // no consistent(): the state is now lost for good
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Err(Errno::NOTRECOVERABLE));
+    let soon = Deadline::after(Some(Duration::from_secs(5)));
+    assert_eq!(a.mutex.lock(soon), Err(Errno::NOTRECOVERABLE));
+    assert_eq!(a.mutex.try_lock(), Err(Errno::NOTRECOVERABLE));
+    assert_eq!(a.mutex.consistent(), Err(Errno::INVAL));
+    // Other processes see the same state.
+    let child = fork_child(|| match a.mutex.lock(Deadline::FOREVER) {
+        Err(Errno::NOTRECOVERABLE) => 0,
+        _ => 1,
+    });
+    child.join_ok();
+    let raw = ptr::from_ref(&a.mutex).cast_mut();
+    // SAFETY: initialised, and no other thread or process uses it any more.
+    unsafe { RobustMutex::destroy(raw) }.unwrap();
+    // SAFETY: destroyed just above; exclusive access, shared mapping, never moves.
+    unsafe { RobustMutex::init(raw) }.unwrap();
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+    a.mutex.unlock().unwrap();
+}
+
+#[test]
+fn timed_lock_on_a_mutex_held_by_a_child_times_out_no_earlier_than_asked() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let _holder = spawn_holder(a);
+    for ms in [0, 1, 50, 200] {
+        let asked = Duration::from_millis(ms);
+        let start = Instant::now();
+        let deadline = Deadline::after(Some(asked));
+        assert_eq!(a.mutex.lock(deadline), Err(Errno::TIMEDOUT), "{ms} ms");
+        let took = start.elapsed();
+        assert!(took >= asked, "timed out after {took:?}, asked {asked:?}");
+        assert!(deadline.has_expired());
+        assert!(took < asked + Duration::from_secs(5), "took {took:?}");
+    }
+}
+
+#[test]
+fn zero_deadline_lock_takes_a_free_mutex() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let zero = Deadline::after(Some(Duration::ZERO));
+    assert_eq!(a.mutex.lock(zero), Ok(LockOutcome::Acquired));
+    a.mutex.unlock().unwrap();
+}
+
+#[test]
+fn try_lock_returns_none_while_another_process_holds_it() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let mut holder = spawn_holder(a);
+    assert_eq!(a.mutex.try_lock(), Ok(None));
+    assert_eq!(a.mutex.try_lock(), Ok(None));
+    holder.kill_and_reap();
+    assert_eq!(a.mutex.try_lock(), Ok(Some(LockOutcome::OwnerDied)));
+    a.mutex.consistent().unwrap();
+    a.mutex.unlock().unwrap();
+    assert_eq!(a.mutex.try_lock(), Ok(Some(LockOutcome::Acquired)));
+    a.mutex.unlock().unwrap();
+}
+
+#[test]
+fn four_processes_incrementing_a_plain_counter_under_the_lock_total_exactly_40000() {
+    const CHILDREN: u64 = 4;
+    const INCREMENTS: u64 = 10_000;
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let children: Vec<_> = (0..CHILDREN)
+        .map(|_| {
+            fork_child(|| {
+                for _ in 0..INCREMENTS {
+                    if a.mutex.lock(Deadline::FOREVER) != Ok(LockOutcome::Acquired) {
+                        return 1;
+                    }
+                    // A non-atomic read-modify-write: only the mutex keeps updates from being
+                    // lost. Volatile so the compiler keeps every access inside the lock.
+                    // SAFETY: the counter is only accessed with the mutex held.
+                    unsafe {
+                        let v = ptr::read_volatile(a.counter.get());
+                        ptr::write_volatile(a.counter.get(), v + 1);
+                    }
+                    if a.mutex.unlock().is_err() {
+                        return 2;
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    for child in children {
+        child.join_ok();
+    }
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+    // SAFETY: the mutex is held and every child is gone.
+    let total = unsafe { ptr::read_volatile(a.counter.get()) };
+    a.mutex.unlock().unwrap();
+    assert_eq!(total, CHILDREN * INCREMENTS);
+}
+
+#[test]
+fn unlock_by_a_non_owner_is_eperm_and_leaves_the_mutex_locked() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    // Nobody holds it.
+    assert_eq!(a.mutex.unlock(), Err(Errno::PERM));
+    // Another process holds it.
+    let mut holder = spawn_holder(a);
+    assert_eq!(a.mutex.unlock(), Err(Errno::PERM));
+    assert_eq!(a.mutex.try_lock(), Ok(None), "a refused unlock must not release it");
+    holder.kill_and_reap();
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::OwnerDied));
+    a.mutex.consistent().unwrap();
+    // Another thread of the same process does not own it either.
+    let mutex = &a.mutex;
+    std::thread::scope(|s| {
+        s.spawn(|| assert_eq!(mutex.unlock(), Err(Errno::PERM))).join().unwrap();
+    });
+    a.mutex.unlock().unwrap();
+    // A child forked while the parent holds it does not inherit ownership.
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+    let child = fork_child(|| match a.mutex.unlock() {
+        Err(Errno::PERM) => 0,
+        _ => 1,
+    });
+    child.join_ok();
+    a.mutex.unlock().unwrap();
+}
+
+#[test]
+fn relocking_by_the_owner_is_edeadlk_not_a_deadlock() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Err(Errno::DEADLK));
+    let soon = Deadline::after(Some(Duration::from_secs(5)));
+    assert_eq!(a.mutex.lock(soon), Err(Errno::DEADLK));
+    // glibc says EDEADLK; another libc may call it busy.
+    let again = a.mutex.try_lock();
+    assert!(matches!(again, Err(Errno::DEADLK) | Ok(None)), "{again:?}");
+    a.mutex.unlock().unwrap();
+    assert_eq!(a.mutex.unlock(), Err(Errno::PERM));
+}
+
+#[test]
+fn consistent_on_a_mutex_whose_owner_did_not_die_is_einval() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    assert_eq!(a.mutex.consistent(), Err(Errno::INVAL));
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+    assert_eq!(a.mutex.consistent(), Err(Errno::INVAL));
+    a.mutex.unlock().unwrap();
+}
+
+#[test]
+fn destroy_leaks_a_held_mutex_and_destroys_a_free_one() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let raw = ptr::from_ref(&a.mutex).cast_mut();
+    let mut holder = spawn_holder(a);
+    // SAFETY: initialised; the only other user (the holder) does not touch it again.
+    assert_eq!(unsafe { RobustMutex::destroy(raw) }, Err(Errno::BUSY));
+    holder.kill_and_reap();
+    // Left untouched: still a working robust mutex.
+    assert_eq!(a.mutex.lock(Deadline::FOREVER), Ok(LockOutcome::OwnerDied));
+    a.mutex.consistent().unwrap();
+    // Held by the caller itself: leaked too.
+    // SAFETY: as above; nobody else uses it.
+    assert_eq!(unsafe { RobustMutex::destroy(raw) }, Err(Errno::BUSY));
+    a.mutex.unlock().unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { RobustMutex::destroy(raw) }, Ok(()));
+}
