@@ -1,4 +1,4 @@
-//! The message codec and the frame format used by [`Pipe`]'s connections and by queues.
+//! The message codec, and the frame format used by [`Connection`]s and queues.
 //!
 //! A message is any type that implements [`Encode`] (turn a value into bytes) and [`Decode`]
 //! (rebuild it from bytes); [`Message`] is the name for "both", and is implemented automatically.
@@ -149,7 +149,7 @@
 //! assert!(matches!(codec::read_frame(&mut r, Some(2)), Err(FrameError::TooLong { len: 11, max: 2 })));
 //! ```
 //!
-//! [`Pipe`]: crate
+//! [`Connection`]: crate::Connection
 //! [`Read`]: std::io::Read
 
 // Extension point for the optional `serde` feature: a `Serde<T>` newtype implementing `Encode`
@@ -324,10 +324,11 @@ pub const MAX_DEPTH: u32 = 128;
 ///
 /// An element that consumed no input (a `()`, an empty user struct) costs
 /// `max(size_of::<T>(), 1)` units of this budget. Running out is
-/// [`DecodeError::LengthTooLarge`]. With 16 Mi units, a `Vec<()>` may hold 16 Mi elements,
-/// which decodes in milliseconds; anything whose encoding takes at least one byte per element is
+/// [`DecodeError::LengthTooLarge`]. With 1 Mi units, a `Vec<()>` may hold about a million
+/// elements, which decode in about a millisecond, and zero-byte elements can make one decode
+/// allocate at most 1 MiB; anything whose encoding takes at least one byte per element is
 /// bounded by the input instead.
-pub const EMPTY_ELEMENT_BUDGET: usize = 1 << 24;
+pub const EMPTY_ELEMENT_BUDGET: usize = 1 << 20;
 
 /// The largest capacity reserved up front when little input is left (in bytes).
 const MIN_PREALLOC_BYTES: usize = 4096;
@@ -1081,25 +1082,24 @@ tuples! {
 // Maps and sets
 // ---------------------------------------------------------------------------------------------
 
-/// Decodes a count, then `count` items with `item`, handing each to `insert`, which returns
-/// `false` for a duplicate.
-fn decode_entries<T: Decode>(
+/// Decodes a map or set: a count of `T` entries, then each entry through `insert`, which adds
+/// it to the collection made by `with_capacity` and returns `false` for a duplicate.
+fn decode_entries<T: Decode, C>(
     input: &mut Decoder<'_>,
-    mut insert: impl FnMut(&mut Decoder<'_>, usize) -> Result<bool, DecodeError>,
-) -> Result<(), DecodeError> {
+    with_capacity: impl FnOnce(usize) -> C,
+    mut insert: impl FnMut(&mut C, &mut Decoder<'_>) -> Result<bool, DecodeError>,
+) -> Result<C, DecodeError> {
     input.nested(|input| {
         let len = input.decode_seq_len::<T>()?;
-        let reserve = input.prealloc_len::<T>(len);
-        let mut first = true;
+        let mut collection = with_capacity(input.prealloc_len::<T>(len));
         for _ in 0..len {
             let before = input.remaining();
-            if !insert(input, if first { reserve } else { 0 })? {
+            if !insert(&mut collection, input)? {
                 return Err(DecodeError::DuplicateKey);
             }
-            first = false;
             input.note_element::<T>(before, len)?;
         }
-        Ok(())
+        Ok(collection)
     })
 }
 
@@ -1122,14 +1122,15 @@ where
     const MIN_ENCODED_LEN: usize = 8;
 
     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let mut map = HashMap::with_hasher(S::default());
-        decode_entries::<(K, V)>(input, |input, reserve| {
-            map.reserve(reserve);
-            let k = K::decode(input)?;
-            let v = V::decode(input)?;
-            Ok(map.insert(k, v).is_none())
-        })?;
-        Ok(map)
+        decode_entries::<(K, V), _>(
+            input,
+            |n| HashMap::with_capacity_and_hasher(n, S::default()),
+            |map, input| {
+                let k = K::decode(input)?;
+                let v = V::decode(input)?;
+                Ok(map.insert(k, v).is_none())
+            },
+        )
     }
 }
 
@@ -1147,13 +1148,15 @@ impl<K: Decode + Ord, V: Decode> Decode for BTreeMap<K, V> {
     const MIN_ENCODED_LEN: usize = 8;
 
     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let mut map = BTreeMap::new();
-        decode_entries::<(K, V)>(input, |input, _| {
-            let k = K::decode(input)?;
-            let v = V::decode(input)?;
-            Ok(map.insert(k, v).is_none())
-        })?;
-        Ok(map)
+        decode_entries::<(K, V), _>(
+            input,
+            |_| BTreeMap::new(),
+            |map, input| {
+                let k = K::decode(input)?;
+                let v = V::decode(input)?;
+                Ok(map.insert(k, v).is_none())
+            },
+        )
     }
 }
 
@@ -1174,12 +1177,11 @@ where
     const MIN_ENCODED_LEN: usize = 8;
 
     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let mut set = HashSet::with_hasher(S::default());
-        decode_entries::<T>(input, |input, reserve| {
-            set.reserve(reserve);
-            Ok(set.insert(T::decode(input)?))
-        })?;
-        Ok(set)
+        decode_entries::<T, _>(
+            input,
+            |n| HashSet::with_capacity_and_hasher(n, S::default()),
+            |set, input| Ok(set.insert(T::decode(input)?)),
+        )
     }
 }
 
@@ -1196,9 +1198,11 @@ impl<T: Decode + Ord> Decode for BTreeSet<T> {
     const MIN_ENCODED_LEN: usize = 8;
 
     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let mut set = BTreeSet::new();
-        decode_entries::<T>(input, |input, _| Ok(set.insert(T::decode(input)?)))?;
-        Ok(set)
+        decode_entries::<T, _>(
+            input,
+            |_| BTreeSet::new(),
+            |set, input| Ok(set.insert(T::decode(input)?)),
+        )
     }
 }
 
@@ -1344,7 +1348,10 @@ pub fn write_frame<W: Write + ?Sized>(w: &mut W, payload: &[u8]) -> io::Result<(
 /// - [`FrameError::TooLong`]: the payload is longer than `maxlength`; see its docs for how to
 ///   stay in sync.
 /// - [`FrameError::Io`]: `r` failed.
-pub fn read_frame<R: Read + ?Sized>(r: &mut R, maxlength: Option<u64>) -> Result<Vec<u8>, FrameError> {
+pub fn read_frame<R: Read + ?Sized>(
+    r: &mut R,
+    maxlength: Option<u64>,
+) -> Result<Vec<u8>, FrameError> {
     let mut buf = Vec::new();
     read_frame_into(r, &mut buf, maxlength)?;
     Ok(buf)
@@ -1473,7 +1480,8 @@ mod tests {
 
     #[test]
     fn floats_keep_their_exact_bit_patterns() {
-        for bits in [0u64, 1 << 63, 0x7ff8_0000_0000_0001, 0xfff0_0000_0000_0abc, 0x7ff0_0000_0000_0000]
+        for bits in
+            [0u64, 1 << 63, 0x7ff8_0000_0000_0001, 0xfff0_0000_0000_0abc, 0x7ff0_0000_0000_0000]
         {
             let v = f64::from_bits(bits);
             let back: f64 = from_bytes(&to_bytes(&v)).unwrap();
@@ -1508,7 +1516,8 @@ mod tests {
 
     #[test]
     fn strings_round_trip_and_str_encodes_like_string() {
-        for s in ["", "a", "héllo wörld", "日本語テキスト", "🦀🦀\u{10ffff}", "nul\0inside"] {
+        for s in ["", "a", "héllo wörld", "日本語テキスト", "🦀🦀\u{10ffff}", "nul\0inside"]
+        {
             let bytes = round_trip(s.to_string());
             assert_eq!(to_bytes(s), bytes);
             assert_eq!(from_bytes::<Box<str>>(&bytes).unwrap(), Box::from(s));
@@ -1579,7 +1588,10 @@ mod tests {
         round_trip((1u8, String::from("x"), 3.5f64));
         round_trip((1u8, 2u16, 3u32, 4u64, 5u128, 6i8, 7i16, 8i32, 9i64, 10i128, 'k', true));
         assert_eq!(<(u8, u64, ())>::MIN_ENCODED_LEN, 9);
-        assert_eq!(<(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, char, bool)>::MIN_ENCODED_LEN, 67);
+        assert_eq!(
+            <(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, char, bool)>::MIN_ENCODED_LEN,
+            67
+        );
     }
 
     #[test]
@@ -1627,12 +1639,18 @@ mod tests {
     #[test]
     fn invalid_primitives_are_rejected() {
         assert_eq!(from_bytes::<bool>(&[2]), Err(DecodeError::InvalidBool(2)));
-        assert_eq!(from_bytes::<char>(&0xd800u32.to_le_bytes()), Err(DecodeError::InvalidChar(0xd800)));
+        assert_eq!(
+            from_bytes::<char>(&0xd800u32.to_le_bytes()),
+            Err(DecodeError::InvalidChar(0xd800))
+        );
         assert_eq!(
             from_bytes::<char>(&0x11_0000u32.to_le_bytes()),
             Err(DecodeError::InvalidChar(0x11_0000))
         );
-        assert_eq!(from_bytes::<Option<u8>>(&[2, 0]), Err(DecodeError::InvalidTag { tag: 2, ty: "Option" }));
+        assert_eq!(
+            from_bytes::<Option<u8>>(&[2, 0]),
+            Err(DecodeError::InvalidTag { tag: 2, ty: "Option" })
+        );
         assert_eq!(
             from_bytes::<Result<u8, u8>>(&[9, 0]),
             Err(DecodeError::InvalidTag { tag: 9, ty: "Result" })
@@ -1640,8 +1658,14 @@ mod tests {
         let bad = [to_bytes(&3u64), vec![b'a', 0xff, b'b']].concat();
         assert_eq!(from_bytes::<String>(&bad), Err(DecodeError::InvalidUtf8 { valid_up_to: 1 }));
         let bad_nanos = [to_bytes(&1u64), to_bytes(&1_000_000_000u32)].concat();
-        assert_eq!(from_bytes::<Duration>(&bad_nanos), Err(DecodeError::OutOfRange { ty: "Duration" }));
-        assert_eq!(from_bytes::<u32>(&[1, 2]), Err(DecodeError::Truncated { needed: 4, available: 2 }));
+        assert_eq!(
+            from_bytes::<Duration>(&bad_nanos),
+            Err(DecodeError::OutOfRange { ty: "Duration" })
+        );
+        assert_eq!(
+            from_bytes::<u32>(&[1, 2]),
+            Err(DecodeError::Truncated { needed: 4, available: 2 })
+        );
         assert_eq!(from_bytes::<()>(&[0]), Err(DecodeError::TrailingBytes { count: 1 }));
     }
 
@@ -1653,14 +1677,23 @@ mod tests {
             err(from_bytes::<Vec<u8>>(&huge).map(drop)),
             DecodeError::LengthTooLarge { len: u64::MAX, available: 0 }
         ));
-        assert!(matches!(err(from_bytes::<String>(&huge).map(drop)), DecodeError::LengthTooLarge { .. }));
-        assert!(matches!(err(from_bytes::<Vec<u64>>(&huge).map(drop)), DecodeError::LengthTooLarge { .. }));
+        assert!(matches!(
+            err(from_bytes::<String>(&huge).map(drop)),
+            DecodeError::LengthTooLarge { .. }
+        ));
+        assert!(matches!(
+            err(from_bytes::<Vec<u64>>(&huge).map(drop)),
+            DecodeError::LengthTooLarge { .. }
+        ));
         assert!(matches!(
             err(from_bytes::<HashMap<u8, u8>>(&huge).map(drop)),
             DecodeError::LengthTooLarge { .. }
         ));
         // Zero-sized elements have no input to be checked against: the budget stops them.
-        assert!(matches!(err(from_bytes::<Vec<()>>(&huge).map(drop)), DecodeError::LengthTooLarge { .. }));
+        assert!(matches!(
+            err(from_bytes::<Vec<()>>(&huge).map(drop)),
+            DecodeError::LengthTooLarge { .. }
+        ));
         // A length that fits exactly is fine; one more element is not.
         let bytes = [to_bytes(&3u64), vec![1, 2, 3]].concat();
         assert_eq!(from_bytes::<Vec<u8>>(&bytes).unwrap(), [1, 2, 3]);
@@ -1678,10 +1711,12 @@ mod tests {
         assert_eq!(d.prealloc_len::<u64>(usize::MAX), 12);
         // Elements of unknown minimum size: no more memory than 4 KiB.
         assert_eq!(d.prealloc_len::<[u8; 0]>(usize::MAX), 100);
-        struct Big([u8; 1024]);
+        struct Big {
+            _bytes: [u8; 1024],
+        }
         impl Decode for Big {
             fn decode(_: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-                Ok(Big([0; 1024]))
+                Ok(Big { _bytes: [0; 1024] })
             }
         }
         assert_eq!(d.prealloc_len::<Big>(usize::MAX), 4);
@@ -1715,10 +1750,13 @@ mod tests {
         let ok = nest(MAX_DEPTH as usize - 1);
         let tree: Tree = from_bytes(&ok).unwrap();
         assert_eq!(to_bytes(&tree), ok);
-        assert_eq!(from_bytes::<Tree>(&nest(MAX_DEPTH as usize)), Err(DecodeError::DepthLimitExceeded));
+        assert_eq!(
+            from_bytes::<Tree>(&nest(MAX_DEPTH as usize)),
+            Err(DecodeError::DepthLimitExceeded)
+        );
         assert_eq!(from_bytes::<Tree>(&nest(1_000_000)), Err(DecodeError::DepthLimitExceeded));
         // The depth is given back after each container.
-        let wide = Tree((0..1000).map(|_| Tree(vec![Tree(vec![])])).collect());
+        let wide = Tree((0..200).map(|_| Tree(vec![Tree(vec![])])).collect());
         round_trip(wide);
     }
 
