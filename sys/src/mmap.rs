@@ -1,1 +1,312 @@
-//! (being written)
+//! Shared memory segments: `MAP_SHARED` mappings that a forked child (or a process that received
+//! the memfd) sees and writes together with its parent.
+//!
+//! # Shared means `MAP_SHARED`
+//!
+//! A [`Segment`] is always mapped `MAP_SHARED`, never `MAP_PRIVATE`: after `fork` the parent and
+//! the child see **the same physical pages**, and a write by either is visible to the other.
+//! (A `MAP_PRIVATE` mapping, which is what memmap2's `MmapOptions::map_anon` makes, turns every
+//! write after `fork` into a private copy-on-write page: the other process never sees it.)
+//!
+//! # Lifetime: nothing leaks
+//!
+//! Anonymous and memfd segments have no name in any file system. Their memory is freed by the
+//! kernel when the last mapping and the last fd referring to it are gone, which happens on
+//! `munmap`/`close`, on `exec`, and on process death, including `SIGKILL`. No resource tracker
+//! and no cleanup on exit are needed.
+//!
+//! # The memory is shared with other processes
+//!
+//! Every process that maps the segment may read and write it at any time, concurrently with
+//! this one, and a peer may be buggy or die mid-write. Rust references demand that nobody else
+//! writes the bytes while a `&[u8]` lives (or reads them while a `&mut [u8]` lives), which this
+//! process cannot promise on another's behalf. So a segment hands out raw pointers
+//! ([`Segment::as_ptr`]); build atomics or process-shared objects at fixed offsets from it, and
+//! treat whatever is read from it as untrusted input. [`Segment::as_slice`] and
+//! [`Segment::as_mut_slice`] exist for phases where the caller *knows* nobody else touches the
+//! memory (before the first fork, for instance), and are `unsafe` for that reason.
+//!
+//! # References
+//! - [POSIX `mmap`]
+//! - [Linux `mmap(2)`], [Linux `memfd_create(2)`]
+//!
+//! [POSIX `mmap`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html
+//! [Linux `mmap(2)`]: https://man7.org/linux/man-pages/man2/mmap.2.html
+//! [Linux `memfd_create(2)`]: https://man7.org/linux/man-pages/man2/memfd_create.2.html
+
+use core::ffi::{CStr, c_void};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::MemfdFlags;
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::errno::{Errno, Result};
+
+/// The page size, or 0 before the first call to [`page_size`].
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// `sysconf(_SC_PAGESIZE)` — the size of a memory page, in bytes (cached after the first call).
+///
+/// Segment lengths are rounded up to a multiple of it. Async-signal-safe: `sysconf` is on the
+/// POSIX list, and for this name glibc and musl return a value they read at start-up.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/sysconf.html
+/// [Linux]: https://man7.org/linux/man-pages/man3/sysconf.3.html
+#[doc(alias = "sysconf")]
+#[doc(alias = "getpagesize")]
+pub fn page_size() -> usize {
+    // Relaxed: the value is the same for every thread; a race only means calling sysconf twice.
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: `sysconf` has no preconditions; `_SC_PAGESIZE` is always supported on Linux.
+    let raw = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    // A page is at least 4 KiB on every Linux target; fall back to that if sysconf misbehaves,
+    // so the rounding below always has a non-zero power of two.
+    let size = usize::try_from(raw).ok().filter(|s| s.is_power_of_two()).unwrap_or(4096);
+    PAGE_SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+/// `len` rounded up to whole pages: `EINVAL` for zero, `ENOMEM` if the rounding overflows (the
+/// error `mmap` itself gives for a length it cannot place).
+fn round_to_pages(len: usize) -> Result<usize> {
+    if len == 0 {
+        return Err(Errno::INVAL);
+    }
+    let page = page_size();
+    len.checked_add(page - 1).map(|l| l & !(page - 1)).ok_or(Errno::NOMEM)
+}
+
+/// A `MAP_SHARED`, read-write, zero-filled memory segment, unmapped on drop.
+///
+/// Made by [`Segment::anonymous`] (shared with children forked after it), [`Segment::memfd`]
+/// (also passable to other processes as an fd), or [`Segment::from_fd`] (a memfd received from
+/// elsewhere). Its length is a whole number of pages.
+///
+/// - **After `fork`** both processes map the same pages: writes by either are seen by the
+///   other. Each process unmaps its own copy of the mapping when its `Segment` drops (or when it
+///   exits or `exec`s); the memory goes when the last mapping and fd go, so a `SIGKILL`ed
+///   process leaks nothing.
+/// - **Concurrent access**: other processes may write the memory at any time, so only raw
+///   pointers are handed out safely; see the [module docs](self).
+/// - `Send + Sync`: the segment is a range of addresses plus an fd; what is built inside it must
+///   bring its own synchronisation (atomics, process-shared locks).
+#[derive(Debug)]
+pub struct Segment {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: Option<OwnedFd>,
+}
+
+// SAFETY: `Segment` owns a mapping (and an fd), not any thread-bound state: it may be moved to
+// and dropped on another thread. `&Segment` only exposes the address, the length and the fd;
+// every access to the bytes goes through raw pointers or `unsafe` methods whose callers take
+// responsibility for synchronisation, exactly as other processes must.
+unsafe impl Send for Segment {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)` — maps a new
+    /// zero-filled shared segment of at least `len` bytes.
+    ///
+    /// Shared with every child forked after this call; it has no fd, so it cannot be given to
+    /// an unrelated process (use [`Segment::memfd`] for that). Async-signal-safe (a raw
+    /// system call).
+    ///
+    /// # Errors
+    /// - [`Errno::INVAL`] if `len` is zero;
+    /// - [`Errno::NOMEM`] if `len` rounded up to pages overflows, or the kernel cannot place or
+    ///   account the mapping.
+    ///
+    /// # References
+    /// - [POSIX]
+    /// - [Linux]
+    ///
+    /// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html
+    /// [Linux]: https://man7.org/linux/man-pages/man2/mmap.2.html
+    pub fn anonymous(len: usize) -> Result<Segment> {
+        let len = round_to_pages(len)?;
+        // SAFETY: a null hint lets the kernel choose fresh addresses, so no existing memory is
+        // replaced.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )?
+        };
+        Segment::from_raw(ptr, len, None)
+    }
+
+    /// `memfd_create(name, MFD_CLOEXEC)` + `ftruncate` + `mmap(MAP_SHARED)` — maps a new
+    /// zero-filled shared segment of at least `len` bytes, backed by an anonymous memory file.
+    ///
+    /// The segment keeps the fd ([`Segment::fd`]): send it to another process (over a Unix
+    /// socket with `SCM_RIGHTS`) and map it there with [`Segment::from_fd`]. `name` only shows
+    /// up in `/proc/<pid>/fd` and `/proc/<pid>/maps` (for debugging); names need not be unique.
+    /// The file is as long as the segment. Async-signal-safe (raw system calls).
+    ///
+    /// # Errors
+    /// - [`Errno::INVAL`] if `len` is zero or `name` is longer than 249 bytes;
+    /// - [`Errno::NOMEM`] if `len` rounded up to pages overflows or cannot be mapped;
+    /// - [`Errno::MFILE`]/[`Errno::NFILE`] if no fd is available; others from `ftruncate`.
+    ///
+    /// # References
+    /// - [POSIX `ftruncate`], [POSIX `mmap`] (`memfd_create` is Linux-only)
+    /// - [Linux `memfd_create(2)`], [Linux `ftruncate(2)`], [Linux `mmap(2)`]
+    ///
+    /// [POSIX `ftruncate`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/ftruncate.html
+    /// [POSIX `mmap`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html
+    /// [Linux `memfd_create(2)`]: https://man7.org/linux/man-pages/man2/memfd_create.2.html
+    /// [Linux `ftruncate(2)`]: https://man7.org/linux/man-pages/man2/ftruncate.2.html
+    /// [Linux `mmap(2)`]: https://man7.org/linux/man-pages/man2/mmap.2.html
+    #[doc(alias = "memfd_create")]
+    pub fn memfd(name: &CStr, len: usize) -> Result<Segment> {
+        let len = round_to_pages(len)?;
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?;
+        // usize -> u64 never truncates on Linux targets.
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        Segment::map_fd(fd, len)
+    }
+
+    /// `fstat(fd)` + `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)` — maps an
+    /// existing memory file (typically a memfd another process created and sent), taking
+    /// ownership of the fd.
+    ///
+    /// The length is checked against the file's current size first: mapping beyond the end of
+    /// a file succeeds but touching those pages raises `SIGBUS`, so a `len` larger than the
+    /// file is an error here. The mapping is `len` rounded up to pages; bytes between the end
+    /// of the file and the end of its last page read as zero. The fd should be close-on-exec;
+    /// it is kept and returned by [`Segment::fd`] (and closed if this call fails).
+    /// Async-signal-safe (raw system calls).
+    ///
+    /// # Errors
+    /// - [`Errno::INVAL`] if `len` is zero or larger than the file (also when `fd` is not a
+    ///   regular file, whose size reads as zero);
+    /// - [`Errno::NOMEM`] if `len` rounded up to pages overflows or cannot be mapped;
+    /// - [`Errno::ACCESS`] if `fd` is not open for reading and writing; others from `fstat`.
+    ///
+    /// # References
+    /// - [POSIX `fstat`], [POSIX `mmap`]
+    /// - [Linux `fstat(2)`], [Linux `mmap(2)`]
+    ///
+    /// [POSIX `fstat`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html
+    /// [POSIX `mmap`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html
+    /// [Linux `fstat(2)`]: https://man7.org/linux/man-pages/man2/fstat.2.html
+    /// [Linux `mmap(2)`]: https://man7.org/linux/man-pages/man2/mmap.2.html
+    pub fn from_fd(fd: OwnedFd, len: usize) -> Result<Segment> {
+        let rounded = round_to_pages(len)?;
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        // A negative size (never seen on Linux) is treated as empty.
+        let size = u64::try_from(size).unwrap_or(0);
+        if len as u64 > size {
+            return Err(Errno::INVAL);
+        }
+        Segment::map_fd(fd, rounded)
+    }
+
+    /// Maps `len` (already page-rounded, non-zero) bytes of `fd` shared, read-write.
+    fn map_fd(fd: OwnedFd, len: usize) -> Result<Segment> {
+        // SAFETY: a null hint lets the kernel choose fresh addresses, so no existing memory is
+        // replaced.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        Segment::from_raw(ptr, len, Some(fd))
+    }
+
+    /// Wraps a successful `mmap` result.
+    fn from_raw(ptr: *mut c_void, len: usize, fd: Option<OwnedFd>) -> Result<Segment> {
+        match NonNull::new(ptr.cast::<u8>()) {
+            Some(ptr) => Ok(Segment { ptr, len, fd }),
+            // Without MAP_FIXED the kernel never places a mapping at address 0 (mmap_min_addr),
+            // but a null pointer cannot be handed out: undo the mapping and fail.
+            None => {
+                // SAFETY: `ptr`/`len` is the mapping `mmap` just created; nothing refers to it.
+                let _ = unsafe { rustix::mm::munmap(ptr, len) };
+                Err(Errno::NOMEM)
+            }
+        }
+    }
+
+    /// The first byte of the segment, page-aligned. Valid for reads and writes of
+    /// [`len`](Self::len) bytes until the segment is dropped; other processes may access the
+    /// same bytes concurrently (see the [module docs](self)).
+    #[inline]
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The length in bytes: the requested length rounded up to a whole number of pages.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: a segment is at least one page long.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The memfd behind the segment, for sending to another process; `None` for an
+    /// [anonymous](Self::anonymous) segment.
+    #[inline]
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// The segment as a byte slice.
+    ///
+    /// # Safety
+    /// - No process (this one through another pointer, or any other that maps the segment)
+    ///   writes to the segment while the returned slice is alive.
+    #[inline]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes that live as long as `self`; `len` fits in
+        // `isize` because the kernel mapped it; the caller promised no concurrent writes.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The segment as a mutable byte slice.
+    ///
+    /// # Safety
+    /// - No process (this one through another pointer, or any other that maps the segment)
+    ///   reads or writes the segment while the returned slice is alive.
+    #[inline]
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` writable bytes that live as long as `self`, borrowed
+        // mutably here; `len` fits in `isize`; the caller promised exclusive access across
+        // processes.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Segment {
+    /// `munmap(ptr, len)`, then `close(fd)` for memfd segments. Other processes' mappings of the
+    /// same memory are unaffected.
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping this segment created and owns; it is
+        // unmapped once, here, and no reference into it can outlive `self` (`as_slice` and
+        // `as_mut_slice` borrow `self`).
+        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        debug_assert!(ret.is_ok(), "munmap of our own mapping failed: {ret:?}");
+    }
+}

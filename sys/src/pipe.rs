@@ -1,1 +1,511 @@
-//! (being written)
+//! Pipes and socketpairs: creation, whole-buffer reads and writes, and `poll` with deadlines.
+//!
+//! Everything here is **async-signal-safe**: it makes raw system calls (rustix's `linux_raw`
+//! backend) or calls the thin libc wrappers `pthread_sigmask`, `sigpending` and `sigtimedwait`,
+//! so a freshly forked child of a multithreaded parent may use it. Nothing allocates.
+//!
+//! # Invariants
+//!
+//! - **Close-on-exec**: [`pipe`] and [`socketpair`] create their fds with `O_CLOEXEC` /
+//!   `SOCK_CLOEXEC`, atomically, so no fd leaks into a program another thread `exec`s.
+//! - **No `SIGPIPE`, ever**: writing to a pipe or socket whose reader is gone fails with
+//!   [`Errno::PIPE`]; it never raises `SIGPIPE`, whatever the process's disposition for it (a
+//!   library cannot assume the program ignores it). Sockets get `MSG_NOSIGNAL`; other fds are
+//!   written with `SIGPIPE` blocked in the calling thread and a `SIGPIPE` the write raised is
+//!   consumed before the mask is restored (see [`write_all`]).
+//! - **`EINTR` is retried** everywhere, with the remaining time where there is a deadline.
+//! - **Whole buffers**: [`write_all`], [`send_all`] and [`write_all_vectored`] loop over short
+//!   writes (a signal, a non-blocking fd, a full socket buffer) until everything is out;
+//!   [`read_full`] loops until the buffer is full or the writer has gone.
+//!
+//! # Atomicity: `PIPE_BUF`
+//!
+//! POSIX guarantees that a write of at most [`PIPE_BUF`] bytes (4096 on Linux) to a **pipe** is
+//! atomic: its bytes are never interleaved with bytes from other writers, and on a non-blocking
+//! pipe it either writes everything or fails with `EAGAIN`. A larger write may be split and
+//! interleaved with other writers' data, so processes that share the write end of a pipe must
+//! either keep each message (header included: use [`write_all_vectored`] so header and payload go
+//! out in one call) within `PIPE_BUF`, or serialise their writers with a lock. **Stream sockets
+//! give no such guarantee at any size**: concurrent writers on one socket always need a lock.
+//!
+//! # References
+//! - [POSIX `pipe`], [POSIX `write`] (the `PIPE_BUF` rules)
+//! - [Linux `pipe(7)`]
+//!
+//! [POSIX `pipe`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html
+//! [POSIX `write`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html
+//! [Linux `pipe(7)`]: https://man7.org/linux/man-pages/man7/pipe.7.html
+
+use core::mem::MaybeUninit;
+use core::ptr;
+
+use rustix::event::Timespec;
+use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fs::{FileType, OFlags};
+use rustix::io::IoSlice;
+use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType};
+use rustix::pipe::PipeFlags;
+
+pub use rustix::event::{PollFd, PollFlags};
+
+use crate::cvt::{cvt, cvt_nz, retry_eintr};
+use crate::errno::{Errno, Result};
+use crate::time::Deadline;
+
+/// The largest write to a pipe that POSIX guarantees to be atomic (4096 bytes on Linux).
+///
+/// See the [module docs](self#atomicity-pipe_buf).
+///
+/// # References
+/// - [POSIX `write`]
+/// - [Linux `pipe(7)`]
+///
+/// [POSIX `write`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html
+/// [Linux `pipe(7)`]: https://man7.org/linux/man-pages/man7/pipe.7.html
+pub const PIPE_BUF: usize = libc::PIPE_BUF;
+
+/// How many buffers [`write_all_vectored`] hands to one `sendmsg`/`writev` call.
+const MAX_IOV: usize = 16;
+
+/// `pipe2(fds, O_CLOEXEC)` — creates a pipe; returns `(read end, write end)`.
+///
+/// Both ends are close-on-exec and blocking. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/pipe.2.html
+#[doc(alias = "pipe2")]
+#[inline]
+pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+}
+
+/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds)` — creates a connected pair of Unix
+/// stream sockets.
+///
+/// Both ends are close-on-exec and blocking; each end reads what the other writes (a duplex
+/// pipe). Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/socketpair.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/socketpair.2.html
+#[inline]
+pub fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+}
+
+/// `read(fd, buf, len)` — reads what is available, at most `buf.len()` bytes.
+///
+/// Blocks (on a blocking fd) until at least one byte is available or the writer has gone;
+/// `Ok(0)` means end of file (every write end is closed) or an empty `buf`. `EINTR` is retried;
+/// a non-blocking fd with nothing to read gives [`Errno::AGAIN`]. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/read.2.html
+#[inline]
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+    retry_eintr(|| rustix::io::read(fd, &mut *buf))
+}
+
+/// `read(fd, buf, len)` in a loop — fills `buf`, stopping early only at end of file.
+///
+/// Returns the number of bytes read: `buf.len()`, or fewer only if every write end was closed
+/// first (`0` if there was nothing at all). `EINTR` is retried. On a non-blocking fd it waits
+/// with `poll` instead of failing with `EAGAIN`, so the count is never lost. On an error the
+/// bytes already read are in `buf` but their count is not returned. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/read.2.html
+pub fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read(fd, &mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::AGAIN) => {
+                wait_readable(fd, Deadline::FOREVER)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// `send(fd, buf, len, MSG_NOSIGNAL)` in a loop — writes all of `buf` to a socket.
+///
+/// A peer that has closed its end gives [`Errno::PIPE`] (or [`Errno::CONNRESET`]), never a
+/// `SIGPIPE`. Short writes and `EINTR` are retried; on a non-blocking socket it waits with
+/// `poll` for room. A non-socket fd gives [`Errno::NOTSOCK`]: use [`write_all`] for fds that may
+/// be pipes. On an error, an unknown prefix of `buf` may already have been sent.
+/// Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/send.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/send.2.html
+#[inline]
+pub fn send_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<()> {
+    write_loop(fd, &[buf], Target::Socket)
+}
+
+/// `send(fd, buf, len, MSG_NOSIGNAL)`, or `write(fd, buf, len)` with `SIGPIPE` blocked — writes
+/// all of `buf` to any fd, without ever raising `SIGPIPE`.
+///
+/// It tries `send` with `MSG_NOSIGNAL` first; on [`Errno::NOTSOCK`] (a pipe, a file, a tty) it
+/// falls back to `write(2)` with `SIGPIPE` suppressed for the calling thread:
+///
+/// 1. `SIGPIPE` is blocked with `pthread_sigmask`, and `sigpending` records whether one was
+///    already pending (sent by someone else: that one is left alone);
+/// 2. the writes run; a write to a pipe without readers fails with `EPIPE` and leaves a
+///    thread-directed `SIGPIPE` pending instead of delivering it;
+/// 3. if a write got `EPIPE` and no `SIGPIPE` was pending before, the new one is consumed with
+///    `sigtimedwait` and a zero timeout;
+/// 4. the previous mask is restored.
+///
+/// The mask is per thread, so other threads are unaffected. A reader that has gone gives
+/// [`Errno::PIPE`], never a signal. Short writes and `EINTR` are retried; on a non-blocking fd
+/// it waits with `poll` for room. On an error, an unknown prefix of `buf` may already have been
+/// written. Writes of at most [`PIPE_BUF`] bytes to a pipe are atomic (see the
+/// [module docs](self#atomicity-pipe_buf)). Async-signal-safe.
+///
+/// # References
+/// - [POSIX `send`], [POSIX `write`], [POSIX `pthread_sigmask`], [POSIX `sigtimedwait`]
+/// - [Linux `send(2)`], [Linux `write(2)`], [Linux `pthread_sigmask(3)`], [Linux `sigtimedwait(2)`]
+///
+/// [POSIX `send`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/send.html
+/// [POSIX `write`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html
+/// [POSIX `pthread_sigmask`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/pthread_sigmask.html
+/// [POSIX `sigtimedwait`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigtimedwait.html
+/// [Linux `send(2)`]: https://man7.org/linux/man-pages/man2/send.2.html
+/// [Linux `write(2)`]: https://man7.org/linux/man-pages/man2/write.2.html
+/// [Linux `pthread_sigmask(3)`]: https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html
+/// [Linux `sigtimedwait(2)`]: https://man7.org/linux/man-pages/man2/sigtimedwait.2.html
+#[inline]
+pub fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<()> {
+    write_loop(fd, &[buf], Target::Any)
+}
+
+/// `sendmsg(fd, {iov}, MSG_NOSIGNAL)`, or `writev(fd, iov, n)` with `SIGPIPE` blocked — writes
+/// the concatenation of `bufs` to any fd, in as few system calls as possible.
+///
+/// Up to 16 buffers go out in each call, so a frame header and its payload leave in a single
+/// `sendmsg`/`writev` when the fd has room for both (on a pipe, one call of at most
+/// [`PIPE_BUF`] bytes in total is atomic). Short writes are resumed exactly where they stopped,
+/// in the middle of a buffer if need be. Everything else is as for [`write_all`]: no `SIGPIPE`,
+/// [`Errno::PIPE`] for a dead peer, `EINTR` retried, `poll` on a non-blocking fd.
+/// Async-signal-safe.
+///
+/// # References
+/// - [POSIX `sendmsg`], [POSIX `writev`]
+/// - [Linux `sendmsg(2)`], [Linux `writev(2)`]
+///
+/// [POSIX `sendmsg`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/sendmsg.html
+/// [POSIX `writev`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/writev.html
+/// [Linux `sendmsg(2)`]: https://man7.org/linux/man-pages/man2/sendmsg.2.html
+/// [Linux `writev(2)`]: https://man7.org/linux/man-pages/man2/writev.2.html
+#[doc(alias = "writev")]
+#[doc(alias = "sendmsg")]
+#[inline]
+pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> Result<()> {
+    write_loop(fd, bufs, Target::Any)
+}
+
+/// `poll(fds, n, timeout)` — waits until one of `fds` is ready or the deadline passes.
+///
+/// Returns how many entries have non-empty `revents` (read them with [`PollFd::revents`]);
+/// `Ok(0)` means the deadline has really passed (checked on `CLOCK_MONOTONIC`; an early return
+/// from the kernel is retried). `EINTR` is retried with the remaining time. A zero deadline
+/// polls once; [`Deadline::FOREVER`] waits without limit. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
+#[doc(alias = "ppoll")]
+pub fn poll(fds: &mut [PollFd<'_>], deadline: Deadline) -> Result<usize> {
+    loop {
+        let timeout = deadline.remaining().map(|left| Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        });
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Ok(0) if !deadline.has_expired() => continue,
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `poll({fd, POLLIN}, 1, timeout)` — waits until `fd` is readable or the deadline passes.
+///
+/// Returns `true` when a read would not block: data is available, every writer has gone (the
+/// read returns end of file), or the fd has an error (the read reports it); `false` when the
+/// deadline has really passed. Retries as [`poll`] does. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
+pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    Ok(poll(&mut fds, deadline)? > 0)
+}
+
+/// `poll({fd, POLLOUT}, 1, timeout)` — waits until a write to `fd` would not block.
+///
+/// Returns `true` when there is room, the reader has gone (the write reports `EPIPE`), or the fd
+/// has an error; `false` when the deadline has really passed. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
+pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    Ok(poll(&mut fds, deadline)? > 0)
+}
+
+/// `fcntl(fd, F_SETFL, flags | O_NONBLOCK)` — switches `fd` to non-blocking (`true`) or
+/// blocking (`false`) mode.
+///
+/// The flag belongs to the open file description: it is shared with every duplicate of the fd,
+/// including the copies a forked child inherited. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
+pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let wanted = if nonblocking { flags | OFlags::NONBLOCK } else { flags - OFlags::NONBLOCK };
+    if wanted != flags { rustix::fs::fcntl_setfl(fd, wanted) } else { Ok(()) }
+}
+
+/// `ioctl(fd, FIONREAD, &n)` — the number of bytes that can be read from `fd` without blocking.
+///
+/// Works on pipes and sockets (where it is also called `SIOCINQ`). The answer may be stale by
+/// the time it is used if other processes read or write the same fd. Not in POSIX.
+/// Async-signal-safe.
+///
+/// # References
+/// - POSIX: none (`FIONREAD` is a Linux and BSD extension)
+/// - [Linux `ioctl(2)`], [Linux `unix(7)`] (`SIOCINQ`)
+///
+/// [Linux `ioctl(2)`]: https://man7.org/linux/man-pages/man2/ioctl.2.html
+/// [Linux `unix(7)`]: https://man7.org/linux/man-pages/man7/unix.7.html
+#[doc(alias = "FIONREAD")]
+pub fn bytes_available(fd: BorrowedFd<'_>) -> Result<usize> {
+    let n = rustix::io::ioctl_fionread(fd)?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// `fstat(fd, &st)` + `S_ISSOCK(st.st_mode)` — whether `fd` is a socket.
+///
+/// `false` also when `fstat` fails (which a valid `BorrowedFd` makes unlikely).
+/// Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/fstat.2.html
+pub fn is_socket(fd: BorrowedFd<'_>) -> bool {
+    match rustix::fs::fstat(fd) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Socket,
+        Err(_) => false,
+    }
+}
+
+/// Which system calls [`write_loop`] may use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A socket: `sendmsg(MSG_NOSIGNAL)` only; `ENOTSOCK` is the caller's error.
+    Socket,
+    /// Anything: `sendmsg(MSG_NOSIGNAL)`, falling back to `writev` under a [`SigpipeBlock`] on
+    /// `ENOTSOCK`.
+    Any,
+}
+
+/// Where [`write_loop`] has got to: byte `off` of buffer `idx`.
+#[derive(Clone, Copy)]
+struct Cursor {
+    idx: usize,
+    off: usize,
+}
+
+impl Cursor {
+    /// Moves past `n` written bytes, then past any finished or empty buffers.
+    fn advance(&mut self, bufs: &[&[u8]], mut n: usize) {
+        while let Some(buf) = bufs.get(self.idx) {
+            let left = buf.len() - self.off;
+            if n < left {
+                self.off += n;
+                return;
+            }
+            n -= left;
+            self.idx += 1;
+            self.off = 0;
+        }
+    }
+}
+
+/// Writes all of `bufs`, retrying short writes, `EINTR` and `EAGAIN` (after `poll`), without
+/// ever raising `SIGPIPE`.
+fn write_loop(fd: BorrowedFd<'_>, bufs: &[&[u8]], target: Target) -> Result<()> {
+    let mut at = Cursor { idx: 0, off: 0 };
+    at.advance(bufs, 0);
+    // `Some` once `sendmsg` said ENOTSOCK: we then use `writev` with SIGPIPE blocked.
+    let mut sigpipe: Option<SigpipeBlock> = None;
+    let result = loop {
+        if at.idx >= bufs.len() {
+            break Ok(());
+        }
+        // The next up-to-MAX_IOV buffers, the first one from where the last write stopped.
+        let iov: [IoSlice<'_>; MAX_IOV] = core::array::from_fn(|k| {
+            let slice: &[u8] = match bufs.get(at.idx + k) {
+                Some(buf) if k == 0 => &buf[at.off..],
+                Some(buf) => buf,
+                None => &[],
+            };
+            IoSlice::new(slice)
+        });
+        let count = MAX_IOV.min(bufs.len() - at.idx);
+        let iov = &iov[..count];
+        let written = if sigpipe.is_none() {
+            rustix::net::sendmsg(fd, iov, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL)
+        } else {
+            rustix::io::writev(fd, iov)
+        };
+        match written {
+            // The first buffer is never empty (the cursor skips empty ones), so a zero-byte
+            // write of a non-empty request is an OS oddity; report it rather than spin.
+            Ok(0) => break Err(Errno::IO),
+            Ok(n) => at.advance(bufs, n),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                if let Err(e) = wait_writable(fd, Deadline::FOREVER) {
+                    break Err(e);
+                }
+            }
+            Err(Errno::NOTSOCK) if target == Target::Any && sigpipe.is_none() => {
+                match SigpipeBlock::begin() {
+                    Ok(block) => sigpipe = Some(block),
+                    Err(e) => break Err(e),
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match sigpipe {
+        Some(block) => {
+            let restored = block.end(result == Err(Errno::PIPE));
+            result.and(restored)
+        }
+        None => result,
+    }
+}
+
+/// `SIGPIPE` blocked in the calling thread, with the mask to restore and whether a `SIGPIPE`
+/// was pending before we started.
+struct SigpipeBlock {
+    old_mask: libc::sigset_t,
+    was_pending: bool,
+}
+
+/// `{SIGPIPE}` as a `sigset_t`.
+fn sigpipe_set() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `sigemptyset` initialises the whole set through a valid pointer; `sigaddset` with
+    // a valid signal number on an initialised set cannot fail. Both only touch `set`.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        set.assume_init()
+    }
+}
+
+impl SigpipeBlock {
+    /// Blocks `SIGPIPE` in the calling thread and records whether one is already pending.
+    fn begin() -> Result<SigpipeBlock> {
+        let set = sigpipe_set();
+        let mut old_mask = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `set` is initialised; `old_mask` is a valid out-pointer that
+        // `pthread_sigmask` fills completely on success (checked before `assume_init`).
+        let old_mask = unsafe {
+            cvt_nz(libc::pthread_sigmask(libc::SIG_BLOCK, &set, old_mask.as_mut_ptr()))?;
+            old_mask.assume_init()
+        };
+        let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `pending` is a valid out-pointer that `sigpending` fills on success; on
+        // failure (only EFAULT, impossible here) we assume "pending" so we consume nothing.
+        let was_pending = unsafe {
+            cvt(libc::sigpending(pending.as_mut_ptr()))
+                .map(|_| libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1)
+                .unwrap_or(true)
+        };
+        Ok(SigpipeBlock { old_mask, was_pending })
+    }
+
+    /// Consumes the `SIGPIPE` our own `EPIPE` raised (if `got_epipe` and none was pending
+    /// before), then restores the caller's mask.
+    fn end(self, got_epipe: bool) -> Result<()> {
+        if got_epipe && !self.was_pending {
+            let set = sigpipe_set();
+            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `set` and `zero` are initialised and outlive the call; a null `info` is
+            // allowed. EAGAIN (nothing pending: SIGPIPE was ignored and discarded) is fine.
+            let _ =
+                retry_eintr(|| unsafe { cvt(libc::sigtimedwait(&set, ptr::null_mut(), &zero)) });
+        }
+        // SAFETY: `old_mask` was filled by `pthread_sigmask` in `begin`; a null old-set pointer
+        // is allowed.
+        cvt_nz(unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, ptr::null_mut()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_skips_empty_buffers_and_stops_mid_buffer() {
+        let bufs: [&[u8]; 4] = [b"", b"abc", b"", b"de"];
+        let mut at = Cursor { idx: 0, off: 0 };
+        at.advance(&bufs, 0);
+        assert_eq!((at.idx, at.off), (1, 0));
+        at.advance(&bufs, 2);
+        assert_eq!((at.idx, at.off), (1, 2));
+        at.advance(&bufs, 2);
+        assert_eq!((at.idx, at.off), (3, 1));
+        at.advance(&bufs, 1);
+        assert_eq!(at.idx, 4);
+        // Advancing past the end is harmless.
+        at.advance(&bufs, 7);
+        assert_eq!(at.idx, 4);
+    }
+}
