@@ -9,7 +9,7 @@ fn main() {
     }
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os == "linux" || os == "android" {
+    if os == "linux" {
         println!("cargo::rustc-cfg=multiproc_linux");
     }
     match env.as_str() {

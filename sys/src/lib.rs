@@ -12,13 +12,17 @@
 //! # What every item promises
 //!
 //! - **No allocation**, ever. Nothing here needs a heap; the crate does not link `alloc`.
-//! - **Usable between `fork` and `exec`** where the item says *async-signal-safe*: it then calls
-//!   only functions on the POSIX async-signal-safe list (or raw syscalls), so a freshly forked
-//!   child of a multithreaded parent may call it.
+//! - **Usable between `fork` and `exec`** where the item says *async-signal-safe*: it then makes
+//!   raw system calls, calls functions on the POSIX async-signal-safe list, or calls a libc
+//!   function that the item's docs name and that takes no lock and allocates nothing on glibc
+//!   and musl (`sigtimedwait`, `sysconf(_SC_PAGESIZE)`, `sched_getcpu`, `SIGRTMIN`), so a freshly
+//!   forked child of a multithreaded parent may call it.
 //! - **Close-on-exec**: every file descriptor the layer creates has `FD_CLOEXEC`.
-//! - **Monotonic time**: every blocking call takes a [`time::Deadline`] on `CLOCK_MONOTONIC`;
-//!   `EINTR` is retried with the time that is left and is never reported as a timeout
-//!   ([`Errno::TIMEDOUT`] is).
+//! - **Monotonic time**: every *wait* (futex, semaphore, mutex, condvar, `poll`, child exit)
+//!   takes a [`time::Deadline`] on `CLOCK_MONOTONIC`; `EINTR` is retried with the time that is
+//!   left and is never reported as a timeout ([`Errno::TIMEDOUT`] is). The full-buffer reads and
+//!   writes of [`pipe`] block until done, as `read(2)`/`write(2)` do: wait for readiness with
+//!   [`pipe::poll`] first when you need a bound.
 //! - **No `SIGPIPE`**: writes to a dead peer fail with [`Errno::PIPE`] (see [`pipe`]).
 //! - **Objects in shared memory never move**: they are initialised in place and used through
 //!   shared references (see [`pthread`], [`semaphore`], [`futex`]).
@@ -26,10 +30,14 @@
 //! # What it leaves out
 //!
 //! Serialisation, process bookkeeping, Python names, and anything that allocates: that is the
-//! job of the `multiproc` crate. Only Linux is supported (glibc or musl).
+//! job of the `multiproc` crate. Only Linux is supported: glibc 2.30 or later (for
+//! `sem_clockwait` and `pthread_mutex_clocklock`, linked directly) or musl.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("multiproc-sys supports Linux only (glibc >= 2.30 or musl)");
 
 #[cfg(feature = "std")]
 extern crate std;
@@ -42,6 +50,7 @@ pub mod futex;
 pub mod mmap;
 pub mod pipe;
 pub mod pthread;
+pub mod scm;
 pub mod semaphore;
 pub mod shm_safe;
 pub mod time;

@@ -39,7 +39,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::MemfdFlags;
+use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::errno::{Errno, Result};
@@ -148,8 +148,14 @@ impl Segment {
         Segment::from_raw(ptr, len, None)
     }
 
-    /// `memfd_create(name, MFD_CLOEXEC)` + `ftruncate` + `mmap(MAP_SHARED)` — maps a new
-    /// zero-filled shared segment of at least `len` bytes, backed by an anonymous memory file.
+    /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL)` + `ftruncate` +
+    /// `fcntl(F_ADD_SEALS)` + `mmap(MAP_SHARED)` — maps a new zero-filled shared segment of at
+    /// least `len` bytes, backed by an anonymous memory file.
+    ///
+    /// The file's size is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no process that
+    /// receives the fd can shrink it under another's mapping, which would make every access to
+    /// the lost pages raise `SIGBUS`. `MFD_NOEXEC_SEAL` (Linux 6.3+, required where
+    /// `vm.memfd_noexec = 2`) is used where the kernel knows it.
     ///
     /// The segment keeps the fd ([`Segment::fd`]): send it to another process (over a Unix
     /// socket with `SCM_RIGHTS`) and map it there with [`Segment::from_fd`]. `name` only shows
@@ -173,9 +179,15 @@ impl Segment {
     #[doc(alias = "memfd_create")]
     pub fn memfd(name: &CStr, len: usize) -> Result<Segment> {
         let len = round_to_pages(len)?;
-        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?;
+        let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        let fd = match rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL) {
+            // Kernels before 6.3 reject the unknown flag.
+            Err(Errno::INVAL) => rustix::fs::memfd_create(name, flags)?,
+            other => other?,
+        };
         // usize -> u64 never truncates on Linux targets.
         rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         Segment::map_fd(fd, len)
     }
 
@@ -188,11 +200,15 @@ impl Segment {
     /// file is an error here. The mapping is `len` rounded up to pages; bytes between the end
     /// of the file and the end of its last page read as zero. The fd should be close-on-exec;
     /// it is kept and returned by [`Segment::fd`] (and closed if this call fails).
-    /// Async-signal-safe (raw system calls).
+    ///
+    /// The file must be sealed against shrinking (`F_SEAL_SHRINK`, as [`Segment::memfd`]
+    /// does): otherwise whoever else holds the fd could truncate it after the size check and
+    /// turn every access to this mapping into a `SIGBUS`. Async-signal-safe (raw system calls).
     ///
     /// # Errors
     /// - [`Errno::INVAL`] if `len` is zero or larger than the file (also when `fd` is not a
     ///   regular file, whose size reads as zero);
+    /// - [`Errno::PERM`] if the file is not sealed against shrinking;
     /// - [`Errno::NOMEM`] if `len` rounded up to pages overflows or cannot be mapped;
     /// - [`Errno::ACCESS`] if `fd` is not open for reading and writing; others from `fstat`.
     ///
@@ -211,6 +227,10 @@ impl Segment {
         let size = u64::try_from(size).unwrap_or(0);
         if len as u64 > size {
             return Err(Errno::INVAL);
+        }
+        let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| Errno::PERM)?;
+        if !seals.contains(SealFlags::SHRINK) {
+            return Err(Errno::PERM);
         }
         Segment::map_fd(fd, rounded)
     }

@@ -326,12 +326,17 @@ impl RawSemaphore {
             return self.wait(Deadline::FOREVER);
         };
         let abstime = to_libc(at);
-        retry_eintr(|| {
+        loop {
             // SAFETY: `self` is an initialised semaphore that has not moved (type invariant);
             // `abstime` is a valid timespec that outlives the call.
-            cvt(unsafe { sem_clockwait(self.as_raw(), libc::CLOCK_MONOTONIC, &abstime) })
-        })?;
-        Ok(())
+            match cvt(unsafe { sem_clockwait(self.as_raw(), libc::CLOCK_MONOTONIC, &abstime) }) {
+                Ok(_) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                // Only a deadline that has really passed is a timeout.
+                Err(Errno::TIMEDOUT) if !deadline.has_expired() => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The timed wait with a finite deadline, without `sem_clockwait`: `sem_timedwait` on the

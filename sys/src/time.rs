@@ -79,9 +79,20 @@ impl Deadline {
     }
 
     /// A deadline at an absolute monotonic time, as returned by [`monotonic_now`].
+    ///
+    /// A `timespec` that is not normalised is clamped: negative times mean "already passed",
+    /// and `tv_nsec` outside `0..1_000_000_000` is brought into range. Async-signal-safe.
     #[inline]
     pub const fn at(when: Timespec) -> Deadline {
-        Deadline { at: Some(when) }
+        let tv_nsec = if when.tv_nsec < 0 {
+            0
+        } else if when.tv_nsec >= NANOS_PER_SEC {
+            NANOS_PER_SEC - 1
+        } else {
+            when.tv_nsec
+        };
+        let tv_sec = if when.tv_sec < 0 { 0 } else { when.tv_sec };
+        Deadline { at: Some(Timespec { tv_sec, tv_nsec }) }
     }
 
     /// Whether this is [`Deadline::FOREVER`].
@@ -173,19 +184,20 @@ fn add(t: Timespec, d: Duration) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
-/// `a - b`, saturating at zero.
+/// `a - b`, saturating at zero. Both are normalised (`0 <= tv_nsec < 1e9`, `tv_sec >= 0`:
+/// clock readings and [`Deadline::at`] guarantee it), so nothing here can overflow.
 fn sub(a: Timespec, b: Timespec) -> Duration {
     if !is_before(b, a) {
         return Duration::ZERO;
     }
-    let mut secs = a.tv_sec - b.tv_sec;
+    let mut secs = a.tv_sec.saturating_sub(b.tv_sec);
     let mut nanos = a.tv_nsec - b.tv_nsec;
     if nanos < 0 {
         nanos += NANOS_PER_SEC;
-        secs -= 1;
+        secs = secs.saturating_sub(1);
     }
-    // Both are non-negative here because a > b.
-    Duration::new(secs as u64, nanos as u32)
+    // a > b, so both are non-negative; the casts cannot lose anything.
+    Duration::new(u64::try_from(secs).unwrap_or(0), u32::try_from(nanos).unwrap_or(0))
 }
 
 /// `a < b`.
@@ -194,9 +206,13 @@ fn is_before(a: Timespec, b: Timespec) -> bool {
 }
 
 /// Converts to libc's `timespec` for the `sem_*`/`pthread_*` calls.
+///
+/// A time past what `time_t` holds (after 2038 on targets with a 32-bit `time_t`) becomes the
+/// largest `time_t`, which still means "far in the future".
 #[inline]
 pub fn to_libc(t: &Timespec) -> libc::timespec {
-    libc::timespec { tv_sec: t.tv_sec as libc::time_t, tv_nsec: t.tv_nsec as _ }
+    let tv_sec = libc::time_t::try_from(t.tv_sec).unwrap_or(libc::time_t::MAX);
+    libc::timespec { tv_sec, tv_nsec: t.tv_nsec as _ }
 }
 
 #[cfg(test)]
@@ -245,6 +261,15 @@ mod tests {
         assert_eq!(b.min(a), a);
         assert_eq!(Deadline::FOREVER.min(b), b);
         assert_eq!(b.min(Deadline::FOREVER), b);
+    }
+
+    #[test]
+    fn unnormalised_deadlines_are_clamped_not_overflowed() {
+        let d = Deadline::at(Timespec { tv_sec: i64::MAX, tv_nsec: i64::MIN });
+        assert!(d.remaining().unwrap() > Duration::from_secs(1 << 40));
+        let past = Deadline::at(Timespec { tv_sec: -5, tv_nsec: 2 * NANOS_PER_SEC });
+        assert!(past.has_expired());
+        assert_eq!(past.remaining(), Some(Duration::ZERO));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use core::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
 use rustix::thread::{ClockId, clock_nanosleep_relative};
 use rustix::time::Timespec;
 
@@ -219,6 +219,35 @@ pub fn waitpid(pid: Pid, block: bool) -> Result<Option<ExitStatus>> {
             }
         }
     }
+}
+
+/// `waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT)` — whether the child `pid` has
+/// ended, **without reaping it**: a later [`waitpid`] still collects its status.
+///
+/// Returns the exit status the child would report (`Some`), or `None` while it is still
+/// running. Async-signal-safe.
+///
+/// # Errors
+///
+/// - [`Errno::CHILD`]: `pid` is not an unreaped child of the caller ("exited, status unknown",
+///   as for [`waitpid`]).
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitid.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/waitid.2.html
+#[doc(alias = "waitid")]
+pub fn peek_exit(pid: Pid) -> Result<Option<ExitStatus>> {
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    let Some(status) = retry_eintr(|| rustix::process::waitid(WaitId::Pid(pid), options))? else {
+        return Ok(None);
+    };
+    if let Some(code) = status.exit_status() {
+        return Ok(Some(ExitStatus::Exited(code)));
+    }
+    Ok(status.terminating_signal().map(ExitStatus::Signaled))
 }
 
 /// `kill(pid, signal)` — sends `signal` to the process `pid`.

@@ -172,8 +172,12 @@ fn from_fd_rejects_a_length_beyond_the_file() {
     assert_eq!(Segment::from_fd(dup(m.fd().unwrap()), usize::MAX).unwrap_err(), Errno::NOMEM);
 
     // A file whose size is not page-aligned: up to its size is fine (rounded up), not beyond.
-    let fd = rustix::fs::memfd_create(c"odd", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+    let fd = rustix::fs::memfd_create(c"odd", flags).unwrap();
     rustix::fs::ftruncate(&fd, (p + 100) as u64).unwrap();
+    // Not sealed against shrinking yet: refused, since a peer could truncate it under us.
+    assert_eq!(Segment::from_fd(dup(fd.as_fd()), p).unwrap_err(), Errno::PERM);
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
     let whole = Segment::from_fd(dup(fd.as_fd()), p + 100).unwrap();
     assert_eq!(whole.len(), 2 * p);
     assert_eq!(Segment::from_fd(dup(fd.as_fd()), p + 101).unwrap_err(), Errno::INVAL);

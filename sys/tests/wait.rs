@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{Child, SharedPage, TEST_LIMIT, fork_child, watchdog};
 use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{
-    ExitStatus, Pidfd, is_pidfd_available, kill, pidfd_open, wait_deadline, waitpid,
+    ExitStatus, Pidfd, is_pidfd_available, kill, peek_exit, pidfd_open, wait_deadline, waitpid,
 };
 use multiproc_sys::{Errno, Pid, Signal};
 use rustix::event::{PollFd, PollFlags, poll};
@@ -298,4 +298,19 @@ fn a_zero_deadline_reaps_a_child_that_already_exited() {
     let result = wait_deadline(pid, Some(&pidfd), Deadline::after(Some(Duration::ZERO)));
     reaped(child);
     assert_eq!(result, Ok(Some(ExitStatus::Exited(6))));
+}
+
+#[test]
+fn peek_exit_reports_without_reaping() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    // The child exits at once with code 7; poll until peek sees it, then waitpid still can.
+    let child = common::fork_child(|| 7);
+    let pid = Pid::from_raw(child.pid).unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || matches!(
+        peek_exit(pid),
+        Ok(Some(ExitStatus::Exited(7)))
+    )));
+    // Still waitable: peek did not reap it.
+    assert_eq!(peek_exit(pid), Ok(Some(ExitStatus::Exited(7))));
+    assert_eq!(child.wait(Duration::from_secs(10)), common::Exit::Code(7));
 }
