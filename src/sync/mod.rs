@@ -122,3 +122,17 @@ impl std::error::Error for ReleaseError {
         }
     }
 }
+
+mod lock;
+pub use lock::{Lock, LockGuard};
+mod semaphore;
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+mod barrier;
+pub use barrier::{Barrier, BarrierBuilder, BarrierError};
+mod rlock;
+pub use rlock::{RLock, RLockGuard};
+mod condition;
+pub use condition::{Condition, ConditionGuard, ConditionLock, NotifyError, WaitError};
+mod event;
+pub use event::Event;
+pub(crate) use lock::{Patience, retype};
