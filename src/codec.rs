@@ -10,6 +10,12 @@
 //!
 //! Nothing here depends on anything beyond std, and no serialization framework is required.
 //!
+//! With the optional `serde` feature, `codec::Serde<T>` makes any `Serialize + DeserializeOwned`
+//! type a message too, in this same wire format: `conn.send(&Serde(&value))`, then
+//! `let Serde(value): Serde<MyType> = conn.recv()?`. It is a wrapper because a blanket impl for
+//! every serde type would overlap with the impls above. Its documentation gives the mapping of
+//! the serde data model onto the format and the (unchanged) hostile-input guarantees.
+//!
 //! # Wire format
 //!
 //! The format is not self-describing: both sides must agree on the type.
@@ -152,10 +158,12 @@
 //! [`Connection`]: crate::Connection
 //! [`Read`]: std::io::Read
 
-// Extension point for the optional `serde` feature: a `Serde<T>` newtype implementing `Encode`
-// and `Decode` through a serde `Serializer`/`Deserializer` that writes this same wire format
-// (the table above gives the mapping; enums use a `u32` variant index, for instance). Errors from
-// serde can be carried by a new `DecodeError` variant, since the enum is `#[non_exhaustive]`.
+// The optional `serde` feature: `Serde<T>` through a serde `Serializer`/`Deserializer` that
+// writes this same wire format.
+#[cfg(feature = "serde")]
+mod serde_impl;
+#[cfg(feature = "serde")]
+pub use serde_impl::{Serde, SerializeError};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::error::Error;
@@ -568,6 +576,10 @@ pub enum DecodeError {
     },
     /// An error raised by a hand-written [`Decode`] implementation.
     Custom(&'static str),
+    /// A value was rejected with a message built at run time: under the `serde` feature, the
+    /// errors a `Deserialize` impl raises (`invalid value`, `invalid length`, `missing field`,
+    /// `de::Error::custom`, ...); also usable by a hand-written [`Decode`] implementation.
+    Invalid(String),
 }
 
 impl fmt::Display for DecodeError {
@@ -594,6 +606,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "{count} trailing bytes after the message")
             }
             DecodeError::Custom(msg) => f.write_str(msg),
+            DecodeError::Invalid(msg) => f.write_str(msg),
         }
     }
 }

@@ -317,7 +317,7 @@ impl Connection {
         }
         let len = len as usize; // fits: len <= room <= usize::MAX
         let dst = &mut buf[offset..offset + len];
-        let got = syspipe::read_full(self.fd.as_fd(), dst)?;
+        let got = self.read_full(dst)?;
         if got < len {
             return Err(ConnectionError::Truncated {
                 expected: (HEADER + len) as u64,
@@ -368,7 +368,7 @@ impl Connection {
     /// Reads a frame header: `Eof` if the peer closed before it, `Truncated` if mid-header.
     fn read_header(&self) -> Result<u64, ConnectionError> {
         let mut h = [0u8; HEADER];
-        match syspipe::read_full(self.fd.as_fd(), &mut h)? {
+        match self.read_full(&mut h)? {
             0 => Err(ConnectionError::Eof),
             HEADER => Ok(u64::from_le_bytes(h)),
             n => Err(ConnectionError::Truncated { expected: HEADER as u64, received: n as u64 }),
@@ -378,35 +378,45 @@ impl Connection {
     /// Appends exactly `len` payload bytes to `out`, growing it no further than
     /// [`GROW_AHEAD`] past what has arrived.
     fn read_payload(&self, len: u64, out: &mut Vec<u8>) -> Result<(), ConnectionError> {
-        let truncated = |got: usize| ConnectionError::Truncated {
-            expected: HEADER as u64 + len,
-            received: (HEADER + got) as u64,
+        let truncated = |got: u64| ConnectionError::Truncated {
+            // A hostile header may claim up to `u64::MAX` bytes.
+            expected: (HEADER as u64).saturating_add(len),
+            received: HEADER as u64 + got,
         };
         let Ok(len_usize) = usize::try_from(len) else {
             // Cannot fit in memory: read what the peer sends and report it as cut short.
             let got = self.skip(len)?;
-            return Err(truncated(got as usize));
+            return Err(truncated(got));
         };
         out.clear();
         while out.len() < len_usize {
             let want = (len_usize - out.len()).min(out.len().max(GROW_AHEAD));
             out.reserve_exact(want);
             let spare_len = out.capacity().min(len_usize) - out.len();
-            let n = loop {
+            let n = self.read_retrying(|| {
                 let spare = &mut out.spare_capacity_mut()[..spare_len];
-                match rustix::io::read(self.fd.as_fd(), spare) {
-                    Ok((init, _)) => break init.len(),
-                    Err(Errno::INTR) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            };
+                rustix::io::read(self.fd.as_fd(), spare).map(|(init, _)| init.len())
+            })?;
             if n == 0 {
-                return Err(truncated(out.len()));
+                return Err(truncated(out.len() as u64));
             }
             // SAFETY: `rustix::io::read` initialised the first `n` bytes of the spare capacity.
             unsafe { out.set_len(out.len() + n) };
         }
         Ok(())
+    }
+
+    /// Fills `buf`, stopping early only at end of file; returns how many bytes arrived.
+    fn read_full(&self, buf: &mut [u8]) -> Result<usize, ConnectionError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = self.read_retrying(|| rustix::io::read(self.fd.as_fd(), &mut buf[done..]))?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        Ok(done)
     }
 
     /// Reads and discards `len` bytes; returns how many arrived before end-of-file.
@@ -415,13 +425,35 @@ impl Connection {
         let mut left = len;
         while left > 0 {
             let want = left.min(sink.len() as u64) as usize;
-            let n = syspipe::read(self.fd.as_fd(), &mut sink[..want])?;
+            let n = self.read_retrying(|| rustix::io::read(self.fd.as_fd(), &mut sink[..want]))?;
             if n == 0 {
                 break;
             }
             left -= n as u64;
         }
         Ok(len - left)
+    }
+
+    /// Runs one `read` (`op`) the way every receive path must: `EINTR` is retried; `EAGAIN`
+    /// (someone made the shared open file description non-blocking: an event loop, a child) is
+    /// waited out with `poll`, so a frame is never abandoned half-read; and `ECONNRESET` (an
+    /// `AF_UNIX` peer that closed with data of ours unread) is end of file, like a plain close.
+    fn read_retrying(
+        &self,
+        mut op: impl FnMut() -> rustix::io::Result<usize>,
+    ) -> Result<usize, ConnectionError> {
+        loop {
+            match op() {
+                Ok(n) => return Ok(n),
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    syspipe::wait_readable(self.fd.as_fd(), Deadline::FOREVER)
+                        .map_err(|e| ConnectionError::Io(e.into()))?;
+                }
+                Err(Errno::CONNRESET) => return Ok(0),
+                Err(e) => return Err(ConnectionError::Io(e.into())),
+            }
+        }
     }
 }
 

@@ -15,13 +15,17 @@
 //! # What happens in the child
 //!
 //! [`Process::start`] flushes the parent's stdout and stderr (or the child would print their
-//! buffered text again), creates the pipe that will carry the result back, and forks. The child
-//! then, before running your closure, does only allocation-free, lock-free work: it resets the
-//! crate's per-process bookkeeping, closes the pipe end it does not use, sets the parent-death
-//! signal and the CPU affinity if asked. It runs the closure under `catch_unwind`, sends the
-//! return value (or the panic message) through the pipe, flushes stdout/stderr and ends with
-//! `_exit`: it never returns into the parent's `main` or test harness, and never runs the
-//! parent's destructors or `atexit` handlers.
+//! buffered text again) and holds their locks across the fork, so that the child, which
+//! inherits them as held by its only thread, can print and flush even if another thread of the
+//! parent was printing at that moment. It creates the anonymous file (a memfd) that will carry
+//! the result back, and forks. The child then, before running your closure, does only
+//! allocation-free, lock-free work: it resets the crate's per-process bookkeeping, sets the
+//! parent-death signal and the CPU affinity if asked. It runs the closure under
+//! `catch_unwind`, writes the return value (or the panic message) to the file, flushes
+//! stdout/stderr and ends with `_exit`: it never returns into the parent's `main` or test
+//! harness, and never runs the parent's destructors or `atexit` handlers. The parent sleeps
+//! only until the child's exit (on its pidfd, or in `waitpid`), then reads the file: writing
+//! the value never blocks the child, whatever its size.
 //!
 //! # Exit codes, as in Python
 //!
@@ -57,7 +61,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
 use multiproc_sys::affinity::CpuSet;
@@ -87,7 +91,7 @@ pub enum StartError {
         /// How many threads the process had.
         threads: usize,
     },
-    /// `fork`, `pipe` or another system call failed.
+    /// `fork`, `memfd_create` or another system call failed.
     Os(io::Error),
 }
 
@@ -233,6 +237,9 @@ impl std::error::Error for ProcessStateError {}
 /// its copy with one atomic store, so the child allocates nothing to learn who it is.
 struct SelfInfo {
     name: String,
+    /// Python's `_identity` as text: `"3"` for the third process the main process created,
+    /// `"3:1"` for the first one that process created. Default names are `Process-<identity>`.
+    identity: String,
     daemon: bool,
     parent: Option<(Pid, String)>,
 }
@@ -434,7 +441,9 @@ impl ProcessBuilder {
         Self::default()
     }
 
-    /// The process's name (default `Process-N`, or `Parent:N` for nested children).
+    /// The process's name. The default is `Process-N`, numbered when the process object is
+    /// created (one counter per creating process, as in Python); the `M`-th process created by
+    /// `Process-N` is `Process-N:M` (a custom name does not change this numbering).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -483,8 +492,16 @@ impl ProcessBuilder {
         F: FnOnce() -> R + Send + 'static,
     {
         let daemon = self.daemon.unwrap_or_else(|| self_info().is_some_and(|i| i.daemon));
+        // Python numbers a process when the object is created, not when it starts.
+        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+        let identity = match self_info() {
+            None => n.to_string(),
+            Some(me) => format!("{}:{n}", me.identity),
+        };
+        let name = self.name.unwrap_or_else(|| format!("Process-{identity}"));
         Process {
-            name: self.name,
+            name,
+            identity,
             daemon,
             affinity: self.affinity,
             death_signal: self
@@ -539,7 +556,9 @@ type Target<R> = Box<dyn FnOnce() -> R + Send>;
 /// # }
 /// ```
 pub struct Process<R = ()> {
-    name: Option<String>,
+    name: String,
+    /// See [`SelfInfo::identity`].
+    identity: String,
     daemon: bool,
     affinity: Option<CpuSet>,
     death_signal: Option<Signal>,
@@ -569,15 +588,16 @@ enum State<R> {
 
 struct Running {
     pid: Pid,
-    /// Read end of the result pipe (non-blocking), `None` once it reached EOF.
-    result: Option<OwnedFd>,
-    buf: Vec<u8>,
+    /// The file the child writes its report to (see [`report_file`]); read once it has ended.
+    report: OwnedFd,
 }
 
-/// Tags of the child's report on the result pipe.
+/// Tags of the child's report: the first byte of the report file.
 const TAG_VALUE: u8 = 0;
 const TAG_PANIC: u8 = 1;
 const TAG_SETUP: u8 = 2;
+/// Writing the report failed (followed by the errno); the value is lost.
+const TAG_LOST: u8 = 3;
 
 impl<R: Message> Process<R> {
     /// A process that will run `target`, with default options (see [`ProcessBuilder`]).
@@ -604,6 +624,15 @@ impl<R: Message> Process<R> {
         if self_info().is_some_and(|i| i.daemon) {
             return Err(StartError::DaemonicParent);
         }
+        // Flush stdout and stderr and keep their locks across the fork (taken before the
+        // handle's own lock, always in this order). The child would otherwise print the
+        // parent's buffered text again; and it inherits the locks as held by its one thread, so
+        // its prints and its final flush never wait for a lock that another thread of the
+        // parent held at the moment of the fork (std's stdio locks are reentrant).
+        let mut stdout = io::stdout().lock();
+        let mut stderr = io::stderr().lock();
+        let _ = stdout.flush();
+        let _ = stderr.flush();
         let mut inner = self.lock();
         let Some(target) = inner.target.take() else {
             return Err(StartError::AlreadyStarted);
@@ -617,19 +646,16 @@ impl<R: Message> Process<R> {
         }
         reap_orphans();
 
-        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-        let name = self.name.clone().unwrap_or_else(|| match self_info() {
-            None => format!("Process-{n}"),
-            Some(me) => format!("{}:{n}", me.name),
-        });
+        let name = self.name.clone();
         let me = current_process();
         let info = Box::into_raw(Box::new(SelfInfo {
             name: name.clone(),
+            identity: self.identity.clone(),
             daemon: self.daemon,
             parent: Some((me.pid, me.name)),
         }));
-        let (rd, wr) = match syspipe::pipe() {
-            Ok(p) => p,
+        let report = match report_file() {
+            Ok(fd) => fd,
             Err(e) => {
                 // SAFETY: `info` came from Box::into_raw above and was not shared.
                 drop(unsafe { Box::from_raw(info) });
@@ -637,7 +663,6 @@ impl<R: Message> Process<R> {
                 return Err(e.into());
             }
         };
-        flush_stdio();
         let parent = sysfork::getpid();
 
         // SAFETY: the child branch below does only async-signal-safe, allocation-free work
@@ -651,25 +676,20 @@ impl<R: Message> Process<R> {
                 Err(e.into())
             }
             Ok(ForkOutcome::Child) => {
-                drop(rd);
                 reset_after_fork(info);
-                child_main(target, wr, parent, self.death_signal, self.affinity.as_ref())
+                child_main(target, report, parent, self.death_signal, self.affinity.as_ref())
             }
             Ok(ForkOutcome::Parent { child }) => {
-                drop(wr);
                 // SAFETY: the child has its own copy of `info`; the parent's is no longer used.
                 drop(unsafe { Box::from_raw(info) });
-                let _ = syspipe::set_nonblocking(rd.as_fd(), true);
                 if let Ok(pidfd) = wait::pidfd_open(child) {
                     let _ = self.pidfd.set(pidfd);
                 }
                 self.pid.store(child.as_raw_nonzero().get(), Ordering::Release);
                 with_registry(|c| c.push(ChildEntry { pid: child, name, orphaned: false }));
-                inner.state = State::Running(Running {
-                    pid: child,
-                    result: Some(rd),
-                    buf: Vec::new(),
-                });
+                inner.state = State::Running(Running { pid: child, report });
+                drop(inner);
+                drop((stdout, stderr));
                 Ok(())
             }
         }
@@ -681,12 +701,29 @@ impl<R: Message> Process<R> {
     /// On [`JoinError::Timeout`] the child is still running and `join` can be called again.
     /// Once the child has ended, the first `join` returns its value or the reason there is none;
     /// later calls return [`JoinError::ResultTaken`] (check [`exitcode`](Self::exitcode)).
+    ///
+    /// Several threads may join the same process: one gets the value. A timed `join` (and
+    /// [`is_alive`](Self::is_alive), [`exitcode`](Self::exitcode), [`sentinel`](Self::sentinel),
+    /// [`terminate`](Self::terminate)) never waits behind another thread's `join(None)`.
     pub fn join(&self, timeout: Option<Duration>) -> Result<R, JoinError> {
         if sysfork::getpid() != self.creator {
             return Err(JoinError::NotCreator);
         }
         let deadline = Deadline::after(timeout);
-        let mut inner = self.lock();
+        let mut inner = match self.try_lock() {
+            Some(inner) => inner,
+            // Another thread holds the handle, typically blocked in its own `join`. Wait for
+            // the child's end on the pidfd without the lock, so our timeout is honoured; once
+            // the child has ended, the holder finishes promptly.
+            None => {
+                if let Some(pidfd) = self.pidfd.get()
+                    && !syspipe::wait_readable(pidfd.as_fd(), deadline)?
+                {
+                    return Err(JoinError::Timeout);
+                }
+                self.lock()
+            }
+        };
         match &mut inner.state {
             State::NotStarted => return Err(JoinError::NotStarted),
             State::Closed => return Err(JoinError::Closed),
@@ -711,7 +748,8 @@ impl<R: Message> Process<R> {
             return;
         };
         with_registry(|c| c.retain(|e| e.pid != run.pid));
-        let outcome = decode_outcome::<R>(status, &run.buf);
+        let report = read_report(run.report.as_fd());
+        let outcome = decode_outcome::<R>(status, &report);
         inner.state = State::Finished { status, outcome: Some(outcome) };
     }
 
@@ -721,18 +759,31 @@ impl<R: Message> Process<R> {
         if sysfork::getpid() != self.creator {
             return false;
         }
-        self.poll_state();
-        matches!(self.lock().state, State::Running(_))
+        match self.try_lock() {
+            Some(mut inner) => {
+                self.poll_state(&mut inner);
+                matches!(inner.state, State::Running(_))
+            }
+            // Another thread holds the handle (a `join` waiting for the child): it has been
+            // started and not closed. Answer without waiting for that thread.
+            None => match (self.pidfd.get(), self.pid()) {
+                (Some(pidfd), _) => {
+                    !syspipe::wait_readable(pidfd.as_fd(), Deadline::after(Some(Duration::ZERO)))
+                        .unwrap_or(false)
+                }
+                (None, Some(pid)) => is_running(pid),
+                (None, None) => false,
+            },
+        }
     }
 
     /// Reaps the child without blocking if it has ended.
-    fn poll_state(&self) {
-        let mut inner = self.lock();
+    fn poll_state(&self, inner: &mut Inner<R>) {
         if let State::Running(run) = &mut inner.state
             && let Ok(Some(status)) =
                 wait_child(run, self.pidfd.get(), Deadline::after(Some(Duration::ZERO)))
         {
-            self.finish(&mut inner, status);
+            self.finish(inner, status);
         }
     }
 
@@ -742,8 +793,11 @@ impl<R: Message> Process<R> {
         if sysfork::getpid() != self.creator {
             return None;
         }
-        self.poll_state();
-        match &self.lock().state {
+        // If another thread holds the handle (a `join` in progress), the child has not been
+        // reaped yet as far as this handle knows: no exit code yet.
+        let mut inner = self.try_lock()?;
+        self.poll_state(&mut inner);
+        match &inner.state {
             State::Finished { status: Some(s), .. } => Some(s.exitcode()),
             _ => None,
         }
@@ -754,13 +808,10 @@ impl<R: Message> Process<R> {
         Pid::from_raw(self.pid.load(Ordering::Acquire))
     }
 
-    /// The process's name, once started or if one was given (Python's `name`).
+    /// The process's name (Python's `name`): the one given to [`ProcessBuilder::name`], or
+    /// `Process-N` (see there). Always `Some`; it stays available after `join` and `close`.
     pub fn name(&self) -> Option<String> {
-        if let Some(n) = &self.name {
-            return Some(n.clone());
-        }
-        let pid = self.pid()?;
-        with_registry(|c| c.iter().find(|e| e.pid == pid).map(|e| e.name.clone()))
+        Some(self.name.clone())
     }
 
     /// Whether this is a daemon process.
@@ -788,13 +839,24 @@ impl<R: Message> Process<R> {
             Ok(Inner { state: State::NotStarted, .. }) => Err(ProcessStateError::NotStarted),
             Ok(Inner { state: State::Closed, .. }) => Err(ProcessStateError::Closed),
             Ok(Inner { state: State::Finished { .. }, .. }) => Ok(()),
-            // Running, or a `join` holds the lock: the pid is not reaped while we look at it
-            // (only the lock holder reaps, and it would first have to finish its wait).
-            _ => {
-                if let Some(pid) = self.pid() {
-                    // ESRCH: it has just exited (a zombie still accepts signals, so this only
-                    // happens if it was reaped elsewhere). Either way there is nothing to do.
-                    let _ = wait::kill(pid, signal);
+            // We hold the lock, so nobody reaps the child while we signal it: its pid cannot
+            // have been reused. ESRCH means it was reaped elsewhere: nothing to do.
+            Ok(Inner { state: State::Running(run), .. }) => {
+                let _ = wait::kill(run.pid, signal);
+                Ok(())
+            }
+            // Another thread holds the lock (typically a `join`), and may reap the child at any
+            // moment: signal through the pidfd, which never reaches a process that reused the
+            // pid. Without a pidfd (Linux < 5.3) fall back to the pid.
+            Err(_) => {
+                match (self.pidfd.get(), self.pid()) {
+                    (Some(pidfd), _) => {
+                        let _ = pidfd.send_signal(signal);
+                    }
+                    (None, Some(pid)) => {
+                        let _ = wait::kill(pid, signal);
+                    }
+                    (None, None) => {}
                 }
                 Ok(())
             }
@@ -808,18 +870,31 @@ impl<R: Message> Process<R> {
     /// [`ProcessStateError::NotStarted`] before `start` (or where the kernel has no pidfd,
     /// Linux < 5.3), [`ProcessStateError::Closed`] after [`close`](Self::close).
     pub fn sentinel(&self) -> Result<BorrowedFd<'_>, ProcessStateError> {
-        match (&self.lock().state, self.pidfd.get()) {
-            (State::Closed, _) => Err(ProcessStateError::Closed),
-            (_, Some(pidfd)) => Ok(pidfd.as_fd()),
-            (_, None) => Err(ProcessStateError::NotStarted),
+        // Without the lock: a thread blocked in `join` must not delay this. `close` (which
+        // takes `&mut self`) is the only thing that removes the pidfd.
+        if let Some(pidfd) = self.pidfd.get() {
+            return Ok(pidfd.as_fd());
+        }
+        match self.lock().state {
+            State::Closed => Err(ProcessStateError::Closed),
+            _ => Err(ProcessStateError::NotStarted),
         }
     }
 
     /// Releases the handle's resources (Python's `close`): the sentinel. Allowed before start
     /// and after the child has ended, and more than once; an error while it runs.
     pub fn close(&mut self) -> Result<(), ProcessStateError> {
-        self.poll_state();
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let State::Running(run) = &mut inner.state
+            && let Ok(Some(status)) =
+                wait_child(run, self.pidfd.get(), Deadline::after(Some(Duration::ZERO)))
+        {
+            let State::Running(run) = std::mem::replace(&mut inner.state, State::NotStarted) else {
+                unreachable!()
+            };
+            with_registry(|c| c.retain(|e| e.pid != run.pid));
+            inner.state = State::Finished { status, outcome: None };
+        }
         if let State::Running(_) = inner.state {
             return Err(ProcessStateError::StillRunning);
         }
@@ -827,6 +902,17 @@ impl<R: Message> Process<R> {
         inner.target = None;
         self.pidfd = OnceLock::new();
         Ok(())
+    }
+
+    /// The handle's lock if it is free (a poisoned lock counts as free, see [`lock`]).
+    ///
+    /// [`lock`]: Self::lock
+    fn try_lock(&self) -> Option<MutexGuard<'_, Inner<R>>> {
+        match self.inner.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<R>> {
@@ -874,71 +960,76 @@ impl<R> Drop for Process<R> {
 // ---------------------------------------------------------------------------------------------
 // Parent side: waiting and decoding
 
-/// Waits until the child ends or the deadline passes, collecting what it writes on the result
-/// pipe. Returns `Ok(None)` on timeout; `Ok(Some(None))` if the child was reaped elsewhere.
+/// Waits until the child ends or the deadline passes, and reaps it. Returns `Ok(None)` on
+/// timeout; `Ok(Some(None))` if the child was reaped elsewhere.
+///
+/// Only the child's exit is waited for (the pidfd, or a blocking `waitpid` without a
+/// deadline): the child writes its report to a file and never blocks on it, so the parent
+/// sleeps once, like a plain `waitpid`. (Waking the parent for the report and then again for
+/// the exit costs a context switch and, typically, a CPU migration per child.)
 fn wait_child(
-    run: &mut Running,
+    run: &Running,
     pidfd: Option<&Pidfd>,
     deadline: Deadline,
 ) -> Result<Option<Option<ExitStatus>>, Errno> {
-    loop {
-        drain(run)?;
-        // Has it ended? Poll the pidfd (and the pipe, so a large result keeps flowing).
-        let ended = match pidfd {
-            Some(pidfd) => {
-                let pipe_fd = run.result.as_ref().map_or(pidfd.as_fd(), |fd| fd.as_fd());
-                let mut fds = [
-                    syspipe::PollFd::new(pidfd, syspipe::PollFlags::IN),
-                    syspipe::PollFd::from_borrowed_fd(pipe_fd, syspipe::PollFlags::IN),
-                ];
-                let n = syspipe::poll(&mut fds, deadline)?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                !fds[0].revents().is_empty()
-            }
-            None => {
-                // No pidfd (kernel < 5.3): poll the pipe in short slices and check waitpid.
-                let slice = Deadline::after(Some(Duration::from_millis(5))).min(deadline);
-                if let Some(fd) = &run.result {
-                    syspipe::wait_readable(fd.as_fd(), slice)?;
-                } else {
-                    let _ = wait::wait_deadline(run.pid, None, slice)?;
-                }
-                let running = is_running(run.pid);
-                if running && deadline.has_expired() {
-                    drain(run)?;
-                    return Ok(None);
-                }
-                !running
-            }
-        };
-        if ended {
-            drain(run)?;
-            return match wait::waitpid(run.pid, true) {
-                Ok(status) => Ok(Some(status)),
-                Err(Errno::CHILD) => Ok(Some(None)),
-                Err(e) => Err(e),
-            };
-        }
+    match wait::wait_deadline(run.pid, pidfd, deadline) {
+        Ok(Some(status)) => Ok(Some(Some(status))),
+        Ok(None) => Ok(None),
+        Err(Errno::CHILD) => Ok(Some(None)),
+        Err(e) => Err(e),
     }
 }
 
-/// Reads whatever the child has written so far (the pipe is non-blocking).
-fn drain(run: &mut Running) -> Result<(), Errno> {
-    let Some(fd) = &run.result else { return Ok(()) };
-    let mut chunk = [0u8; 64 * 1024];
+/// Creates the file a child writes its report (return value, panic message or setup error)
+/// to: an anonymous, close-on-exec memfd, or an unnamed `O_TMPFILE` where `memfd_create` is
+/// not available. Unlike a pipe, it never makes the child block or wake the parent, whatever
+/// the size of the value; it vanishes with its last descriptor.
+fn report_file() -> Result<OwnedFd, Errno> {
+    use rustix::fs::{MemfdFlags, Mode, OFlags};
+    rustix::fs::memfd_create(c"multiproc-result", MemfdFlags::CLOEXEC).or_else(|e| {
+        [c"/dev/shm", c"/tmp"]
+            .into_iter()
+            .find_map(|dir| {
+                rustix::fs::open(
+                    dir,
+                    OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                    Mode::RUSR | Mode::WUSR,
+                )
+                .ok()
+            })
+            .ok_or(e)
+    })
+}
+
+/// Reads the report of a child that has ended (an unreadable file reads as empty: "no
+/// result"). A large report's pages are released at once, even if a grandchild still holds a
+/// copy of the descriptor.
+fn read_report(fd: BorrowedFd<'_>) -> Vec<u8> {
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
     loop {
-        match syspipe::read(fd.as_fd(), &mut chunk) {
-            Ok(0) => {
-                run.result = None;
-                return Ok(());
+        if buf.len() == buf.capacity() {
+            let size = rustix::fs::fstat(fd).map_or(0, |st| st.st_size as usize);
+            buf.reserve(size.saturating_sub(buf.len()).max(buf.len()));
+        }
+        let (len, want) = (buf.len(), buf.capacity() - buf.len());
+        match rustix::io::pread(fd, buf.spare_capacity_mut(), len as u64) {
+            Ok((init, _)) => {
+                let n = init.len();
+                // SAFETY: `pread` initialised the first `n` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                // A short read of a regular file is its end.
+                if n < want {
+                    break;
+                }
             }
-            Ok(n) => run.buf.extend_from_slice(&chunk[..n]),
-            Err(Errno::AGAIN) => return Ok(()),
-            Err(e) => return Err(e),
+            Err(Errno::INTR) => {}
+            Err(_) => break,
         }
     }
+    if buf.len() > 64 * 1024 {
+        let _ = rustix::fs::ftruncate(fd, 0);
+    }
+    buf
 }
 
 fn decode_outcome<R: Message>(status: Option<ExitStatus>, buf: &[u8]) -> Result<R, JoinError> {
@@ -957,6 +1048,10 @@ fn decode_outcome<R: Message>(status: Option<ExitStatus>, buf: &[u8]) -> Result<
         Some((&TAG_SETUP, payload)) if payload.len() == 4 => {
             let errno = i32::from_le_bytes(payload.try_into().unwrap_or([0; 4]));
             Err(JoinError::Setup(io::Error::from_raw_os_error(errno)))
+        }
+        Some((&TAG_LOST, payload)) if payload.len() == 4 => {
+            let errno = i32::from_le_bytes(payload.try_into().unwrap_or([0; 4]));
+            Err(JoinError::Os(io::Error::from_raw_os_error(errno)))
         }
         _ if code == 0 => Err(JoinError::NoResult),
         _ => Err(JoinError::Exited(code)),
@@ -989,9 +1084,7 @@ fn child_main<R: Message>(
         Ok::<(), Errno>(())
     })();
     if let Err(e) = setup {
-        let mut msg = [TAG_SETUP, 0, 0, 0, 0];
-        msg[1..].copy_from_slice(&e.raw_os_error().to_le_bytes());
-        let _ = syspipe::write_all(report.as_fd(), &msg);
+        write_error_report(report.as_fd(), TAG_SETUP, e);
         sysfork::exit_now(1);
     }
 
@@ -1007,9 +1100,37 @@ fn child_main<R: Message>(
             (out, 1)
         }
     };
-    let _ = syspipe::write_all(report.as_fd(), &bytes);
+    let code = match write_report(report.as_fd(), &bytes) {
+        Ok(()) => code,
+        Err(e) => {
+            write_error_report(report.as_fd(), TAG_LOST, e);
+            1
+        }
+    };
     flush_stdio();
     sysfork::exit_now(code)
+}
+
+/// Writes the whole report at the start of the report file.
+fn write_report(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match rustix::io::pwrite(fd, &bytes[done..], done as u64) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the report with `tag` and an errno (allocation-free).
+fn write_error_report(fd: BorrowedFd<'_>, tag: u8, e: Errno) {
+    let mut msg = [tag, 0, 0, 0, 0];
+    msg[1..].copy_from_slice(&e.raw_os_error().to_le_bytes());
+    let _ = rustix::fs::ftruncate(fd, 0);
+    let _ = write_report(fd, &msg);
 }
 
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).

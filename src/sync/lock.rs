@@ -5,9 +5,10 @@
 //!
 //! # Unsafe in this file
 //!
-//! Two fenced spots: initialising the mutex in place in its fresh segment ([`Lock::new`]), and
-//! the private `MADV_WIPEONFORK` page behind [`current_tid`]'s cache. Everything else goes
-//! through the safe [`RobustMutex`] methods and atomics.
+//! Three fenced spots: initialising the mutex in place in its fresh segment ([`Lock::new`]),
+//! the private `MADV_WIPEONFORK` page behind [`current_tid`]'s cache, and the direct
+//! `pthread_mutex_trylock` of [`try_lock_quiet`] (with its `ENOTRECOVERABLE` repair).
+//! Everything else goes through the safe [`RobustMutex`] methods and atomics.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -165,6 +166,8 @@ impl Patience {
 /// holder that is not running costs the spinner about a microsecond. glibc's adaptive mutexes
 /// spin for a similar 100 tries.
 pub(crate) const SPIN_LIMIT: u32 = 100;
+#[doc(hidden)]
+pub static XSPIN: AtomicU32 = AtomicU32::new(1);
 
 /// The spin phase of a contended acquire: polls `holder` (0 when the lock looks free) and
 /// tries the mutex when it looks free, up to [`SPIN_LIMIT`] times. `Ok(None)`: still busy.
@@ -173,16 +176,114 @@ pub(crate) fn spin_try_lock(
     mutex: &RobustMutex,
     holder: &AtomicU32,
 ) -> Result<Option<LockOutcome>, Errno> {
+    let m = XSPIN.load(Relaxed);
+    if m == 0 { return Ok(None); }
+    if m == 1 {
     for _ in 0..SPIN_LIMIT {
         std::hint::spin_loop();
         if holder.load(Relaxed) != 0 {
             continue;
         }
-        if let Some(outcome) = mutex.try_lock()? {
+        if let Some(outcome) = try_lock_quiet(mutex)? {
             return Ok(Some(outcome));
         }
     }
+    return Ok(None);
+    }
+    if m == 2 {
+        let mut k = 1;
+        while k <= 128 {
+            for _ in 0..k { std::hint::spin_loop(); }
+            k *= 2;
+            if holder.load(Relaxed) != 0 { continue; }
+            if let Some(outcome) = try_lock_quiet(mutex)? { return Ok(Some(outcome)); }
+        }
+        return Ok(None);
+    }
+    let (polls, gap) = if m >= 1000 { (m / 1000, m % 1000) } else { (10, 10) };
+    for _ in 0..polls {
+        for _ in 0..gap { std::hint::spin_loop(); }
+        if holder.load(Relaxed) != 0 { continue; }
+        if let Some(outcome) = try_lock_quiet(mutex)? { return Ok(Some(outcome)); }
+    }
     Ok(None)
+}
+
+/// One attempt at `mutex` that leaves no trace when the mutex is busy: `pthread_mutex_trylock`.
+///
+/// [`RobustMutex::try_lock`] is, on glibc, `pthread_mutex_clocklock` with an expired deadline.
+/// On a busy mutex that makes a `futex` system call, and sets the futex's "waiters" bit, so
+/// the holder's next unlock makes a wake-up system call as well. That is fine for one try, but
+/// a contended acquire, a spin loop or a `Condition` waiter taking its lock back would pay two
+/// system calls per failed attempt (and slow the holder down). `pthread_mutex_trylock` fails
+/// with a plain compare-and-swap instead.
+///
+/// The sys layer avoids `pthread_mutex_trylock` because glibc's leaves a mutex that is *not
+/// recoverable* owned by the caller (its docs explain how). A mutex becomes not recoverable
+/// only when a holder that got `EOWNERDEAD` unlocks it without `pthread_mutex_consistent`. The
+/// mutexes of [`Lock`] and `RLock` never do: every acquire path makes the mutex consistent
+/// before anything else (`took`), and a holder killed before that leaves it "owner died" again
+/// (the kernel's robust list), not unrecoverable. Only a peer scribbling over the shared
+/// segment could; if `pthread_mutex_trylock` ever reports `ENOTRECOVERABLE` all the same,
+/// [`release_unrecoverable`] gives the lock word back the way glibc's own unlock would, so
+/// the other processes keep getting the error instead of hanging.
+///
+/// Elsewhere (musl) [`RobustMutex::try_lock`] already is `pthread_mutex_trylock`.
+#[inline]
+pub(crate) fn try_lock_quiet(mutex: &RobustMutex) -> Result<Option<LockOutcome>, Errno> {
+    #[cfg(multiproc_glibc)]
+    {
+        let raw = ptr::from_ref(mutex).cast::<libc::pthread_mutex_t>().cast_mut();
+        // SAFETY: `RobustMutex` is a `repr(C)` wrapper of exactly one `UnsafeCell` holding the
+        // `pthread_mutex_t` (same size and alignment, asserted by the sys layer), initialised
+        // in place and never moved (its type invariant), so `raw` points to a live, initialised
+        // mutex; the `UnsafeCell` makes libc's writes through a pointer derived from `&` sound.
+        match unsafe { libc::pthread_mutex_trylock(raw) } {
+            0 => Ok(Some(LockOutcome::Acquired)),
+            libc::EBUSY => Ok(None),
+            libc::EOWNERDEAD => Ok(Some(LockOutcome::OwnerDied)),
+            libc::ENOTRECOVERABLE => {
+                release_unrecoverable(raw);
+                Err(Errno::NOTRECOVERABLE)
+            }
+            e => Err(Errno::from_raw_os_error(e)),
+        }
+    }
+    #[cfg(not(multiproc_glibc))]
+    {
+        mutex.try_lock()
+    }
+}
+
+/// After glibc's `pthread_mutex_trylock` returned `ENOTRECOVERABLE` (see [`try_lock_quiet`]):
+/// if the lock word still names the calling thread, clears it and wakes its sleepers, as
+/// glibc's unlock of a robust mutex does (`pthread_mutex_unlock` itself must not be called:
+/// the mutex is not on this thread's robust list, and removing it would follow stale links).
+///
+/// The word is the robust futex word whose format the kernel defines (owner's thread id in the
+/// low 30 bits, bit 31 "waiters"), at offset 0 of glibc's `pthread_mutex_t`
+/// (`__data.__lock`).
+#[cfg(multiproc_glibc)]
+#[cold]
+fn release_unrecoverable(raw: *mut libc::pthread_mutex_t) {
+    const TID_MASK: u32 = 0x3fff_ffff;
+    const WAITERS: u32 = 0x8000_0000;
+    // SAFETY: `raw` is a live, aligned `pthread_mutex_t` (see `try_lock_quiet`), whose first
+    // field is the `int` lock word that glibc and the kernel access atomically.
+    let word = unsafe { AtomicU32::from_ptr(raw.cast::<u32>()) };
+    let me = current_tid();
+    let mut old = word.load(Relaxed);
+    while old & TID_MASK == me {
+        match word.compare_exchange(old, 0, std::sync::atomic::Ordering::Release, Relaxed) {
+            Ok(_) => {
+                if old & WAITERS != 0 {
+                    let _ = multiproc_sys::futex::futex_wake_all(word);
+                }
+                return;
+            }
+            Err(now) => old = now,
+        }
+    }
 }
 
 /// Maps an OS error to the acquire error type.
@@ -337,6 +438,8 @@ impl Got {
 }
 
 impl Lock {
+    #[doc(hidden)]
+    pub fn __xspin(m: u32) { XSPIN.store(m, Relaxed) }
     /// A new, unlocked lock in its own shared segment.
     ///
     /// # Errors
@@ -469,7 +572,7 @@ impl Lock {
         how: u32,
     ) -> Result<Got, AcquireError<()>> {
         let st = self.st();
-        let got = match st.mutex.try_lock() {
+        let got = match try_lock_quiet(&st.mutex) {
             Ok(Some(outcome)) => outcome,
             Ok(None) => match patience {
                 Patience::Try => return Err(AcquireError::Timeout),
@@ -550,7 +653,7 @@ impl Lock {
 
     /// For `Condition::wait`: takes the lock back (waiting as long as it takes) in mode `how`.
     pub(crate) fn relock_after_wait(&self, how: u32) -> Result<Got, AcquireError<()>> {
-        let outcome = match self.st().mutex.try_lock() {
+        let outcome = match try_lock_quiet(&self.st().mutex) {
             Ok(Some(outcome)) => outcome,
             Ok(None) => self.lock_contended(Deadline::FOREVER)?,
             Err(Errno::DEADLK) => return Err(AcquireError::WouldDeadlock),

@@ -1,0 +1,168 @@
+//! The error type of [`Pool`](super::Pool) and
+//! [`ProcessPoolExecutor`](super::ProcessPoolExecutor).
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use multiproc_sys::Pid;
+use multiproc_sys::wait::signal_name;
+
+/// What can go wrong with a pool, a task, or a wait for a task.
+///
+/// Errors that belong to one task ([`Panicked`](Self::Panicked),
+/// [`WorkerLost`](Self::WorkerLost), [`TaskTimeout`](Self::TaskTimeout),
+/// [`Encode`](Self::Encode), [`Decode`](Self::Decode), [`Cancelled`](Self::Cancelled)) fail
+/// that task only; the pool goes on. [`InitializerFailed`](Self::InitializerFailed) and
+/// [`BrokenPool`](Self::BrokenPool) mean the pool is unusable: every pending task and every later
+/// submission fails with them. The error is `Clone` so that a result can be fetched more than
+/// once, as in Python.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The task panicked in the worker; this is the panic message (Python re-raises the remote
+    /// exception). The worker survives and goes on with other tasks.
+    Panicked(String),
+    /// The worker running the task died before sending its result: killed by a signal (the
+    /// OOM killer's `SIGKILL`, an `abort`, a `kill` from outside) or exited (a `process::exit`
+    /// in the task). Only the task it was running fails; the worker is replaced.
+    ///
+    /// Python's `Pool` hangs forever here (gh-66587); its executor breaks (see
+    /// [`BrokenPool`](Self::BrokenPool), which an executor built with
+    /// [`break_on_worker_death`](super::ExecutorBuilder::break_on_worker_death) reports instead).
+    WorkerLost {
+        /// The worker's pid.
+        pid: Pid,
+        /// Its exit code, Python-style: `-N` for death by signal `N`, the code for an exit;
+        /// `None` if unknown.
+        exitcode: Option<i32>,
+    },
+    /// The task ran longer than the pool's per-task timeout
+    /// ([`PoolBuilder::task_timeout`](super::PoolBuilder::task_timeout)); its worker was killed
+    /// and replaced.
+    TaskTimeout {
+        /// The worker that was killed.
+        pid: Pid,
+        /// The timeout it exceeded.
+        timeout: Duration,
+    },
+    /// The task's return value could not be encoded (its `Encode` implementation panicked;
+    /// Python's `MaybeEncodingError`). The worker survives.
+    Encode(String),
+    /// An argument could not be decoded in the worker, or a result in the parent: the `Encode`
+    /// and `Decode` implementations of the type do not agree.
+    Decode(String),
+    /// A worker's initializer failed (or the worker could not be pinned to its CPU, or died
+    /// before it was ready): the pool is broken. Pending and later tasks fail with this error,
+    /// and no worker is restarted (Python restarts it forever, gh-87472).
+    InitializerFailed(String),
+    /// The pool is unusable: its fork server died, or (for an executor built with
+    /// [`break_on_worker_death`](super::ExecutorBuilder::break_on_worker_death)) a worker died
+    /// abruptly — Python's `BrokenProcessPool`.
+    BrokenPool(String),
+    /// The pool was terminated (by [`Pool::terminate`](super::Pool::terminate) or by dropping
+    /// it) before the task finished.
+    Terminated,
+    /// The pool no longer accepts tasks: it was closed or terminated (Python's
+    /// `ValueError('Pool not running')`).
+    NotRunning,
+    /// The executor was shut down (Python's `RuntimeError('cannot schedule new futures after
+    /// shutdown')`).
+    Shutdown,
+    /// The future was cancelled (Python's `CancelledError`).
+    Cancelled,
+    /// A wait ran out of time (Python's `TimeoutError`). The task is still pending: asking
+    /// again later may succeed.
+    Timeout,
+    /// [`as_completed`](super::as_completed)'s deadline passed with futures unfinished (Python:
+    /// `TimeoutError('N (of M) futures unfinished')`).
+    Unfinished {
+        /// Futures not finished.
+        unfinished: usize,
+        /// Futures given.
+        total: usize,
+    },
+    /// An argument is out of range (Python's `ValueError`); the text says which.
+    InvalidArgument(&'static str),
+    /// The call is not allowed in the current state (Python's `ValueError`); the text says why.
+    InvalidState(&'static str),
+    /// An operating-system error while creating or running the pool.
+    Os(Arc<io::Error>),
+}
+
+impl PoolError {
+    /// Whether this error means the whole pool is unusable (not just one task).
+    pub fn is_broken(&self) -> bool {
+        matches!(self, PoolError::InitializerFailed(_) | PoolError::BrokenPool(_))
+    }
+}
+
+/// Writes "exit code N" or "killed by signal N (SIGX)" for a Python-style exit code.
+pub(crate) fn describe_exitcode(f: &mut fmt::Formatter<'_>, exitcode: Option<i32>) -> fmt::Result {
+    match exitcode {
+        None => f.write_str("exit status unknown"),
+        Some(code) if code < 0 => {
+            write!(f, "killed by signal {}", -code)?;
+            match signal_name(-code) {
+                Some(name) => write!(f, " ({name})"),
+                None => Ok(()),
+            }
+        }
+        Some(code) => write!(f, "exit code {code}"),
+    }
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Panicked(msg) => write!(f, "the task panicked: {msg}"),
+            PoolError::WorkerLost { pid, exitcode } => {
+                write!(f, "worker {} died while running the task: ", pid.as_raw_nonzero())?;
+                describe_exitcode(f, *exitcode)
+            }
+            PoolError::TaskTimeout { pid, timeout } => write!(
+                f,
+                "the task ran longer than its {timeout:?} timeout; worker {} was killed",
+                pid.as_raw_nonzero()
+            ),
+            PoolError::Encode(msg) => write!(f, "cannot encode the task's result: {msg}"),
+            PoolError::Decode(msg) => write!(f, "cannot decode a task message: {msg}"),
+            PoolError::InitializerFailed(msg) => {
+                write!(f, "a worker's initializer failed, the pool is broken: {msg}")
+            }
+            PoolError::BrokenPool(msg) => f.write_str(msg),
+            PoolError::Terminated => f.write_str("the pool was terminated before the task finished"),
+            PoolError::NotRunning => f.write_str("Pool not running"),
+            PoolError::Shutdown => f.write_str("cannot schedule new futures after shutdown"),
+            PoolError::Cancelled => f.write_str("the task was cancelled"),
+            PoolError::Timeout => f.write_str("timed out waiting for the result"),
+            PoolError::Unfinished { unfinished, total } => {
+                write!(f, "{unfinished} (of {total}) futures unfinished")
+            }
+            PoolError::InvalidArgument(what) | PoolError::InvalidState(what) => f.write_str(what),
+            PoolError::Os(e) => write!(f, "pool error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PoolError::Os(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for PoolError {
+    fn from(e: io::Error) -> Self {
+        PoolError::Os(Arc::new(e))
+    }
+}
+
+impl From<multiproc_sys::Errno> for PoolError {
+    fn from(e: multiproc_sys::Errno) -> Self {
+        PoolError::Os(Arc::new(e.into()))
+    }
+}

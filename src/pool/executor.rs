@@ -1,0 +1,596 @@
+//! `ProcessPoolExecutor`, `Future`, `as_completed` and `wait` — Python's `concurrent.futures`
+//! for processes, on the same engine as [`Pool`](super::Pool).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use multiproc_sys::Pid;
+use multiproc_sys::time::Deadline;
+
+use crate::codec::{Decode, Message};
+
+use super::core::{BatchId, ChunkOut, Completed, Core, Mode, Shared};
+use super::error::PoolError;
+use super::proto::ITEM_OK;
+use super::results::{IMap, finish_one};
+use super::work::{Task, Work, encode_chunk};
+use super::{InitResult, PoolBuilder};
+
+/// Options for a [`ProcessPoolExecutor`] — Python's `ProcessPoolExecutor(max_workers,
+/// initializer, initargs, max_tasks_per_child)`.
+///
+/// ```
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = multiproc::ProcessPoolExecutor::builder()
+///     .max_workers(2)
+///     .max_tasks_per_child(10) // works with fork, unlike Python
+///     .break_on_worker_death(true) // Python's BrokenProcessPool behaviour
+///     .build()?;
+/// assert_eq!(ex.submit(|s: String| s.len(), "four".to_string())?.result(None)?, 4);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct ExecutorBuilder {
+    inner: PoolBuilder,
+}
+
+impl ExecutorBuilder {
+    /// Default options: [`process_cpu_count`](crate::process_cpu_count) workers, no
+    /// initializer, workers never recycled, a dead worker fails only its own futures.
+    pub fn new() -> Self {
+        let mut inner = PoolBuilder::new();
+        inner.executor = true;
+        ExecutorBuilder { inner }
+    }
+
+    /// The number of worker processes (at least 1).
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.inner = self.inner.processes(n);
+        self
+    }
+
+    /// Runs `f` once in every worker when it starts. If it fails, the executor is broken:
+    /// pending and later futures fail with [`PoolError::InitializerFailed`].
+    pub fn initializer<F, T>(mut self, f: F) -> Self
+    where
+        F: Fn() -> T + Send + Sync + 'static,
+        T: InitResult,
+    {
+        self.inner = self.inner.initializer(f);
+        self
+    }
+
+    /// Replaces a worker after `n` tasks (Python 3.11's `max_tasks_per_child`, which Python
+    /// refuses with fork; here it works).
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.inner = self.inner.max_tasks_per_child(n);
+        self
+    }
+
+    /// Pins worker `i` to CPU `cpus[i % cpus.len()]`.
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.inner = self.inner.cpus(cpus);
+        self
+    }
+
+    /// `true`: a worker that dies abruptly breaks the executor, as in Python
+    /// (`BrokenProcessPool`): running and pending futures fail with [`PoolError::BrokenPool`],
+    /// and so does every later `submit`. `false` (the default): only the future the worker was
+    /// running fails, with [`PoolError::WorkerLost`], and the worker is replaced.
+    pub fn break_on_worker_death(mut self, yes: bool) -> Self {
+        self.inner.break_on_worker_death = yes;
+        self
+    }
+
+    /// Registers a closure that every worker will have (see
+    /// [`PoolBuilder::register`](super::PoolBuilder::register)).
+    pub fn register<A, R, F>(&mut self, f: F) -> Task<A, R>
+    where
+        A: Message + 'static,
+        R: Message + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        self.inner.register(f)
+    }
+
+    /// Starts the executor.
+    ///
+    /// # Errors
+    /// [`PoolError::InvalidArgument`] for 0 workers or `max_tasks_per_child(0)`;
+    /// [`PoolError::Os`] if the fork server cannot be started.
+    pub fn build(self) -> Result<ProcessPoolExecutor, PoolError> {
+        let cfg = self.inner.config()?;
+        Ok(ProcessPoolExecutor { shared: super::core::start(cfg)? })
+    }
+}
+
+/// A pool of worker processes with futures — Python's
+/// `concurrent.futures.ProcessPoolExecutor`.
+///
+/// ```
+/// use multiproc::{ProcessPoolExecutor, as_completed};
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(2)?;
+/// let futures: Vec<_> = (1..=4u64).map(|n| ex.submit(|n: u64| (1..=n).product::<u64>(), n)).collect::<Result<_, _>>()?;
+/// let mut total = 0;
+/// for f in as_completed(&futures, None) {
+///     total += f?.result(None)?;
+/// }
+/// assert_eq!(total, 1 + 2 + 6 + 24);
+/// ex.shutdown(true, false)?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Dropping it shuts it down and waits for the submitted work, as Python's `with` block does
+/// (see the [module docs](super#dropping-a-pool)).
+pub struct ProcessPoolExecutor {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.shared, f)
+    }
+}
+
+impl ProcessPoolExecutor {
+    /// An executor with `max_workers` workers and default options.
+    pub fn new(max_workers: usize) -> Result<Self, PoolError> {
+        ExecutorBuilder::new().max_workers(max_workers).build()
+    }
+
+    /// Options for an executor.
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder::new()
+    }
+
+    /// The pids of the workers alive now.
+    pub fn worker_pids(&self) -> Vec<Pid> {
+        self.shared.worker_pids()
+    }
+
+    /// Schedules `f(arg)` and returns its [`Future`] (Python's `submit`).
+    ///
+    /// # Errors
+    /// [`PoolError::Shutdown`] after [`shutdown`](Self::shutdown); the broken-pool error if
+    /// the executor is broken.
+    pub fn submit<A, R, W>(&self, f: W, arg: A) -> Result<Future<R>, PoolError>
+    where
+        A: Message,
+        R: Message + 'static,
+        W: Work<A, R>,
+    {
+        let job = f.job()?;
+        let mut payload = Vec::new();
+        encode_chunk(std::iter::once(&arg), &mut payload);
+        let len = payload.len();
+        let batch = self.shared.submit(Mode::Collect, job, payload, vec![(0..len, 1)], true)?;
+        Ok(Future { shared: self.shared.clone(), batch, _r: PhantomData })
+    }
+
+    /// The results of `f` on each item, in order (Python's `map`), as a lazy iterator with
+    /// bounded read-ahead. `chunksize` items go to a worker at once. `timeout` counts from
+    /// this call: once it has passed, the next item is `Err(PoolError::Timeout)` and the
+    /// iteration ends.
+    pub fn map<A, R, W, I>(
+        &self,
+        f: W,
+        iter: I,
+        chunksize: usize,
+        timeout: Option<Duration>,
+    ) -> Result<ExecutorMap<I::IntoIter, R>, PoolError>
+    where
+        A: Message,
+        R: Message + 'static,
+        W: Work<A, R>,
+        I: IntoIterator<Item = A>,
+    {
+        if chunksize == 0 {
+            return Err(PoolError::InvalidArgument("chunksize must be >= 1."));
+        }
+        let deadline = Deadline::after(timeout);
+        let inner = IMap::new(self.shared.clone(), f.job()?, iter.into_iter(), chunksize, true)?;
+        Ok(ExecutorMap { inner: Some(inner), deadline })
+    }
+
+    /// Stops accepting work (Python's `shutdown`). With `cancel_futures`, every future that no
+    /// worker has started is cancelled. With `wait`, waits for the remaining futures and for
+    /// the workers to exit. Idempotent.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) -> Result<(), PoolError> {
+        self.shared.close()?;
+        if cancel_futures {
+            self.shared.cancel_pending();
+        }
+        if wait { self.shared.join(None) } else { Ok(()) }
+    }
+}
+
+impl Drop for ProcessPoolExecutor {
+    /// `shutdown(true, false)`: waits for the submitted work, then for the workers.
+    fn drop(&mut self) {
+        if self.shared.is_creator() {
+            let _ = self.shutdown(true, false);
+        }
+    }
+}
+
+/// The lazy iterator of [`ProcessPoolExecutor::map`].
+pub struct ExecutorMap<I: Iterator, R> {
+    inner: Option<IMap<I, R>>,
+    deadline: Deadline,
+}
+
+impl<I: Iterator, R> fmt::Debug for ExecutorMap<I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorMap").field("deadline", &self.deadline).finish_non_exhaustive()
+    }
+}
+
+impl<I, R> Iterator for ExecutorMap<I, R>
+where
+    I: Iterator,
+    I::Item: crate::codec::Encode,
+    R: Decode,
+{
+    type Item = Result<R, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let inner = self.inner.as_mut()?;
+        match inner.next_deadline(self.deadline) {
+            Some(Err(PoolError::Timeout)) => {
+                // Python raises TimeoutError and the generator is done.
+                self.inner = None;
+                Some(Err(PoolError::Timeout))
+            }
+            None => {
+                self.inner = None;
+                None
+            }
+            item => item,
+        }
+    }
+}
+
+/// The pending result of a call submitted to a [`ProcessPoolExecutor`] — Python's
+/// `concurrent.futures.Future`.
+///
+/// Clones refer to the same call. Every future resolves: with its value, its error,
+/// [`PoolError::Cancelled`], or a broken-pool error.
+pub struct Future<R> {
+    shared: Arc<Shared>,
+    batch: BatchId,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Future<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Future").field("id", &self.batch).finish_non_exhaustive()
+    }
+}
+
+impl<R> Clone for Future<R> {
+    fn clone(&self) -> Self {
+        self.shared.retain(self.batch);
+        Future { shared: self.shared.clone(), batch: self.batch, _r: PhantomData }
+    }
+}
+
+impl<R> Drop for Future<R> {
+    fn drop(&mut self) {
+        self.shared.release(self.batch);
+    }
+}
+
+/// How a finished future ended, from its chunk.
+fn outcome(done: &Completed) -> (bool, bool) {
+    // (cancelled, raised)
+    match done.chunks.first() {
+        Some(ChunkOut { result: Err(PoolError::Cancelled), .. }) => (true, false),
+        None => (false, true),
+        Some(c) => match done.bytes(c) {
+            Err(_) => (false, true),
+            Ok(bytes) => (false, bytes.first() != Some(&ITEM_OK)),
+        },
+    }
+}
+
+impl<R> Future<R> {
+    fn key(&self) -> (*const Shared, BatchId) {
+        (Arc::as_ptr(&self.shared), self.batch)
+    }
+
+    /// Waits for the result's chunk.
+    fn chunks(&self, deadline: Deadline) -> Result<Option<Arc<Completed>>, PoolError> {
+        let batch = self.batch;
+        let mut done = None;
+        self.shared.wait_until(deadline, |c| {
+            done = c.done(batch);
+            done.is_some() || !c.has_batch(batch)
+        })?;
+        Ok(done)
+    }
+
+    /// Whether the call finished or was cancelled (collects arrived results first, without
+    /// blocking).
+    pub fn done(&self) -> bool {
+        matches!(self.chunks(Deadline::after(Some(Duration::ZERO))), Ok(Some(_)))
+    }
+
+    /// Whether a worker is running the call now: true only once a worker has started it
+    /// (Python also says so for calls merely queued, P18).
+    pub fn running(&self) -> bool {
+        !self.done() && self.shared.running(self.batch)
+    }
+
+    /// Whether the call was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.shared.lock_checked().is_ok_and(|g| g.done(self.batch).is_some_and(|d| outcome(&d).0))
+    }
+
+    /// Cancels the call if no worker has started it (even if it was already sent to one).
+    /// Returns whether the future is now cancelled (`true` also if it already was).
+    pub fn cancel(&self) -> bool {
+        self.shared.cancel(self.batch)
+    }
+
+    /// Waits at most `timeout` for the call's error (Python's `exception`): `Ok(None)` if it
+    /// succeeded, `Ok(Some(e))` if it failed.
+    ///
+    /// # Errors
+    /// [`PoolError::Timeout`] if it is not done in time, [`PoolError::Cancelled`] if it was
+    /// cancelled.
+    pub fn exception(&self, timeout: Option<Duration>) -> Result<Option<PoolError>, PoolError>
+    where
+        R: Decode,
+    {
+        match self.result(timeout) {
+            Ok(_) => Ok(None),
+            Err(e @ (PoolError::Timeout | PoolError::Cancelled)) => Err(e),
+            Err(e) => Ok(Some(e)),
+        }
+    }
+
+    /// Waits at most `timeout` (`None`: forever) for the call and returns its value (Python's
+    /// `result`); may be called again.
+    ///
+    /// # Errors
+    /// [`PoolError::Timeout`] if it is not done in time; [`PoolError::Cancelled`]; otherwise
+    /// the call's own error.
+    pub fn result(&self, timeout: Option<Duration>) -> Result<R, PoolError>
+    where
+        R: Decode,
+    {
+        match self.chunks(Deadline::after(timeout))? {
+            Some(done) => finish_one::<R>(&done),
+            None => Err(PoolError::Timeout),
+        }
+    }
+}
+
+impl<R: 'static> Future<R> {
+    /// Calls `f` with the future once it is done or cancelled (Python's `add_done_callback`):
+    /// right away, in this thread, if it already is; otherwise in the thread that drives the
+    /// executor when it finishes. Callbacks run in the order they were added. A panic in `f`
+    /// is reported on stderr and ignored.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Future<R>) + Send + 'static) {
+        let cb: super::core::Callback = Box::new(move |shared, batch, _| {
+            shared.retain(batch);
+            let fut = Future { shared: shared.clone(), batch, _r: PhantomData };
+            f(&fut);
+        });
+        if let Some((done, cb)) = self.shared.on_done(self.batch, cb) {
+            let shared = self.shared.clone();
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&shared, self.batch, &done))) {
+                eprintln!(
+                    "multiproc: a future's done-callback panicked (ignored): {}",
+                    crate::process::panic_message(&*p)
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// wait and as_completed
+
+/// When [`wait`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as any future finishes or is cancelled.
+    FirstCompleted,
+    /// As soon as any future fails (a cancellation is not a failure); like `AllCompleted` if
+    /// none does.
+    FirstException,
+    /// When every future has finished or was cancelled.
+    AllCompleted,
+}
+
+/// What [`wait`] returns: the futures that are done, and the others (Python's named tuple of
+/// sets; duplicates appear once).
+pub struct WaitResult<'a, R> {
+    /// Finished or cancelled futures.
+    pub done: Vec<&'a Future<R>>,
+    /// The others.
+    pub not_done: Vec<&'a Future<R>>,
+}
+
+impl<R> fmt::Debug for WaitResult<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitResult")
+            .field("done", &self.done.len())
+            .field("not_done", &self.not_done.len())
+            .finish()
+    }
+}
+
+/// The distinct futures of `fs`, in order.
+fn dedup<R>(fs: &[Future<R>]) -> Vec<&Future<R>> {
+    let mut seen = std::collections::HashSet::new();
+    fs.iter().filter(|f| seen.insert(f.key())).collect()
+}
+
+/// State of a future seen from its core: `None` if not done, else (cancelled, raised).
+fn state_in(core: &Core, batch: BatchId) -> Option<(bool, bool)> {
+    if !core.has_batch(batch) {
+        return Some((false, true));
+    }
+    core.done(batch).map(|d| outcome(&d))
+}
+
+/// Drives the engines of `fs` until `cond(states)` holds or the deadline passes. `states[i]` is
+/// `state_in` for `fs[i]`. Returns the last states.
+fn drive_until<R>(
+    fs: &[&Future<R>],
+    deadline: Deadline,
+    mut cond: impl FnMut(&[Option<(bool, bool)>]) -> bool,
+) -> Result<Vec<Option<(bool, bool)>>, PoolError> {
+    let mut engines: Vec<&Arc<Shared>> = Vec::new();
+    for f in fs {
+        if !engines.iter().any(|e| Arc::ptr_eq(e, &f.shared)) {
+            engines.push(&f.shared);
+        }
+    }
+    let snapshot = |fs: &[&Future<R>]| -> Result<Vec<Option<(bool, bool)>>, PoolError> {
+        fs.iter().map(|f| Ok(state_in(&*f.shared.lock_checked()?, f.batch))).collect()
+    };
+    if engines.len() == 1 {
+        let engine = engines[0];
+        let mut states = vec![None; fs.len()];
+        engine.wait_until(deadline, |core| {
+            for (s, f) in states.iter_mut().zip(fs) {
+                if s.is_none() {
+                    *s = state_in(core, f.batch);
+                }
+            }
+            cond(&states)
+        })?;
+        return Ok(states);
+    }
+    // Futures from several executors: drive each in turn in short slices.
+    loop {
+        for e in &engines {
+            e.wait_until(Deadline::after(Some(Duration::ZERO)), |_| false)?;
+        }
+        let states = snapshot(fs)?;
+        if cond(&states) || deadline.has_expired() || engines.is_empty() {
+            return Ok(states);
+        }
+        let slice = Deadline::after(Some(Duration::from_millis(2))).min(deadline);
+        engines[0].wait_until(slice, |_| false)?;
+    }
+}
+
+/// Waits for the futures `fs` (Python's `concurrent.futures.wait`): returns when
+/// `return_when` is met or `timeout` passes (then with the partial sets; a timeout is not an
+/// error). Futures already done count at once.
+///
+/// ```
+/// use multiproc::{ProcessPoolExecutor, ReturnWhen, wait};
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(2)?;
+/// let fs = vec![ex.submit(|x: u8| x, 1)?, ex.submit(|x: u8| x, 2)?];
+/// let r = wait(&fs, None, ReturnWhen::AllCompleted)?;
+/// assert_eq!((r.done.len(), r.not_done.len()), (2, 0));
+/// # Ok(())
+/// # }
+/// ```
+pub fn wait<R>(
+    fs: &[Future<R>],
+    timeout: Option<Duration>,
+    return_when: ReturnWhen,
+) -> Result<WaitResult<'_, R>, PoolError> {
+    let fs = dedup(fs);
+    let deadline = Deadline::after(timeout);
+    let states = drive_until(&fs, deadline, |states| {
+        let done = states.iter().filter(|s| s.is_some()).count();
+        match return_when {
+            ReturnWhen::FirstCompleted => done > 0 || states.is_empty(),
+            ReturnWhen::FirstException => {
+                done == states.len() || states.iter().any(|s| matches!(s, Some((_, true))))
+            }
+            ReturnWhen::AllCompleted => done == states.len(),
+        }
+    })?;
+    let mut r = WaitResult { done: Vec::new(), not_done: Vec::new() };
+    for (f, s) in fs.into_iter().zip(states) {
+        if s.is_some() { r.done.push(f) } else { r.not_done.push(f) }
+    }
+    Ok(r)
+}
+
+/// An iterator over futures as they finish (Python's `concurrent.futures.as_completed`):
+/// futures already done come first, each future appears once, and after `timeout` (counted
+/// from the call) the next item is `Err(PoolError::Unfinished { .. })` and the iteration ends.
+///
+/// Waiting on it drives the executors the futures belong to.
+pub fn as_completed<R>(fs: &[Future<R>], timeout: Option<Duration>) -> AsCompleted<'_, R> {
+    let fs = dedup(fs);
+    let total = fs.len();
+    let deadline = Deadline::after(timeout);
+    let mut ready = VecDeque::new();
+    let mut pending = Vec::new();
+    // Already finished ones come first (collecting what has arrived, without blocking).
+    let states = drive_until(&fs, Deadline::after(Some(Duration::ZERO)), |_| false)
+        .unwrap_or_else(|_| vec![None; fs.len()]);
+    for (f, s) in fs.into_iter().zip(states) {
+        if s.is_some() { ready.push_back(f) } else { pending.push(f) }
+    }
+    AsCompleted { ready, pending, total, deadline, ended: false }
+}
+
+/// The iterator of [`as_completed`].
+pub struct AsCompleted<'a, R> {
+    ready: VecDeque<&'a Future<R>>,
+    pending: Vec<&'a Future<R>>,
+    total: usize,
+    deadline: Deadline,
+    ended: bool,
+}
+
+impl<R> fmt::Debug for AsCompleted<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("ready", &self.ready.len())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, R> Iterator for AsCompleted<'a, R> {
+    type Item = Result<&'a Future<R>, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(f) = self.ready.pop_front() {
+            return Some(Ok(f));
+        }
+        if self.ended || self.pending.is_empty() {
+            return None;
+        }
+        let states = match drive_until(&self.pending, self.deadline, |s| s.iter().any(Option::is_some)) {
+            Ok(states) => states,
+            Err(e) => {
+                self.ended = true;
+                return Some(Err(e));
+            }
+        };
+        let mut still = Vec::with_capacity(self.pending.len());
+        for (f, s) in self.pending.drain(..).zip(states) {
+            if s.is_some() { self.ready.push_back(f) } else { still.push(f) }
+        }
+        self.pending = still;
+        match self.ready.pop_front() {
+            Some(f) => Some(Ok(f)),
+            None => {
+                self.ended = true;
+                Some(Err(PoolError::Unfinished { unfinished: self.pending.len(), total: self.total }))
+            }
+        }
+    }
+}

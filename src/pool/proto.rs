@@ -1,0 +1,207 @@
+//! Wire formats between the parent, the fork server and the workers.
+//!
+//! # Worker channel (one `SOCK_STREAM` socketpair per worker)
+//!
+//! Every frame is an 8-byte little-endian body length, then the body, whose first byte is the
+//! frame kind. Integers are little-endian.
+//!
+//! | direction | kind | body after the kind byte |
+//! |---|---|---|
+//! | parent → worker | [`TASK`] | `seq: u64`, `job_kind: u8`, `a: u64`, `b: u64`, chunk payload |
+//! | parent → worker | [`STOP`] | nothing: exit once the frames before it are done |
+//! | worker → parent | [`READY`] | nothing: the initializer succeeded |
+//! | worker → parent | [`INIT_FAILED`] | the reason, as an encoded `String` |
+//! | worker → parent | [`RESULT`] | `seq: u64`, `elapsed_ns: u64`, the chunk's item results |
+//!
+//! A chunk payload is a `u64` item count followed by the encoded arguments. A chunk result is
+//! one entry per item: a tag ([`ITEM_OK`] then the encoded result, or one of the error tags
+//! then an encoded `String`).
+//!
+//! # Control channel (one `SOCK_SEQPACKET` socketpair, parent ↔ server)
+//!
+//! Fixed-size records ([`Ctl`], [`CTL_LEN`] bytes). `SPAWNED` carries the parent's end of the
+//! new worker's channel as `SCM_RIGHTS`.
+
+/// Length of a frame header (the body length).
+pub(crate) const HEADER: usize = 8;
+
+/// parent → worker: run a chunk.
+pub(crate) const TASK: u8 = 1;
+/// parent → worker: exit after the frames before this one.
+pub(crate) const STOP: u8 = 2;
+/// worker → parent: initialised, ready for tasks.
+pub(crate) const READY: u8 = 3;
+/// worker → parent: the initializer (or CPU pinning) failed; the worker exits.
+pub(crate) const INIT_FAILED: u8 = 4;
+/// worker → parent: a chunk's results.
+pub(crate) const RESULT: u8 = 5;
+
+/// Bytes of a `TASK` body before the payload: kind, seq, job kind, two words.
+pub(crate) const TASK_PREFIX: usize = 1 + 8 + 1 + 8 + 8;
+/// Bytes of a `RESULT` body before the item results: kind, seq, elapsed.
+pub(crate) const RESULT_PREFIX: usize = 1 + 8 + 8;
+
+/// `job_kind`: `a` is a trampoline address, `b` its context word (a fn address or 0).
+pub(crate) const JOB_CODE: u8 = 0;
+/// `job_kind`: `a` is the index of a closure registered with the builder.
+pub(crate) const JOB_REGISTERED: u8 = 1;
+
+/// Item result: the value follows.
+pub(crate) const ITEM_OK: u8 = 0;
+/// Item result: the function panicked; the message follows.
+pub(crate) const ITEM_PANIC: u8 = 1;
+/// Item result: the argument did not decode in the worker; the reason follows.
+pub(crate) const ITEM_BAD_ARG: u8 = 2;
+/// Item result: encoding the return value panicked; the message follows.
+pub(crate) const ITEM_BAD_RESULT: u8 = 3;
+
+/// Reads a little-endian `u64` at `at` (the caller has checked the length).
+#[inline]
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// Splits one whole frame body off the front of `buf`: `Some((body, frame_len))`, or `None`
+/// when the frame is not complete yet. An empty body (no kind byte) is returned as-is; the
+/// caller treats it as corrupt.
+#[inline]
+pub(crate) fn split_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
+    if buf.len() < HEADER {
+        return None;
+    }
+    let len = usize::try_from(u64_at(buf, 0)).ok()?;
+    let end = HEADER.checked_add(len)?;
+    if buf.len() < end {
+        return None;
+    }
+    Some((&buf[HEADER..end], end))
+}
+
+/// The total length (header included) of the frame that starts `buf`, once its header is
+/// there; `None` before that, or if the length does not fit in memory.
+#[inline]
+pub(crate) fn split_len(buf: &[u8]) -> Option<usize> {
+    if buf.len() < HEADER {
+        return None;
+    }
+    usize::try_from(u64_at(buf, 0)).ok()?.checked_add(HEADER)
+}
+
+/// Starts a frame in `out`: a placeholder length, then `kind`. Returns where the frame starts,
+/// for [`end_frame`].
+#[inline]
+pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: u8) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    out.push(kind);
+    at
+}
+
+/// Patches the length of the frame started at `at` (everything after its header).
+#[inline]
+pub(crate) fn end_frame(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - HEADER) as u64;
+    out[at..at + HEADER].copy_from_slice(&len.to_le_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control records
+
+/// Bytes of one control record.
+pub(crate) const CTL_LEN: usize = 24;
+
+/// parent → server: fork a worker for `slot`.
+pub(crate) const CTL_SPAWN: u32 = 1;
+/// parent → server: send signal `value` to the worker `pid` of `slot`, if it is still alive
+/// (the server alone knows whether it has reaped it, so a pid is never reused under us).
+pub(crate) const CTL_KILL: u32 = 2;
+/// parent → server: SIGTERM every worker, wait `arg` nanoseconds, SIGKILL the rest, reap them
+/// all, exit.
+pub(crate) const CTL_TERMINATE: u32 = 3;
+/// parent → server: SIGKILL whatever workers are left (normally none), reap them, exit.
+pub(crate) const CTL_EXIT: u32 = 4;
+/// server → parent: the worker of `slot` is `pid`; its channel rides along as `SCM_RIGHTS`.
+pub(crate) const CTL_SPAWNED: u32 = 5;
+/// server → parent: forking a worker for `slot` failed with errno `value`.
+pub(crate) const CTL_SPAWN_FAILED: u32 = 6;
+/// server → parent: the worker `pid` of `slot` was reaped; `arg` says how to read `value`
+/// ([`STATUS_EXITED`], [`STATUS_SIGNALED`], [`STATUS_UNKNOWN`]).
+pub(crate) const CTL_EXITED: u32 = 7;
+
+/// `CTL_EXITED` `arg`: `value` is an exit code.
+pub(crate) const STATUS_EXITED: u64 = 0;
+/// `CTL_EXITED` `arg`: `value` is the number of the signal that killed it.
+pub(crate) const STATUS_SIGNALED: u64 = 1;
+/// `CTL_EXITED` `arg`: the status is unknown (reaped elsewhere).
+pub(crate) const STATUS_UNKNOWN: u64 = 2;
+
+/// One control record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ctl {
+    pub kind: u32,
+    pub slot: u32,
+    pub pid: i32,
+    pub value: i32,
+    pub arg: u64,
+}
+
+impl Ctl {
+    pub(crate) fn new(kind: u32, slot: usize) -> Ctl {
+        Ctl { kind, slot: slot as u32, pid: 0, value: 0, arg: 0 }
+    }
+
+    pub(crate) fn to_bytes(self) -> [u8; CTL_LEN] {
+        let mut b = [0u8; CTL_LEN];
+        b[0..4].copy_from_slice(&self.kind.to_le_bytes());
+        b[4..8].copy_from_slice(&self.slot.to_le_bytes());
+        b[8..12].copy_from_slice(&self.pid.to_le_bytes());
+        b[12..16].copy_from_slice(&self.value.to_le_bytes());
+        b[16..24].copy_from_slice(&self.arg.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn from_bytes(b: &[u8; CTL_LEN]) -> Ctl {
+        let w32 = |at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        Ctl {
+            kind: u32::from_le_bytes(w32(0)),
+            slot: u32::from_le_bytes(w32(4)),
+            pid: i32::from_le_bytes(w32(8)),
+            value: i32::from_le_bytes(w32(12)),
+            arg: u64_at(b, 16),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_records_round_trip() {
+        let c = Ctl { kind: CTL_EXITED, slot: 7, pid: -3, value: 9, arg: u64::MAX - 1 };
+        assert_eq!(Ctl::from_bytes(&c.to_bytes()), c);
+    }
+
+    #[test]
+    fn frames_split_only_when_whole() {
+        let mut out = Vec::new();
+        let at = begin_frame(&mut out, RESULT);
+        out.extend_from_slice(b"abc");
+        end_frame(&mut out, at);
+        let at2 = begin_frame(&mut out, STOP);
+        end_frame(&mut out, at2);
+        for cut in 0..HEADER + 4 {
+            assert!(split_frame(&out[..cut]).is_none(), "cut {cut}");
+        }
+        let (body, used) = split_frame(&out).unwrap();
+        assert_eq!((body, used), (&[RESULT, b'a', b'b', b'c'][..], HEADER + 4));
+        let (body, used) = split_frame(&out[used..]).unwrap();
+        assert_eq!((body, used), (&[STOP][..], HEADER + 1));
+        // A hostile length never overflows.
+        let mut bad = u64::MAX.to_le_bytes().to_vec();
+        bad.push(1);
+        assert!(split_frame(&bad).is_none());
+    }
+}

@@ -1,0 +1,347 @@
+//! The fork server: a single-threaded process, forked once by `Pool::new`, that forks and
+//! reaps the pool's workers on the parent's behalf.
+//!
+//! # Why it exists
+//!
+//! `fork` copies only the calling thread: a lock another thread of the parent holds at that
+//! moment stays locked forever in the child. The parent of a pool may have any number of
+//! threads by the time a worker must be replaced, so the parent never forks a worker. The
+//! server does: it has one thread, and its memory is the parent's as it was when the pool was
+//! created, so every worker, including every replacement, starts from that same state (with
+//! the closures given to the builder).
+//!
+//! # Lifetime
+//!
+//! - The server watches the control socket and a pidfd of the parent. When the parent dies
+//!   (even by `SIGKILL`), the pidfd becomes readable (and the socket reaches end of file once
+//!   no process holds the parent's end anymore): the server SIGKILLs its workers, reaps them
+//!   and exits. Both are independent of the parent's threads; `PR_SET_PDEATHSIG` is not used
+//!   for the server, because it fires when the *thread* that forked it exits, which may be
+//!   long before the parent does. Without pidfds (Linux < 5.3), it checks `getppid()` every
+//!   50 ms instead.
+//! - Workers set `PR_SET_PDEATHSIG(SIGKILL)` towards the server (whose only thread lives as long
+//!   as it does) and check `getppid()` to close the race, so they die with it.
+//! - It reaps every worker (pidfd or `waitpid` polling) and reports its exit status; it never
+//!   calls `waitpid(-1)`. Its own `SIGCHLD` disposition is reset to the default, so a parent
+//!   that ignores `SIGCHLD` cannot make the kernel reap the workers behind its back (the
+//!   workers get the parent's disposition back).
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use multiproc_sys::fork::{self as sysfork, ForkOutcome};
+use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
+use multiproc_sys::scm;
+use multiproc_sys::time::Deadline;
+use multiproc_sys::wait::{self, ExitStatus, Pidfd};
+use multiproc_sys::{Errno, Pid, Signal};
+
+use super::core::Config;
+use super::proto::{self, Ctl};
+use super::slots::Slots;
+
+/// A worker as the server sees it.
+struct Child {
+    pid: Pid,
+    pidfd: Option<Pidfd>,
+}
+
+/// How often the server looks when it has no pidfd to wait on.
+const POLL_SLICE: Duration = Duration::from_millis(50);
+
+/// The saved `SIGCHLD` disposition of the parent, restored in workers.
+pub(crate) struct SavedSigchld(libc::sigaction);
+
+/// Resets `SIGCHLD` to its default disposition, returning the previous one.
+fn reset_sigchld() -> Option<SavedSigchld> {
+    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, empty mask, no flags).
+    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: as above, for the out-parameter.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid sigactions; SIGCHLD is a valid signal.
+    let r = unsafe { libc::sigaction(libc::SIGCHLD, &dfl, &mut old) };
+    (r == 0).then_some(SavedSigchld(old))
+}
+
+/// Restores a saved `SIGCHLD` disposition (in a worker).
+pub(crate) fn restore_sigchld(saved: &Option<SavedSigchld>) {
+    if let Some(SavedSigchld(old)) = saved {
+        // SAFETY: `old` was filled by `sigaction` in the server; a null old-action pointer is
+        // allowed.
+        unsafe { libc::sigaction(libc::SIGCHLD, old, std::ptr::null_mut()) };
+    }
+}
+
+struct Server<'a> {
+    cfg: &'a Config,
+    slots: &'a Slots,
+    ctl: OwnedFd,
+    parent: Pid,
+    parent_pidfd: Option<Pidfd>,
+    workers: Vec<Option<Child>>,
+    sigchld: Option<SavedSigchld>,
+}
+
+/// The fork server's life. Never returns.
+pub(crate) fn server_main(cfg: &Config, ctl: OwnedFd, parent: Pid, slots: &Slots) -> ! {
+    let sigchld = reset_sigchld();
+    if sysfork::getppid() != Some(parent) {
+        sysfork::exit_now(0);
+    }
+    let parent_pidfd = wait::pidfd_open(parent).ok();
+    if syspipe::set_nonblocking(ctl.as_fd(), true).is_err() {
+        sysfork::exit_now(1);
+    }
+    let mut s = Server {
+        cfg,
+        slots,
+        ctl,
+        parent,
+        parent_pidfd,
+        workers: (0..cfg.processes).map(|_| None).collect(),
+        sigchld,
+    };
+    s.run()
+}
+
+impl Server<'_> {
+    fn run(&mut self) -> ! {
+        let mut fds: Vec<(RawFd, usize)> = Vec::with_capacity(self.workers.len() + 2);
+        loop {
+            // Poll: control, parent pidfd, worker pidfds.
+            fds.clear();
+            fds.push((self.ctl.as_raw_fd(), usize::MAX));
+            let mut need_slices = self.parent_pidfd.is_none();
+            if let Some(p) = &self.parent_pidfd {
+                fds.push((p.as_raw_fd(), usize::MAX - 1));
+            }
+            for (i, w) in self.workers.iter().enumerate() {
+                match w {
+                    Some(Child { pidfd: Some(p), .. }) => fds.push((p.as_raw_fd(), i)),
+                    Some(Child { pidfd: None, .. }) => need_slices = true,
+                    None => {}
+                }
+            }
+            let deadline =
+                if need_slices { Deadline::after(Some(POLL_SLICE)) } else { Deadline::FOREVER };
+            let revents: Vec<PollFlags> = {
+                let mut pfds: Vec<PollFd<'_>> = fds
+                    .iter()
+                    .map(|&(fd, _)| {
+                        // SAFETY: every fd listed is owned by `self` and not closed during
+                        // the poll (this process has one thread).
+                        PollFd::from_borrowed_fd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, PollFlags::IN)
+                    })
+                    .collect();
+                match syspipe::poll(&mut pfds, deadline) {
+                    Ok(_) => pfds.iter().map(PollFd::revents).collect(),
+                    Err(_) => vec![PollFlags::empty(); pfds.len()],
+                }
+            };
+            let parent_dead = sysfork::getppid() != Some(self.parent)
+                || fds.iter().zip(&revents).any(|(&(_, tag), r)| tag == usize::MAX - 1 && !r.is_empty());
+            if parent_dead {
+                self.kill_all_and_exit(Signal::KILL, Duration::ZERO);
+            }
+            // Reap.
+            for i in 0..self.workers.len() {
+                let ready = match &self.workers[i] {
+                    Some(Child { pidfd: Some(_), .. }) => fds
+                        .iter()
+                        .zip(&revents)
+                        .any(|(&(_, tag), r)| tag == i && !r.is_empty()),
+                    Some(Child { pidfd: None, .. }) => true,
+                    None => false,
+                };
+                if ready {
+                    self.try_reap(i, true);
+                }
+            }
+            if !revents.first().is_some_and(|r| r.is_empty()) {
+                self.read_control();
+            }
+        }
+    }
+
+    /// Reaps the worker of slot `i` if it has exited, and reports it (if `report`).
+    fn try_reap(&mut self, i: usize, report: bool) -> bool {
+        let Some(child) = &self.workers[i] else { return true };
+        let pid = child.pid;
+        let status = match wait::waitpid(pid, false) {
+            Ok(None) => return false,
+            Ok(Some(status)) => Some(status),
+            Err(_) => None, // ECHILD: reaped elsewhere; exited, status unknown
+        };
+        self.workers[i] = None;
+        if report {
+            let mut c = Ctl::new(proto::CTL_EXITED, i);
+            c.pid = pid.as_raw_nonzero().get();
+            match status {
+                Some(ExitStatus::Exited(code)) => {
+                    c.arg = proto::STATUS_EXITED;
+                    c.value = code;
+                }
+                Some(ExitStatus::Signaled(sig)) => {
+                    c.arg = proto::STATUS_SIGNALED;
+                    c.value = sig;
+                }
+                None => c.arg = proto::STATUS_UNKNOWN,
+            }
+            self.send(c, None);
+        }
+        true
+    }
+
+    /// Sends a record to the parent, waiting while its buffer is full. If the parent is gone,
+    /// cleans up and exits.
+    fn send(&mut self, c: Ctl, fd: Option<&OwnedFd>) {
+        let bytes = c.to_bytes();
+        loop {
+            let r = match fd {
+                Some(fd) => scm::send_fds(self.ctl.as_fd(), &bytes, &[fd.as_fd()]),
+                None => scm::send_fds(self.ctl.as_fd(), &bytes, &[]),
+            };
+            match r {
+                Ok(_) => return,
+                Err(Errno::AGAIN) => {
+                    let _ = syspipe::wait_writable(self.ctl.as_fd(), Deadline::after(Some(POLL_SLICE)));
+                    if sysfork::getppid() != Some(self.parent) {
+                        self.kill_all_and_exit(Signal::KILL, Duration::ZERO);
+                    }
+                }
+                Err(_) => self.kill_all_and_exit(Signal::KILL, Duration::ZERO),
+            }
+        }
+    }
+
+    fn read_control(&mut self) {
+        loop {
+            let mut buf = [0u8; proto::CTL_LEN];
+            match scm::recv_fds(self.ctl.as_fd(), &mut buf, &mut []) {
+                Err(Errno::AGAIN) => return,
+                Ok(r) if r.bytes == 0 => self.kill_all_and_exit(Signal::KILL, Duration::ZERO),
+                Ok(r) if r.bytes == proto::CTL_LEN => self.on_ctl(Ctl::from_bytes(&buf)),
+                Ok(_) => {}
+                Err(_) => self.kill_all_and_exit(Signal::KILL, Duration::ZERO),
+            }
+        }
+    }
+
+    fn on_ctl(&mut self, c: Ctl) {
+        let i = c.slot as usize;
+        match c.kind {
+            proto::CTL_SPAWN if i < self.workers.len() => {
+                if self.workers[i].is_none() {
+                    self.spawn(i);
+                }
+            }
+            proto::CTL_KILL if i < self.workers.len() => {
+                if let Some(child) = &self.workers[i]
+                    && child.pid.as_raw_nonzero().get() == c.pid
+                    && let Some(sig) = wait::signal_from_raw(c.value)
+                {
+                    // The child is not reaped yet (only this process reaps it), so its pid
+                    // cannot have been reused.
+                    let _ = wait::kill(child.pid, sig);
+                }
+            }
+            proto::CTL_TERMINATE => {
+                let grace = Duration::from_nanos(c.arg);
+                self.kill_all_and_exit(Signal::TERM, grace);
+            }
+            proto::CTL_EXIT => self.kill_all_and_exit(Signal::KILL, Duration::ZERO),
+            _ => {}
+        }
+    }
+
+    /// Forks the worker of slot `i` and hands the parent its channel.
+    fn spawn(&mut self, i: usize) {
+        let (p_end, w_end) = match syspipe::socketpair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let mut c = Ctl::new(proto::CTL_SPAWN_FAILED, i);
+                c.value = e.raw_os_error();
+                self.send(c, None);
+                return;
+            }
+        };
+        let me = sysfork::getpid();
+        // SAFETY: this process has a single thread, so the child may do anything; the child
+        // branch ends in `worker_main`, which never returns.
+        match unsafe { sysfork::fork() } {
+            Err(e) => {
+                let mut c = Ctl::new(proto::CTL_SPAWN_FAILED, i);
+                c.value = e.raw_os_error();
+                self.send(c, None);
+            }
+            Ok(ForkOutcome::Child) => {
+                drop(p_end);
+                // The worker keeps none of the server's descriptors: not the control socket
+                // (the parent must see EOF when the server dies), not the pidfds.
+                let mut close: Vec<RawFd> = vec![self.ctl.as_raw_fd()];
+                close.extend(self.parent_pidfd.as_ref().map(AsRawFd::as_raw_fd));
+                close.extend(self.workers.iter().flatten().filter_map(|c| c.pidfd.as_ref().map(AsRawFd::as_raw_fd)));
+                for fd in close {
+                    // SAFETY: these fds are owned by the server's structures, which this
+                    // process never uses again (worker_main does not return).
+                    unsafe { libc::close(fd) };
+                }
+                super::worker::worker_main(self.cfg, i, w_end, me, self.slots, &self.sigchld)
+            }
+            Ok(ForkOutcome::Parent { child }) => {
+                drop(w_end);
+                let pidfd = wait::pidfd_open(child).ok();
+                self.workers[i] = Some(Child { pid: child, pidfd });
+                let mut c = Ctl::new(proto::CTL_SPAWNED, i);
+                c.pid = child.as_raw_nonzero().get();
+                self.send(c, Some(&p_end));
+            }
+        }
+    }
+
+    /// Sends `sig` to every worker, waits up to `grace` for them, SIGKILLs the rest, reaps
+    /// them all, and exits.
+    fn kill_all_and_exit(&mut self, sig: Signal, grace: Duration) -> ! {
+        for child in self.workers.iter().flatten() {
+            let _ = wait::kill(child.pid, sig);
+        }
+        let deadline = Deadline::after(Some(grace));
+        loop {
+            let mut left = false;
+            for i in 0..self.workers.len() {
+                if !self.try_reap(i, false) {
+                    left = true;
+                }
+            }
+            if !left || deadline.has_expired() {
+                break;
+            }
+            let fds: Vec<RawFd> = self
+                .workers
+                .iter()
+                .flatten()
+                .filter_map(|c| c.pidfd.as_ref().map(AsRawFd::as_raw_fd))
+                .collect();
+            let slice = Deadline::after(Some(Duration::from_millis(5))).min(deadline);
+            if fds.len() == self.workers.iter().flatten().count() && !fds.is_empty() {
+                let mut pfds: Vec<PollFd<'_>> = fds
+                    .iter()
+                    // SAFETY: the pidfds are owned by `self.workers` and stay open here.
+                    .map(|&fd| PollFd::from_borrowed_fd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, PollFlags::IN))
+                    .collect();
+                let _ = syspipe::poll(&mut pfds, deadline);
+            } else {
+                let _ = syspipe::poll(&mut [], slice);
+            }
+        }
+        for i in 0..self.workers.len() {
+            if let Some(child) = self.workers[i].take() {
+                let _ = wait::kill(child.pid, Signal::KILL);
+                let _ = wait::waitpid(child.pid, true);
+            }
+        }
+        sysfork::exit_now(0)
+    }
+}

@@ -1,0 +1,388 @@
+//! What a pool runs: functions sent by address, and closures registered before the fork.
+//!
+//! # Why a function address is valid in a worker
+//!
+//! A worker is forked from the fork server, which is forked from the parent when the pool is
+//! created. `fork` copies the address space as it is: the executable and the libraries loaded
+//! at that moment are mapped at the same addresses in every one of these processes (ASLR picks
+//! the addresses once, at `exec`, and there is no `exec` here). So the address of a function of
+//! the program, taken in the parent, names the same machine code in every worker, and the
+//! parent can send it as a plain integer.
+//!
+//! What the parent sends is the address of a *trampoline*: a function monomorphised for the
+//! argument type, the result type and (for a function item or a closure that captures nothing)
+//! the function itself, which decodes the arguments, calls the function, and encodes the
+//! results. For a `fn` pointer, the pointer itself travels as a second word. Nothing else is
+//! trusted: the bytes come only from the parent, over a socketpair that only the parent and
+//! that worker hold.
+//!
+//! The one case this does not cover is code that was not mapped when the pool was created: a
+//! function from a library `dlopen`ed later does not exist in the workers. Closures that
+//! capture data are not sent at all: they are [registered](super::PoolBuilder::register) with
+//! the builder, so that the server inherits them, and a [`Task`] handle names them by index.
+#![allow(unsafe_code)]
+
+use std::any::TypeId;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::codec::{Decode, Decoder, Encode, Message};
+use crate::process::panic_message;
+
+use super::error::PoolError;
+use super::proto::{ITEM_BAD_ARG, ITEM_BAD_RESULT, ITEM_OK, ITEM_PANIC};
+
+/// A trampoline: decodes a chunk payload, runs each item, appends the item results to `out`.
+///
+/// `ctx` is the trampoline's context word (a `fn` pointer, or 0).
+pub(crate) type Tramp = unsafe fn(ctx: usize, payload: &[u8], out: &mut Vec<u8>);
+
+/// A registered closure, wrapped to run a whole chunk.
+pub(crate) type Runner = Box<dyn Fn(&[u8], &mut Vec<u8>) + Send + Sync>;
+
+mod sealed {
+    /// Implemented by everything the pool can run; not nameable outside the crate.
+    pub trait Sealed {}
+
+    /// What a task runs, as the worker will find it. Public only in name: it lives in a
+    /// private module, so code outside the crate can neither name nor build one.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Job {
+        /// A trampoline address and its context word.
+        Code { tramp: usize, ctx: usize },
+        /// The `index`-th closure registered with the builder of pool `pool`.
+        Registered { pool: u64, index: usize },
+    }
+}
+
+pub(crate) use sealed::Job;
+
+/// Work a pool can run on one argument of type `A`, producing an `R`: a function item, a
+/// closure that captures nothing, a `fn(A) -> R` pointer, or a [`Task`] registered with
+/// [`PoolBuilder::register`](super::PoolBuilder::register).
+///
+/// Functions and non-capturing closures are sent to the workers by address (see the [module
+/// docs](self) for why that is valid). A closure that captures something cannot be sent: it
+/// is a compile-time error when the captures make it bigger than a pointer, and
+/// [`PoolError::InvalidArgument`] otherwise. Register such closures with the builder instead:
+/// they are inherited by every worker when the pool is created.
+///
+/// ```
+/// use multiproc::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = Pool::new(2)?;
+/// assert_eq!(pool.map(square, 1..=3)?, [1, 4, 9]); // a function item
+/// assert_eq!(pool.map(|x: u64| x + 1, 1..=3)?, [2, 3, 4]); // a closure capturing nothing
+/// let f: fn(u64) -> u64 = if true { square } else { |x| x };
+/// assert_eq!(pool.map(f, 1..=3)?, [1, 4, 9]); // a fn pointer chosen at run time
+/// # Ok(())
+/// # }
+/// ```
+pub trait Work<A, R>: Copy + Send + 'static + sealed::Sealed {
+    /// How the workers find this work.
+    #[doc(hidden)]
+    fn job(self) -> Result<Job, PoolError>;
+}
+
+/// Work that takes its arguments spread out of a tuple, for
+/// [`Pool::starmap`](super::Pool::starmap): a function of 1 to 6 arguments (a function item, a
+/// closure that captures nothing, or a `fn` pointer) run on each `(a, b, ...)` item, or a
+/// [`Task`] registered for the whole tuple.
+///
+/// ```
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = multiproc::Pool::new(2)?;
+/// let sums = pool.starmap(|a: u32, b: u32| a + b, [(1, 2), (3, 4)])?;
+/// assert_eq!(sums, [3, 7]);
+/// # Ok(())
+/// # }
+/// ```
+pub trait StarWork<Args, R>: Copy + Send + 'static + sealed::Sealed {
+    /// How the workers find this work.
+    #[doc(hidden)]
+    fn job(self) -> Result<Job, PoolError>;
+}
+
+/// A closure registered with [`PoolBuilder::register`](super::PoolBuilder::register): it was
+/// captured before the pool's processes were forked, so every worker has it, with whatever it
+/// captured (a big table, a configuration, an `Arc`), without sending it.
+///
+/// A `Task` is a small `Copy` handle that only the pool it was registered with accepts.
+pub struct Task<A, R> {
+    pub(crate) pool: u64,
+    pub(crate) index: usize,
+    _types: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Task<A, R> {
+    pub(crate) fn new(pool: u64, index: usize) -> Self {
+        Task { pool, index, _types: PhantomData }
+    }
+}
+
+impl<A, R> Clone for Task<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for Task<A, R> {}
+
+impl<A, R> fmt::Debug for Task<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("pool", &self.pool).field("index", &self.index).finish()
+    }
+}
+
+impl<A: Message + 'static, R: Message + 'static> Work<A, R> for Task<A, R> {
+    fn job(self) -> Result<Job, PoolError> {
+        Ok(Job::Registered { pool: self.pool, index: self.index })
+    }
+}
+
+impl<A: Message + 'static, R: Message + 'static> StarWork<A, R> for Task<A, R> {
+    fn job(self) -> Result<Job, PoolError> {
+        Ok(Job::Registered { pool: self.pool, index: self.index })
+    }
+}
+
+/// The error for a closure that captures something.
+const CAPTURES: &str = "pool work must be a function, a fn pointer or a closure that captures \
+                        nothing; register capturing closures with PoolBuilder::register";
+
+/// Makes a value of the zero-sized type `F` out of nothing.
+///
+/// # Safety
+/// - `F` must be zero-sized, `Copy`, and the caller must have had a value of it: then every
+///   value of `F` is the same (there are no bits), and `Copy` allows duplicating it.
+#[inline]
+unsafe fn conjure<F: Copy>() -> F {
+    debug_assert_eq!(std::mem::size_of::<F>(), 0);
+    // SAFETY: reading a zero-sized type reads no memory; a dangling, aligned, non-null pointer
+    // is valid for it. The value is valid per this function's contract.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+impl<F> sealed::Sealed for F where F: Copy + Send + 'static {}
+
+impl<F, A, R> Work<A, R> for F
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Message + 'static,
+    R: Message + 'static,
+{
+    fn job(self) -> Result<Job, PoolError> {
+        const {
+            assert!(
+                size_of::<F>() == 0 || size_of::<F>() == size_of::<fn()>(),
+                "pool work must be a function, a fn pointer or a closure that captures nothing; \
+                 register capturing closures with PoolBuilder::register"
+            )
+        };
+        if size_of::<F>() == 0 {
+            Ok(Job::Code { tramp: zst_tramp::<F, A, R> as Tramp as usize, ctx: 0 })
+        } else if TypeId::of::<F>() == TypeId::of::<fn(A) -> R>() {
+            // SAFETY: `F` is `fn(A) -> R` (same TypeId), a pointer-sized function pointer.
+            let addr = unsafe { std::mem::transmute_copy::<F, usize>(&self) };
+            Ok(Job::Code { tramp: ptr_tramp::<A, R> as Tramp as usize, ctx: addr })
+        } else {
+            Err(PoolError::InvalidArgument(CAPTURES))
+        }
+    }
+}
+
+/// Trampoline for a zero-sized `F` (a function item or a closure that captures nothing).
+///
+/// # Safety
+/// - Only called (in a worker) for a job built by `Work::job` for this very `F`, from a value of
+///   `F` the parent had; `F` is then zero-sized and `Copy`.
+unsafe fn zst_tramp<F, A, R>(_ctx: usize, payload: &[u8], out: &mut Vec<u8>)
+where
+    F: Fn(A) -> R + Copy,
+    A: Decode,
+    R: Encode,
+{
+    // SAFETY: per this function's contract, `F` is zero-sized and `Copy`, and a value existed.
+    let f: F = unsafe { conjure::<F>() };
+    run_chunk(f, payload, out);
+}
+
+/// Trampoline for a `fn(A) -> R` pointer passed as `ctx`.
+///
+/// # Safety
+/// - `ctx` must be the address of a `fn(A) -> R` of this program, mapped in this process.
+unsafe fn ptr_tramp<A: Decode, R: Encode>(ctx: usize, payload: &[u8], out: &mut Vec<u8>) {
+    // SAFETY: per this function's contract `ctx` is a valid `fn(A) -> R` (non-null).
+    let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(ctx as *const ()) };
+    run_chunk(f, payload, out);
+}
+
+macro_rules! star_work {
+    ($tramp:ident, $ptramp:ident; $($t:ident $v:ident),+) => {
+        impl<F, $($t,)+ R> StarWork<($($t,)+), R> for F
+        where
+            F: Fn($($t),+) -> R + Copy + Send + 'static,
+            $($t: Message + 'static,)+
+            R: Message + 'static,
+        {
+            fn job(self) -> Result<Job, PoolError> {
+                const {
+                    assert!(
+                        size_of::<F>() == 0 || size_of::<F>() == size_of::<fn()>(),
+                        "pool work must be a function, a fn pointer or a closure that captures \
+                         nothing; register capturing closures with PoolBuilder::register"
+                    )
+                };
+                if size_of::<F>() == 0 {
+                    Ok(Job::Code { tramp: $tramp::<F, $($t,)+ R> as Tramp as usize, ctx: 0 })
+                } else if TypeId::of::<F>() == TypeId::of::<fn($($t),+) -> R>() {
+                    // SAFETY: `F` is this exact fn pointer type (same TypeId).
+                    let addr = unsafe { std::mem::transmute_copy::<F, usize>(&self) };
+                    Ok(Job::Code { tramp: $ptramp::<$($t,)+ R> as Tramp as usize, ctx: addr })
+                } else {
+                    Err(PoolError::InvalidArgument(CAPTURES))
+                }
+            }
+        }
+
+        /// Star trampoline for a zero-sized `F`.
+        ///
+        /// # Safety
+        /// - As for `zst_tramp`: only for a job built from a value of this zero-sized `F`.
+        unsafe fn $tramp<F, $($t,)+ R>(_ctx: usize, payload: &[u8], out: &mut Vec<u8>)
+        where
+            F: Fn($($t),+) -> R + Copy,
+            $($t: Decode,)+
+            R: Encode,
+        {
+            // SAFETY: per this function's contract.
+            let f: F = unsafe { conjure::<F>() };
+            run_chunk(move |($($v,)+): ($($t,)+)| f($($v),+), payload, out);
+        }
+
+        /// Star trampoline for a fn pointer in `ctx`.
+        ///
+        /// # Safety
+        /// - `ctx` must be the address of a function of this type, mapped in this process.
+        unsafe fn $ptramp<$($t: Decode,)+ R: Encode>(ctx: usize, payload: &[u8], out: &mut Vec<u8>) {
+            // SAFETY: per this function's contract.
+            let f = unsafe { std::mem::transmute::<*const (), fn($($t),+) -> R>(ctx as *const ()) };
+            run_chunk(move |($($v,)+): ($($t,)+)| f($($v),+), payload, out);
+        }
+    };
+}
+
+star_work!(star1, pstar1; A1 a1);
+star_work!(star2, pstar2; A1 a1, A2 a2);
+star_work!(star3, pstar3; A1 a1, A2 a2, A3 a3);
+star_work!(star4, pstar4; A1 a1, A2 a2, A3 a3, A4 a4);
+star_work!(star5, pstar5; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+star_work!(star6, pstar6; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+
+/// Wraps a registered closure so that it runs a whole chunk.
+pub(crate) fn runner<A, R, F>(f: F) -> Runner
+where
+    A: Decode,
+    R: Encode,
+    F: Fn(A) -> R + Send + Sync + 'static,
+{
+    Box::new(move |payload, out| run_chunk(&f, payload, out))
+}
+
+/// Decodes one value that starts at `rest`, with a fresh [`Decoder`] (so the decoder's limits
+/// apply per value, not per chunk), and advances `rest` past it.
+fn decode_one<T: Decode>(rest: &mut &[u8]) -> Result<T, String> {
+    let mut d = Decoder::new(rest);
+    let value = d.decode::<T>().map_err(|e| e.to_string())?;
+    let used = rest.len() - d.remaining();
+    *rest = &rest[used..];
+    Ok(value)
+}
+
+/// Worker side: runs `f` on every argument of a chunk payload (a `u64` count, then the
+/// arguments), appending one tagged result per item to `out`. Never panics and never unwinds:
+/// a panic in `f` or in encoding its result becomes that item's error.
+pub(crate) fn run_chunk<A: Decode, R: Encode>(f: impl Fn(A) -> R, payload: &[u8], out: &mut Vec<u8>) {
+    let mut rest = payload;
+    let count = match decode_one::<u64>(&mut rest) {
+        Ok(n) => n,
+        Err(e) => {
+            // Without a count there is no way to say how many items failed: report one.
+            out.push(ITEM_BAD_ARG);
+            format!("corrupt chunk: {e}").encode(out);
+            return;
+        }
+    };
+    for i in 0..count {
+        let arg = match decode_one::<A>(&mut rest) {
+            Ok(arg) => arg,
+            Err(e) => {
+                // The items after a bad one cannot be located: they all fail with it.
+                let msg = format!("cannot decode the argument: {e}");
+                for _ in i..count {
+                    out.push(ITEM_BAD_ARG);
+                    msg.encode(out);
+                }
+                return;
+            }
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(arg))) {
+            Ok(value) => {
+                let mark = out.len();
+                out.push(ITEM_OK);
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| value.encode(out))) {
+                    out.truncate(mark);
+                    out.push(ITEM_BAD_RESULT);
+                    panic_message(&*payload).encode(out);
+                }
+            }
+            Err(payload) => {
+                out.push(ITEM_PANIC);
+                panic_message(&*payload).encode(out);
+            }
+        }
+    }
+}
+
+/// Parent side: appends a chunk payload for `items` to `out`.
+pub(crate) fn encode_chunk<'a, A: Encode + 'a>(items: impl ExactSizeIterator<Item = &'a A>, out: &mut Vec<u8>) {
+    (items.len() as u64).encode(out);
+    for item in items {
+        item.encode(out);
+    }
+}
+
+/// Parent side: decodes the `n` item results of a chunk, appending them to `out`.
+///
+/// A result that does not decode fails, and so do the items after it (they cannot be
+/// located).
+pub(crate) fn decode_chunk<R: Decode>(bytes: &[u8], n: usize, out: &mut Vec<Result<R, PoolError>>) {
+    let mut rest = bytes;
+    for i in 0..n {
+        match decode_item::<R>(&mut rest) {
+            Ok(item) => out.push(item),
+            Err(e) => {
+                let err = PoolError::Decode(e);
+                out.extend((i..n).map(|_| Err(err.clone())));
+                return;
+            }
+        }
+    }
+}
+
+/// Decodes one tagged item result; `Err` when the bytes themselves are wrong (sync is lost).
+fn decode_item<R: Decode>(rest: &mut &[u8]) -> Result<Result<R, PoolError>, String> {
+    Ok(match decode_one::<u8>(rest)? {
+        ITEM_OK => Ok(decode_one::<R>(rest)?),
+        ITEM_PANIC => Err(PoolError::Panicked(decode_one::<String>(rest)?)),
+        ITEM_BAD_ARG => Err(PoolError::Decode(decode_one::<String>(rest)?)),
+        ITEM_BAD_RESULT => Err(PoolError::Encode(decode_one::<String>(rest)?)),
+        tag => return Err(format!("invalid result tag {tag}")),
+    })
+}

@@ -1,0 +1,176 @@
+//! A worker's life: set up, then run chunks from its channel until told to stop.
+//!
+//! A worker is forked by the single-threaded fork server, so it may allocate, lock and run any
+//! user code. It dies with the server (`PR_SET_PDEATHSIG(SIGKILL)`, checked against
+//! `getppid()`), reads task frames from its own channel (blocking), claims each task in the
+//! shared ring before running it (see [`slots`](super::slots)), runs it under `catch_unwind`,
+//! and writes the result frame back before it reads the next one's outcome. It exits with code
+//! 0 after `STOP`, at end of file, or after `max_tasks_per_child` tasks, flushing stdout and
+//! stderr first; it never returns into the caller's stack.
+#![allow(unsafe_code)]
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use multiproc_sys::affinity::{CpuSet, sched_setaffinity};
+use multiproc_sys::fork as sysfork;
+use multiproc_sys::{Errno, Pid, Signal};
+
+use crate::codec::Encode;
+use crate::process::panic_message;
+
+use super::core::Config;
+use super::proto;
+use super::server::{SavedSigchld, restore_sigchld};
+use super::slots::{Slots, now_ns};
+use super::work::{Tramp, run_chunk};
+
+/// Ends the worker: flushes stdio and `_exit`s.
+fn finish(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sysfork::exit_now(code)
+}
+
+/// Writes a whole buffer to the channel; the parent being gone ends the worker.
+fn send(chan: &OwnedFd, bytes: &[u8]) {
+    if multiproc_sys::pipe::send_all(chan.as_fd(), bytes).is_err() {
+        finish(0);
+    }
+}
+
+/// Pins the worker and runs the initializer.
+fn setup(cfg: &Config, slot: usize) -> Result<(), String> {
+    if !cfg.cpus.is_empty() {
+        let cpu = cfg.cpus[slot % cfg.cpus.len()];
+        let mut set = CpuSet::new();
+        set.set(cpu)
+            .and_then(|()| sched_setaffinity(None, &set))
+            .map_err(|e| format!("cannot pin worker {slot} to CPU {cpu}: {e}"))?;
+    }
+    if let Some(init) = &cfg.initializer {
+        match catch_unwind(AssertUnwindSafe(|| init())) {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => return Err(msg),
+            Err(p) => return Err(format!("the initializer panicked: {}", panic_message(&*p))),
+        }
+    }
+    Ok(())
+}
+
+/// The worker's life. Never returns.
+pub(crate) fn worker_main(
+    cfg: &Config,
+    slot: usize,
+    chan: OwnedFd,
+    server: Pid,
+    slots: &Slots,
+    sigchld: &Option<SavedSigchld>,
+) -> ! {
+    if sysfork::set_parent_death_signal(Signal::KILL, server).is_err() {
+        // The server died before we got here.
+        sysfork::exit_now(1);
+    }
+    restore_sigchld(sigchld);
+    let shm = slots.get(slot);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+
+    if let Err(msg) = setup(cfg, slot) {
+        let at = proto::begin_frame(&mut out, proto::INIT_FAILED);
+        msg.encode(&mut out);
+        proto::end_frame(&mut out, at);
+        send(&chan, &out);
+        finish(1);
+    }
+    let at = proto::begin_frame(&mut out, proto::READY);
+    proto::end_frame(&mut out, at);
+    send(&chan, &out);
+
+    // rbuf[start..end] holds the bytes read and not yet handled; the whole buffer stays
+    // initialised, so reads go straight into it.
+    let mut rbuf: Vec<u8> = vec![0; 64 * 1024];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut done: u64 = 0;
+    loop {
+        // Run every whole frame in the buffer.
+        while let Some((body, len)) = proto::split_frame(&rbuf[start..end]) {
+            start += len;
+            match body.first() {
+                Some(&proto::TASK) if body.len() >= proto::TASK_PREFIX => {
+                    let seq = proto::u64_at(body, 1);
+                    let begun = now_ns();
+                    if !shm.claim(seq, begun) {
+                        continue; // cancelled by the parent
+                    }
+                    out.clear();
+                    let at = proto::begin_frame(&mut out, proto::RESULT);
+                    out.extend_from_slice(&seq.to_le_bytes());
+                    out.extend_from_slice(&0u64.to_le_bytes()); // elapsed, patched below
+                    let kind = body[9];
+                    let a = proto::u64_at(body, 10);
+                    let b = proto::u64_at(body, 18);
+                    let payload = &body[proto::TASK_PREFIX..];
+                    run_job(cfg, kind, a, b, payload, &mut out);
+                    let elapsed = now_ns().saturating_sub(begun);
+                    let field = at + proto::HEADER + 9;
+                    out[field..field + 8].copy_from_slice(&elapsed.to_le_bytes());
+                    proto::end_frame(&mut out, at);
+                    send(&chan, &out);
+                    done += 1;
+                    if cfg.max_tasks_per_child.is_some_and(|max| done >= max) {
+                        finish(0);
+                    }
+                }
+                Some(&proto::STOP) => finish(0),
+                _ => {} // unknown frame: skip it
+            }
+        }
+        // Keep the partial frame at the front, make room for the rest of it, read more.
+        if start == end {
+            (start, end) = (0, 0);
+        } else if start > 0 {
+            rbuf.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+        let wanted = match proto::split_len(&rbuf[..end]) {
+            Some(total) => total.max(end + 4096),
+            None => end + 4096,
+        };
+        if wanted > rbuf.len() {
+            rbuf.resize(wanted.max(rbuf.len() * 2), 0);
+        }
+        let n = loop {
+            match rustix::io::read(&chan, &mut rbuf[end..]) {
+                Ok(n) => break n,
+                Err(Errno::INTR) => {}
+                Err(_) => finish(0),
+            }
+        };
+        if n == 0 {
+            finish(0); // the parent closed the channel
+        }
+        end += n;
+    }
+}
+
+/// Runs one chunk.
+fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec<u8>) {
+    match kind {
+        proto::JOB_CODE => {
+            // SAFETY: `a` is the address of a `Tramp` and `b` its context word, both taken in
+            // the parent from functions of this same executable (see `work.rs`: this process
+            // is a fork of a fork of the parent, made when the pool was created, so the code
+            // is mapped at the same addresses). Only the parent writes to this channel.
+            unsafe {
+                let tramp = std::mem::transmute::<*const (), Tramp>(a as usize as *const ());
+                tramp(b as usize, payload, out);
+            }
+        }
+        proto::JOB_REGISTERED => match cfg.registered.get(a as usize) {
+            Some(runner) => runner(payload, out),
+            None => run_chunk(|_: ()| (), b"", out),
+        },
+        _ => run_chunk(|_: ()| (), b"", out),
+    }
+}
