@@ -61,7 +61,7 @@ pub struct Child {
 }
 
 /// Forks; the child sets `PR_SET_PDEATHSIG(SIGKILL)` (so an aborted test leaves no orphan),
-/// runs `f` and `_exit`s with its return value. A panic in `f` exits with 101 at once.
+/// runs `f` and `_exit`s with its return value. A panic in `f` exits with 101.
 ///
 /// `f` runs in a forked child of a multithreaded process: async-signal-safe work only.
 pub fn fork_child(f: impl FnOnce() -> i32) -> Child {
@@ -77,11 +77,10 @@ pub fn fork_child(f: impl FnOnce() -> i32) -> Child {
                 libc::_exit(102);
             }
         }
-        // A panic (a failed assert) must not print or unwind here: stderr's lock or the
-        // allocator's state may belong to a thread that does not exist in this child. The
-        // hook ends the child at once with code 101, which the parent reports.
-        std::panic::set_hook(Box::new(|_| unsafe { libc::_exit(101) }));
-        let code = f();
+        // No panic hook is installed here: `set_hook` takes std's hook lock, which another
+        // thread of the test process may hold (mid-panic) at the moment of the fork. A panic in
+        // `f` (a failed assert) is caught and reported as exit code 101.
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
         unsafe { libc::_exit(code) };
     }
     Child { pid, reaped: false }
