@@ -16,7 +16,8 @@
 //! throughput; wake-up round trip ≤ 2× the raw spin-then-futex ping-pong.
 //!
 //! Children are forked with libc `fork` (they get `PR_SET_PDEATHSIG(SIGKILL)`), every wait is
-//! bounded, and every child is reaped (killed first if it overstays). Run with
+//! bounded, and every child is reaped (killed first if it overstays). In sections 2 and 3 the
+//! bench and its child are pinned to two different CPUs (see `Pinned`). Run with
 //! `cargo bench --bench sync` (`MULTIPROC_BENCH_QUICK=1` for a rough, fast run;
 //! `MULTIPROC_BENCH_SYNC_ONLY=2,3` for some sections only).
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
@@ -159,9 +160,64 @@ impl RawMutex {
     }
 }
 
-/// Forks a child that runs `f` and `_exit`s with its value (101 if it panicked). The child dies
-/// with the bench (`PR_SET_PDEATHSIG(SIGKILL)`). The bench is single-threaded when it forks.
-fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(r, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+}
+
+/// Restricts the calling process to `cpus`.
+fn set_affinity(cpus: &[usize]) {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(r, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+}
+
+/// Pins the bench to one CPU and names another for its child, so that the two processes of a
+/// contended or ping-pong case really run at the same time (otherwise the scheduler may put
+/// both on one CPU, where spinning cannot help anyone); restores the affinity on drop. With
+/// only one CPU there is no pinning. The Python scripts run unpinned: every wake-up of theirs
+/// goes through the kernel, and pinned to CPUs that other jobs share they were ten times slower
+/// (a woken process waits for its CPU instead of taking an idle one).
+struct Pinned {
+    saved: Vec<usize>,
+    parent: Option<usize>,
+    child: Option<usize>,
+}
+
+impl Pinned {
+    fn new() -> Pinned {
+        let saved = allowed_cpus();
+        if saved.len() < 2 {
+            return Pinned { saved, parent: None, child: None };
+        }
+        set_affinity(&saved[..1]);
+        Pinned { parent: Some(saved[0]), child: Some(saved[1]), saved }
+    }
+
+    fn describe(&self) -> String {
+        match (self.parent, self.child) {
+            (Some(p), Some(c)) => format!("parent pinned to CPU {p}, child to CPU {c}"),
+            _ => "one CPU: not pinned".to_string(),
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        set_affinity(&self.saved);
+    }
+}
+
+/// Forks a child that runs `f` and `_exit`s with its value (101 if it panicked), pinned to
+/// `cpu` if given. The child dies with the bench (`PR_SET_PDEATHSIG(SIGKILL)`). The bench is
+/// single-threaded when it forks.
+fn fork_child(cpu: Option<usize>, f: impl FnOnce() -> i32) -> libc::pid_t {
     let parent = unsafe { libc::getpid() };
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
@@ -171,6 +227,9 @@ fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
             if libc::getppid() != parent {
                 libc::_exit(102);
             }
+        }
+        if let Some(cpu) = cpu {
+            set_affinity(&[cpu]);
         }
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
         unsafe { libc::_exit(code) };
@@ -215,13 +274,14 @@ fn spin_until(mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// A case of [`compare_timed`]: a name and an operation that returns its own time per
+/// operation, in nanoseconds.
+type TimedCase<'a> = (&'static str, Box<dyn FnMut() -> f64 + 'a>);
+
 /// Like [`compare`], for operations that time themselves: each returns nanoseconds per
 /// operation (so setup such as a fork stays out of the measurement). Interleaved, rotated, one
 /// discarded warm-up round.
-fn compare_timed(
-    rounds: usize,
-    cases: &mut [(&'static str, Box<dyn FnMut() -> f64 + '_>)],
-) -> Vec<Stats> {
+fn compare_timed(rounds: usize, cases: &mut [TimedCase<'_>]) -> Vec<Stats> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); cases.len()];
     for round in 0..=rounds {
         for k in 0..cases.len() {
@@ -412,12 +472,18 @@ impl Ctl {
 /// nanoseconds per increment (both processes' increments counted). Only the work is timed: from
 /// the start signal (once the child is ready) until both have finished. `check` then verifies
 /// the counter.
-fn contended_run(ctl: &Ctl, n: u64, work: &dyn Fn(u64), check: &dyn Fn() -> u64) -> f64 {
+fn contended_run(
+    ctl: &Ctl,
+    cpu: Option<usize>,
+    n: u64,
+    work: &dyn Fn(u64),
+    check: &dyn Fn() -> u64,
+) -> f64 {
     let before = check();
     ctl.ready().store(0, Ordering::SeqCst);
     ctl.go().store(0, Ordering::SeqCst);
     ctl.done().store(0, Ordering::SeqCst);
-    let pid = fork_child(|| {
+    let pid = fork_child(cpu, || {
         ctl.ready().store(1, Ordering::SeqCst);
         if !spin_until(|| ctl.go().load(Ordering::SeqCst) != 0) {
             return 3;
@@ -473,11 +539,15 @@ if __name__ == "__main__":
 "#;
 
 fn contended(verdicts: &mut Vec<Verdict>) {
-    let rounds = rounds(15);
-    let n: u64 = if quick() { 200_000 } else { 1_000_000 };
+    let rounds = rounds(20);
+    let n: u64 = if quick() { 200_000 } else { 500_000 };
+    let pin = Pinned::new();
+    let cpu = pin.child;
     println!();
     println!(
-        "# 2. two processes × {n} increments of a shared u64 ({rounds} rounds per case, interleaved)"
+        "# 2. two processes × {n} increments of a shared u64 ({rounds} rounds per case, \
+         interleaved; {})",
+        pin.describe()
     );
     let ctl = Ctl::new();
 
@@ -494,20 +564,21 @@ fn contended(verdicts: &mut Vec<Verdict>) {
     let plain_check = || plain.read_counter();
     let lock_word: &AtomicU64 = lock_counter.at(0);
 
-    let mut cases: [(&'static str, Box<dyn FnMut() -> f64 + '_>); 5] = [
+    let mut cases: [TimedCase<'_>; 5] = [
         (
             "raw robust pthread mutex + u64 beside it",
-            Box::new(|| contended_run(&ctl, n, &robust_work, &robust_check)),
+            Box::new(|| contended_run(&ctl, cpu, n, &robust_work, &robust_check)),
         ),
         (
             "raw non-robust pthread mutex + u64",
-            Box::new(|| contended_run(&ctl, n, &plain_work, &plain_check)),
+            Box::new(|| contended_run(&ctl, cpu, n, &plain_work, &plain_check)),
         ),
         (
             "multiproc *Value<u64>.lock() += 1",
             Box::new(|| {
                 contended_run(
                     &ctl,
+                    cpu,
                     n,
                     &|n| {
                         for _ in 0..n {
@@ -526,6 +597,7 @@ fn contended(verdicts: &mut Vec<Verdict>) {
             Box::new(|| {
                 contended_run(
                     &ctl,
+                    cpu,
                     n,
                     &|n| {
                         for _ in 0..n {
@@ -550,6 +622,7 @@ fn contended(verdicts: &mut Vec<Verdict>) {
             Box::new(|| {
                 contended_run(
                     &ctl,
+                    cpu,
                     n,
                     &|n| {
                         for _ in 0..n {
@@ -572,6 +645,7 @@ fn contended(verdicts: &mut Vec<Verdict>) {
             .replace("ROUNDS", &rounds.min(5).to_string())
             .replace("NPER", &py_n.to_string())
     );
+    drop(pin);
     let py = python("Value.get_lock() counter", &script);
 
     let table = Table::new("contended counter, time per increment (2 processes)", None);
@@ -580,7 +654,7 @@ fn contended(verdicts: &mut Vec<Verdict>) {
         table.row(name, s, Some(base));
     }
     if let Some(py) = &py {
-        let label = format!("Python Value('q').get_lock() ({py_n}/process)");
+        let label = format!("Python Value('q').get_lock() ({py_n}/process, unpinned)");
         table.row(&label, py, Some(base));
         table.row("  (Value vs Python)", &stats[2], Some(("Python", py)));
     }
@@ -669,11 +743,14 @@ if __name__ == "__main__":
 "#;
 
 fn wake_up(verdicts: &mut Vec<Verdict>) {
-    let rounds = rounds(30);
-    let iters = 2000;
+    let rounds = rounds(60);
+    let iters = 500;
     println!();
+    let pin = Pinned::new();
+    let cpu = pin.child;
     println!(
-        "# 3. wake-up round trip between two processes ({rounds} rounds × {iters}, interleaved)"
+        "# 3. wake-up round trip between two processes ({rounds} rounds × {iters}, interleaved; {})",
+        pin.describe()
     );
     let stop = Shm::new(4096);
     let stop_word: &AtomicU32 = stop.at(0);
@@ -681,7 +758,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
     // Raw: two mailboxes on separate cache lines.
     let words = Shm::new(4096);
     let (ping, pong) = (RawFlag(words.at(0)), RawFlag(words.at(64)));
-    let raw_pid = fork_child(|| {
+    let raw_pid = fork_child(cpu, || {
         loop {
             if !ping.take() {
                 return 3;
@@ -695,7 +772,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
 
     // Event ping-pong.
     let (ea, eb) = (Event::new().unwrap(), Event::new().unwrap());
-    let event_pid = fork_child(|| {
+    let event_pid = fork_child(cpu, || {
         loop {
             if !ea.wait(Some(LIMIT)) {
                 return 3;
@@ -711,7 +788,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
     // Condition ping-pong: `turn` 1 = the parent's ping, 2 = the child's pong, 3 = stop.
     let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
     let turn = RawValue::new(0u32).unwrap();
-    let cond_pid = fork_child(|| {
+    let cond_pid = fork_child(cpu, || {
         let _g = cond.lock().unwrap();
         loop {
             match turn.load() {
@@ -769,6 +846,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
         "{PY_REPORT}\n{}",
         PY_PING_PONG.replace("ROUNDS", &rounds.min(10).to_string()).replace("ITERS", "2000")
     );
+    drop(pin);
     let py = python("Event ping-pong", &script);
 
     let table = Table::new("wake-up round trip", None);
@@ -777,7 +855,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
         table.row(name, s, Some(base));
     }
     if let Some(py) = &py {
-        table.row("Python Event ping-pong", py, Some(base));
+        table.row("Python Event ping-pong (unpinned)", py, Some(base));
         table.row("  (Event vs Python)", &stats[1], Some(("Python", py)));
     }
     verdicts.push(time_target(

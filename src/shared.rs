@@ -222,6 +222,7 @@ impl<T: ShmSafe> Value<T> {
     ///
     /// # Errors
     /// As [`Lock::lock`]: [`AcquireError::OwnerDied`] still carries the guard.
+    #[inline]
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
         self.lock_with(Patience::Until(Deadline::FOREVER))
     }
@@ -245,6 +246,7 @@ impl<T: ShmSafe> Value<T> {
         self.lock_with(Patience::from_timeout(timeout))
     }
 
+    #[inline]
     fn lock_with(
         &self,
         patience: Patience,
@@ -458,6 +460,7 @@ impl<T: ShmSafe> Array<T> {
     ///
     /// # Errors
     /// As [`Lock::lock`]: [`AcquireError::OwnerDied`] still carries the guard.
+    #[inline]
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
         self.lock_with(Patience::Until(Deadline::FOREVER))
     }
@@ -481,6 +484,7 @@ impl<T: ShmSafe> Array<T> {
         self.lock_with(Patience::from_timeout(timeout))
     }
 
+    #[inline]
     fn lock_with(
         &self,
         patience: Patience,

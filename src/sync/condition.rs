@@ -4,36 +4,46 @@
 //!
 //! A futex sequence counter, after Rust std's futex condvar
 //! (`library/std/src/sys/sync/condvar/futex.rs`), made process-shared (the futex is *not*
-//! private) and given a waiter count so that a notify with nobody waiting costs no system call.
+//! private), with a brief spin before sleeping and a sleeper count, so that a notify whose
+//! waiters are all still spinning (or that has no waiters) makes no system call.
 //!
 //! | word | meaning | changed by |
 //! |---|---|---|
-//! | `seq` | bumped by every notify that finds waiters; the futex waiters sleep on | notifiers, holding the lock |
-//! | `waiters` | waits in progress: incremented before the lock is released, decremented after waking | waiters |
+//! | `seq` | bumped by every notify; the word waiters spin on, then sleep on | notifiers, holding the lock |
+//! | `sleepers` | waits that are (about to be) asleep in the kernel on `seq` | waiters |
 //!
-//! - `wait`: with the lock held, read `seq` and increment `waiters`; release the lock; sleep
-//!   while `seq` is unchanged (until the deadline); decrement `waiters`; take the lock back.
-//! - `notify(n)`: with the lock held, if `waiters` is 0 do nothing; else bump `seq` and wake
-//!   up to `n` sleepers.
+//! - `wait`: with the lock held, read `seq`; release the lock; spin briefly ([`SPIN_LIMIT`]
+//!   polls of `seq`); then increment `sleepers`, sleep while `seq` is unchanged (until the
+//!   deadline), and decrement `sleepers`; take the lock back.
+//! - `notify(n)`: with the lock held, bump `seq`, and if `sleepers` is not 0 wake up to `n`
+//!   sleepers.
+//!
+//! The two words are on separate cache lines, and a waiter that is woken while still spinning
+//! writes neither: in a ping-pong between two processes only `seq` travels, not a counter of
+//! waiters that each side would update on its way in and out.
 //!
 //! Reading `seq` before releasing the lock, and notifying only while holding it, means a
 //! notify that comes after a waiter released the lock always changes the value that waiter
-//! sleeps on: no wake-up is lost. Nothing here waits for a waiter to acknowledge anything, so a
-//! waiter that dies (even by `SIGKILL`) can never block a notifier; it only leaves `waiters`
-//! one too high, which costs later notifies a (harmless) wake system call.
+//! spins or sleeps on: no wake-up is lost. The sleeper's "increment `sleepers`, then let the
+//! kernel compare `seq`" and the notifier's "bump `seq`, then load `sleepers`" are `SeqCst`
+//! read-modify-writes and loads (and the kernel orders its compare after a full barrier): either
+//! the notifier sees the sleeper and wakes it, or the kernel sees the new `seq` and does not
+//! let the sleeper sleep. Nothing here waits for a waiter to acknowledge anything, so a waiter
+//! that dies (even by `SIGKILL`) can never block a notifier; at most it leaves `sleepers` one
+//! too high, which costs later notifies a (harmless) wake system call.
 //!
 //! This is deliberately not a process-shared `pthread_cond_t`: with glibc's condvar, a waiter
 //! killed inside `pthread_cond_wait` can make later signals and broadcasts block (its group
 //! switch waits for every waiter of the old group to confirm).
 //!
-//! The `Relaxed` orderings on `seq` and `waiters` are enough: both are read and written only
-//! while holding the lock (whose acquire/release orders them), except the waiter's
-//! post-wake-up accesses, whose outcome only decides whether to return or to sleep again.
+//! Apart from that pair, `Relaxed` orderings on `seq` are enough: it is read and written only
+//! while holding the lock (whose acquire/release orders them), except by the spinning or
+//! woken waiter, whose reads only decide whether to return or to sleep again.
 
 use std::fmt;
 use std::io;
 use std::mem::{align_of, size_of};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
@@ -46,14 +56,23 @@ use super::rlock::{RLock, RLockGuard};
 use super::{AcquireError, ReleaseError};
 use crate::shm::ShmBox;
 
+/// How many times a waiter polls `seq` (one `pause` each, a few microseconds in all) before
+/// it goes to sleep in the kernel: a notify that comes that soon (a ping-pong between two
+/// processes, a producer that is just finishing) then costs neither side a system call.
+const SPIN_LIMIT: u32 = 100;
+
 /// The shared state of a [`Condition`] (see the module docs for the protocol).
+///
+/// `seq`, which spinning waiters poll, has a cache line of its own (the segment starts on a
+/// page boundary), away from `sleepers`.
 #[repr(C)]
 struct ConditionState {
     seq: AtomicU32,
-    waiters: AtomicU32,
+    _pad: [u32; 15],
+    sleepers: AtomicU32,
 }
 
-const_assert_eq!(size_of::<ConditionState>(), 8);
+const_assert_eq!(size_of::<ConditionState>(), 68);
 const_assert_eq!(align_of::<ConditionState>(), 4);
 
 /// The lock under a [`Condition`]: a [`Lock`] or an [`RLock`] — the `lock` argument of
@@ -223,8 +242,9 @@ impl std::error::Error for NotifyError {
 /// # Differences from Python
 ///
 /// - Spurious wake-ups: besides the waiters `notify(n)` wakes, a waiter that had released the
-///   lock but not yet gone to sleep when the notify came also returns `true`. Python allows
-///   spurious wake-ups too; loop, or use [`wait_for`](Self::wait_for).
+///   lock but not yet gone to sleep when the notify came (a wait spins for a few microseconds
+///   before it sleeps) also returns `true`. Python allows spurious wake-ups too; loop, or use
+///   [`wait_for`](Self::wait_for).
 /// - Misuse (`wait` or `notify` without holding the lock) is an error value, not an
 ///   `AssertionError`.
 /// - A condition on a lock that a [`Value`](crate::Value) shares refuses to wait while the
@@ -294,7 +314,8 @@ impl Condition {
     /// # Errors
     /// Mapping the shared segment failed.
     pub fn with_lock(lock: impl Into<ConditionLock>) -> io::Result<Condition> {
-        // SAFETY: `ConditionState` is two atomics, valid when zeroed (sequence 0, no waiters),
+        // SAFETY: `ConditionState` is two atomics and padding, valid when zeroed (sequence 0,
+        // no sleepers),
         // used only through shared references, with no `Drop`.
         let state = unsafe { ShmBox::new(0, |_: *mut ConditionState| Ok(()))? };
         Ok(Condition { state, lock: lock.into() })
@@ -372,7 +393,7 @@ impl Condition {
     /// - [`WaitError::OwnerDied`]: woken, lock taken back, but a holder died meanwhile.
     /// - [`WaitError::Os`]: an unexpected system error.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
-        self.wait_until(Deadline::after(timeout))
+        self.wait_until(Until::Timeout(timeout))
     }
 
     /// Python's `wait_for(predicate, timeout)`: checks `predicate` first, then waits and
@@ -397,15 +418,15 @@ impl Condition {
             if deadline.has_expired() {
                 break;
             }
-            self.wait_until(deadline)?;
+            self.wait_until(Until::Deadline(deadline))?;
             result = predicate();
         }
         Ok(result)
     }
 
-    fn wait_until(&self, deadline: Deadline) -> Result<bool, WaitError> {
+    fn wait_until(&self, until: Until) -> Result<bool, WaitError> {
         let st = self.state.get();
-        // Release the lock, after reading the sequence and registering as a waiter.
+        // Release the lock, after reading the sequence.
         let saved = match &self.lock {
             ConditionLock::Lock(l) => {
                 if !l.held_by_current_thread() {
@@ -415,10 +436,9 @@ impl Condition {
                     return Err(WaitError::LockedForData);
                 }
                 let seq = st.seq.load(Relaxed);
-                st.waiters.fetch_add(1, Relaxed);
                 match l.unlock_for_wait() {
                     Ok(how) => (seq, Saved::Lock(how)),
-                    Err(e) => return Err(self.unregister(e)),
+                    Err(e) => return Err(unlock_failed(e)),
                 }
             }
             ConditionLock::RLock(l) => {
@@ -426,26 +446,33 @@ impl Condition {
                     return Err(WaitError::NotOwner);
                 }
                 let seq = st.seq.load(Relaxed);
-                st.waiters.fetch_add(1, Relaxed);
                 match l.unlock_for_wait() {
                     Ok(levels) => (seq, Saved::RLock(levels)),
-                    Err(e) => return Err(self.unregister(e)),
+                    Err(e) => return Err(unlock_failed(e)),
                 }
             }
         };
         let (seq, saved) = saved;
 
-        let woken = loop {
-            match futex_wait(&st.seq, seq, deadline) {
-                // Woken, or the value had changed already, or a spurious wake-up: only a
-                // changed sequence counts.
-                Ok(()) if st.seq.load(Relaxed) != seq => break Ok(true),
-                Ok(()) => continue,
-                Err(Errno::TIMEDOUT) => break Ok(st.seq.load(Relaxed) != seq),
-                Err(e) => break Err(e),
-            }
+        let woken = if until.may_spin() && spin_until_changed(&st.seq, seq) {
+            Ok(true)
+        } else {
+            let deadline = until.deadline();
+            // SeqCst: pairs with the notifier's bump of `seq` and load of `sleepers`.
+            st.sleepers.fetch_add(1, SeqCst);
+            let woken = loop {
+                match futex_wait(&st.seq, seq, deadline) {
+                    // Woken, or the value had changed already, or a spurious wake-up: only a
+                    // changed sequence counts.
+                    Ok(()) if st.seq.load(Relaxed) != seq => break Ok(true),
+                    Ok(()) => continue,
+                    Err(Errno::TIMEDOUT) => break Ok(st.seq.load(Relaxed) != seq),
+                    Err(e) => break Err(e),
+                }
+            };
+            st.sleepers.fetch_sub(1, Relaxed);
+            woken
         };
-        st.waiters.fetch_sub(1, Relaxed);
 
         let relocked = match (&self.lock, saved) {
             (ConditionLock::Lock(l), Saved::Lock(how)) => l.relock_after_wait(how),
@@ -462,17 +489,6 @@ impl Condition {
         }
     }
 
-    /// Undoes the registration of a wait whose lock release failed.
-    fn unregister(&self, e: Errno) -> WaitError {
-        self.state.get().waiters.fetch_sub(1, Relaxed);
-        match e {
-            // The `owner` word named this thread but the mutex did not: a dead holder's stale
-            // thread id.
-            Errno::PERM => WaitError::NotOwner,
-            e => WaitError::Os(e.into()),
-        }
-    }
-
     /// Wakes up to `n` of the processes and threads waiting on the condition (a no-op if
     /// nobody waits, or for `n == 0`). Never blocks.
     ///
@@ -484,10 +500,15 @@ impl Condition {
             return Err(NotifyError::NotOwner);
         }
         let st = self.state.get();
-        if n == 0 || st.waiters.load(Relaxed) == 0 {
+        if n == 0 {
             return Ok(());
         }
-        st.seq.fetch_add(1, Relaxed);
+        // SeqCst, and the load below: pairs with a sleeper's increment of `sleepers` (module docs).
+        st.seq.fetch_add(1, SeqCst);
+        if st.sleepers.load(SeqCst) == 0 {
+            // Nobody waits, or every waiter is still spinning and will see the new sequence.
+            return Ok(());
+        }
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         futex_wake(&st.seq, n).map(drop).map_err(|e| NotifyError::Os(e.into()))
     }
@@ -501,6 +522,60 @@ impl Condition {
     }
 }
 
+/// When a wait ends.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    /// `timeout` after the wait goes to sleep (`None`: never). The deadline is computed only
+    /// then, after the spin phase, which saves the clock read when a notify comes during the
+    /// spin; the timeout can only end later for it, never earlier.
+    Timeout(Option<Duration>),
+    /// At this deadline (`wait_for`, whose timeout covers several waits).
+    Deadline(Deadline),
+}
+
+impl Until {
+    /// Whether to spin first: not for a zero timeout (Python's `wait(0)` just looks).
+    #[inline]
+    fn may_spin(self) -> bool {
+        match self {
+            Until::Timeout(t) => t != Some(Duration::ZERO),
+            // `wait_for` checked the deadline just before.
+            Until::Deadline(_) => true,
+        }
+    }
+
+    #[inline]
+    fn deadline(self) -> Deadline {
+        match self {
+            Until::Timeout(t) => Deadline::after(t),
+            Until::Deadline(d) => d,
+        }
+    }
+}
+
+/// The spin phase of a wait: polls `seq` up to [`SPIN_LIMIT`] times; `true` as soon as it
+/// differs from `seen`.
+#[inline]
+fn spin_until_changed(seq: &AtomicU32, seen: u32) -> bool {
+    for _ in 0..SPIN_LIMIT {
+        if seq.load(Relaxed) != seen {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
+}
+
+/// The error of a wait whose lock release failed (nothing else happened).
+fn unlock_failed(e: Errno) -> WaitError {
+    match e {
+        // The `owner` word named this thread but the mutex did not: a dead holder's stale
+        // thread id.
+        Errno::PERM => WaitError::NotOwner,
+        e => WaitError::Os(e.into()),
+    }
+}
+
 /// What a wait saved of the lock's state, to restore it.
 enum Saved {
     Lock(u32),
@@ -511,7 +586,7 @@ impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Condition")
             .field("lock", &self.lock)
-            .field("waiters", &self.state.get().waiters.load(Relaxed))
+            .field("sleepers", &self.state.get().sleepers.load(Relaxed))
             .finish()
     }
 }

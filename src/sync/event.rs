@@ -170,7 +170,6 @@ impl Event {
         if timeout == Some(Duration::ZERO) {
             return false;
         }
-        let deadline = Deadline::after(timeout);
         for _ in 0..SPIN_LIMIT {
             std::hint::spin_loop();
             w = word.load(Ordering::Acquire);
@@ -178,6 +177,9 @@ impl Event {
                 return true;
             }
         }
+        // Only now, after the spin phase: a `set` during the spin then costs no clock read, and
+        // the timeout can only end later for it, never earlier.
+        let deadline = Deadline::after(timeout);
         loop {
             if w & SET != 0 || w & !(SET | WAITERS) != generation {
                 return true;

@@ -45,6 +45,7 @@ static GENERATION_UNAVAILABLE: AtomicU32 = AtomicU32::new(0);
 
 /// The generation word: the kernel zeroes it in every child, however it was forked (libc
 /// `fork`, `_Fork`, a raw `clone`), so a zero means "this process has not cached anything yet".
+#[inline(always)]
 fn generation_word() -> Option<&'static AtomicU32> {
     let p = GENERATION_PAGE.load(Relaxed);
     if !p.is_null() {
@@ -104,7 +105,7 @@ fn map_generation_page() -> Option<&'static AtomicU32> {
 /// its own pid there, which differs from the parent's. So a child never mistakes itself for
 /// the parent thread it was copied from. Costs a thread-local read and an atomic load; where
 /// the kernel lacks `MADV_WIPEONFORK` it is a `gettid` system call every time.
-#[inline]
+#[inline(always)]
 pub(crate) fn current_tid() -> u32 {
     let Some(word) = generation_word() else {
         return multiproc_sys::fork::gettid().as_raw_nonzero().get() as u32;
@@ -157,56 +158,111 @@ impl Patience {
     }
 }
 
-/// How many times a contended acquire polls before going to sleep in the kernel.
+/// How a contended acquire spins before it goes to sleep in the kernel: `polls` looks at the
+/// lock, each after `gap` `pause` instructions (`spin_loop`).
 ///
-/// Each poll is one `pause` (`spin_loop`) and a load of the holder word (test and
-/// test-and-set: the shared line is only read until the lock looks free, then one `trylock`).
-/// A critical section of a few hundred nanoseconds, held by a process running on another CPU,
-/// is then waited out without the two system calls (sleep and wake) a blocking lock costs; a
-/// holder that is not running costs the spinner about a microsecond. glibc's adaptive mutexes
-/// spin for a similar 100 tries.
-pub(crate) const SPIN_LIMIT: u32 = 100;
-#[doc(hidden)]
-pub static XSPIN: AtomicU32 = AtomicU32::new(1);
+/// Each poll is a load of the holder word, and a `pthread_mutex_trylock` only when that looks
+/// free (test and test-and-set). A critical section held by a process running on another CPU
+/// is then waited out without the two system calls (sleep and wake) of a blocking lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spin {
+    polls: u32,
+    gap: u32,
+}
+
+impl Spin {
+    /// For an ordinary contended acquire: a few polls, far apart (about 4 µs in all on a CPU
+    /// whose `pause` takes 35 ns).
+    ///
+    /// Every poll pulls the lock's cache line away from the holder, which then waits for it
+    /// back on its next lock or unlock. A waiter polling at every `pause` (as glibc's adaptive
+    /// mutex does) slows a holder that takes the lock again and again so much that two
+    /// processes incrementing a shared counter got about half the throughput of a plain robust
+    /// mutex (whose waiter sleeps at once); polls 32 `pause`s apart disturb the holder rarely
+    /// and still catch many releases without a system call: in `benches/sync.rs` (two
+    /// processes pinned to two CPUs) that is on a par with the plain robust mutex, and twice
+    /// the throughput of polling at every `pause`.
+    pub(crate) const ACQUIRE: Spin = Spin { polls: 4, gap: 32 };
+
+    /// For a `Condition` waiter taking its lock back: the holder is then usually the notifier,
+    /// about to release the lock, so polling at every `pause` hands it over fastest.
+    pub(crate) const RELOCK: Spin = Spin { polls: 128, gap: 1 };
+}
 
 /// The spin phase of a contended acquire: polls `holder` (0 when the lock looks free) and
-/// tries the mutex when it looks free, up to [`SPIN_LIMIT`] times. `Ok(None)`: still busy.
+/// tries the mutex when it looks free, as [`Spin::ACQUIRE`] says. `Ok(None)`: still busy.
 #[inline]
 pub(crate) fn spin_try_lock(
     mutex: &RobustMutex,
     holder: &AtomicU32,
 ) -> Result<Option<LockOutcome>, Errno> {
-    let m = XSPIN.load(Relaxed);
-    if m == 0 { return Ok(None); }
-    if m == 1 {
-    for _ in 0..SPIN_LIMIT {
-        std::hint::spin_loop();
-        if holder.load(Relaxed) != 0 {
+    spin_try_lock_with(mutex, holder, Spin::ACQUIRE)
+}
+
+/// [`spin_try_lock`] with another [`Spin`].
+#[inline]
+pub(crate) fn spin_try_lock_with(
+    mutex: &RobustMutex,
+    holder: &AtomicU32,
+    spin: Spin,
+) -> Result<Option<LockOutcome>, Errno> {
+    for _ in 0..spin.polls {
+        for _ in 0..spin.gap {
+            std::hint::spin_loop();
+        }
+        if looks_locked(mutex, holder) {
             continue;
         }
         if let Some(outcome) = try_lock_quiet(mutex)? {
             return Ok(Some(outcome));
         }
     }
-    return Ok(None);
-    }
-    if m == 2 {
-        let mut k = 1;
-        while k <= 128 {
-            for _ in 0..k { std::hint::spin_loop(); }
-            k *= 2;
-            if holder.load(Relaxed) != 0 { continue; }
-            if let Some(outcome) = try_lock_quiet(mutex)? { return Ok(Some(outcome)); }
-        }
-        return Ok(None);
-    }
-    let (polls, gap) = if m >= 1000 { (m / 1000, m % 1000) } else { (10, 10) };
-    for _ in 0..polls {
-        for _ in 0..gap { std::hint::spin_loop(); }
-        if holder.load(Relaxed) != 0 { continue; }
-        if let Some(outcome) = try_lock_quiet(mutex)? { return Ok(Some(outcome)); }
-    }
     Ok(None)
+}
+
+/// Whether the mutex looks held, for the "test" of test and test-and-set: a hint only (the
+/// `trylock` that follows decides).
+///
+/// On glibc this reads the mutex's lock word (see [`lock_word`]), which turns free exactly
+/// when the holder's unlock is done: a spinner then tries exactly when a `trylock` can
+/// succeed, instead of on the `holder` word, which is cleared a little *before* the unlock,
+/// so that a spinner would try, fail, and take the cache line away from the unlocking
+/// holder, several times per hand-over. A holder that died leaves its thread id out of the
+/// word (the kernel sets "owner died" instead), so the mutex then looks free and the
+/// `trylock` reports it. Elsewhere it reads `holder`.
+#[inline]
+fn looks_locked(mutex: &RobustMutex, holder: &AtomicU32) -> bool {
+    #[cfg(multiproc_glibc)]
+    {
+        let _ = holder;
+        lock_word(mutex).load(Relaxed) & TID_MASK != 0
+    }
+    #[cfg(not(multiproc_glibc))]
+    {
+        let _ = mutex;
+        holder.load(Relaxed) != 0
+    }
+}
+
+/// The owner's thread id in a robust futex word (the kernel's `FUTEX_TID_MASK`).
+#[cfg(multiproc_glibc)]
+const TID_MASK: u32 = 0x3fff_ffff;
+
+/// glibc's lock word of a robust mutex: the `int` at offset 0 of `pthread_mutex_t`
+/// (`__data.__lock`, fixed by glibc's ABI: static initialisers write it), in the robust futex
+/// format the kernel defines (`FUTEX_TID_MASK` owner, bit 30 "owner died", bit 31 "waiters").
+/// glibc and the kernel access it atomically; we only read it, except in
+/// [`release_unrecoverable`].
+#[cfg(multiproc_glibc)]
+#[inline]
+fn lock_word(mutex: &RobustMutex) -> &AtomicU32 {
+    let raw = ptr::from_ref(mutex).cast::<u32>().cast_mut();
+    // SAFETY: `RobustMutex` is a `repr(C)` wrapper of one `UnsafeCell<pthread_mutex_t>`
+    // (same size and alignment, asserted by the sys layer), so its first four bytes are
+    // glibc's `int __lock`, aligned for an `AtomicU32`, inside an `UnsafeCell`, and live as
+    // long as the borrow of `mutex`; every access to that word (glibc's, the kernel's, ours)
+    // is atomic.
+    unsafe { AtomicU32::from_ptr(raw) }
 }
 
 /// One attempt at `mutex` that leaves no trace when the mutex is busy: `pthread_mutex_trylock`.
@@ -243,7 +299,7 @@ pub(crate) fn try_lock_quiet(mutex: &RobustMutex) -> Result<Option<LockOutcome>,
             libc::EBUSY => Ok(None),
             libc::EOWNERDEAD => Ok(Some(LockOutcome::OwnerDied)),
             libc::ENOTRECOVERABLE => {
-                release_unrecoverable(raw);
+                release_unrecoverable(mutex);
                 Err(Errno::NOTRECOVERABLE)
             }
             e => Err(Errno::from_raw_os_error(e)),
@@ -259,18 +315,12 @@ pub(crate) fn try_lock_quiet(mutex: &RobustMutex) -> Result<Option<LockOutcome>,
 /// if the lock word still names the calling thread, clears it and wakes its sleepers, as
 /// glibc's unlock of a robust mutex does (`pthread_mutex_unlock` itself must not be called:
 /// the mutex is not on this thread's robust list, and removing it would follow stale links).
-///
-/// The word is the robust futex word whose format the kernel defines (owner's thread id in the
-/// low 30 bits, bit 31 "waiters"), at offset 0 of glibc's `pthread_mutex_t`
-/// (`__data.__lock`).
+/// See [`lock_word`] for the word.
 #[cfg(multiproc_glibc)]
 #[cold]
-fn release_unrecoverable(raw: *mut libc::pthread_mutex_t) {
-    const TID_MASK: u32 = 0x3fff_ffff;
+fn release_unrecoverable(mutex: &RobustMutex) {
     const WAITERS: u32 = 0x8000_0000;
-    // SAFETY: `raw` is a live, aligned `pthread_mutex_t` (see `try_lock_quiet`), whose first
-    // field is the `int` lock word that glibc and the kernel access atomically.
-    let word = unsafe { AtomicU32::from_ptr(raw.cast::<u32>()) };
+    let word = lock_word(mutex);
     let me = current_tid();
     let mut old = word.load(Relaxed);
     while old & TID_MASK == me {
@@ -438,8 +488,6 @@ impl Got {
 }
 
 impl Lock {
-    #[doc(hidden)]
-    pub fn __xspin(m: u32) { XSPIN.store(m, Relaxed) }
     /// A new, unlocked lock in its own shared segment.
     ///
     /// # Errors
@@ -520,8 +568,10 @@ impl Lock {
     ///   died holding it.
     /// - [`AcquireError::WouldDeadlock`]: the calling thread holds the lock already.
     /// - [`AcquireError::Os`]: an unexpected error from the mutex.
+    #[inline]
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
         match self.acquire_mode(Patience::from_timeout(timeout), mode::RAW) {
+            Ok(Got::Clean) => Ok(true),
             Ok(got) => got.wrap(true).map_err(|e| e.without_guard()),
             Err(AcquireError::Timeout) => Ok(false),
             Err(e) => Err(e),
@@ -535,21 +585,36 @@ impl Lock {
     ///   too many times").
     /// - [`ReleaseError::NotOwner`]: another thread or process holds it, or the calling thread
     ///   holds it through a guard (drop the guard instead).
+    #[inline]
     pub fn release(&self) -> Result<(), ReleaseError> {
         let st = self.st();
         let me = current_tid();
         let holder = st.holder.load(Relaxed);
-        if holder != me {
-            return Err(if holder == 0 { ReleaseError::NotHeld } else { ReleaseError::NotOwner });
+        if holder == me && st.mode.load(Relaxed) == mode::RAW {
+            match self.unlock_raw() {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Self::release_failed(e)),
+            }
+        } else {
+            Err(Self::release_refused(holder))
         }
-        if st.mode.load(Relaxed) != mode::RAW {
-            return Err(ReleaseError::NotOwner);
-        }
-        self.unlock_raw().map_err(|e| match e {
+    }
+
+    /// Why [`release`](Self::release) may not release: the lock is free, held by another
+    /// thread, or held by the calling thread through a guard.
+    #[cold]
+    fn release_refused(holder: u32) -> ReleaseError {
+        if holder == 0 { ReleaseError::NotHeld } else { ReleaseError::NotOwner }
+    }
+
+    /// The error of a failed unlock in [`release`](Self::release).
+    #[cold]
+    fn release_failed(e: Errno) -> ReleaseError {
+        match e {
             // A dead holder's stale thread id that this thread now happens to carry.
             Errno::PERM => ReleaseError::NotOwner,
             e => ReleaseError::Os(e.into()),
-        })
+        }
     }
 
     /// Whether the calling thread holds the lock (in any mode).
@@ -565,18 +630,37 @@ impl Lock {
     }
 
     /// Acquires the lock and records the calling thread as holder, in `how` mode.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire_mode(
         &self,
         patience: Patience,
         how: u32,
     ) -> Result<Got, AcquireError<()>> {
         let st = self.st();
-        let got = match try_lock_quiet(&st.mutex) {
+        let first = try_lock_quiet(&st.mutex);
+        if let Ok(Some(LockOutcome::Acquired)) = first {
+            // The common case, as `took` does it.
+            st.holder.store(current_tid(), Relaxed);
+            st.mode.store(how, Relaxed);
+            return Ok(Got::Clean);
+        }
+        self.acquire_slow(first, patience, how)
+    }
+
+    /// [`acquire_mode`](Self::acquire_mode) after a first attempt that did not simply succeed.
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(
+        &self,
+        first: Result<Option<LockOutcome>, Errno>,
+        patience: Patience,
+        how: u32,
+    ) -> Result<Got, AcquireError<()>> {
+        let got = match first {
             Ok(Some(outcome)) => outcome,
             Ok(None) => match patience {
                 Patience::Try => return Err(AcquireError::Timeout),
-                Patience::Until(deadline) => self.lock_contended(deadline)?,
+                Patience::Until(deadline) => self.lock_contended(deadline, Spin::ACQUIRE)?,
             },
             Err(Errno::DEADLK) => return Err(AcquireError::WouldDeadlock),
             Err(e) => return Err(os(e)),
@@ -586,13 +670,17 @@ impl Lock {
 
     /// The contended path: spin a little, then sleep in the kernel until `deadline`.
     #[cold]
-    fn lock_contended(&self, deadline: Deadline) -> Result<LockOutcome, AcquireError<()>> {
+    fn lock_contended(
+        &self,
+        deadline: Deadline,
+        spin: Spin,
+    ) -> Result<LockOutcome, AcquireError<()>> {
         let st = self.st();
         let me = current_tid();
         // musl's trylock reports our own lock as busy; the blocking call below then says
         // EDEADLK, so do not spin for nothing.
         if st.holder.load(Relaxed) != me {
-            match spin_try_lock(&st.mutex, &st.holder) {
+            match spin_try_lock_with(&st.mutex, &st.holder, spin) {
                 Ok(Some(outcome)) => return Ok(outcome),
                 Ok(None) => {}
                 Err(Errno::DEADLK) => return Err(AcquireError::WouldDeadlock),
@@ -655,7 +743,7 @@ impl Lock {
     pub(crate) fn relock_after_wait(&self, how: u32) -> Result<Got, AcquireError<()>> {
         let outcome = match try_lock_quiet(&self.st().mutex) {
             Ok(Some(outcome)) => outcome,
-            Ok(None) => self.lock_contended(Deadline::FOREVER)?,
+            Ok(None) => self.lock_contended(Deadline::FOREVER, Spin::RELOCK)?,
             Err(Errno::DEADLK) => return Err(AcquireError::WouldDeadlock),
             Err(e) => return Err(os(e)),
         };
@@ -663,6 +751,7 @@ impl Lock {
     }
 
     /// For the guards of `Value`/`Array`: acquires in [`mode::DATA`].
+    #[inline(always)]
     pub(crate) fn lock_data(
         &self,
         patience: Patience,
