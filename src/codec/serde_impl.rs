@@ -1,77 +1,7 @@
-//! The `serde` bridge (feature `serde`): [`Serde<T>`] makes any `Serialize + DeserializeOwned`
-//! type a [`Message`](super::Message), written in the codec's own wire format by a compact,
-//! non-self-describing serde `Serializer`/`Deserializer`.
-//!
-//! # Why a wrapper
-//!
-//! A blanket `impl<T: Serialize> Encode for T` is impossible: it would overlap with the
-//! codec's own impls (`u32`, `String`, `Vec<T>`, ...), and Rust's coherence rules reject
-//! overlapping impls. So serde types travel inside [`Serde`]: `conn.send(&Serde(&value))`,
-//! `let Serde(value): Serde<MyType> = conn.recv()?`. The wrapper adds no bytes.
-//!
-//! # Wire format
-//!
-//! The serde data model maps onto the [native format](super#wire-format), so `Serde<T>` and a
-//! natively encoded `T` are the same bytes for every std type the codec implements (integers,
-//! strings, `Vec`, maps, sets, tuples, arrays, `Option`, `Result`, `Duration`, ...): either side
-//! may use either. A struct encodes like the tuple of its fields.
-//!
-//! | serde data model | bytes |
-//! |---|---|
-//! | `bool` | one byte, `0` or `1` |
-//! | `i8`..`i128`, `u8`..`u128` | fixed width, little-endian (`usize`/`isize` arrive as `u64`/`i64`) |
-//! | `f32`, `f64` | the IEEE 754 bit pattern, little-endian |
-//! | `char` | its scalar value as a `u32` |
-//! | string, bytes | length (`u64`) then the bytes (strings are checked to be UTF-8) |
-//! | `None` / `Some(v)` | `0` / `1` then `v` |
-//! | unit, unit struct | nothing |
-//! | newtype struct | its field |
-//! | sequence (`Vec`, sets, ...) | element count (`u64`) then each element |
-//! | map | entry count (`u64`) then key, value, key, value, ... |
-//! | tuple, tuple struct, struct | each field in order, no count and no names |
-//! | enum variant | the variant index as a tag, then the variant's fields as above |
-//!
-//! A variant index below 255 is one tag byte; an index of 255 or more (enums with more than
-//! 255 variants) is the byte `255` followed by the index as a `u32`. So `Result` and
-//! `Option`-like enums cost one byte, exactly as in the native codec, and a hand-written
-//! native `Decode` that reads a `u8` tag can decode a serde enum of up to 255 variants.
-//!
-//! Because fields are positional and nothing describes itself:
-//!
-//! - `deserialize_any` (and so `#[serde(untagged)]`, internally tagged enums, `#[serde(flatten)]`
-//!   and self-describing values such as `serde_json::Value`) is not supported: decoding returns
-//!   [`DecodeError::Custom`] saying so. `deserialize_identifier` and `deserialize_ignored_any`
-//!   fail the same way (the format never needs them: structs are sequences, variants are tags).
-//! - `#[serde(skip_serializing_if = "...")]` would make the receiver read the wrong field, so
-//!   skipping a field makes serialization fail. `#[serde(skip)]` on a field is fine (both sides
-//!   agree on it); on an enum variant, put skipped variants last, since serde numbers the
-//!   remaining variants differently when serializing and deserializing.
-//! - Sequences and maps of unknown length (`Serializer::collect_seq` over an iterator) are
-//!   fine: the count is patched in afterwards.
-//!
-//! # Decoding untrusted bytes
-//!
-//! The guarantees of the native decoder hold (see the [codec docs](super#decoding-untrusted-bytes)):
-//!
-//! - It never panics (unless a `Deserialize` impl itself does).
-//! - A string or byte length is checked against the bytes left before anything is allocated.
-//!   A sequence or map reports a size hint of at most one element per byte left (serde's std
-//!   impls further cap what they reserve at 1 MiB), so a hostile count reserves nothing it could
-//!   not fill. Elements that take no bytes at all draw from the same budget
-//!   ([`EMPTY_ELEMENT_BUDGET`](super::EMPTY_ELEMENT_BUDGET)), so `Vec<()>` with a count of
-//!   `u64::MAX` fails quickly.
-//! - Every `Some`, newtype struct, sequence, tuple, struct, map and enum is one level of
-//!   nesting, and more than [`MAX_DEPTH`](super::MAX_DEPTH) levels is [`DecodeError::DepthLimitExceeded`], so a
-//!   recursive type cannot overflow the stack.
-//! - A bad tag is [`DecodeError::InvalidTag`] (naming the enum), a bad `bool`, `char` or string
-//!   is the same error as in the native codec, and the errors serde impls raise (`invalid
-//!   value`, `invalid length`, [`serde::de::Error::custom`], ...) become
-//!   [`DecodeError::Invalid`] with serde's message.
-//! - A visitor that stops before the end of a sequence is an error rather than a silent
-//!   misread of what follows.
-//!
-//! One difference: duplicate map keys are not detected (serde's std map impls keep the last
-//! value), where the native codec rejects them.
+//! The `serde` bridge (feature `serde`): a compact, non-self-describing serde `Serializer` and
+//! `Deserializer` over the codec's wire format, and the [`Serde`] wrapper that makes any serde
+//! type a message. The format and its guarantees are documented on [`Serde`], the public face
+//! of this module.
 
 use std::error::Error;
 use std::fmt;
@@ -94,10 +24,8 @@ use super::{Decode, DecodeError, Decoder, Encode};
 /// `T: DeserializeOwned`, so `Serde<T>` is a [`Message`](super::Message).
 ///
 /// Wrap the value when sending and unwrap it when receiving; the wrapper adds no bytes (the
-/// format is described in the [module docs](self)). `T` may be a reference, so sending needs
-/// no clone: `conn.send(&Serde(&value))`, and the peer receives a `Serde<Value>`. A blanket
-/// impl for every serde type is impossible (it would overlap with the codec's own impls), hence
-/// the wrapper.
+/// format is [below](#wire-format)). `T` may be a reference, so sending needs no clone:
+/// `conn.send(&Serde(&value))`, and the peer receives a `Serde<Value>`.
 ///
 /// It also works anywhere a [`Message`](super::Message) does: as the return value of a
 /// [`Process`](crate::Process), in a queue, inside native containers (`Vec<Serde<T>>`), and from
@@ -160,6 +88,77 @@ use super::{Decode, DecodeError, Decoder, Encode};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Why a wrapper
+///
+/// A blanket `impl<T: Serialize> Encode for T` is impossible: it would overlap with the
+/// codec's own impls (`u32`, `String`, `Vec<T>`, ...), and Rust's coherence rules reject
+/// overlapping impls. So serde types travel inside `Serde`: `conn.send(&Serde(&value))`,
+/// `let Serde(value): Serde<MyType> = conn.recv()?`. The wrapper adds no bytes.
+///
+/// # Wire format
+///
+/// The serde data model maps onto the [native format](super#wire-format), so `Serde<T>` and a
+/// natively encoded `T` are the same bytes for every std type the codec implements (integers,
+/// strings, `Vec`, maps, sets, tuples, arrays, `Option`, `Result`, `Duration`, ...): either side
+/// may use either. A struct encodes like the tuple of its fields.
+///
+/// | serde data model | bytes |
+/// |---|---|
+/// | `bool` | one byte, `0` or `1` |
+/// | `i8`..`i128`, `u8`..`u128` | fixed width, little-endian (`usize`, `isize`: as `u64`, `i64`) |
+/// | `f32`, `f64` | the IEEE 754 bit pattern, little-endian |
+/// | `char` | its scalar value as a `u32` |
+/// | string, bytes | length (`u64`) then the bytes (strings are checked to be UTF-8) |
+/// | `None` / `Some(v)` | `0` / `1` then `v` |
+/// | unit, unit struct | nothing |
+/// | newtype struct | its field |
+/// | sequence (`Vec`, sets, ...) | element count (`u64`) then each element |
+/// | map | entry count (`u64`) then key, value, key, value, ... |
+/// | tuple, tuple struct, struct | each field in order, no count and no names |
+/// | enum variant | the variant index as a tag, then the variant's fields as above |
+///
+/// A variant index below 255 is one tag byte; an index of 255 or more (enums with more than
+/// 255 variants) is the byte `255` followed by the index as a `u32`. So `Result` and
+/// `Option`-like enums cost one byte, exactly as in the native codec, and a hand-written
+/// native `Decode` that reads a `u8` tag can decode a serde enum of up to 255 variants.
+///
+/// Because fields are positional and nothing describes itself:
+///
+/// - `deserialize_any` (and so `#[serde(untagged)]`, internally tagged enums, `#[serde(flatten)]`
+///   and self-describing values such as `serde_json::Value`) is not supported: decoding returns
+///   [`DecodeError::Custom`] saying so. `deserialize_identifier` and `deserialize_ignored_any`
+///   fail the same way (the format never needs them: structs are sequences, variants are tags).
+/// - `#[serde(skip_serializing_if = "...")]` would make the receiver read the wrong field, so
+///   skipping a field makes serialization fail. `#[serde(skip)]` on a field is fine (both sides
+///   agree on it); on an enum variant, put skipped variants last, since serde numbers the
+///   remaining variants differently when serializing and deserializing.
+/// - Sequences and maps of unknown length (`Serializer::collect_seq` over an iterator) are
+///   fine: the count is patched in afterwards.
+///
+/// # Decoding untrusted bytes
+///
+/// The native decoder's [guarantees](super#decoding-untrusted-bytes) hold:
+///
+/// - It never panics (unless a `Deserialize` impl itself does).
+/// - A string or byte length is checked against the bytes left before anything is allocated.
+///   A sequence or map reports a size hint of at most one element per byte left (serde's std
+///   impls further cap what they reserve at 1 MiB), so a hostile count reserves nothing it could
+///   not fill. Elements that take no bytes at all draw from the same budget
+///   ([`EMPTY_ELEMENT_BUDGET`](super::EMPTY_ELEMENT_BUDGET)), so `Vec<()>` with a count of
+///   `u64::MAX` fails quickly.
+/// - Every `Some`, newtype struct, sequence, tuple, struct, map and enum is one level of
+///   nesting, and more than [`MAX_DEPTH`](super::MAX_DEPTH) levels is
+///   [`DecodeError::DepthLimitExceeded`], so a recursive type cannot overflow the stack.
+/// - A bad tag is [`DecodeError::InvalidTag`] (naming the enum), a bad `bool`, `char` or string
+///   is the same error as in the native codec, and the errors serde impls raise (`invalid
+///   value`, `invalid length`, [`serde::de::Error::custom`], ...) become
+///   [`DecodeError::Invalid`] with serde's message.
+/// - A visitor that stops before the end of a sequence is an error rather than a silent
+///   misread of what follows.
+///
+/// One difference: duplicate map keys are not detected (serde's std map impls keep the last
+/// value), where the native codec rejects them.
 ///
 /// # Panics
 ///
@@ -236,8 +235,8 @@ impl<'de, T: Deserialize<'de>> Serde<T> {
     ///
     /// # Errors
     ///
-    /// Any [`DecodeError`] (see the [module docs](self)), or [`DecodeError::TrailingBytes`]
-    /// when bytes are left over after the value.
+    /// Any [`DecodeError`] (see [`Serde`](Serde#decoding-untrusted-bytes)), or
+    /// [`DecodeError::TrailingBytes`] when bytes are left over after the value.
     ///
     /// # Examples
     ///
@@ -266,8 +265,8 @@ impl<'de, T: Deserialize<'de>> Serde<T> {
     ///
     /// # Errors
     ///
-    /// Any [`DecodeError`] (see the [module docs](self)); what is left in `input` is then
-    /// unspecified.
+    /// Any [`DecodeError`] (see [`Serde`](Serde#decoding-untrusted-bytes)); what is left in
+    /// `input` is then unspecified.
     pub fn deserialize_from(input: &mut Decoder<'de>) -> Result<Self, DecodeError> {
         T::deserialize(&mut De { input }).map(Serde)
     }
