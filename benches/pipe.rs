@@ -76,7 +76,8 @@ fn raw_reap(pid: i32) {
 
 const PY_ROUND_TRIP: &str = r#"
 import multiprocessing as mp, time
-def echo(c):
+def echo(c, other):
+    other.close()  # the parent's end, inherited through fork: or closing it never gives EOF
     while True:
         try:
             m = c.recv_bytes()
@@ -86,7 +87,7 @@ def echo(c):
 if __name__ == "__main__":
     mp.set_start_method("fork")
     a, b = mp.Pipe()
-    p = mp.Process(target=echo, args=(b,))
+    p = mp.Process(target=echo, args=(b, a))
     p.start()
     b.close()
     msg = b"x" * 8
@@ -237,7 +238,8 @@ const BIG: usize = 64 << 20;
 
 const PY_BIG: &str = r#"
 import multiprocessing as mp, time
-def sender(c):
+def sender(c, other):
+    other.close()  # the parent's end, inherited through fork
     data = b"\x01" * (64 << 20)
     while True:
         try:
@@ -248,7 +250,7 @@ def sender(c):
 if __name__ == "__main__":
     mp.set_start_method("fork")
     a, b = mp.Pipe()
-    p = mp.Process(target=sender, args=(b,))
+    p = mp.Process(target=sender, args=(b, a))
     p.start()
     b.close()
     def once():
@@ -356,8 +358,18 @@ fn big() {
     if let Some(s) = &py {
         table.row("Python Pipe recv_bytes", s, Some(base));
     }
-    table.target_throughput("64 MiB recv_bytes vs raw socketpair (fresh Vec)", &stats[2], &stats[0], 0.9);
-    table.target_throughput("64 MiB recv_bytes_into vs raw socketpair (reused buffer)", &stats[3], &stats[1], 0.9);
+    table.target_throughput(
+        "64 MiB recv_bytes vs raw socketpair (fresh Vec)",
+        &stats[2],
+        &stats[0],
+        0.9,
+    );
+    table.target_throughput(
+        "64 MiB recv_bytes_into vs raw socketpair (reused buffer)",
+        &stats[3],
+        &stats[1],
+        0.9,
+    );
 
     unsafe { libc::close(raw_parent) };
     raw_reap(raw_pid);

@@ -25,40 +25,29 @@ fn raw_fork_wait() {
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
 }
 
-/// The same plus what `Process` needs to do its job: a result pipe and a pidfd, the child
-/// writing one byte (the floor for a process that returns a value and has a sentinel).
-fn raw_fork_pipe_pidfd() {
-    let mut fds = [0; 2];
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+/// The same plus what `Process` needs to do its job, in raw libc: a report file (memfd) the
+/// child writes one byte to, a pidfd (the sentinel), and reading the report after the exit.
+/// The floor for a process that returns a value and has a sentinel.
+fn raw_fork_memfd_pidfd() {
+    let m = unsafe { libc::memfd_create(c"r".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(m >= 0);
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
         unsafe {
-            libc::close(fds[0]);
-            libc::write(fds[1], [0u8].as_ptr().cast(), 1);
+            libc::pwrite(m, [0u8].as_ptr().cast(), 1, 0);
             libc::_exit(0);
         }
     }
-    unsafe { libc::close(fds[1]) };
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
     assert!(pidfd >= 0);
-    let mut pfd = [
-        libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: fds[0], events: libc::POLLIN, revents: 0 },
-    ];
-    loop {
-        unsafe { libc::poll(pfd.as_mut_ptr(), 2, -1) };
-        if pfd[0].revents != 0 {
-            break;
-        }
-    }
-    let mut b = [0u8; 16];
-    unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), b.len()) };
     let mut status = 0;
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    let mut b = [0u8; 16];
+    assert_eq!(unsafe { libc::pread(m, b.as_mut_ptr().cast(), b.len(), 0) }, 1);
     unsafe {
         libc::close(pidfd);
-        libc::close(fds[0]);
+        libc::close(m);
     }
 }
 
@@ -107,7 +96,7 @@ fn main() {
     println!("# spawn + join of an empty child ({rounds} rounds × {iters} per case, interleaved)");
     let mut cases = [
         Case::new("raw fork/_exit/waitpid", raw_fork_wait),
-        Case::new("raw fork + result pipe + pidfd", raw_fork_pipe_pidfd),
+        Case::new("raw fork + memfd report + pidfd", raw_fork_memfd_pidfd),
         Case::new("multiproc Process::new(|| ())", ours),
         Case::new("multiproc Process returning u64", ours_returning_a_value),
         Case::new("multiproc daemon Process (PDEATHSIG)", ours_daemon),

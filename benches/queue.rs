@@ -70,7 +70,15 @@ impl Drop for Shm {
 
 fn futex_wait(w: &AtomicU32, v: u32) {
     unsafe {
-        libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAIT, v, std::ptr::null::<u8>(), 0, 0)
+        libc::syscall(
+            libc::SYS_futex,
+            w.as_ptr(),
+            libc::FUTEX_WAIT,
+            v,
+            std::ptr::null::<u8>(),
+            0,
+            0,
+        )
     };
 }
 
@@ -150,19 +158,30 @@ impl Control {
 }
 
 /// The raw baseline ring: `slots` fixed-size slots, `head`/`tail` counters on their own lines,
-/// spin-then-futex on both sides. What a C programmer would write for one producer and one
-/// consumer of fixed-size items.
+/// each side caching the other's counter privately (reloaded only when the ring looks full or
+/// empty), spin-then-futex on both sides. What a C programmer would write for one producer and
+/// one consumer of fixed-size items.
 struct RawRing {
     shm: Shm,
     slots: u64,
     slot: usize,
+    /// The producer's cached `head` and the consumer's cached `tail`: process-private (each
+    /// process has its own copy of this struct after `fork`).
+    head_cache: AtomicU64,
+    tail_cache: AtomicU64,
 }
 
 const RING_DATA: usize = 512;
 
 impl RawRing {
     fn new(bytes: usize, slot: usize) -> RawRing {
-        RawRing { shm: Shm::new(RING_DATA + bytes), slots: (bytes / slot) as u64, slot }
+        RawRing {
+            shm: Shm::new(RING_DATA + bytes),
+            slots: (bytes / slot) as u64,
+            slot,
+            head_cache: AtomicU64::new(0),
+            tail_cache: AtomicU64::new(0),
+        }
     }
     fn head(&self) -> &AtomicU64 {
         self.shm.at(0)
@@ -181,8 +200,13 @@ impl RawRing {
     }
     fn push(&self, src: &[u8]) {
         let t = self.tail().load(Ordering::Relaxed);
-        if t - self.head().load(Ordering::Acquire) == self.slots {
-            self.space_sig().wait_until(|| t - self.head().load(Ordering::Acquire) < self.slots);
+        if t - self.head_cache.load(Ordering::Relaxed) == self.slots {
+            let fresh = || {
+                let h = self.head().load(Ordering::Acquire);
+                self.head_cache.store(h, Ordering::Relaxed);
+                t - h < self.slots
+            };
+            self.space_sig().wait_until(fresh);
         }
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.slot_ptr(t), self.slot) };
         self.tail().store(t + 1, Ordering::Release);
@@ -190,8 +214,13 @@ impl RawRing {
     }
     fn pop(&self, dst: &mut [u8]) {
         let h = self.head().load(Ordering::Relaxed);
-        if self.tail().load(Ordering::Acquire) == h {
-            self.data_sig().wait_until(|| self.tail().load(Ordering::Acquire) != h);
+        if self.tail_cache.load(Ordering::Relaxed) == h {
+            let fresh = || {
+                let t = self.tail().load(Ordering::Acquire);
+                self.tail_cache.store(t, Ordering::Relaxed);
+                t != h
+            };
+            self.data_sig().wait_until(fresh);
         }
         unsafe { std::ptr::copy_nonoverlapping(self.slot_ptr(h), dst.as_mut_ptr(), self.slot) };
         self.head().store(h + 1, Ordering::Release);
@@ -380,7 +409,8 @@ fn throughput_1k() {
     const SIZE: usize = 1024;
     let n = 100_000;
     let rounds = rounds(15);
-    let table = Table::new("Queue throughput, 1 KiB items, 1 producer child → parent", Some(SIZE as u64));
+    let table =
+        Table::new("Queue throughput, 1 KiB items, 1 producer child → parent", Some(SIZE as u64));
 
     let q: Queue<Arc<Vec<u8>>> = Queue::new().unwrap();
     let qctl = Arc::new(Control::new());
@@ -576,7 +606,8 @@ fn round_trip() {
 
     table.row("multiproc Queue", &stats[0], None);
     table.row("raw spin-then-futex ping-pong", &stats[1], Some(("ours", &stats[0])));
-    let pys = python("Queue round trip", &py(PY_ROUND_TRIP, &["5000".into(), rounds.min(7).to_string()]));
+    let pys =
+        python("Queue round trip", &py(PY_ROUND_TRIP, &["5000".into(), rounds.min(7).to_string()]));
     if let Some(p) = &pys {
         table.row("Python multiprocessing.Queue", p, Some(("ours", &stats[0])));
     }
@@ -729,9 +760,13 @@ fn big_items() {
     table.target_throughput("64 MiB bytes API, 128 MiB ring vs memcpy", &stats[5], &stats[0], 0.5);
     // What a fresh 64 MiB Vec costs by itself (allocation, page faults, free): the floor for
     // any `get` that returns a new Vec.
-    let fresh = compare(rounds, 1, &mut [Case::new("to_vec", || {
-        std::hint::black_box(src.to_vec());
-    })]);
+    let fresh = compare(
+        rounds,
+        1,
+        &mut [Case::new("to_vec", || {
+            std::hint::black_box(src.to_vec());
+        })],
+    );
     table.row("(a fresh 64 MiB Vec: to_vec + drop)", &fresh[0], Some(("memcpy", &stats[0])));
 }
 
@@ -769,7 +804,10 @@ fn profile_big(ring: usize, bytes: bool) {
     for _ in 0..20 {
         one();
     }
-    println!("64 MiB through a {ring}-byte ring (bytes API: {bytes}): {:?} per item", start.elapsed() / 20);
+    println!(
+        "64 MiB through a {ring}-byte ring (bytes API: {bytes}): {:?} per item",
+        start.elapsed() / 20
+    );
     ctl.stop();
     p.join(None).unwrap();
 }

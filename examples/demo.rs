@@ -111,7 +111,10 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     for c in &children {
         c.join(None)?;
     }
-    println!("   10 x 50 000 unlocked increments of a RawValue: {} (updates were lost)", racy.load());
+    println!(
+        "   10 x 50 000 unlocked increments of a RawValue: {} (updates were lost)",
+        racy.load()
+    );
 
     // Value with its lock: Python's `with v.get_lock(): v.value += 1`.
     let counter = Value::<u64>::new(0)?;
@@ -150,7 +153,10 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     let _ = holder.join(None);
     match lock.lock_timeout(Some(Duration::from_secs(5))) {
         Err(AcquireError::OwnerDied(_guard)) => {
-            println!("   Lock holder killed (exit code {:?}): next acquire reports OwnerDied, lock still works", holder.exitcode())
+            println!(
+                "   Lock holder killed (exit code {:?}): next acquire reports OwnerDied, lock still works",
+                holder.exitcode()
+            )
         }
         Ok(_) => println!("   Lock acquired (unexpected: the holder's death went unnoticed)"),
         Err(e) => println!("   Lock: {e}"),

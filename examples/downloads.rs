@@ -39,6 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p.join(None)?; // each child's Duration comes back through join
     }
     let parallel = start.elapsed();
-    println!("in two processes: {parallel:.2?} ({:.1}x faster)", sequential.as_secs_f64() / parallel.as_secs_f64());
+    println!(
+        "in two processes: {parallel:.2?} ({:.1}x faster)",
+        sequential.as_secs_f64() / parallel.as_secs_f64()
+    );
     Ok(())
 }

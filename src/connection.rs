@@ -102,11 +102,12 @@ impl fmt::Display for ConnectionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectionError::Eof => f.write_str("end of file: the peer closed the connection"),
-            ConnectionError::BrokenPipe => f.write_str("broken pipe: the peer closed the connection"),
-            ConnectionError::Truncated { expected, received } => write!(
-                f,
-                "truncated message: the peer closed after {received} of {expected} bytes"
-            ),
+            ConnectionError::BrokenPipe => {
+                f.write_str("broken pipe: the peer closed the connection")
+            }
+            ConnectionError::Truncated { expected, received } => {
+                write!(f, "truncated message: the peer closed after {received} of {expected} bytes")
+            }
             ConnectionError::ReadOnly => f.write_str("connection is read-only"),
             ConnectionError::WriteOnly => f.write_str("connection is write-only"),
             ConnectionError::TooLong { len, max } => {
@@ -144,7 +145,9 @@ impl From<Errno> for ConnectionError {
 impl From<ConnectionError> for io::Error {
     fn from(e: ConnectionError) -> Self {
         let kind = match &e {
-            ConnectionError::Eof | ConnectionError::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+            ConnectionError::Eof | ConnectionError::Truncated { .. } => {
+                io::ErrorKind::UnexpectedEof
+            }
             ConnectionError::BrokenPipe => io::ErrorKind::BrokenPipe,
             ConnectionError::Io(e) => e.kind(),
             ConnectionError::Decode(_) => io::ErrorKind::InvalidData,
@@ -167,10 +170,16 @@ impl From<ConnectionError> for io::Error {
 pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
     if duplex {
         let (a, b) = syspipe::socketpair()?;
-        Ok((Connection::new(a, Kind::Socket, true, true), Connection::new(b, Kind::Socket, true, true)))
+        Ok((
+            Connection::new(a, Kind::Socket, true, true),
+            Connection::new(b, Kind::Socket, true, true),
+        ))
     } else {
         let (r, w) = syspipe::pipe()?;
-        Ok((Connection::new(r, Kind::Pipe, true, false), Connection::new(w, Kind::Pipe, false, true)))
+        Ok((
+            Connection::new(r, Kind::Pipe, true, false),
+            Connection::new(w, Kind::Pipe, false, true),
+        ))
     }
 }
 
@@ -492,8 +501,10 @@ impl AsRawFd for Connection {
 /// # }
 /// ```
 pub fn wait(objects: &[&dyn AsFd], timeout: Option<Duration>) -> io::Result<Vec<usize>> {
-    let mut fds: Vec<syspipe::PollFd<'_>> =
-        objects.iter().map(|o| syspipe::PollFd::from_borrowed_fd(o.as_fd(), PollFlags::IN)).collect();
+    let mut fds: Vec<syspipe::PollFd<'_>> = objects
+        .iter()
+        .map(|o| syspipe::PollFd::from_borrowed_fd(o.as_fd(), PollFlags::IN))
+        .collect();
     let n = syspipe::poll(&mut fds, Deadline::after(timeout))?;
     if n == 0 {
         return Ok(Vec::new());

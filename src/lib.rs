@@ -1,28 +1,53 @@
-//! multiproc: Python's `multiprocessing` for Rust (being written).
+#![doc = include_str!("crate_docs.md")]
 #![warn(missing_docs)]
 
 pub use multiproc_sys as sys;
 
 pub mod codec;
-mod connection;
-mod pool;
-mod process;
-mod queue;
+pub mod connection;
+pub mod pool;
+pub mod process;
+pub mod queue;
+pub mod shared;
 mod shm;
 pub mod sync;
-mod shared;
 
-pub use codec::Message;
+#[cfg(feature = "serde")]
+pub use codec::Serde;
+pub use codec::{Decode, Encode, Message};
 pub use connection::{Connection, ConnectionError, pipe, wait};
 pub use multiproc_sys::affinity::{CpuSet, cpu_count, process_cpu_count};
 pub use multiproc_sys::{Pid, Signal};
+pub use pool::{
+    AsCompleted, AsyncResult, ExecutorBuilder, ExecutorMap, Future, IMap, InitResult, Pool,
+    PoolBuilder, PoolError, ProcessPoolExecutor, ReturnWhen, StarWork, Task, WaitResult, Work,
+    as_completed, wait as wait_futures,
+};
 pub use process::{
     JoinError, ParentProcess, Process, ProcessBuilder, ProcessInfo, ProcessStateError, StartError,
     active_children, current_process, parent_process, thread_count,
 };
-pub use sync::{AcquireError, Lock, LockGuard, ReleaseError};
-pub use sync::{Condition, ConditionGuard, ConditionLock, Event, NotifyError, RLock, RLockGuard, WaitError};
+pub use queue::{
+    BuildQueue, Corruption, DEFAULT_CAPACITY_BYTES, GetError, JoinableQueue, PutError, Queue,
+    QueueBuilder, QueueError, QueueJoinError, SimpleQueue, TaskDoneError,
+};
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
-pub use sync::{Barrier, BarrierBuilder, BarrierError, BoundedSemaphore, Semaphore, SemaphoreGuard};
-pub use queue::{BuildQueue, Corruption, DEFAULT_CAPACITY_BYTES, GetError, JoinableQueue, PutError, Queue, QueueBuilder, QueueError, QueueJoinError, SimpleQueue, TaskDoneError};
-pub use pool::{AsCompleted, AsyncResult, ExecutorBuilder, ExecutorMap, Future, IMap, InitResult, Pool, PoolBuilder, PoolError, ProcessPoolExecutor, ReturnWhen, StarWork, Task, WaitResult, Work, as_completed, wait as wait_futures};
+pub use sync::{
+    AcquireError, Barrier, BarrierBuilder, BarrierError, BoundedSemaphore, Condition,
+    ConditionGuard, ConditionLock, Event, Lock, LockGuard, NotifyError, RLock, RLockGuard,
+    ReleaseError, Semaphore, SemaphoreGuard, WaitError,
+};
+
+/// Python's `concurrent.futures` names in one place: [`ProcessPoolExecutor`], [`Future`],
+/// [`wait`](futures::wait) and [`as_completed`].
+pub mod futures {
+    pub use crate::pool::{
+        AsCompleted, ExecutorBuilder, ExecutorMap, Future, ProcessPoolExecutor, ReturnWhen,
+        WaitResult, as_completed, wait,
+    };
+}
+
+/// The README's example, compiled and run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

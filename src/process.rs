@@ -233,33 +233,52 @@ impl std::error::Error for ProcessStateError {}
 // ---------------------------------------------------------------------------------------------
 // Per-process bookkeeping (current_process, parent_process, active_children)
 
-/// What a process knows about itself. Allocated by the parent before `fork`; the child adopts
-/// its copy with one atomic store, so the child allocates nothing to learn who it is.
+/// What a process knows about itself. Built by the parent on `start`'s stack just before
+/// `fork`; the child adopts its copy with one atomic store, so nobody allocates or frees
+/// anything for it around the fork (every page written between `fork` and the child's exit is
+/// a copy-on-write fault, in both processes).
+///
+/// The references point into the `Process` being started and into the parent's own
+/// `SelfInfo`: in the child, `start` never returns, so they stay valid for the life of the
+/// process. The parent never publishes its copy.
 struct SelfInfo {
-    name: String,
+    name: &'static str,
     /// Python's `_identity` as text: `"3"` for the third process the main process created,
     /// `"3:1"` for the first one that process created. Default names are `Process-<identity>`.
-    identity: String,
+    identity: &'static str,
     daemon: bool,
-    parent: Option<(Pid, String)>,
+    parent: (Pid, &'static str),
 }
 
-/// `null` in the main process; in a child, its `SelfInfo` (leaked: lives as long as the process).
-static SELF_INFO: AtomicPtr<SelfInfo> = AtomicPtr::new(std::ptr::null_mut());
+/// The per-process bookkeeping, kept together (one zero-initialised, cache-line-aligned
+/// static) so that a child resets all of it by writing a single page.
+#[repr(C, align(64))]
+struct Globals {
+    /// `null` in the main process; in a child, its [`SelfInfo`].
+    self_info: AtomicPtr<SelfInfo>,
+    /// Counter for default names (`Process-N`), one per process as in Python.
+    name_counter: AtomicUsize,
+    /// This process's id once known, `0` before (see [`my_pid`]).
+    pid: AtomicI32,
+    /// Spin lock guarding `registry` (an atomic word, not a `Mutex`, so a forked child can
+    /// reset it without touching a lock another thread may hold).
+    registry_lock: AtomicU32,
+    /// Children started by this process and not yet reaped, for `active_children` and for
+    /// reaping the children whose handles were dropped. `None` until the first `start`.
+    registry: std::cell::UnsafeCell<Option<Vec<ChildEntry>>>,
+}
 
-/// Counter for default names (`Process-N`), one per process as in Python.
-static NAME_COUNTER: AtomicUsize = AtomicUsize::new(0);
+// SAFETY: `registry` is only touched while `registry_lock` is held (see `with_registry`), or by
+// a freshly forked child, which has a single thread; the other fields are atomics.
+unsafe impl Sync for Globals {}
 
-/// Children started by this process and not yet reaped, for `active_children` and for reaping
-/// the children whose handles were dropped. Guarded by a spin lock on an atomic word (not a
-/// `Mutex`) so a forked child can reset it without touching a lock another thread may hold.
-static REGISTRY_LOCK: AtomicU32 = AtomicU32::new(0);
-static REGISTRY: RegistryCell = RegistryCell(std::cell::UnsafeCell::new(Vec::new()));
-
-struct RegistryCell(std::cell::UnsafeCell<Vec<ChildEntry>>);
-// SAFETY: the Vec is only touched while REGISTRY_LOCK is held (see `with_registry`), or by a
-// freshly forked child, which has a single thread.
-unsafe impl Sync for RegistryCell {}
+static GLOBALS: Globals = Globals {
+    self_info: AtomicPtr::new(std::ptr::null_mut()),
+    name_counter: AtomicUsize::new(0),
+    pid: AtomicI32::new(0),
+    registry_lock: AtomicU32::new(0),
+    registry: std::cell::UnsafeCell::new(None),
+};
 
 #[derive(Clone)]
 struct ChildEntry {
@@ -270,7 +289,8 @@ struct ChildEntry {
 }
 
 fn with_registry<T>(f: impl FnOnce(&mut Vec<ChildEntry>) -> T) -> T {
-    while REGISTRY_LOCK
+    while GLOBALS
+        .registry_lock
         .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
@@ -280,12 +300,12 @@ fn with_registry<T>(f: impl FnOnce(&mut Vec<ChildEntry>) -> T) -> T {
     struct Unlock;
     impl Drop for Unlock {
         fn drop(&mut self) {
-            REGISTRY_LOCK.store(0, Ordering::Release);
+            GLOBALS.registry_lock.store(0, Ordering::Release);
         }
     }
     let _unlock = Unlock;
-    // SAFETY: REGISTRY_LOCK is held, so this is the only reference to the Vec.
-    f(unsafe { &mut *REGISTRY.0.get() })
+    // SAFETY: the lock is held, so this is the only reference to the registry.
+    f(unsafe { &mut *GLOBALS.registry.get() }.get_or_insert_with(Vec::new))
 }
 
 /// Reaps dropped children that have ended, and forgets entries whose handles have reaped them.
@@ -301,20 +321,67 @@ fn reap_orphans() {
 }
 
 /// Runs in the child right after `fork`: allocation-free and lock-free.
-fn reset_after_fork(info: *mut SelfInfo) {
-    // The child has no children yet. The old Vec may be mid-update by a thread that no longer
-    // exists here: forget it (leak its buffer) rather than touch it.
-    // SAFETY: the child is single-threaded; nothing else references the Vec.
-    unsafe { std::ptr::write(REGISTRY.0.get(), Vec::new()) };
-    REGISTRY_LOCK.store(0, Ordering::Release);
-    NAME_COUNTER.store(0, Ordering::Relaxed);
-    SELF_INFO.store(info, Ordering::Release);
+fn reset_after_fork(info: &SelfInfo) {
+    // The child has no children yet. The old registry may be mid-update by a thread that no
+    // longer exists here: forget it (leak its buffer) rather than touch it.
+    // SAFETY: the child is single-threaded; nothing else references the registry.
+    unsafe { std::ptr::write(GLOBALS.registry.get(), None) };
+    GLOBALS.registry_lock.store(0, Ordering::Release);
+    GLOBALS.name_counter.store(0, Ordering::Relaxed);
+    GLOBALS.self_info.store(std::ptr::from_ref(info).cast_mut(), Ordering::Release);
+}
+
+/// The calling process's id, cached: `getpid` is a system call, and every method checks that
+/// it runs in the handle's creator.
+///
+/// The cache is cleared in every forked child by a `pthread_atfork` child handler (registered
+/// before the first caching), so a child forked by anyone through libc's `fork` re-reads it.
+fn my_pid() -> Pid {
+    let cached = GLOBALS.pid.load(Ordering::Relaxed);
+    if cached > 0
+        && let Some(pid) = Pid::from_raw(cached)
+    {
+        return pid;
+    }
+    static ATFORK: std::sync::Once = std::sync::Once::new();
+    ATFORK.call_once(|| {
+        extern "C" fn forget_pid() {
+            GLOBALS.pid.store(0, Ordering::Relaxed);
+        }
+        // SAFETY: registers a handler that only does an atomic store (async-signal-safe, as
+        // a handler running in a freshly forked child must be). If registration fails (ENOMEM)
+        // nothing is cached below.
+        let ok = unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) } == 0;
+        if !ok {
+            GLOBALS.pid.store(-1, Ordering::Relaxed);
+        }
+    });
+    let pid = sysfork::getpid();
+    // -1 marks "cannot cache" (registration failed): keep asking the kernel.
+    let _ = GLOBALS.pid.compare_exchange(
+        0,
+        pid.as_raw_nonzero().get(),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    pid
 }
 
 fn self_info() -> Option<&'static SelfInfo> {
-    let p = SELF_INFO.load(Ordering::Acquire);
-    // SAFETY: a non-null pointer was leaked by `start` for the whole life of this process.
+    let p = GLOBALS.self_info.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer was stored by `reset_after_fork` in this (child) process and
+    // points into the frame of a `start` call that never returns here (see `SelfInfo`).
     unsafe { p.as_ref() }
+}
+
+/// Extends the lifetime of `s` for a [`SelfInfo`].
+///
+/// # Safety
+/// - The result must only be used while `s` stays alive and unmoved: in a forked child inside
+///   a `start` call that never returns (see [`SelfInfo`]).
+unsafe fn for_this_child(s: &str) -> &'static str {
+    // SAFETY: the caller guarantees `s` outlives every use of the result.
+    unsafe { &*std::ptr::from_ref(s) }
 }
 
 /// Facts about the calling process, returned by [`current_process`] and [`parent_process`].
@@ -339,8 +406,8 @@ pub struct ProcessInfo {
 /// ```
 pub fn current_process() -> ProcessInfo {
     match self_info() {
-        None => ProcessInfo { name: "MainProcess".into(), pid: sysfork::getpid(), daemon: false },
-        Some(i) => ProcessInfo { name: i.name.clone(), pid: sysfork::getpid(), daemon: i.daemon },
+        None => ProcessInfo { name: "MainProcess".into(), pid: my_pid(), daemon: false },
+        Some(i) => ProcessInfo { name: i.name.to_owned(), pid: my_pid(), daemon: i.daemon },
     }
 }
 
@@ -349,7 +416,7 @@ pub fn current_process() -> ProcessInfo {
 ///
 /// Check whether it is still alive with [`ParentProcess::is_alive`].
 pub fn parent_process() -> Option<ParentProcess> {
-    self_info().and_then(|i| i.parent.clone()).map(|(pid, name)| ParentProcess { pid, name })
+    self_info().map(|i| ParentProcess { pid: i.parent.0, name: i.parent.1.to_owned() })
 }
 
 /// The parent of the calling process (see [`parent_process`]).
@@ -376,11 +443,7 @@ impl ParentProcess {
 pub fn active_children() -> Vec<(Pid, String)> {
     reap_orphans();
     with_registry(|children| {
-        children
-            .iter()
-            .filter(|c| is_running(c.pid))
-            .map(|c| (c.pid, c.name.clone()))
-            .collect()
+        children.iter().filter(|c| is_running(c.pid)).map(|c| (c.pid, c.name.clone())).collect()
     })
 }
 
@@ -493,7 +556,7 @@ impl ProcessBuilder {
     {
         let daemon = self.daemon.unwrap_or_else(|| self_info().is_some_and(|i| i.daemon));
         // Python numbers a process when the object is created, not when it starts.
-        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = GLOBALS.name_counter.fetch_add(1, Ordering::Relaxed) + 1;
         let identity = match self_info() {
             None => n.to_string(),
             Some(me) => format!("{}:{n}", me.identity),
@@ -504,15 +567,17 @@ impl ProcessBuilder {
             identity,
             daemon,
             affinity: self.affinity,
-            death_signal: self
-                .death_signal
-                .unwrap_or(if daemon { Some(Signal::KILL) } else { None }),
+            death_signal: self.death_signal.unwrap_or(if daemon {
+                Some(Signal::KILL)
+            } else {
+                None
+            }),
             single_threaded: self.single_threaded,
-            creator: sysfork::getpid(),
+            creator: my_pid(),
             pid: AtomicI32::new(0),
             pidfd: OnceLock::new(),
             inner: Mutex::new(Inner {
-                target: Some(Box::new(target)),
+                target: Some(Box::new(Some(target))),
                 state: State::NotStarted,
             }),
         }
@@ -533,7 +598,40 @@ impl ProcessBuilder {
 // ---------------------------------------------------------------------------------------------
 // Process
 
-type Target<R> = Box<dyn FnOnce() -> R + Send>;
+/// The closure, boxed. See [`Job`] for why it is not a `Box<dyn FnOnce>`.
+type Target<R> = Box<dyn Job<R> + Send>;
+
+/// A boxed closure that can be used up without freeing (or even writing to) its box: every
+/// page written between `fork` and the child's exit is a copy-on-write fault, in the child as
+/// in the parent, and `free` writes the allocator's metadata.
+trait Job<R> {
+    /// In the parent after `fork`: drops the captured values (closing, say, the child's end of
+    /// a pipe) and keeps the box; writes nothing if they need no drop.
+    fn discard(&mut self);
+
+    /// In the child: moves the closure out (a bitwise read, nothing written) and runs it.
+    /// `None` if it was discarded.
+    ///
+    /// # Safety
+    /// - The box must never be used or dropped afterwards (the child `_exit`s without dropping
+    ///   it), since its contents were moved out without being marked so.
+    unsafe fn run_in_child(&mut self) -> Option<R>;
+}
+
+impl<R, F: FnOnce() -> R> Job<R> for Option<F> {
+    fn discard(&mut self) {
+        if std::mem::needs_drop::<F>() {
+            *self = None;
+        }
+    }
+
+    unsafe fn run_in_child(&mut self) -> Option<R> {
+        // SAFETY: a bitwise move out of `*self`; the caller never uses or drops `*self` again,
+        // so the closure is not dropped twice.
+        let job = unsafe { std::ptr::read(self) };
+        job.map(|f| f())
+    }
+}
 
 /// A closure running in a forked child process — Python's `multiprocessing.Process`.
 ///
@@ -580,17 +678,27 @@ struct Inner<R> {
 
 enum State<R> {
     NotStarted,
-    Running(Running),
+    Running(Running<R>),
     /// Ended and reaped. `status` is `None` if someone else reaped it.
-    Finished { status: Option<ExitStatus>, outcome: Option<Result<R, JoinError>> },
+    Finished {
+        status: Option<ExitStatus>,
+        outcome: Option<Result<R, JoinError>>,
+    },
     Closed,
 }
 
-struct Running {
+struct Running<R> {
     pid: Pid,
     /// The file the child writes its report to (see [`report_file`]); read once it has ended.
     report: OwnedFd,
+    /// Allocated before the fork, to read the report into.
+    buf: Vec<u8>,
+    /// The closure's box, its contents dropped (see [`Job`]); freed once the child has ended.
+    _spent: Target<R>,
 }
+
+/// Capacity of the report buffer allocated before the fork: enough for small values.
+const REPORT_BUF: usize = 256;
 
 /// Tags of the child's report: the first byte of the report file.
 const TAG_VALUE: u8 = 0;
@@ -608,17 +716,12 @@ impl<R: Message> Process<R> {
         ProcessBuilder::new().target(target)
     }
 
-    /// Options for a process: `Process::builder().name("w").daemon(true).spawn(f)`.
-    pub fn builder() -> ProcessBuilder {
-        ProcessBuilder::new()
-    }
-
     /// Starts the child: flushes stdout/stderr, forks, and runs the closure in the child.
     ///
     /// At most once per object, and only in the process that created it. Also reaps finished
     /// children whose handles were dropped.
     pub fn start(&self) -> Result<(), StartError> {
-        if sysfork::getpid() != self.creator {
+        if my_pid() != self.creator {
             return Err(StartError::NotCreator);
         }
         if self_info().is_some_and(|i| i.daemon) {
@@ -646,48 +749,57 @@ impl<R: Message> Process<R> {
         }
         reap_orphans();
 
-        let name = self.name.clone();
-        let me = current_process();
-        let info = Box::into_raw(Box::new(SelfInfo {
-            name: name.clone(),
-            identity: self.identity.clone(),
-            daemon: self.daemon,
-            parent: Some((me.pid, me.name)),
-        }));
+        // Everything the parent needs after the fork is allocated now: every page it writes
+        // between `fork` and the child's exit is a copy-on-write fault.
+        let entry = ChildEntry { pid: my_pid(), name: self.name.clone(), orphaned: false };
+        with_registry(|c| c.reserve(1));
+        // The report buffer: the child encodes its value into its copy, the parent reads the
+        // report into its own.
+        let buf: Vec<u8> = Vec::with_capacity(REPORT_BUF);
+        let parent = my_pid();
+        // SAFETY: published only in the child, where this call never returns (see SelfInfo).
+        let info = unsafe {
+            SelfInfo {
+                name: for_this_child(&self.name),
+                identity: for_this_child(&self.identity),
+                daemon: self.daemon,
+                parent: (parent, self_info().map_or("MainProcess", |i| i.name)),
+            }
+        };
         let report = match report_file() {
             Ok(fd) => fd,
             Err(e) => {
-                // SAFETY: `info` came from Box::into_raw above and was not shared.
-                drop(unsafe { Box::from_raw(info) });
                 inner.target = Some(target);
                 return Err(e.into());
             }
         };
-        let parent = sysfork::getpid();
 
         // SAFETY: the child branch below does only async-signal-safe, allocation-free work
-        // (atomic stores, close, prctl, sched_setaffinity) before the user's closure, and ends
-        // in `child_main`, which never returns.
+        // (atomic stores, prctl, sched_setaffinity) before the user's closure, and ends in
+        // `child_main`, which never returns.
         match unsafe { sysfork::fork() } {
             Err(e) => {
-                // SAFETY: fork failed, so nobody else has `info`.
-                drop(unsafe { Box::from_raw(info) });
                 inner.target = Some(target);
                 Err(e.into())
             }
             Ok(ForkOutcome::Child) => {
-                reset_after_fork(info);
-                child_main(target, report, parent, self.death_signal, self.affinity.as_ref())
+                reset_after_fork(&info);
+                let setup = ChildSetup {
+                    parent,
+                    death_signal: self.death_signal,
+                    affinity: self.affinity.as_ref(),
+                };
+                child_main(target, report, buf, stdout, setup)
             }
             Ok(ForkOutcome::Parent { child }) => {
-                // SAFETY: the child has its own copy of `info`; the parent's is no longer used.
-                drop(unsafe { Box::from_raw(info) });
                 if let Ok(pidfd) = wait::pidfd_open(child) {
                     let _ = self.pidfd.set(pidfd);
                 }
                 self.pid.store(child.as_raw_nonzero().get(), Ordering::Release);
-                with_registry(|c| c.push(ChildEntry { pid: child, name, orphaned: false }));
-                inner.state = State::Running(Running { pid: child, report });
+                with_registry(|c| c.push(ChildEntry { pid: child, ..entry }));
+                let mut spent = target;
+                spent.discard();
+                inner.state = State::Running(Running { pid: child, report, buf, _spent: spent });
                 drop(inner);
                 drop((stdout, stderr));
                 Ok(())
@@ -706,7 +818,7 @@ impl<R: Message> Process<R> {
     /// [`is_alive`](Self::is_alive), [`exitcode`](Self::exitcode), [`sentinel`](Self::sentinel),
     /// [`terminate`](Self::terminate)) never waits behind another thread's `join(None)`.
     pub fn join(&self, timeout: Option<Duration>) -> Result<R, JoinError> {
-        if sysfork::getpid() != self.creator {
+        if my_pid() != self.creator {
             return Err(JoinError::NotCreator);
         }
         let deadline = Deadline::after(timeout);
@@ -737,7 +849,9 @@ impl<R: Message> Process<R> {
             },
         }
         match &mut inner.state {
-            State::Finished { outcome, .. } => outcome.take().unwrap_or(Err(JoinError::ResultTaken)),
+            State::Finished { outcome, .. } => {
+                outcome.take().unwrap_or(Err(JoinError::ResultTaken))
+            }
             _ => unreachable!("finish() leaves the state Finished"),
         }
     }
@@ -748,7 +862,7 @@ impl<R: Message> Process<R> {
             return;
         };
         with_registry(|c| c.retain(|e| e.pid != run.pid));
-        let report = read_report(run.report.as_fd());
+        let report = read_report(run.report.as_fd(), run.buf);
         let outcome = decode_outcome::<R>(status, &report);
         inner.state = State::Finished { status, outcome: Some(outcome) };
     }
@@ -756,7 +870,7 @@ impl<R: Message> Process<R> {
     /// Whether the child is running: false before `start` and once it has ended (in which case
     /// it is reaped now, as Python's `is_alive` does).
     pub fn is_alive(&self) -> bool {
-        if sysfork::getpid() != self.creator {
+        if my_pid() != self.creator {
             return false;
         }
         match self.try_lock() {
@@ -790,7 +904,7 @@ impl<R: Message> Process<R> {
     /// The exit code: `None` before the child has ended (or if its status is unknown), `0` on
     /// success, `1` after a panic, `n` for `exit(n)`, `-N` for death by signal `N`.
     pub fn exitcode(&self) -> Option<i32> {
-        if sysfork::getpid() != self.creator {
+        if my_pid() != self.creator {
             return None;
         }
         // If another thread holds the handle (a `join` in progress), the child has not been
@@ -831,7 +945,7 @@ impl<R: Message> Process<R> {
 
     /// Sends `signal` to the running child. A no-op once the child has ended.
     pub fn signal(&self, signal: Signal) -> Result<(), ProcessStateError> {
-        if sysfork::getpid() != self.creator {
+        if my_pid() != self.creator {
             return Err(ProcessStateError::NotCreator);
         }
         let inner = self.inner.try_lock();
@@ -922,6 +1036,13 @@ impl<R: Message> Process<R> {
     }
 }
 
+impl Process {
+    /// Options for a process (the closure's return type is chosen by `spawn`/`target`): `Process::builder().name("w").daemon(true).spawn(f)`.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
+    }
+}
+
 impl<R> fmt::Debug for Process<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
@@ -934,7 +1055,7 @@ impl<R> fmt::Debug for Process<R> {
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        if sysfork::getpid() != self.creator {
+        if my_pid() != self.creator {
             return; // a copy inherited by a child: the child is not ours to reap
         }
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -967,12 +1088,17 @@ impl<R> Drop for Process<R> {
 /// deadline): the child writes its report to a file and never blocks on it, so the parent
 /// sleeps once, like a plain `waitpid`. (Waking the parent for the report and then again for
 /// the exit costs a context switch and, typically, a CPU migration per child.)
-fn wait_child(
-    run: &Running,
+fn wait_child<R>(
+    run: &Running<R>,
     pidfd: Option<&Pidfd>,
     deadline: Deadline,
 ) -> Result<Option<Option<ExitStatus>>, Errno> {
-    match wait::wait_deadline(run.pid, pidfd, deadline) {
+    let status = if deadline.is_forever() {
+        wait::waitpid(run.pid, true)
+    } else {
+        wait::wait_deadline(run.pid, pidfd, deadline)
+    };
+    match status {
         Ok(Some(status)) => Ok(Some(Some(status))),
         Ok(None) => Ok(None),
         Err(Errno::CHILD) => Ok(Some(None)),
@@ -1004,8 +1130,8 @@ fn report_file() -> Result<OwnedFd, Errno> {
 /// Reads the report of a child that has ended (an unreadable file reads as empty: "no
 /// result"). A large report's pages are released at once, even if a grandchild still holds a
 /// copy of the descriptor.
-fn read_report(fd: BorrowedFd<'_>) -> Vec<u8> {
-    let mut buf: Vec<u8> = Vec::with_capacity(256);
+fn read_report(fd: BorrowedFd<'_>, mut buf: Vec<u8>) -> Vec<u8> {
+    buf.clear();
     loop {
         if buf.len() == buf.capacity() {
             let size = rustix::fs::fstat(fd).map_or(0, |st| st.st_size as usize);
@@ -1061,18 +1187,20 @@ fn decode_outcome<R: Message>(status: Option<ExitStatus>, buf: &[u8]) -> Result<
 // ---------------------------------------------------------------------------------------------
 // Child side
 
-fn flush_stdio() {
-    let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
-}
-
 /// The child's life after `fork`: set up, run the closure, report, `_exit`. Never returns.
-fn child_main<R: Message>(
-    target: Target<R>,
-    report: OwnedFd,
+/// What the child sets up before running the closure.
+struct ChildSetup<'a> {
     parent: Pid,
     death_signal: Option<Signal>,
-    affinity: Option<&CpuSet>,
+    affinity: Option<&'a CpuSet>,
+}
+
+fn child_main<R: Message>(
+    mut target: Target<R>,
+    report: OwnedFd,
+    mut out: Vec<u8>,
+    mut stdout: io::StdoutLock<'static>,
+    ChildSetup { parent, death_signal, affinity }: ChildSetup<'_>,
 ) -> ! {
     let setup = (|| {
         if let Some(sig) = death_signal {
@@ -1088,26 +1216,36 @@ fn child_main<R: Message>(
         sysfork::exit_now(1);
     }
 
-    let (bytes, code) = match catch_unwind(AssertUnwindSafe(target)) {
-        Ok(value) => {
-            let mut out = vec![TAG_VALUE];
+    // `out` was allocated by the parent: a small value is encoded without touching the
+    // allocator. Nothing here is freed: the process ends with `_exit`.
+    // SAFETY: `target` is forgotten below, never used or dropped again.
+    let code = match catch_unwind(AssertUnwindSafe(|| unsafe { target.run_in_child() })) {
+        Ok(Some(value)) => {
+            out.push(TAG_VALUE);
             value.encode(&mut out);
-            (out, 0)
+            0
         }
+        // The target already ran (cannot happen: `start` takes it once). No value.
+        Ok(None) => 0,
         Err(payload) => {
-            let mut out = vec![TAG_PANIC];
+            out.push(TAG_PANIC);
             panic_message(&*payload).encode(&mut out);
-            (out, 1)
+            std::mem::forget(payload);
+            1
         }
     };
-    let code = match write_report(report.as_fd(), &bytes) {
+    std::mem::forget(target);
+    let code = match write_report(report.as_fd(), &out) {
         Ok(()) => code,
         Err(e) => {
             write_error_report(report.as_fd(), TAG_LOST, e);
             1
         }
     };
-    flush_stdio();
+    // Through the lock inherited from `start` (stderr is unbuffered: nothing to flush). The
+    // lock is never released: the process ends here.
+    let _ = stdout.flush();
+    std::mem::forget(stdout);
     sysfork::exit_now(code)
 }
 

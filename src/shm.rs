@@ -58,9 +58,9 @@ impl<T> ShmBox<T> {
         init: impl FnOnce(*mut T) -> io::Result<()>,
     ) -> io::Result<Self> {
         const { assert!(align_of::<T>() <= TAIL_ALIGN) };
-        let total = Self::tail_offset()
-            .checked_add(tail_len)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "shared object too large"))?;
+        let total = Self::tail_offset().checked_add(tail_len).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "shared object too large")
+        })?;
         let seg = Segment::anonymous(total.max(1))?;
         // The segment is page-aligned, which satisfies `align_of::<T>() <= 64`.
         init(seg.as_ptr().cast::<T>())?;

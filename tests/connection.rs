@@ -536,7 +536,10 @@ fn a_hostile_length_prefix_costs_nothing() {
         raw_write(&tx, &claimed.to_le_bytes());
         raw_write(&tx, b"tiny");
         drop(tx);
-        assert!(matches!(rx.recv_bytes_into(&mut [0u8; 64], 0), Err(ConnectionError::Truncated { .. })));
+        assert!(matches!(
+            rx.recv_bytes_into(&mut [0u8; 64], 0),
+            Err(ConnectionError::Truncated { .. })
+        ));
         let (rx, tx) = pipe(true).unwrap();
         raw_write(&tx, &claimed.to_le_bytes());
         drop(tx);

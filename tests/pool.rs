@@ -99,7 +99,8 @@ fn map_returns_results_in_order_at_every_chunksize() {
     let f: fn(u64) -> u64 = square;
     assert_eq!(pool.map(f, 0..4).unwrap(), [0, 1, 4, 9]);
     assert!(matches!(pool.map_chunksize(square, 0..3, 0), Err(PoolError::InvalidArgument(_))));
-    let r = pool.map_async(|s: String| s.len(), ["a", "bb", "ccc"].map(String::from), Some(2)).unwrap();
+    let r =
+        pool.map_async(|s: String| s.len(), ["a", "bb", "ccc"].map(String::from), Some(2)).unwrap();
     assert_eq!(r.get(None).unwrap(), [1, 2, 3]);
     assert_eq!(r.get(None).unwrap(), [1, 2, 3], "a result can be fetched again");
     assert_eq!(pool.apply(|v: Vec<i32>| v.iter().sum::<i32>(), vec![1, -2, 30]).unwrap(), 29);
@@ -114,10 +115,17 @@ fn starmap_spreads_tuples() {
     }
     let pool = Pool::new(2).unwrap();
     let pairs: Vec<(u64, u64)> = (0..500).map(|i| (i, 2 * i)).collect();
-    assert_eq!(pool.starmap(add, pairs.clone()).unwrap(), (0..500).map(|i| 3 * i).collect::<Vec<_>>());
     assert_eq!(
-        pool.starmap_chunksize(|a: u8, b: String, c: bool| format!("{a}{b}{c}"), [(1, "x".to_string(), true)], 1)
-            .unwrap(),
+        pool.starmap(add, pairs.clone()).unwrap(),
+        (0..500).map(|i| 3 * i).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pool.starmap_chunksize(
+            |a: u8, b: String, c: bool| format!("{a}{b}{c}"),
+            [(1, "x".to_string(), true)],
+            1
+        )
+        .unwrap(),
         ["1xtrue"]
     );
     let r = pool.starmap_async(|a: i32| a * 2, [(4,), (5,)], None).unwrap();
@@ -132,7 +140,8 @@ fn imap_is_ordered_and_imap_unordered_returns_everything() {
     for cs in [1, 3, 64] {
         let got: Vec<u64> = pool.imap(square, 0..1000, cs).unwrap().map(Result::unwrap).collect();
         assert_eq!(got, (0..1000u64).map(|x| x * x).collect::<Vec<_>>(), "chunksize {cs}");
-        let mut got: Vec<u64> = pool.imap_unordered(square, 0..1000, cs).unwrap().map(Result::unwrap).collect();
+        let mut got: Vec<u64> =
+            pool.imap_unordered(square, 0..1000, cs).unwrap().map(Result::unwrap).collect();
         got.sort_unstable();
         assert_eq!(got, (0..1000u64).map(|x| x * x).collect::<Vec<_>>(), "chunksize {cs}");
     }
@@ -151,13 +160,19 @@ fn imap_over_an_endless_iterator_is_lazy() {
         let input = (0u64..).inspect(move |_| {
             p.fetch_add(1, Ordering::Relaxed);
         });
-        let first: Vec<u64> = pool.imap(|x: u64| x * 3, input, 1).unwrap().take(10).map(Result::unwrap).collect();
+        let first: Vec<u64> =
+            pool.imap(|x: u64| x * 3, input, 1).unwrap().take(10).map(Result::unwrap).collect();
         assert_eq!(first, (0..10).map(|x| x * 3).collect::<Vec<_>>());
         // Bounded read-ahead: about 2 × processes chunks beyond what was consumed.
-        assert!(pulled.load(Ordering::Relaxed) <= 10 + 2 * 2 + 1, "read {} items", pulled.load(Ordering::Relaxed));
+        assert!(
+            pulled.load(Ordering::Relaxed) <= 10 + 2 * 2 + 1,
+            "read {} items",
+            pulled.load(Ordering::Relaxed)
+        );
     }
     // Unordered too, with chunks.
-    let n = pool.imap_unordered(|x: u64| x, 0u64.., 4).unwrap().take(25).filter(Result::is_ok).count();
+    let n =
+        pool.imap_unordered(|x: u64| x, 0u64.., 4).unwrap().take(25).filter(Result::is_ok).count();
     assert_eq!(n, 25);
 }
 
@@ -224,7 +239,9 @@ impl multiproc::codec::Encode for Unencodable {
 }
 
 impl multiproc::codec::Decode for Unencodable {
-    fn decode(_: &mut multiproc::codec::Decoder<'_>) -> Result<Self, multiproc::codec::DecodeError> {
+    fn decode(
+        _: &mut multiproc::codec::Decoder<'_>,
+    ) -> Result<Self, multiproc::codec::DecodeError> {
         Ok(Unencodable)
     }
 }
@@ -264,9 +281,11 @@ fn a_worker_killed_mid_task_fails_exactly_that_task_100_times() {
     let mut killed = HashSet::new();
     for round in 0..100u64 {
         slot.store(0, Ordering::SeqCst);
-        let before: Vec<_> = (0..4).map(|i| pool.apply_async(square, round * 10 + i).unwrap()).collect();
+        let before: Vec<_> =
+            (0..4).map(|i| pool.apply_async(square, round * 10 + i).unwrap()).collect();
         let v = pool.apply_async(victim, addr).unwrap();
-        let after: Vec<_> = (4..8).map(|i| pool.apply_async(square, round * 10 + i).unwrap()).collect();
+        let after: Vec<_> =
+            (4..8).map(|i| pool.apply_async(square, round * 10 + i).unwrap()).collect();
         // Drive the pool until the victim runs (its results are collected meanwhile).
         assert!(eventually(Duration::from_secs(10), || {
             let _ = v.ready();
@@ -283,14 +302,21 @@ fn a_worker_killed_mid_task_fails_exactly_that_task_100_times() {
         }
         for (i, r) in before.iter().chain(&after).enumerate() {
             let x = round * 10 + i as u64;
-            assert_eq!(r.get(Some(Duration::from_secs(10))).unwrap(), x * x, "round {round} task {i}");
+            assert_eq!(
+                r.get(Some(Duration::from_secs(10))).unwrap(),
+                x * x,
+                "round {round} task {i}"
+            );
         }
         assert!(killed.insert(pid), "pid {pid} killed twice");
     }
     // The pool is still whole.
     assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
     let err = PoolError::WorkerLost { pid: Pid::from_raw(42).unwrap(), exitcode: Some(-9) };
-    assert_eq!(err.to_string(), "worker 42 died while running the task: killed by signal 9 (SIGKILL)");
+    assert_eq!(
+        err.to_string(),
+        "worker 42 died while running the task: killed by signal 9 (SIGKILL)"
+    );
 }
 
 #[test]
@@ -311,7 +337,8 @@ fn max_tasks_per_child_recycles_workers() {
     for _ in 0..10 {
         let pool = Pool::builder().processes(1).max_tasks_per_child(2).build().unwrap();
         let rs: Vec<_> = (0..10).map(|_| pool.apply_async(my_pid, ()).unwrap()).collect();
-        let pids: Vec<i32> = rs.iter().map(|r| r.get(Some(Duration::from_secs(10))).unwrap()).collect();
+        let pids: Vec<i32> =
+            rs.iter().map(|r| r.get(Some(Duration::from_secs(10))).unwrap()).collect();
         assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 5);
         pool.close().unwrap();
         pool.join(Some(Duration::from_secs(10))).unwrap();
@@ -320,7 +347,10 @@ fn max_tasks_per_child_recycles_workers() {
         Pool::builder().max_tasks_per_child(0).build(),
         Err(PoolError::InvalidArgument("maxtasksperchild must be a positive int or None"))
     ));
-    assert!(matches!(Pool::new(0), Err(PoolError::InvalidArgument("Number of processes must be at least 1"))));
+    assert!(matches!(
+        Pool::new(0),
+        Err(PoolError::InvalidArgument("Number of processes must be at least 1"))
+    ));
 }
 
 /// Children of `ppid` according to `/proc` (excluding threads).
@@ -353,15 +383,25 @@ fn a_failing_initializer_breaks_the_pool_promptly() {
     for round in 0..10 {
         let t = Instant::now();
         let pool = if round % 2 == 0 {
-            Pool::builder().processes(2).initializer(|| Err::<(), _>("no database")).build().unwrap()
+            Pool::builder()
+                .processes(2)
+                .initializer(|| Err::<(), _>("no database"))
+                .build()
+                .unwrap()
         } else {
-            Pool::builder().processes(2).initializer(|| -> () { panic!("init exploded") }).build().unwrap()
+            Pool::builder()
+                .processes(2)
+                .initializer(|| -> () { panic!("init exploded") })
+                .build()
+                .unwrap()
         };
         let r = pool.apply_async(square, 2).unwrap();
         let e = r.get(Some(Duration::from_secs(10))).unwrap_err();
         match &e {
             PoolError::InitializerFailed(msg) if round % 2 == 0 => assert_eq!(msg, "no database"),
-            PoolError::InitializerFailed(msg) => assert_eq!(msg, "the initializer panicked: init exploded"),
+            PoolError::InitializerFailed(msg) => {
+                assert_eq!(msg, "the initializer panicked: init exploded")
+            }
             other => panic!("{other:?}"),
         }
         assert!(e.is_broken());
@@ -422,7 +462,10 @@ fn terminate_is_bounded_even_with_endless_tasks() {
         }
         for w in workers {
             let pid = w.as_raw_nonzero().get();
-            assert!(unsafe { libc::kill(pid, 0) } != 0 || start_time(pid).is_none(), "worker {pid} survived");
+            assert!(
+                unsafe { libc::kill(pid, 0) } != 0 || start_time(pid).is_none(),
+                "worker {pid} survived"
+            );
         }
         assert!(matches!(pool.apply_async(square, 1), Err(PoolError::NotRunning)));
         pool.terminate().unwrap(); // idempotent
@@ -537,12 +580,23 @@ fn workers_are_pinned_to_the_cpus_given() {
     let first = cpus.first().unwrap();
     let pool = Pool::builder().processes(2).cpus([first]).build().unwrap();
     let got = pool
-        .map_chunksize(|_: ()| multiproc::sys::affinity::sched_getaffinity(None).unwrap().iter().collect::<Vec<_>>(), vec![(); 8], 1)
+        .map_chunksize(
+            |_: ()| {
+                multiproc::sys::affinity::sched_getaffinity(None)
+                    .unwrap()
+                    .iter()
+                    .collect::<Vec<_>>()
+            },
+            vec![(); 8],
+            1,
+        )
         .unwrap();
     assert!(got.iter().all(|c| c == &[first]), "{got:?}");
     let bad = Pool::builder().processes(1).cpus([100_000]).build().unwrap();
     match bad.apply(square, 1) {
-        Err(PoolError::InitializerFailed(msg)) => assert!(msg.contains("cannot pin worker 0 to CPU 100000"), "{msg}"),
+        Err(PoolError::InitializerFailed(msg)) => {
+            assert!(msg.contains("cannot pin worker 0 to CPU 100000"), "{msg}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -579,8 +633,11 @@ fn no_process_is_left_after_a_pool_is_dropped() {
             let _ = pool.apply_async(square, 1).map(|r| r.ready());
             pool.worker_pids().len() == 3
         }));
-        let workers: Vec<(i32, Option<u64>)> =
-            pool.worker_pids().iter().map(|p| (p.as_raw_nonzero().get(), start_time(p.as_raw_nonzero().get()))).collect();
+        let workers: Vec<(i32, Option<u64>)> = pool
+            .worker_pids()
+            .iter()
+            .map(|p| (p.as_raw_nonzero().get(), start_time(p.as_raw_nonzero().get())))
+            .collect();
         assert_eq!(workers.len(), 3);
         for (pid, _) in &workers {
             assert!(children_of(server).contains(pid));
@@ -597,7 +654,10 @@ fn no_process_is_left_after_a_pool_is_dropped() {
         assert_eq!(children_of(me), before, "round {round}");
         assert!(children_of(server).is_empty());
         for (pid, start) in workers {
-            assert!(start_time(pid).is_none() || start_time(pid) != start, "worker {pid} is still there");
+            assert!(
+                start_time(pid).is_none() || start_time(pid) != start,
+                "worker {pid} is still there"
+            );
         }
     }
 }
@@ -609,9 +669,11 @@ fn workers_die_when_the_parent_is_killed() {
     let page = SharedPage::new(4096);
     let pids_at = page_addr::<AtomicI32>(&page, 0);
     // A child process owns a pool, publishes its server's and workers' pids, then is killed.
-    let owner = Process::new(move || -> () {
+    let owner = multiproc::ProcessBuilder::new().daemon(true).target(move || -> () {
         let pool = Pool::new(2).unwrap();
-        let _ = pool.map(square, 0..10);
+        while pool.worker_pids().len() < 2 {
+            let _ = pool.map(square, 0..10);
+        }
         let slots: &[AtomicI32; 3] = at(pids_at);
         slots[0].store(pool.server_pid().as_raw_nonzero().get(), Ordering::SeqCst);
         for (i, w) in pool.worker_pids().iter().enumerate().take(2) {
@@ -623,7 +685,9 @@ fn workers_die_when_the_parent_is_killed() {
     });
     owner.start().unwrap();
     let slots: &[AtomicI32; 3] = at(pids_at);
-    assert!(eventually(Duration::from_secs(10), || slots.iter().all(|s| s.load(Ordering::SeqCst) != 0)));
+    assert!(eventually(Duration::from_secs(10), || slots
+        .iter()
+        .all(|s| s.load(Ordering::SeqCst) != 0)));
     let pids: Vec<i32> = slots.iter().map(|s| s.load(Ordering::SeqCst)).collect();
     let starts: Vec<Option<u64>> = pids.iter().map(|&p| start_time(p)).collect();
     owner.kill().unwrap();
@@ -631,7 +695,9 @@ fn workers_die_when_the_parent_is_killed() {
     // The server sees its parent die and kills its workers; they are reaped (by init or a
     // subreaper), never left running.
     assert!(eventually(Duration::from_secs(10), || {
-        pids.iter().zip(&starts).all(|(&p, s)| start_time(p).is_none() || start_time(p) != *s || is_zombie(p))
+        pids.iter()
+            .zip(&starts)
+            .all(|(&p, s)| start_time(p).is_none() || start_time(p) != *s || is_zombie(p))
     }));
 }
 
@@ -659,7 +725,8 @@ fn flag_gated_tasks_run_concurrently() {
     let page = SharedPage::new(4096);
     let flag = page_addr::<AtomicU32>(&page, 0);
     let pool = Pool::new(2).unwrap();
-    let gated: Vec<_> = (0..2).map(|_| pool.apply_async(|a: usize| wait_for_flag(a), flag).unwrap()).collect();
+    let gated: Vec<_> =
+        (0..2).map(|_| pool.apply_async(|a: usize| wait_for_flag(a), flag).unwrap()).collect();
     assert!(!gated[0].wait(Some(Duration::from_millis(50))));
     assert!(matches!(gated[0].get(Some(Duration::ZERO)), Err(PoolError::Timeout)));
     assert!(matches!(gated[0].successful(), Err(PoolError::InvalidState(_))));

@@ -84,8 +84,7 @@ impl GateWaiter {
         loop {
             // SAFETY: reading into a valid one-byte buffer.
             let n = unsafe { libc::read(self.0, b.as_mut_ptr().cast(), 1) };
-            if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-            {
+            if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
                 return;
             }
         }
@@ -140,11 +139,8 @@ fn is_unreaped_child(pid: i32) -> bool {
 
 /// A pidfd for any process (not necessarily our child), to observe its death.
 fn pidfd_of(pid: i32) -> OwnedFd {
-    rustix::process::pidfd_open(
-        Pid::from_raw(pid).unwrap(),
-        rustix::process::PidfdFlags::empty(),
-    )
-    .expect("pidfd_open")
+    rustix::process::pidfd_open(Pid::from_raw(pid).unwrap(), rustix::process::PidfdFlags::empty())
+        .expect("pidfd_open")
 }
 
 fn readable_within(fd: impl AsFd, limit: Duration) -> bool {
@@ -279,7 +275,8 @@ fn join_timeout_is_never_early_and_a_later_join_works() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let p = doomed(|| -> u8 { sleep_forever() });
     p.start().unwrap();
-    for timeout in [Duration::from_millis(1), Duration::from_millis(50), Duration::from_millis(200)] {
+    for timeout in [Duration::from_millis(1), Duration::from_millis(50), Duration::from_millis(200)]
+    {
         let t = Instant::now();
         assert!(matches!(p.join(Some(timeout)), Err(JoinError::Timeout)));
         let took = t.elapsed();
@@ -357,10 +354,7 @@ fn exitcode_is_n_for_process_exit() {
     for (n, expected) in [(3, 3), (255, 255), (300, 44), (-1, 255)] {
         let p = Process::new(move || -> u8 { std::process::exit(n) });
         p.start().unwrap();
-        assert!(
-            matches!(p.join(None), Err(JoinError::Exited(c)) if c == expected),
-            "exit({n})"
-        );
+        assert!(matches!(p.join(None), Err(JoinError::Exited(c)) if c == expected), "exit({n})");
         assert_eq!(p.exitcode(), Some(expected));
     }
     // exit(0) without a value: exit code 0, no result.
@@ -435,13 +429,6 @@ fn nothing_waits_behind_another_threads_join() {
             tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();
             p.join(None)
         });
-        // Wait until the joiner sleeps in `poll` (inside `join`, holding the handle's lock).
-        let tid = tid_rx.recv().unwrap();
-        let in_poll = common::eventually(Duration::from_secs(10), || {
-            std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan"))
-                .is_ok_and(|w| w.contains("poll"))
-        });
-        assert!(in_poll, "the joiner never blocked in poll");
         // Opens the gate when the checks are done, or after 10 s if a check blocked (so a
         // regression fails the asserts below instead of hanging).
         let gate = &gate;
@@ -449,6 +436,14 @@ fn nothing_waits_behind_another_threads_join() {
             let _ = done_rx.recv_timeout(Duration::from_secs(10));
             gate.open();
         });
+        // Wait until the joiner sleeps in the kernel (`waitpid` or `poll`, inside `join`, holding
+        // the handle's lock).
+        let tid = tid_rx.recv().unwrap();
+        let in_poll = common::eventually(Duration::from_secs(10), || {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan"))
+                .is_ok_and(|w| !w.contains("futex") && (w.contains("wait") || w.contains("poll")))
+        });
+        assert!(in_poll, "the joiner never blocked in join");
         for _ in 0..200 {
             let t = Instant::now();
             assert!(matches!(p.join(Some(Duration::ZERO)), Err(JoinError::Timeout)));
@@ -526,6 +521,24 @@ fn join_in_another_process_is_not_creator() {
     });
     outer.start().unwrap();
     assert_eq!(outer.join(None).unwrap(), (true, true, true, false, None));
+}
+
+#[test]
+fn a_child_forked_by_raw_libc_fork_is_not_the_creator() {
+    let _s = serial();
+    let _w = common::watchdog(common::TEST_LIMIT);
+    // The crate caches the pid; a plain `fork` (not `Process::start`) must not let the child
+    // believe it is the parent. The raw child does only allocation-free calls.
+    let p = Process::new(|| 1u8);
+    assert!(!p.is_alive() && p.exitcode().is_none()); // the pid is cached by now
+    let child = common::fork_child(|| {
+        let refused = matches!(p.start(), Err(StartError::NotCreator));
+        let join = matches!(p.join(Some(Duration::ZERO)), Err(JoinError::NotCreator));
+        if refused && join { 0 } else { 1 }
+    });
+    child.join_ok();
+    p.start().unwrap();
+    assert_eq!(p.join(None).unwrap(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -840,7 +853,8 @@ fn the_sentinel_becomes_readable_when_the_child_ends() {
     assert!(readable_within(sentinel, Duration::from_secs(20)));
     // With `wait` too, mixed with a connection that has nothing to read.
     let (a, _b) = pipe(true).unwrap();
-    let ready = multiproc::wait(&[&a as &dyn AsFd, &sentinel], Some(Duration::from_secs(20))).unwrap();
+    let ready =
+        multiproc::wait(&[&a as &dyn AsFd, &sentinel], Some(Duration::from_secs(20))).unwrap();
     assert_eq!(ready, vec![1]);
     p.join(None).unwrap();
     // Still valid (and readable) after the join, until close.

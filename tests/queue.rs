@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::{
-    GetError, JoinError, JoinableQueue, Process, ProcessBuilder, PutError, Queue, QueueError, QueueJoinError, SimpleQueue,
-    TaskDoneError,
+    GetError, JoinError, JoinableQueue, Process, ProcessBuilder, PutError, Queue, QueueError,
+    QueueJoinError, SimpleQueue, TaskDoneError,
 };
 
 const SECS: Duration = Duration::from_secs(20);
@@ -94,6 +94,32 @@ fn items_come_out_in_order_with_exact_counts() {
 }
 
 #[test]
+fn handles_are_send_and_sync_whatever_the_item_type() {
+    fn send_sync<T: Send + Sync>() {}
+    // Items travel encoded, so even a `!Send` item type gives a shareable handle.
+    send_sync::<Queue<std::rc::Rc<u8>>>();
+    send_sync::<SimpleQueue<std::rc::Rc<u8>>>();
+    send_sync::<JoinableQueue<std::rc::Rc<u8>>>();
+    send_sync::<PutError<Vec<u8>>>();
+    send_sync::<GetError>();
+    // And usable from several threads at once.
+    let q: Queue<u32> = Queue::new().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let q = &q;
+            s.spawn(move || {
+                for i in 0..1000 {
+                    q.put(t * 1000 + i, None).unwrap();
+                }
+            });
+        }
+    });
+    let mut all: Vec<u32> = (0..4000).map(|_| q.get_nowait().unwrap()).collect();
+    all.sort_unstable();
+    assert!(all.iter().copied().eq(0..4000));
+}
+
+#[test]
 fn full_queue_hands_the_item_back_and_empty_queue_says_empty() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<String> = Queue::with_maxsize(2).unwrap();
@@ -124,6 +150,43 @@ fn full_queue_hands_the_item_back_and_empty_queue_says_empty() {
     assert_eq!(small.get_nowait().unwrap(), 3);
 }
 
+/// An item whose encoding fails (by panicking, as `Serde<T>` does) for the value 0.
+#[derive(Debug, PartialEq)]
+struct Picky(u8);
+
+impl multiproc::codec::Encode for Picky {
+    fn encode(&self, out: &mut Vec<u8>) {
+        assert!(self.0 != 0, "cannot encode zero");
+        self.0.encode(out);
+    }
+}
+
+impl multiproc::codec::Decode for Picky {
+    fn decode(
+        input: &mut multiproc::codec::Decoder<'_>,
+    ) -> Result<Self, multiproc::codec::DecodeError> {
+        Ok(Picky(input.decode()?))
+    }
+}
+
+#[test]
+fn an_encoding_failure_is_returned_by_put_with_the_item() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let q: Queue<Picky> = Queue::new().unwrap();
+    q.put(Picky(1), None).unwrap();
+    match q.put(Picky(0), None) {
+        Err(PutError::Encode(item, msg)) => {
+            assert_eq!(item, Picky(0));
+            assert!(msg.contains("cannot encode zero"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+    q.put(Picky(2), None).unwrap();
+    assert_eq!(q.qsize(), 2);
+    assert_eq!(q.get(None).unwrap(), Picky(1));
+    assert_eq!(q.get(None).unwrap(), Picky(2));
+}
+
 #[test]
 fn timeouts_are_never_early_and_zero_is_immediate() {
     let _w = common::watchdog(common::TEST_LIMIT);
@@ -152,7 +215,11 @@ fn timeouts_are_never_early_and_zero_is_immediate() {
         assert!(q.get_nowait().is_err());
     }
     // 4000 immediate attempts: far below what waiting even 1 ms each would take.
-    assert!(start.elapsed() < Duration::from_secs(2), "zero timeouts waited: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "zero timeouts waited: {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -242,7 +309,7 @@ fn close_wakes_a_sleeping_consumer_and_a_sleeping_producer_in_other_processes() 
 #[test]
 fn four_producers_four_consumers_deliver_every_item_once_in_producer_order() {
     let _w = common::watchdog(Duration::from_secs(120));
-    let per_producer: u32 = if is_debug() { 25_000 } else { 100_000 };
+    let per_producer: u32 = 100_000;
     let q: Queue<Option<(u32, u32)>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
     let consumers: Vec<Process<Vec<(u32, u32)>>> = (0..4)
         .map(|_| {
@@ -406,6 +473,22 @@ fn put_bytes_and_get_bytes_into_interoperate_with_put_and_get() {
     assert!(matches!(small.get_bytes_into(&mut buf, None), Err(GetError::Closed)));
 }
 
+/// The tutorial: `f1` puts a string, `f2` (another process) gets it.
+#[test]
+fn tutorial_one_child_puts_and_another_gets() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let queue: Queue<String> = Queue::new().unwrap();
+    let q1 = queue.clone();
+    let f1 = child(move || q1.put("Hello shiyanlou".to_string(), None).unwrap());
+    let q2 = queue.clone();
+    let f2 = child(move || q2.get(None).unwrap());
+    f1.start().unwrap();
+    f2.start().unwrap();
+    assert_eq!(f2.join(None).unwrap(), "Hello shiyanlou");
+    f1.join(None).unwrap();
+    assert!(queue.empty());
+}
+
 /// The tutorial: `task_handler` sums its slice of 1..=100 000 000 and puts the partial sum;
 /// `main` starts 8 processes, joins them all, then sums the queue while `not q.empty()`.
 #[test]
@@ -450,13 +533,16 @@ fn tutorial_joinable_queue_producer_waits_for_consumer() {
     let done: &'static common::SharedPage = Box::leak(Box::new(common::SharedPage::new(4096)));
     let processed: &AtomicU64 = unsafe { done.get(0) };
     let cq = q.clone();
-    let consumer = ProcessBuilder::new().daemon(true).death_signal(Some(multiproc::Signal::KILL)).spawn(move || {
-        while let Ok(res) = cq.get(None) {
-            assert!(res.starts_with("product"));
-            processed.fetch_add(1, Ordering::SeqCst);
-            cq.task_done().unwrap();
-        }
-    });
+    let consumer = ProcessBuilder::new()
+        .daemon(true)
+        .death_signal(Some(multiproc::Signal::KILL))
+        .spawn(move || {
+            while let Ok(res) = cq.get(None) {
+                assert!(res.starts_with("product"));
+                processed.fetch_add(1, Ordering::SeqCst);
+                cq.task_done().unwrap();
+            }
+        });
     let consumer = consumer.unwrap();
     for i in 0..50 {
         q.put(format!("product {i}"), None).unwrap();
@@ -555,6 +641,27 @@ fn a_producer_killed_mid_stream_is_detected_by_a_waiting_consumer() {
 }
 
 #[test]
+fn a_lost_item_is_not_an_unfinished_task() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let q: JoinableQueue<Vec<u8>> =
+        JoinableQueue::builder().capacity_bytes(64 << 10).build().unwrap();
+    q.put(pattern(0, 100), None).unwrap();
+    let cq = q.clone();
+    let p = child(move || cq.put(pattern(1, 1 << 20), None).unwrap());
+    p.start().unwrap();
+    assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
+    p.kill().unwrap();
+    assert!(p.join(None).is_err());
+    assert_eq!(check_pattern(&q.get(None).unwrap()), Some(0));
+    q.task_done().unwrap();
+    assert!(matches!(q.get(Some(Duration::from_millis(100))), Err(GetError::Empty)));
+    assert_eq!(q.lost(), 1);
+    assert_eq!(q.unfinished_tasks(), 0);
+    q.join(Some(Duration::ZERO)).unwrap();
+    assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
+}
+
+#[test]
 fn a_producer_killed_mid_stream_is_repaired_by_the_next_producer() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
@@ -645,14 +752,16 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
             }
         });
         let cq = q.clone();
-        let consumer = child(move || loop {
-            match cq.get(Some(Duration::from_millis(300))) {
-                Ok(v) => {
-                    assert!(check_pattern(&v).is_some(), "torn item delivered");
-                    gets.fetch_add(1, Ordering::SeqCst);
+        let consumer = child(move || {
+            loop {
+                match cq.get(Some(Duration::from_millis(300))) {
+                    Ok(v) => {
+                        assert!(check_pattern(&v).is_some(), "torn item delivered");
+                        gets.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(GetError::Empty) => return,
+                    Err(e) => panic!("{e}"),
                 }
-                Err(GetError::Empty) => return,
-                Err(e) => panic!("{e}"),
             }
         });
         producer.start().unwrap();
@@ -679,7 +788,8 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
                 Err(e) => panic!("{e}"),
             }
             if !producer_done {
-                producer_done = !matches!(producer.join(Some(Duration::ZERO)), Err(JoinError::Timeout));
+                producer_done =
+                    !matches!(producer.join(Some(Duration::ZERO)), Err(JoinError::Timeout));
             }
             if !consumer_done {
                 match consumer.join(Some(Duration::ZERO)) {
@@ -698,7 +808,10 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
         let put = puts.load(Ordering::SeqCst);
         let accounted = gets.load(Ordering::SeqCst) + mine + (q.lost() - lost_before);
         if victim_is_producer {
-            assert!(accounted == put || accounted == put + 1, "round {k}: put {put}, accounted {accounted}");
+            assert!(
+                accounted == put || accounted == put + 1,
+                "round {k}: put {put}, accounted {accounted}"
+            );
         } else {
             assert_eq!(put, 200);
             assert!(accounted == 200 || accounted == 199, "round {k}: accounted {accounted}");
@@ -735,7 +848,9 @@ fn a_garbled_header_gives_corrupt_not_a_crash() {
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
     q.put(1, None).unwrap();
     let (hdr, _, _, _) = q.raw_parts_for_tests();
-    unsafe { (*hdr.add(128).cast::<std::sync::atomic::AtomicU64>()).store(1 << 40, Ordering::SeqCst) };
+    unsafe {
+        (*hdr.add(128).cast::<std::sync::atomic::AtomicU64>()).store(1 << 40, Ordering::SeqCst)
+    };
     assert!(matches!(q.get(None), Err(GetError::Corrupt(_))));
     assert!(matches!(q.put(2, None), Err(PutError::Corrupt(2, _))));
 
@@ -759,7 +874,8 @@ fn random_garbage_over_header_and_ring_never_panics_or_hangs() {
     };
     let mut corrupt = 0;
     for round in 0..300 {
-        let q: JoinableQueue<Vec<u8>> = JoinableQueue::builder().capacity_bytes(256).maxsize(5).build().unwrap();
+        let q: JoinableQueue<Vec<u8>> =
+            JoinableQueue::builder().capacity_bytes(256).maxsize(5).build().unwrap();
         for i in 0..(rnd() % 4) {
             let _ = q.put_nowait(vec![i as u8; (rnd() % 100) as usize]);
         }
@@ -888,7 +1004,8 @@ fn queue_matches_a_vecdeque_model() {
     for _ in 0..60 {
         let cap = 64u64 << (rnd() % 6);
         let maxsize = [0usize, 1, 3, 10][(rnd() % 4) as usize];
-        let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(cap as usize).maxsize(maxsize).build().unwrap();
+        let q: Queue<Vec<u8>> =
+            Queue::builder().capacity_bytes(cap as usize).maxsize(maxsize).build().unwrap();
         let mut m = Model { cap, maxsize, ..Model::default() };
         let mut next = 0u8;
         for _ in 0..400 {
@@ -903,13 +1020,20 @@ fn queue_matches_a_vecdeque_model() {
                     let item = vec![next; len];
                     next = next.wrapping_add(1);
                     let want = m.put(&item);
-                    let got = if rnd() % 2 == 0 { q.put_nowait(item.clone()) } else { q.put(item.clone(), Some(Duration::ZERO)) };
+                    let got = if rnd() % 2 == 0 {
+                        q.put_nowait(item.clone())
+                    } else {
+                        q.put(item.clone(), Some(Duration::ZERO))
+                    };
                     match (want, got) {
                         (Ok(()), Ok(())) => {}
-                        (Err("full"), Err(PutError::Full(back))) | (Err("closed"), Err(PutError::Closed(back))) => {
+                        (Err("full"), Err(PutError::Full(back)))
+                        | (Err("closed"), Err(PutError::Closed(back))) => {
                             assert_eq!(back, item)
                         }
-                        (w, g) => panic!("put of {len} bytes (cap {cap}): model {w:?}, queue {g:?}"),
+                        (w, g) => {
+                            panic!("put of {len} bytes (cap {cap}): model {w:?}, queue {g:?}")
+                        }
                     }
                 }
                 7..=12 => {
@@ -917,15 +1041,14 @@ fn queue_matches_a_vecdeque_model() {
                     let got = q.get_nowait();
                     match (want, got) {
                         (Ok(a), Ok(b)) => assert_eq!(a, b),
-                        (Err("empty"), Err(GetError::Empty)) | (Err("closed"), Err(GetError::Closed)) => {}
+                        (Err("empty"), Err(GetError::Empty))
+                        | (Err("closed"), Err(GetError::Closed)) => {}
                         (w, g) => panic!("get: model {w:?}, queue {g:?}"),
                     }
                 }
-                13 => {
-                    if rnd() % 8 == 0 {
-                        m.closed = true;
-                        q.close();
-                    }
+                13 if rnd() % 8 == 0 => {
+                    m.closed = true;
+                    q.close();
                 }
                 _ => {}
             }

@@ -37,12 +37,12 @@ fuzz_target!(|data: &[u8]| {
     // Patches.
     let (hdr, hdr_len, ring, ring_len) = q.raw_parts_for_tests();
     let mut input = rest.iter().copied();
-    loop {
-        let Some(target) = input.next() else { break };
+    while let Some(target) = input.next() {
         if target == 0xff {
             break;
         }
-        let off = usize::from(input.next().unwrap_or(0)) | usize::from(input.next().unwrap_or(0)) << 8;
+        let off =
+            usize::from(input.next().unwrap_or(0)) | usize::from(input.next().unwrap_or(0)) << 8;
         let len = usize::from(input.next().unwrap_or(0) % 17);
         let (base, limit) = if target & 1 == 0 { (hdr, hdr_len) } else { (ring, ring_len) };
         let off = off % limit;
@@ -81,11 +81,7 @@ fuzz_target!(|data: &[u8]| {
             7 => {
                 let _ = (q.qsize(), q.empty(), q.full(), q.lost(), q.unfinished_tasks());
             }
-            8 => {
-                if op > 0xf0 {
-                    q.close();
-                }
-            }
+            8 if op > 0xf0 => q.close(),
             9 => {
                 let _ = format!("{q:?}");
             }

@@ -2,7 +2,9 @@
 //! a `VecDeque` of items plus the ring's byte accounting.
 //!
 //! Input layout: byte 0 picks the ring size (64 B .. 4 KiB), byte 1 the `maxsize`; then each
-//! operation is one opcode byte, followed for puts by two length bytes. Item lengths go up to
+//! operation is one opcode byte, followed for puts by two length bytes. Puts and gets go
+//! through `put`/`put_nowait`/`put_bytes` and `get`/`get_nowait`/`get_bytes_into`, which must
+//! all agree. Item lengths go up to
 //! three times the ring, so puts of items larger than the free space and larger than the ring
 //! (which stream, time out and abort, since nobody reads concurrently) are common.
 //!
@@ -102,10 +104,15 @@ fuzz_target!(|data: &[u8]| {
                 fill = fill.wrapping_add(1);
                 let item = vec![fill; len];
                 let want = m.put(&item);
-                let got = if op % 8 == 0 {
-                    q.put(item.clone(), Some(Duration::ZERO))
-                } else {
-                    q.put_nowait(item.clone())
+                let got = match op % 8 {
+                    0 => q.put(item.clone(), Some(Duration::ZERO)),
+                    1 => q.put_nowait(item.clone()),
+                    // The bytes API frames the same record without encoding.
+                    _ => q.put_bytes(&item, Some(Duration::ZERO)).map_err(|e| match e {
+                        PutError::Full(()) => PutError::Full(item.clone()),
+                        PutError::Closed(()) => PutError::Closed(item.clone()),
+                        other => panic!("put_bytes: {other:?}"),
+                    }),
                 };
                 match (want, got) {
                     (Ok(()), Ok(())) => {}
@@ -116,7 +123,17 @@ fuzz_target!(|data: &[u8]| {
             }
             3..=5 => {
                 let want = m.get();
-                let got = if op % 8 == 3 { q.get(Some(Duration::ZERO)) } else { q.get_nowait() };
+                let got = match op % 8 {
+                    3 => q.get(Some(Duration::ZERO)),
+                    4 => q.get_nowait(),
+                    _ => {
+                        let mut buf = vec![0xee; usize::from(op)];
+                        q.get_bytes_into(&mut buf, Some(Duration::ZERO)).map(|n| {
+                            assert_eq!(n, buf.len());
+                            buf
+                        })
+                    }
+                };
                 match (want, got) {
                     (Ok(a), Ok(b)) => assert!(a == b, "wrong item"),
                     (Err("empty"), Err(GetError::Empty))
@@ -124,11 +141,9 @@ fuzz_target!(|data: &[u8]| {
                     (w, g) => panic!("get: model {w:?}, queue {g:?}"),
                 }
             }
-            6 => {
-                if op >= 0xf0 {
-                    m.closed = true;
-                    q.close();
-                }
+            6 if op >= 0xf0 => {
+                m.closed = true;
+                q.close();
             }
             _ => {}
         }

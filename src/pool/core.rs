@@ -40,8 +40,8 @@
 #![allow(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ops::Range;
 use std::io::Write;
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -741,7 +741,11 @@ impl Shared {
 
     /// Registers a callback for a collect batch, or returns its results if it is already done
     /// (the caller then runs the callback itself, outside the lock).
-    pub(crate) fn on_done(&self, batch: BatchId, cb: Callback) -> Option<(Arc<Completed>, Callback)> {
+    pub(crate) fn on_done(
+        &self,
+        batch: BatchId,
+        cb: Callback,
+    ) -> Option<(Arc<Completed>, Callback)> {
         if !self.is_creator() {
             return None;
         }
@@ -820,7 +824,11 @@ impl Shared {
 
     /// One driving round: dispatch, poll (without the lock), handle what happened, run the
     /// callbacks that became due (without the lock).
-    fn round<'a>(self: &'a Arc<Self>, mut g: MutexGuard<'a, Core>, deadline: Deadline) -> MutexGuard<'a, Core> {
+    fn round<'a>(
+        self: &'a Arc<Self>,
+        mut g: MutexGuard<'a, Core>,
+        deadline: Deadline,
+    ) -> MutexGuard<'a, Core> {
         g.driving = true;
         g.maintain(self);
         let mut plan: Vec<(RawFd, PollFlags, Owner)> = Vec::with_capacity(2 + g.slots.len());
@@ -1067,7 +1075,10 @@ impl Shared {
         let mut g = self.lock();
         let Some(b) = g.batches.get(&batch) else { return false };
         if let Some(done) = &b.done {
-            return matches!(done.chunks.first(), Some(ChunkOut { result: Err(PoolError::Cancelled), .. }));
+            return matches!(
+                done.chunks.first(),
+                Some(ChunkOut { result: Err(PoolError::Cancelled), .. })
+            );
         }
         let Some(task) = b.task else { return false };
         let ok = g.cancel_task(self, task);
@@ -1152,7 +1163,10 @@ impl Core {
                 }
             }
             Mode::Ordered | Mode::Unordered => {
-                b.push_ready(task.chunk, StreamChunk { result: result.map(<[u8]>::to_vec), n: task.n });
+                b.push_ready(
+                    task.chunk,
+                    StreamChunk { result: result.map(<[u8]>::to_vec), n: task.n },
+                );
                 b.outstanding = b.outstanding.saturating_sub(1);
             }
         }
@@ -1274,7 +1288,8 @@ impl Core {
 
     /// Closes the worker channels and the control socket once nothing runs anymore.
     fn release_fds(&mut self) {
-        let slots: Vec<SlotState> = self.slots.iter_mut().map(|s| std::mem::replace(s, SlotState::Empty)).collect();
+        let slots: Vec<SlotState> =
+            self.slots.iter_mut().map(|s| std::mem::replace(s, SlotState::Empty)).collect();
         for s in slots {
             if let SlotState::Live(w) = s {
                 self.retire(w.chan);
@@ -1296,6 +1311,7 @@ impl Core {
         } else {
             self.check_timeouts(sh);
             self.respawn(sh);
+            self.rebalance(sh);
             self.dispatch(sh);
             self.stop_idle();
         }
@@ -1357,7 +1373,10 @@ impl Core {
 
     /// How many tasks to keep in flight per worker, from the measured task duration.
     fn depth(&self) -> usize {
-        if self.ema_ns == 0 { 1 } else { (PIPELINE_NS / self.ema_ns).clamp(1, RING as u64) as usize }
+        match PIPELINE_NS.checked_div(self.ema_ns) {
+            None => 1,
+            Some(depth) => depth.clamp(1, RING as u64) as usize,
+        }
     }
 
     /// Sends queued tasks to workers with room, one task per worker in turn.
@@ -1376,20 +1395,37 @@ impl Core {
             .iter()
             .map(|s| match s {
                 SlotState::Live(w) if w.accepting() && w.inflight.len() <= depth / 2 => {
-                    let r = depth - w.inflight.len();
+                    // Seqs in flight must span less than the ring: a new seq reuses the entry of
+                    // the seq RING before it, which must be resolved by then (tasks stolen back
+                    // by `rebalance` can leave a gap between the count and the span).
+                    let span = match w.inflight.front() {
+                        Some(&(oldest, _)) => {
+                            (oldest + RING as u64).saturating_sub(w.next_seq) as usize
+                        }
+                        None => RING,
+                    };
+                    let r = (depth - w.inflight.len()).min(span);
                     w.budget.map_or(r, |b| r.min(usize::try_from(b).unwrap_or(usize::MAX)))
                 }
                 _ => 0,
             })
             .collect();
         let mut left: usize = room.iter().sum();
+        // Least loaded first: a single task goes to an idle worker, never behind a long one.
+        let mut order: Vec<usize> = (0..room.len()).filter(|&i| room[i] > 0).collect();
+        order.sort_by_key(|&i| match &self.slots[i] {
+            SlotState::Live(w) => w.inflight.len(),
+            _ => usize::MAX,
+        });
         while left > 0 && self.queued > 0 {
-            for i in 0..room.len() {
+            for &i in &order {
                 if room[i] == 0 {
                     continue;
                 }
                 let Some(id) = self.pop_queued() else { break };
-                let SlotState::Live(w) = &mut self.slots[i] else { unreachable!("room only for live workers") };
+                let SlotState::Live(w) = &mut self.slots[i] else {
+                    unreachable!("room only for live workers")
+                };
                 let t = self.tasks.get_mut(id).expect("pop_queued returns live tasks");
                 let seq = w.next_seq;
                 w.next_seq += 1;
@@ -1402,6 +1438,54 @@ impl Core {
                 }
                 room[i] -= 1;
                 left -= 1;
+            }
+        }
+    }
+
+    /// Moves tasks that a busy worker has not started to an idle one: when nothing is queued
+    /// and some worker is idle, the not-yet-started tail of the most loaded worker's pipeline
+    /// is cancelled in its ring (so that worker will skip those frames) and queued again.
+    fn rebalance(&mut self, sh: &Shared) {
+        if self.queued > 0 {
+            return;
+        }
+        let idle = self.slots.iter().any(|s| {
+            matches!(s, SlotState::Live(w) if w.accepting() && w.inflight.is_empty()
+                && w.budget.is_none_or(|b| b > 0))
+        });
+        if !idle {
+            return;
+        }
+        let Some(busiest) = (0..self.slots.len())
+            .filter(|&i| matches!(&self.slots[i], SlotState::Live(w) if w.inflight.len() >= 2))
+            .max_by_key(|&i| match &self.slots[i] {
+                SlotState::Live(w) => w.inflight.len(),
+                _ => 0,
+            })
+        else {
+            return;
+        };
+        let SlotState::Live(w) = &mut self.slots[busiest] else { return };
+        let shm = sh.slots.get(busiest);
+        let mut stolen = Vec::new();
+        let take = w.inflight.len() / 2;
+        while stolen.len() < take && w.inflight.len() > 1 {
+            let Some(&(seq, id)) = w.inflight.back() else { break };
+            if !shm.cancel(seq) {
+                break; // the worker got there first: the ones before are started too
+            }
+            w.inflight.pop_back();
+            if let Some(b) = &mut w.budget {
+                *b += 1;
+            }
+            stolen.push(id);
+        }
+        for id in stolen {
+            // `stolen` is newest first: pushing each to the front restores the order.
+            if let Some(t) = self.tasks.get_mut(id) {
+                t.state = TaskState::Queued;
+                self.queue.push_front(id);
+                self.queued += 1;
             }
         }
     }
@@ -1483,7 +1567,9 @@ impl Core {
             }
             let shm = sh.slots.get(i);
             let due = match shm.running() {
-                Some((seq, started)) if w.inflight.iter().any(|&(s, _)| s == seq) && shm.started(seq) => {
+                Some((seq, started))
+                    if w.inflight.iter().any(|&(s, _)| s == seq) && shm.started(seq) =>
+                {
                     started.saturating_add(limit_ns)
                 }
                 // Nothing started yet: nothing can be due before a full timeout from now.
@@ -1595,7 +1681,8 @@ impl Core {
             )));
         }
         // Its workers die with it (parent-death signal); nothing more will be reported.
-        let slots: Vec<SlotState> = self.slots.iter_mut().map(|s| std::mem::replace(s, SlotState::Empty)).collect();
+        let slots: Vec<SlotState> =
+            self.slots.iter_mut().map(|s| std::mem::replace(s, SlotState::Empty)).collect();
         for (i, s) in slots.into_iter().enumerate() {
             if let SlotState::Live(mut w) = s {
                 self.read_worker(sh, i, &mut w);
@@ -1614,7 +1701,8 @@ impl Core {
             flush_worker(w);
         }
         if rev.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
-            let SlotState::Live(mut w) = std::mem::replace(&mut self.slots[i], SlotState::Spawning) else {
+            let SlotState::Live(mut w) = std::mem::replace(&mut self.slots[i], SlotState::Spawning)
+            else {
                 unreachable!()
             };
             self.read_worker(sh, i, &mut w);
@@ -1672,7 +1760,8 @@ impl Core {
                     }
                 };
                 let (_, id) = w.inflight.remove(pos).expect("position is in range");
-                self.ema_ns = if self.ema_ns == 0 { elapsed } else { (self.ema_ns * 7 + elapsed) / 8 };
+                self.ema_ns =
+                    if self.ema_ns == 0 { elapsed } else { (self.ema_ns * 7 + elapsed) / 8 };
                 if let Some(t) = self.tasks.remove(id) {
                     self.deliver(t, Ok(&body[proto::RESULT_PREFIX..]));
                 }
@@ -1695,8 +1784,22 @@ impl Core {
         self.read_worker(sh, i, &mut w);
         let exitcode = status.map(|s| s.exitcode());
         let shm = sh.slots.get(i);
+        let running = matches!(self.phase, Phase::Running | Phase::Closed);
+        // An executor built to break on a worker's death (Python's BrokenProcessPool) fails
+        // the running and pending tasks alike, the running one included.
+        let abrupt = status != Some(ExitStatus::Exited(0)) && !w.kill_sent && !w.stop_sent;
+        let lost_started = w
+            .inflight
+            .iter()
+            .any(|&(seq, id)| shm.started(seq) && self.tasks.get(id).is_some_and(|t| !t.timed_out));
+        if sh.cfg.break_on_worker_death && running && (lost_started || abrupt) {
+            self.break_pool(PoolError::BrokenPool(
+                "A process in the process pool was terminated abruptly while the future was \
+                 running or pending."
+                    .into(),
+            ));
+        }
         let mut requeue = Vec::new();
-        let mut lost_running = false;
         for (seq, id) in w.inflight.drain(..) {
             if !self.tasks.contains(id) {
                 continue;
@@ -1704,12 +1807,8 @@ impl Core {
             if shm.started(seq) {
                 let t = self.tasks.remove(id).expect("checked above");
                 let err = if t.timed_out {
-                    PoolError::TaskTimeout {
-                        pid,
-                        timeout: sh.cfg.task_timeout.unwrap_or_default(),
-                    }
+                    PoolError::TaskTimeout { pid, timeout: sh.cfg.task_timeout.unwrap_or_default() }
                 } else {
-                    lost_running = true;
                     PoolError::WorkerLost { pid, exitcode }
                 };
                 self.deliver(t, Err(err));
@@ -1724,22 +1823,17 @@ impl Core {
                 self.queued += 1;
             }
         }
-        let running = matches!(self.phase, Phase::Running | Phase::Closed);
         if running && !w.ready && !w.init_failed && !w.kill_sent && self.broken.is_none() {
             let mut why = String::new();
             let _ = std::fmt::Write::write_fmt(
                 &mut why,
-                format_args!("worker {} ended before it was ready ({})", pid.as_raw_nonzero(), ExitDesc(exitcode)),
+                format_args!(
+                    "worker {} ended before it was ready ({})",
+                    pid.as_raw_nonzero(),
+                    ExitDesc(exitcode)
+                ),
             );
             self.break_pool(PoolError::InitializerFailed(why));
-        }
-        let abrupt = status != Some(ExitStatus::Exited(0)) && !w.kill_sent && !w.stop_sent;
-        if sh.cfg.break_on_worker_death && running && (lost_running || abrupt) {
-            self.break_pool(PoolError::BrokenPool(
-                "A process in the process pool was terminated abruptly while the future was \
-                 running or pending."
-                    .into(),
-            ));
         }
         shm.reset();
         self.retire(w.chan);

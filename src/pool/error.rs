@@ -132,7 +132,9 @@ impl fmt::Display for PoolError {
                 write!(f, "a worker's initializer failed, the pool is broken: {msg}")
             }
             PoolError::BrokenPool(msg) => f.write_str(msg),
-            PoolError::Terminated => f.write_str("the pool was terminated before the task finished"),
+            PoolError::Terminated => {
+                f.write_str("the pool was terminated before the task finished")
+            }
             PoolError::NotRunning => f.write_str("Pool not running"),
             PoolError::Shutdown => f.write_str("cannot schedule new futures after shutdown"),
             PoolError::Cancelled => f.write_str("the task was cancelled"),

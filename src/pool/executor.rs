@@ -386,7 +386,9 @@ impl<R: 'static> Future<R> {
         });
         if let Some((done, cb)) = self.shared.on_done(self.batch, cb) {
             let shared = self.shared.clone();
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&shared, self.batch, &done))) {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                cb(&shared, self.batch, &done)
+            })) {
                 eprintln!(
                     "multiproc: a future's done-callback panicked (ignored): {}",
                     crate::process::panic_message(&*p)
@@ -491,7 +493,7 @@ fn drive_until<R>(
 /// error). Futures already done count at once.
 ///
 /// ```
-/// use multiproc::{ProcessPoolExecutor, ReturnWhen, wait};
+/// use multiproc::futures::{ProcessPoolExecutor, ReturnWhen, wait};
 ///
 /// # fn main() -> Result<(), multiproc::PoolError> {
 /// let ex = ProcessPoolExecutor::new(2)?;
@@ -573,13 +575,14 @@ impl<'a, R> Iterator for AsCompleted<'a, R> {
         if self.ended || self.pending.is_empty() {
             return None;
         }
-        let states = match drive_until(&self.pending, self.deadline, |s| s.iter().any(Option::is_some)) {
-            Ok(states) => states,
-            Err(e) => {
-                self.ended = true;
-                return Some(Err(e));
-            }
-        };
+        let states =
+            match drive_until(&self.pending, self.deadline, |s| s.iter().any(Option::is_some)) {
+                Ok(states) => states,
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(e));
+                }
+            };
         let mut still = Vec::with_capacity(self.pending.len());
         for (f, s) in self.pending.drain(..).zip(states) {
             if s.is_some() { self.ready.push_back(f) } else { still.push(f) }
@@ -589,7 +592,10 @@ impl<'a, R> Iterator for AsCompleted<'a, R> {
             Some(f) => Some(Ok(f)),
             None => {
                 self.ended = true;
-                Some(Err(PoolError::Unfinished { unfinished: self.pending.len(), total: self.total }))
+                Some(Err(PoolError::Unfinished {
+                    unfinished: self.pending.len(),
+                    total: self.total,
+                }))
             }
         }
     }

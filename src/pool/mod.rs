@@ -295,7 +295,7 @@ impl PoolBuilder {
     }
 
     fn config(self) -> Result<Config, PoolError> {
-        let processes = self.processes.unwrap_or_else(crate::process_cpu_count).max(0);
+        let processes = self.processes.unwrap_or_else(crate::process_cpu_count);
         if processes < 1 {
             return Err(PoolError::InvalidArgument(if self.executor {
                 "max_workers must be greater than 0"
@@ -459,7 +459,11 @@ impl Pool {
 
     /// Like [`map`](Self::map), but each item is a tuple whose fields are passed as separate
     /// arguments (Python's `starmap`).
-    pub fn starmap<Args, R, W>(&self, f: W, iter: impl IntoIterator<Item = Args>) -> Result<Vec<R>, PoolError>
+    pub fn starmap<Args, R, W>(
+        &self,
+        f: W,
+        iter: impl IntoIterator<Item = Args>,
+    ) -> Result<Vec<R>, PoolError>
     where
         Args: Message,
         R: Message + 'static,
@@ -539,7 +543,12 @@ impl Pool {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn imap<A, R, W, I>(&self, f: W, iter: I, chunksize: usize) -> Result<IMap<I::IntoIter, R>, PoolError>
+    pub fn imap<A, R, W, I>(
+        &self,
+        f: W,
+        iter: I,
+        chunksize: usize,
+    ) -> Result<IMap<I::IntoIter, R>, PoolError>
     where
         A: Message,
         R: Message + 'static,

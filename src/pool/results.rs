@@ -240,7 +240,13 @@ where
             if !items.is_empty() {
                 let mut payload = Vec::new();
                 encode_chunk(items.iter(), &mut payload);
-                let r = self.shared.add_chunk(self.batch, self.job, self.submitted, payload, items.len());
+                let r = self.shared.add_chunk(
+                    self.batch,
+                    self.job,
+                    self.submitted,
+                    payload,
+                    items.len(),
+                );
                 self.submitted += 1;
                 if r.is_err() {
                     // The pool is gone: this chunk fails; stop reading input.

@@ -132,7 +132,10 @@ impl Server<'_> {
                     .map(|&(fd, _)| {
                         // SAFETY: every fd listed is owned by `self` and not closed during
                         // the poll (this process has one thread).
-                        PollFd::from_borrowed_fd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, PollFlags::IN)
+                        PollFd::from_borrowed_fd(
+                            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                            PollFlags::IN,
+                        )
                     })
                     .collect();
                 match syspipe::poll(&mut pfds, deadline) {
@@ -141,17 +144,19 @@ impl Server<'_> {
                 }
             };
             let parent_dead = sysfork::getppid() != Some(self.parent)
-                || fds.iter().zip(&revents).any(|(&(_, tag), r)| tag == usize::MAX - 1 && !r.is_empty());
+                || fds
+                    .iter()
+                    .zip(&revents)
+                    .any(|(&(_, tag), r)| tag == usize::MAX - 1 && !r.is_empty());
             if parent_dead {
                 self.kill_all_and_exit(Signal::KILL, Duration::ZERO);
             }
             // Reap.
             for i in 0..self.workers.len() {
                 let ready = match &self.workers[i] {
-                    Some(Child { pidfd: Some(_), .. }) => fds
-                        .iter()
-                        .zip(&revents)
-                        .any(|(&(_, tag), r)| tag == i && !r.is_empty()),
+                    Some(Child { pidfd: Some(_), .. }) => {
+                        fds.iter().zip(&revents).any(|(&(_, tag), r)| tag == i && !r.is_empty())
+                    }
                     Some(Child { pidfd: None, .. }) => true,
                     None => false,
                 };
@@ -206,7 +211,8 @@ impl Server<'_> {
             match r {
                 Ok(_) => return,
                 Err(Errno::AGAIN) => {
-                    let _ = syspipe::wait_writable(self.ctl.as_fd(), Deadline::after(Some(POLL_SLICE)));
+                    let _ =
+                        syspipe::wait_writable(self.ctl.as_fd(), Deadline::after(Some(POLL_SLICE)));
                     if sysfork::getppid() != Some(self.parent) {
                         self.kill_all_and_exit(Signal::KILL, Duration::ZERO);
                     }
@@ -232,10 +238,8 @@ impl Server<'_> {
     fn on_ctl(&mut self, c: Ctl) {
         let i = c.slot as usize;
         match c.kind {
-            proto::CTL_SPAWN if i < self.workers.len() => {
-                if self.workers[i].is_none() {
-                    self.spawn(i);
-                }
+            proto::CTL_SPAWN if i < self.workers.len() && self.workers[i].is_none() => {
+                self.spawn(i);
             }
             proto::CTL_KILL if i < self.workers.len() => {
                 if let Some(child) = &self.workers[i]
@@ -282,7 +286,12 @@ impl Server<'_> {
                 // (the parent must see EOF when the server dies), not the pidfds.
                 let mut close: Vec<RawFd> = vec![self.ctl.as_raw_fd()];
                 close.extend(self.parent_pidfd.as_ref().map(AsRawFd::as_raw_fd));
-                close.extend(self.workers.iter().flatten().filter_map(|c| c.pidfd.as_ref().map(AsRawFd::as_raw_fd)));
+                close.extend(
+                    self.workers
+                        .iter()
+                        .flatten()
+                        .filter_map(|c| c.pidfd.as_ref().map(AsRawFd::as_raw_fd)),
+                );
                 for fd in close {
                     // SAFETY: these fds are owned by the server's structures, which this
                     // process never uses again (worker_main does not return).
@@ -328,8 +337,13 @@ impl Server<'_> {
             if fds.len() == self.workers.iter().flatten().count() && !fds.is_empty() {
                 let mut pfds: Vec<PollFd<'_>> = fds
                     .iter()
-                    // SAFETY: the pidfds are owned by `self.workers` and stay open here.
-                    .map(|&fd| PollFd::from_borrowed_fd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, PollFlags::IN))
+                    .map(|&fd| {
+                        PollFd::from_borrowed_fd(
+                            // SAFETY: the pidfds are owned by `self.workers` and stay open here.
+                            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                            PollFlags::IN,
+                        )
+                    })
                     .collect();
                 let _ = syspipe::poll(&mut pfds, deadline);
             } else {

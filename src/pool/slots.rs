@@ -18,9 +18,10 @@
 //! | [`CANCELLED`] | parent, CAS from `PENDING` | cancelled; the worker skips the frame |
 //!
 //! Exactly one of the two CASes wins, so a task is either run or cancelled, never both. The
-//! parent never has more than `RING` uncancelled tasks in flight to one worker, and reuses an
-//! entry only for a later `seq` once the older task is resolved (result received or cancelled),
-//! so a worker that finds a word for another `seq` knows its task was cancelled. When a worker
+//! parent keeps the `seq`s of a worker's unresolved tasks within a window of `RING` (a new
+//! `seq` is sent only if the oldest unresolved one is less than `RING` before it), so an entry
+//! is reused for a later `seq` only once the older task is resolved (result received or
+//! cancelled), and a worker that finds a word for another `seq` knows its task was cancelled. When a worker
 //! dies, the ring tells the parent exactly which of its tasks had started (those fail) and which
 //! had not (those are sent to another worker). It costs the worker one CAS per task.
 #![allow(unsafe_code)]
@@ -76,7 +77,12 @@ impl SlotShm {
         // and our STARTED must be visible to a parent that later reads the ring (Acquire).
         let won = self
             .entry(seq)
-            .compare_exchange(word(seq, PENDING), word(seq, STARTED), Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                word(seq, PENDING),
+                word(seq, STARTED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok();
         if won {
             self.started_ns.store(now_ns, Ordering::Relaxed);
@@ -96,7 +102,12 @@ impl SlotShm {
     #[inline]
     pub(crate) fn cancel(&self, seq: u64) -> bool {
         self.entry(seq)
-            .compare_exchange(word(seq, PENDING), word(seq, CANCELLED), Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                word(seq, PENDING),
+                word(seq, CANCELLED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
     }
 

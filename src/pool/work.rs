@@ -62,8 +62,9 @@ pub(crate) use sealed::Job;
 /// closure that captures nothing, a `fn(A) -> R` pointer, or a [`Task`] registered with
 /// [`PoolBuilder::register`](super::PoolBuilder::register).
 ///
-/// Functions and non-capturing closures are sent to the workers by address (see the [module
-/// docs](self) for why that is valid). A closure that captures something cannot be sent: it
+/// Functions and non-capturing closures are sent to the workers by address: every worker is
+/// forked (through the fork server) from the process that built the pool, without `exec`, so
+/// the program's code sits at the same addresses in all of them. A closure that captures something cannot be sent: it
 /// is a compile-time error when the captures make it bigger than a pointer, and
 /// [`PoolError::InvalidArgument`] otherwise. Register such closures with the builder instead:
 /// they are inherited by every worker when the pool is created.
@@ -308,7 +309,11 @@ fn decode_one<T: Decode>(rest: &mut &[u8]) -> Result<T, String> {
 /// Worker side: runs `f` on every argument of a chunk payload (a `u64` count, then the
 /// arguments), appending one tagged result per item to `out`. Never panics and never unwinds:
 /// a panic in `f` or in encoding its result becomes that item's error.
-pub(crate) fn run_chunk<A: Decode, R: Encode>(f: impl Fn(A) -> R, payload: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn run_chunk<A: Decode, R: Encode>(
+    f: impl Fn(A) -> R,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
     let mut rest = payload;
     let count = match decode_one::<u64>(&mut rest) {
         Ok(n) => n,
@@ -351,7 +356,10 @@ pub(crate) fn run_chunk<A: Decode, R: Encode>(f: impl Fn(A) -> R, payload: &[u8]
 }
 
 /// Parent side: appends a chunk payload for `items` to `out`.
-pub(crate) fn encode_chunk<'a, A: Encode + 'a>(items: impl ExactSizeIterator<Item = &'a A>, out: &mut Vec<u8>) {
+pub(crate) fn encode_chunk<'a, A: Encode + 'a>(
+    items: impl ExactSizeIterator<Item = &'a A>,
+    out: &mut Vec<u8>,
+) {
     (items.len() as u64).encode(out);
     for item in items {
         item.encode(out);

@@ -50,7 +50,7 @@ fn setup(cfg: &Config, slot: usize) -> Result<(), String> {
             .map_err(|e| format!("cannot pin worker {slot} to CPU {cpu}: {e}"))?;
     }
     if let Some(init) = &cfg.initializer {
-        match catch_unwind(AssertUnwindSafe(|| init())) {
+        match catch_unwind(AssertUnwindSafe(init)) {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => return Err(msg),
             Err(p) => return Err(format!("the initializer panicked: {}", panic_message(&*p))),

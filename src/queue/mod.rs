@@ -4,11 +4,13 @@
 
 mod ring;
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::panic::AssertUnwindSafe;
 use std::thread::LocalKey;
 use std::time::Duration;
 
@@ -53,6 +55,15 @@ fn with_scratch<R>(
     }
 }
 
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "Encode panicked".to_string(),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 
@@ -91,13 +102,22 @@ pub enum PutError<T> {
     Corrupt(T, Corruption),
     /// An unexpected operating-system error from the queue's lock.
     Os(T, io::Error),
+    /// The item could not be encoded: its [`Encode`](crate::codec::Encode) impl panicked (as
+    /// the `serde` feature's `Serde<T>` does when `T`'s `Serialize` impl fails). The message is
+    /// the panic's; nothing was put, and the queue is unaffected. (The panic hook has already
+    /// reported the panic, as for any panic.)
+    Encode(T, String),
 }
 
 impl<T> PutError<T> {
     /// The item that was not put.
     pub fn into_inner(self) -> T {
         match self {
-            PutError::Full(t) | PutError::Closed(t) | PutError::Corrupt(t, _) | PutError::Os(t, _) => t,
+            PutError::Full(t)
+            | PutError::Closed(t)
+            | PutError::Corrupt(t, _)
+            | PutError::Os(t, _)
+            | PutError::Encode(t, _) => t,
         }
     }
 
@@ -128,6 +148,7 @@ impl<T> fmt::Debug for PutError<T> {
             PutError::Closed(_) => f.write_str("Closed(..)"),
             PutError::Corrupt(_, c) => f.debug_tuple("Corrupt").field(&"..").field(c).finish(),
             PutError::Os(_, e) => f.debug_tuple("Os").field(&"..").field(e).finish(),
+            PutError::Encode(_, m) => f.debug_tuple("Encode").field(&"..").field(m).finish(),
         }
     }
 }
@@ -139,6 +160,7 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Closed(_) => f.write_str("queue is closed"),
             PutError::Corrupt(_, c) => c.fmt(f),
             PutError::Os(_, e) => write!(f, "queue lock error: {e}"),
+            PutError::Encode(_, m) => write!(f, "the item could not be encoded: {m}"),
         }
     }
 }
@@ -266,6 +288,8 @@ pub enum QueueError {
     Corrupt(Corruption),
     /// See [`GetError::Decode`].
     Decode(DecodeError),
+    /// See [`PutError::Encode`].
+    Encode(String),
     /// An unexpected operating-system error.
     Os(io::Error),
 }
@@ -280,6 +304,7 @@ impl fmt::Display for QueueError {
             QueueError::TooManyTaskDone => f.write_str("task_done() called too many times"),
             QueueError::Corrupt(c) => c.fmt(f),
             QueueError::Decode(e) => write!(f, "queue item could not be decoded: {e}"),
+            QueueError::Encode(m) => write!(f, "the item could not be encoded: {m}"),
             QueueError::Os(e) => write!(f, "queue error: {e}"),
         }
     }
@@ -303,6 +328,7 @@ impl<T> From<PutError<T>> for QueueError {
             PutError::Closed(_) => QueueError::Closed,
             PutError::Corrupt(_, c) => QueueError::Corrupt(c),
             PutError::Os(_, e) => QueueError::Os(e),
+            PutError::Encode(_, m) => QueueError::Encode(m),
         }
     }
 }
@@ -459,6 +485,12 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 /// consumers free space; one consumer copies it out piece by piece. Items of different
 /// producers never interleave, and nothing deadlocks.
 ///
+/// Each item is encoded into a per-thread buffer and copied into the ring once; `get` copies it
+/// out once into a per-thread buffer and decodes it. For large byte buffers,
+/// [`put_bytes`](Queue::put_bytes) and [`get_bytes_into`](Queue::get_bytes_into) (on
+/// `Queue<Vec<u8>>`) skip the encoding step and let the consumer reuse its buffer: a new
+/// multi-megabyte `Vec` per item costs more in page faults than the transfer itself.
+///
 /// # Differences from Python
 ///
 /// - **No feeder thread.** `put` returns once the item is in shared memory. A process may put
@@ -468,9 +500,11 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 ///   for a consumer (as it must: it has to be stored somewhere); size the ring for the items
 ///   you want to leave behind.
 /// - **Errors are returned, with the item.** `put` hands the item back in [`PutError`] when the
-///   queue is full ([`PutError::Full`], Python's `queue.Full`) or closed. Encoding cannot fail
-///   with this crate's codec, so Python's lost-pickling-error problem has no equivalent.
-///   [`empty`](Queue::empty) and [`qsize`](Queue::qsize) reflect a completed `put` at once.
+///   queue is full ([`PutError::Full`], Python's `queue.Full`) or closed, and encodes the item
+///   itself, so an item that cannot be encoded (an `Encode` impl that panics, as the `serde`
+///   feature's `Serde<T>` does) is [`PutError::Encode`] from that very `put`: Python's
+///   silently dropped unpicklable items (gh-84376) cannot happen. [`empty`](Queue::empty) and
+///   [`qsize`](Queue::qsize) reflect a completed `put` at once.
 /// - **`close` closes the queue for everyone**, not just the calling process: later puts fail
 ///   with [`PutError::Closed`], and gets return what is left, then [`GetError::Closed`] instead
 ///   of blocking. Sleeping producers and consumers are woken. It is idempotent.
@@ -537,9 +571,9 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 /// use multiproc::{PutError, Queue};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let q = Queue::with_maxsize(1)?;
-/// q.put_nowait("first")?;
-/// match q.put_nowait("second") {
+/// let q: Queue<String> = Queue::with_maxsize(1)?;
+/// q.put_nowait("first".to_string())?;
+/// match q.put_nowait("second".to_string()) {
 ///     Err(PutError::Full(item)) => assert_eq!(item, "second"),
 ///     other => panic!("{other:?}"),
 /// }
@@ -625,15 +659,23 @@ impl<T: Message> Queue<T> {
     /// The item comes back in every error: [`PutError::Full`] if there was no room before the
     /// timeout (or a large item could not be completed in time; the part already sent is
     /// discarded by consumers), [`PutError::Closed`] after [`close`](Self::close),
-    /// [`PutError::Corrupt`] if the shared state is garbled.
+    /// [`PutError::Encode`] if encoding the item panicked, [`PutError::Corrupt`] if the shared
+    /// state is garbled.
     pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
         let until = Until::after(timeout);
         let r = with_scratch(&ENCODE_BUF, |buf| {
             buf.clear();
-            item.encode(buf);
-            self.raw.put(Payload { head: &[], body: buf }, until)
+            // No lock is held while encoding: a panicking `Encode` impl leaves the queue as it
+            // was, and becomes an error for this put.
+            if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| item.encode(buf))) {
+                return Err(Err(panic_message(panic.as_ref())));
+            }
+            self.raw.put(Payload { head: &[], body: buf }, until).map_err(Ok)
         });
-        r.map_err(|f| PutError::from_fail(item, f))
+        r.map_err(|e| match e {
+            Ok(fail) => PutError::from_fail(item, fail),
+            Err(msg) => PutError::Encode(item, msg),
+        })
     }
 
     /// Puts `item` if there is room right now (Python: `put_nowait(obj)`).

@@ -37,24 +37,32 @@
 //! (`head_seen`, `tail_seen`, `gets_seen`) and reloads it only when the cache says "full" or
 //! "empty", so in steady state neither side touches the other's line for every item.
 //!
-//! **Small records** (ones that fit in the free space) are published with one `tail` store: a
-//! producer killed before it publishes nothing. **Big records** (larger than a quarter of the
-//! ring and larger than the free space) *stream*: the producer marks the stream
-//! (`stream_start`/`stream_end`), publishes the record chunk by chunk as space frees, and the
-//! consumer copies it out chunk by chunk, freeing each chunk at once. A consumer starts reading
-//! a record that is not complete only when it can never be complete in the ring (larger than
-//! the ring); everything else it reads whole.
+//! **Records that fit in the free space** are published with one `tail` store: a producer
+//! killed before it publishes nothing. **Big records** (larger than a quarter of the ring and
+//! larger than the free space) *stream*: the producer marks the stream
+//! (`stream_start`/`stream_end`), then publishes the record piece by piece (at most `PIECE`
+//! bytes each) as space frees; the consumer copies big records out piece by piece, freeing each
+//! piece at once. A consumer starts reading a record that is not complete only when it can
+//! never be complete in the ring (larger than the ring); everything else it reads whole once
+//! complete, and a producer streaming such a record always finds room for the rest once
+//! consumers reach its start, so nothing deadlocks.
 //!
 //! # Waiting
 //!
 //! Spin briefly (re-checking the condition), then yield a few times, then sleep on a shared
 //! futex word: the sleeper increments the line's sleeper count, issues a `SeqCst` fence, reads
 //! the word, re-checks the condition and sleeps on the value it read; the waker stores its
-//! change, issues a `SeqCst` fence and makes the `futex_wake` system call only when the count is
-//! not zero. (One fence on each side: either the waker sees the sleeper, or the sleeper sees the
-//! change; Drepper, *Futexes Are Tricky*, and `std`'s futex condvar use the same pattern.) Only
-//! the holder of a lock sleeps on `data` or `space`, so a put or get on a busy queue makes no
-//! system call at all.
+//! change, orders it before reading the sleeper count, and makes the `futex_wake` system call
+//! only when the count is not zero. Either the waker sees the sleeper, or the sleeper sees the
+//! change before it sleeps (Drepper, *Futexes Are Tricky*; `std`'s futex condvar uses the same
+//! pattern). On the hot paths the waker's ordering comes from publishing `tail`/`head` with a
+//! `SeqCst` swap followed by a `SeqCst` load of the count (one locked instruction on x86, no
+//! separate fence; C++20 puts the sleeper's fence and these operations in one total order);
+//! elsewhere it is a `SeqCst` fence. Only the holder of a lock sleeps on `data` or `space`, so a
+//! put or get on a busy queue makes no system call at all.
+//!
+//! Both sides of a stream (see above) spin longer (`STREAM_SPIN`) before sleeping: the other
+//! side is copying a piece of at most `PIECE` bytes, which takes less than a futex round trip.
 //!
 //! # When a process dies
 //!
@@ -82,6 +90,9 @@
 //! - Consumers that wait for a stream check every few milliseconds whether its producer is alive
 //!   (`trylock` on the put lock): `EOWNERDEAD` there is repaired by the consumer itself, so a get
 //!   never waits forever for a dead producer.
+//! - A process killed while asleep leaves a sleeper count one too high: later wakers make one
+//!   `futex_wake` call that wakes nobody. That costs a system call per operation, never a lost
+//!   wake-up.
 //!
 //! # Trust
 //!
@@ -304,6 +315,7 @@ pub(crate) struct Until {
 }
 
 impl Until {
+    #[inline]
     pub(crate) fn after(timeout: Option<Duration>) -> Until {
         Until { deadline: Deadline::after(timeout), immediate: timeout == Some(Duration::ZERO) }
     }
@@ -413,6 +425,43 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// Copies `len` bytes from `src` to `dst`: short copies inline with (possibly overlapping)
+/// unaligned word moves, longer ones with `memcpy`. Most items are a few bytes, and a call to
+/// `memcpy` for 8 of them costs more than the rest of the copy path.
+///
+/// # Safety
+/// - `src` is valid for reads and `dst` for writes of `len` bytes, and the ranges do not
+///   overlap.
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: every access below stays inside `[0, len)` of `src` or `dst` (the caller's
+    // contract): the second word of each pair ends exactly at `len`.
+    unsafe {
+        if len > 32 {
+            ptr::copy_nonoverlapping(src, dst, len);
+        } else if len >= 16 {
+            let a = ptr::read_unaligned(src.cast::<u128>());
+            let b = ptr::read_unaligned(src.add(len - 16).cast::<u128>());
+            ptr::write_unaligned(dst.cast::<u128>(), a);
+            ptr::write_unaligned(dst.add(len - 16).cast::<u128>(), b);
+        } else if len >= 8 {
+            let a = ptr::read_unaligned(src.cast::<u64>());
+            let b = ptr::read_unaligned(src.add(len - 8).cast::<u64>());
+            ptr::write_unaligned(dst.cast::<u64>(), a);
+            ptr::write_unaligned(dst.add(len - 8).cast::<u64>(), b);
+        } else if len >= 4 {
+            let a = ptr::read_unaligned(src.cast::<u32>());
+            let b = ptr::read_unaligned(src.add(len - 4).cast::<u32>());
+            ptr::write_unaligned(dst.cast::<u32>(), a);
+            ptr::write_unaligned(dst.add(len - 4).cast::<u32>(), b);
+        } else {
+            for i in 0..len {
+                *dst.add(i) = *src.add(i);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The handle
 
@@ -428,7 +477,10 @@ pub struct RawQueue {
 
 impl std::fmt::Debug for RawQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawQueue").field("capacity", &self.cap).field("maxsize", &self.maxsize).finish()
+        f.debug_struct("RawQueue")
+            .field("capacity", &self.cap)
+            .field("maxsize", &self.maxsize)
+            .finish()
     }
 }
 
@@ -537,14 +589,16 @@ impl RawQueue {
         let len = src.len().min(cap);
         let off = (pos & self.mask) as usize;
         let first = len.min(cap - off);
-        // SAFETY: `off < cap`, `first <= cap - off` and `len - first <= cap - first`... so both
-        // destination ranges lie inside the ring (`tail_len() == cap` bytes from `base`); `src`
-        // is a private buffer, which cannot overlap the shared segment. Other processes may
-        // read or (if buggy) write these bytes concurrently: they are plain bytes reached only
-        // through raw pointers, never through references.
+        // SAFETY: the ring is `cap` bytes from `base` (`tail_len() == cap`). `off < cap` and
+        // `first <= cap - off`, so `[off, off + first)` is inside it; the rest, `len - first`
+        // bytes from `base`, is empty unless `first == cap - off`, and then
+        // `len - first <= cap - (cap - off) = off < cap`. `src` is a private buffer of at least
+        // `len` bytes, which cannot overlap the shared segment. Other processes may read or (if
+        // buggy) write these bytes concurrently: they are plain bytes reached only through raw
+        // pointers, never through references, and what we read is validated before use.
         unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr(), base.add(off), first);
-            ptr::copy_nonoverlapping(src.as_ptr().add(first), base, len - first);
+            copy_bytes(src.as_ptr(), base.add(off), first);
+            copy_bytes(src.as_ptr().add(first), base, len - first);
         }
     }
 
@@ -562,8 +616,8 @@ impl RawQueue {
         // SAFETY: as in `ring_write`, both source ranges lie inside the ring; `dst` is valid for
         // `len` bytes (caller) and private.
         unsafe {
-            ptr::copy_nonoverlapping(base.add(off), dst, first);
-            ptr::copy_nonoverlapping(base, dst.add(first), len - first);
+            copy_bytes(base.add(off), dst, first);
+            copy_bytes(base, dst.add(first), len - first);
         }
     }
 
@@ -584,6 +638,18 @@ impl RawQueue {
     /// Reads the record header at `pos`: `(payload length, sequence number)`.
     #[inline]
     fn read_record_header(&self, pos: u64) -> (u64, u64) {
+        let off = (pos & self.mask) as usize;
+        if off + REC_HDR as usize <= self.cap as usize {
+            // SAFETY: `off + 16 <= cap`: both words lie inside the ring; unaligned reads of
+            // plain bytes (see `ring_write` on concurrent access).
+            return unsafe {
+                let p = self.shm.tail_ptr().add(off);
+                (
+                    u64::from_le(ptr::read_unaligned(p.cast::<u64>())),
+                    u64::from_le(ptr::read_unaligned(p.add(8).cast::<u64>())),
+                )
+            };
+        }
         let mut b = [0u8; REC_HDR as usize];
         // SAFETY: `b` is a private 16-byte buffer.
         unsafe { self.ring_read_raw(pos, b.as_mut_ptr(), b.len()) };
@@ -592,6 +658,31 @@ impl RawQueue {
             u64::from_le_bytes(l.try_into().unwrap_or([0xff; 8])),
             u64::from_le_bytes(s.try_into().unwrap_or([0xff; 8])),
         )
+    }
+
+    /// Writes a whole record of `need` bytes at `start`: [`write_record_part`] with a fast path
+    /// for a record that does not wrap around the ring's end.
+    ///
+    /// [`write_record_part`]: Self::write_record_part
+    #[inline]
+    fn write_record(&self, start: u64, seq: u64, payload: Payload<'_>, need: u64) {
+        let off = (start & self.mask) as usize;
+        let len = payload.len();
+        if need <= self.cap && off + need as usize <= self.cap as usize && REC_HDR + len <= need {
+            let (h, b) = (payload.head.len(), payload.body.len());
+            // SAFETY: `off + need <= cap` and the header and payload (`16 + len <= need`
+            // bytes) fit in the record: every write lies inside the ring. The sources are
+            // private slices of exactly the lengths copied.
+            unsafe {
+                let p = self.shm.tail_ptr().add(off);
+                ptr::write_unaligned(p.cast::<u64>(), len.to_le());
+                ptr::write_unaligned(p.add(8).cast::<u64>(), seq.to_le());
+                copy_bytes(payload.head.as_ptr(), p.add(REC_HDR as usize), h);
+                copy_bytes(payload.body.as_ptr(), p.add(REC_HDR as usize + h), b);
+            }
+        } else {
+            self.write_record_part(start, seq, payload, 0, need);
+        }
     }
 
     /// Writes bytes `[from, from + n)` of the record (header, payload, padding) that starts
@@ -882,7 +973,7 @@ impl RawQueue {
                 return Err(Fail::Timeout);
             }
         }
-        self.write_record_part(tail, puts, payload, 0, need);
+        self.write_record(tail, puts, payload, need);
         self.commit_put(tail + need, puts + 1);
         self.wake_after_swap(&h.data.v);
         Ok(())
@@ -1276,7 +1367,8 @@ impl RawQueue {
         let gets = c.gets.load(Relaxed).wrapping_add(1);
         let lost = j.c_lost.load(Relaxed);
         // An aborted record is accounted for by the producer side: undo our loss count.
-        let lost = if aborted && j.discard.load(Relaxed) == 1 { lost.wrapping_sub(1) } else { lost };
+        let lost =
+            if aborted && j.discard.load(Relaxed) == 1 { lost.wrapping_sub(1) } else { lost };
         j.j_c_lost.store(lost, Relaxed);
         j.j_head.store(head, Relaxed);
         j.j_gets.store(gets, Relaxed);
@@ -1413,7 +1505,9 @@ impl RawQueue {
 
     /// Waits until no item is unfinished; `Ok(false)` on timeout.
     pub(crate) fn join(&self, until: Until) -> R<bool> {
-        self.wait_on(&self.hdr().join.v.w, until, false, Spin::Short, |_| Ok(self.unfinished()? == 0))
+        self.wait_on(&self.hdr().join.v.w, until, false, Spin::Short, |_| {
+            Ok(self.unfinished()? == 0)
+        })
     }
 }
 

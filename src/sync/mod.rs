@@ -68,9 +68,9 @@ impl<G> fmt::Display for AcquireError<G> {
             AcquireError::OwnerDied(_) => {
                 f.write_str("the previous holder died while holding the lock (now acquired)")
             }
-            AcquireError::WouldDeadlock => {
-                f.write_str("the calling thread already holds this lock: acquiring it would deadlock")
-            }
+            AcquireError::WouldDeadlock => f.write_str(
+                "the calling thread already holds this lock: acquiring it would deadlock",
+            ),
             AcquireError::Os(e) => write!(f, "lock error: {e}"),
         }
     }
