@@ -12,6 +12,8 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
+
 use common::{Case, PY_REPORT, Table, compare, python, rounds};
 use multiproc::{Process, pipe};
 
@@ -53,16 +55,51 @@ fn raw_write_all(fd: i32, mut buf: &[u8]) {
 }
 
 /// A raw child: `child(fd)` runs after closing the parent's end, then `_exit(0)`.
-fn raw_child(parent_end: i32, child_end: i32, child: impl FnOnce(i32)) -> i32 {
+fn raw_child(parent_end: i32, child_end: i32, cpu: usize, child: impl FnOnce(i32)) -> i32 {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
+        pin(cpu);
         unsafe { libc::close(parent_end) };
         child(child_end);
         unsafe { libc::_exit(0) };
     }
     unsafe { libc::close(child_end) };
     pid
+}
+
+/// Closes, in a child, the parent-side fds it inherited through `fork`: while a child holds a
+/// copy of the parent's end, the peer never sees end-of-file (and cleanup would deadlock).
+fn close_in_child(fds: &[i32]) {
+    for &fd in fds {
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Pins the calling process (all its threads: the bench is single-threaded) to `cpu`.
+fn pin(cpu: usize) {
+    let set = multiproc::CpuSet::from_cpus(&[cpu]).unwrap();
+    multiproc::sys::affinity::sched_setaffinity(None, &set).unwrap();
+}
+
+/// Where the parent and the children run: same CPU, or two different CPUs. On 2 vCPUs the
+/// round trip is bimodal (a cross-CPU wakeup costs an IPI, expensive in a VM), so unpinned
+/// medians mean little: each configuration is measured on its own.
+#[derive(Clone, Copy)]
+struct Placement {
+    name: &'static str,
+    parent: usize,
+    child: usize,
+}
+
+fn placements() -> Vec<Placement> {
+    let allowed: Vec<usize> =
+        multiproc::sys::affinity::sched_getaffinity(None).unwrap().iter().collect();
+    let mut v = vec![Placement { name: "same CPU", parent: allowed[0], child: allowed[0] }];
+    if allowed.len() > 1 {
+        v.push(Placement { name: "cross-CPU", parent: allowed[0], child: allowed[1] });
+    }
+    v
 }
 
 fn raw_reap(pid: i32) {
@@ -75,8 +112,9 @@ fn raw_reap(pid: i32) {
 // ---------------------------------------------------------------------------------------------
 
 const PY_ROUND_TRIP: &str = r#"
-import multiprocessing as mp, time
+import multiprocessing as mp, os, time
 def echo(c, other):
+    os.sched_setaffinity(0, {CHILD_CPU})
     other.close()  # the parent's end, inherited through fork: or closing it never gives EOF
     while True:
         try:
@@ -86,6 +124,7 @@ def echo(c, other):
         c.send_bytes(m)
 if __name__ == "__main__":
     mp.set_start_method("fork")
+    os.sched_setaffinity(0, {PARENT_CPU})
     a, b = mp.Pipe()
     p = mp.Process(target=echo, args=(b, a))
     p.start()
@@ -111,14 +150,19 @@ if __name__ == "__main__":
     report(samples)
 "#;
 
-fn round_trip() {
+fn round_trip(at: Placement) {
     let rounds = rounds(30);
     let iters = 5000;
-    println!("# 8-byte round trip to an echo child ({rounds} rounds × {iters}, interleaved)");
+    println!();
+    println!(
+        "# 8-byte round trip to an echo child, {} ({rounds} rounds × {iters}, interleaved)",
+        at.name
+    );
+    pin(at.parent);
 
     // Raw socketpair echo child.
     let (raw_parent, raw_child_end) = raw_socketpair();
-    let raw_pid = raw_child(raw_parent, raw_child_end, |fd| {
+    let raw_pid = raw_child(raw_parent, raw_child_end, at.child, |fd| {
         let mut buf = [0u8; 8];
         while raw_read_full(fd, &mut buf) {
             raw_write_all(fd, &buf);
@@ -134,10 +178,8 @@ fn round_trip() {
     }
     let pipe_pid = unsafe { libc::fork() };
     if pipe_pid == 0 {
-        unsafe {
-            libc::close(p1[1]);
-            libc::close(p2[0]);
-        }
+        pin(at.child);
+        close_in_child(&[p1[1], p2[0], raw_parent]);
         let mut buf = [0u8; 8];
         while raw_read_full(p1[0], &mut buf) {
             unsafe { libc::write(p2[1], buf.as_ptr().cast(), 8) };
@@ -151,7 +193,9 @@ fn round_trip() {
 
     // Our echo child.
     let (ours, theirs) = pipe(true).unwrap();
-    let echo = Process::new(move || {
+    let inherited = [raw_parent, p1[1], p2[0], ours.as_raw_fd()];
+    let echo = Process::builder().cpu(at.child).target(move || {
+        close_in_child(&inherited);
         while let Ok(m) = theirs.recv_bytes(None) {
             if theirs.send_bytes(&m).is_err() {
                 break;
@@ -199,13 +243,15 @@ fn round_trip() {
                 .replace("ROUNDS", &py_rounds)
                 .replace("ITERS", "5000")
                 .replace("OBJ", if obj { "True" } else { "False" })
+                .replace("PARENT_CPU", &at.parent.to_string())
+                .replace("CHILD_CPU", &at.child.to_string())
         );
         python(if obj { "Pipe send/recv" } else { "Pipe send_bytes/recv_bytes" }, &script)
     };
     let py_bytes = py(false);
     let py_obj = py(true);
 
-    let table = Table::new("8-byte round trip", None);
+    let table = Table::new(&format!("8-byte round trip, {}", at.name), None);
     let base = ("raw socketpair", &stats[0]);
     for (name, s) in names.iter().zip(&stats) {
         table.row(name, s, Some(base));
@@ -216,8 +262,18 @@ fn round_trip() {
     if let Some(s) = &py_obj {
         table.row("Python Pipe send/recv (pickle)", s, Some(base));
     }
-    table.target("round trip (send_bytes/recv_bytes) vs raw socketpair", &stats[2], &stats[0], 1.2);
-    table.target("round trip (typed send/recv) vs raw socketpair", &stats[3], &stats[0], 1.2);
+    table.target(
+        &format!("round trip (send_bytes/recv_bytes) vs raw socketpair, {}", at.name),
+        &stats[2],
+        &stats[0],
+        1.2,
+    );
+    table.target(
+        &format!("round trip (typed send/recv) vs raw socketpair, {}", at.name),
+        &stats[3],
+        &stats[0],
+        1.2,
+    );
 
     unsafe {
         libc::close(raw_parent);
@@ -237,8 +293,9 @@ fn round_trip() {
 const BIG: usize = 64 << 20;
 
 const PY_BIG: &str = r#"
-import multiprocessing as mp, time
+import multiprocessing as mp, os, time
 def sender(c, other):
+    os.sched_setaffinity(0, {CHILD_CPU})
     other.close()  # the parent's end, inherited through fork
     data = b"\x01" * (64 << 20)
     while True:
@@ -249,6 +306,7 @@ def sender(c, other):
         c.send_bytes(data)
 if __name__ == "__main__":
     mp.set_start_method("fork")
+    os.sched_setaffinity(0, {PARENT_CPU})
     a, b = mp.Pipe()
     p = mp.Process(target=sender, args=(b, a))
     p.start()
@@ -270,15 +328,19 @@ if __name__ == "__main__":
     report(samples)
 "#;
 
-fn big() {
+fn big(at: Placement) {
     let rounds = rounds(15);
     let iters = 3;
     println!();
-    println!("# 64 MiB from a child on request ({rounds} rounds × {iters}, interleaved)");
+    println!(
+        "# 64 MiB from a child on request, {} ({rounds} rounds × {iters}, interleaved)",
+        at.name
+    );
+    pin(at.parent);
 
     // Raw sender: on each 1-byte request, an 8-byte length then the data, in one writev.
     let (raw_parent, raw_child_end) = raw_socketpair();
-    let raw_pid = raw_child(raw_parent, raw_child_end, |fd| {
+    let raw_pid = raw_child(raw_parent, raw_child_end, at.child, |fd| {
         let data = vec![1u8; BIG];
         let header = (BIG as u64).to_le_bytes();
         let mut req = [0u8; 1];
@@ -312,7 +374,9 @@ fn big() {
     };
 
     let (ours, theirs) = pipe(true).unwrap();
-    let sender = Process::new(move || {
+    let inherited = [raw_parent, ours.as_raw_fd()];
+    let sender = Process::builder().cpu(at.child).target(move || {
+        close_in_child(&inherited);
         let data = vec![1u8; BIG];
         while theirs.recv_bytes(None).is_ok() {
             if theirs.send_bytes(&data).is_err() {
@@ -346,11 +410,15 @@ fn big() {
 
     let script = format!(
         "{PY_REPORT}\n{}",
-        PY_BIG.replace("ROUNDS", &rounds.min(8).to_string()).replace("ITERS", "3")
+        PY_BIG
+            .replace("ROUNDS", &rounds.min(8).to_string())
+            .replace("ITERS", "3")
+            .replace("PARENT_CPU", &at.parent.to_string())
+            .replace("CHILD_CPU", &at.child.to_string())
     );
     let py = python("Pipe 64 MiB", &script);
 
-    let table = Table::new("64 MiB message", Some(BIG as u64));
+    let table = Table::new(&format!("64 MiB message, {}", at.name), Some(BIG as u64));
     let base = ("raw fresh Vec", &stats[0]);
     for (name, s) in names.iter().zip(&stats) {
         table.row(name, s, Some(base));
@@ -378,6 +446,12 @@ fn big() {
 }
 
 fn main() {
-    round_trip();
-    big();
+    let placements = placements();
+    let all = multiproc::sys::affinity::sched_getaffinity(None).unwrap();
+    for &at in &placements {
+        round_trip(at);
+    }
+    // Streaming: the two ends on different CPUs when there are two.
+    big(*placements.last().unwrap());
+    multiproc::sys::affinity::sched_setaffinity(None, &all).unwrap();
 }

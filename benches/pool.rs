@@ -208,22 +208,30 @@ report(s)
     python(&format!("Pool.map chunksize={cs}"), &script)
 }
 
+/// Whether the section `name` should run (`MULTIPROC_BENCH_ONLY=create,map,rt,sum`; all by
+/// default).
+fn section(name: &str) -> bool {
+    std::env::var("MULTIPROC_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|s| s.trim() == name))
+}
+
 fn main() {
     println!("# multiproc Pool / ProcessPoolExecutor vs Python 3 (fork) and a raw fork+pipe pool");
     println!("# medians over interleaved rounds; 2 CPUs shared with other load: expect noise");
 
     // --- creation first, while the process is small (fork cost grows with its memory) -------
-    let t = Table::new("Pool(2) creation + close + join", None);
-    let mut create = [Case::new("multiproc Pool::new(2) + close + join", || {
-        let p = Pool::new(2).unwrap();
-        p.close().unwrap();
-        p.join(None).unwrap();
-    })];
-    let ours = compare(rounds(20), 5, &mut create)[0];
-    let py = python(
-        "Pool creation",
-        &format!(
-            r#"{PY_REPORT}
+    if section("create") {
+        let t = Table::new("Pool(2) creation + close + join", None);
+        let mut create = [Case::new("multiproc Pool::new(2) + close + join", || {
+            let p = Pool::new(2).unwrap();
+            p.close().unwrap();
+            p.join(None).unwrap();
+        })];
+        let ours = compare(rounds(20), 5, &mut create)[0];
+        let py = python(
+            "Pool creation",
+            &format!(
+                r#"{PY_REPORT}
 import multiprocessing as mp, time
 mp.set_start_method('fork')
 s = []
@@ -231,62 +239,65 @@ for _ in range(25):
     t = time.perf_counter_ns(); p = mp.Pool(2); p.close(); p.join(); s.append(time.perf_counter_ns() - t)
 report(s[3:])
 "#
-        ),
-    );
-    t.row("multiproc Pool::new(2) + close + join", &ours, py.as_ref().map(|p| ("python", p)));
-    if let Some(py) = &py {
-        t.row("python Pool(2) + close() + join()", py, None);
-        t.target_throughput("creation vs Python", &ours, py, 10.0);
+            ),
+        );
+        t.row("multiproc Pool::new(2) + close + join", &ours, py.as_ref().map(|p| ("python", p)));
+        if let Some(py) = &py {
+            t.row("python Pool(2) + close() + join()", py, None);
+        }
     }
 
     // --- Pool.map over 100 000 trivial tasks -----------------------------------------------
-    let items: Vec<u64> = (0..N).collect();
-    let pool = Pool::new(2).unwrap();
-    let raw = RawPool::new(2);
-    assert_eq!(pool.map(square, items.clone()).unwrap(), raw.map(&items, 12_500));
-    let configs: [(&str, Option<usize>, usize); 3] =
-        [("default (12 500)", None, 9), ("1", Some(1), 5), ("1000", Some(1000), 9)];
-    for (label, cs, r) in configs {
-        let raw_cs = cs.unwrap_or(12_500);
-        let t = Table::new(&format!("map 100 000 × x*x, 2 workers, chunksize {label}"), None);
-        let mut cases = [
-            Case::new("multiproc Pool::map", || {
-                let v = match cs {
-                    None => pool.map(square, items.iter().copied()).unwrap(),
-                    Some(c) => pool.map_chunksize(square, items.iter().copied(), c).unwrap(),
-                };
-                black_box(v);
-            }),
-            Case::new("raw fork+pipe pool", || {
-                black_box(raw.map(&items, raw_cs));
-            }),
-        ];
-        let s = compare(rounds(r), 1, &mut cases);
-        let py = py_map(cs, if cs == Some(1) { rounds(5).min(5) } else { rounds(9) });
-        t.row("multiproc Pool::map", &s[0], Some(("raw", &s[1])));
-        t.row("raw fork+pipe pool", &s[1], None);
-        if let Some(py) = &py {
-            t.row("python Pool.map", py, Some(("multiproc", &s[0])));
-            t.target_throughput(&format!("map chunksize {label} vs Python"), &s[0], py, 10.0);
+    if section("map") {
+        let items: Vec<u64> = (0..N).collect();
+        let pool = Pool::new(2).unwrap();
+        let raw = RawPool::new(2);
+        assert_eq!(pool.map(square, items.clone()).unwrap(), raw.map(&items, 12_500));
+        let configs: [(&str, Option<usize>, usize); 3] =
+            [("default (12 500)", None, 9), ("1", Some(1), 5), ("1000", Some(1000), 9)];
+        for (label, cs, r) in configs {
+            let raw_cs = cs.unwrap_or(12_500);
+            let t = Table::new(&format!("map 100 000 × x*x, 2 workers, chunksize {label}"), None);
+            let mut cases = [
+                Case::new("multiproc Pool::map", || {
+                    let v = match cs {
+                        None => pool.map(square, items.iter().copied()).unwrap(),
+                        Some(c) => pool.map_chunksize(square, items.iter().copied(), c).unwrap(),
+                    };
+                    black_box(v);
+                }),
+                Case::new("raw fork+pipe pool", || {
+                    black_box(raw.map(&items, raw_cs));
+                }),
+            ];
+            let s = compare(rounds(r), 1, &mut cases);
+            let py = py_map(cs, if cs == Some(1) { rounds(5).min(5) } else { rounds(9) });
+            t.row("multiproc Pool::map", &s[0], Some(("raw", &s[1])));
+            t.row("raw fork+pipe pool", &s[1], None);
+            if let Some(py) = &py {
+                t.row("python Pool.map", py, Some(("multiproc", &s[0])));
+                t.target_throughput(&format!("map chunksize {label} vs Python"), &s[0], py, 10.0);
+            }
         }
+        drop(pool);
+        drop(raw);
     }
-    drop(pool);
-    drop(raw);
 
     // --- executor round trip -------------------------------------------------------------
-    let t = Table::new("ProcessPoolExecutor(2): submit -> result, one at a time", None);
-    let ex = ProcessPoolExecutor::new(2).unwrap();
-    let mut i = 0u64;
-    let mut rt = [Case::new("multiproc submit().result()", || {
-        i += 1;
-        black_box(ex.submit(square, i).unwrap().result(None).unwrap());
-    })];
-    let ours = compare(rounds(15), 500, &mut rt)[0];
-    drop(rt);
-    let py = python(
-        "executor round trip",
-        &format!(
-            r#"{PY_REPORT}
+    if section("rt") {
+        let t = Table::new("ProcessPoolExecutor(2): submit -> result, one at a time", None);
+        let ex = ProcessPoolExecutor::new(2).unwrap();
+        let mut i = 0u64;
+        let mut rt = [Case::new("multiproc submit().result()", || {
+            i += 1;
+            black_box(ex.submit(square, i).unwrap().result(None).unwrap());
+        })];
+        let ours = compare(rounds(15), 500, &mut rt)[0];
+        drop(rt);
+        let py = python(
+            "executor round trip",
+            &format!(
+                r#"{PY_REPORT}
 import multiprocessing as mp, time
 from concurrent.futures import ProcessPoolExecutor
 def sq(x): return x * x
@@ -299,49 +310,53 @@ with ProcessPoolExecutor(2, mp_context=mp.get_context('fork')) as ex:
         s.append((time.perf_counter_ns() - t) / 500)
 report(s)
 "#
-        ),
-    );
-    t.row("multiproc submit().result()", &ours, py.as_ref().map(|p| ("python", p)));
-    if let Some(py) = &py {
-        t.row("python submit().result()", py, None);
-        t.target_throughput("round trip vs Python", &ours, py, 10.0);
+            ),
+        );
+        t.row("multiproc submit().result()", &ours, py.as_ref().map(|p| ("python", p)));
+        if let Some(py) = &py {
+            t.row("python submit().result()", py, None);
+        }
+        drop(ex);
     }
-    drop(ex);
 
     // --- the tutorial's sum ----------------------------------------------------------------
-    let t = Table::new("sum of 1..=100 000 000 (loop per number), split over N workers", None);
-    let pools: Vec<(u64, Pool)> =
-        [1u64, 2, 8].iter().map(|&n| (n, Pool::new(n as usize).unwrap())).collect();
-    let expect = SUM_TO * (SUM_TO + 1) / 2;
-    for (n, p) in &pools {
-        assert_eq!(p.map_chunksize(sum_range, ranges(*n), 1).unwrap().iter().sum::<u64>(), expect);
-    }
-    let mut cases: Vec<Case<'_>> = vec![Case::new("single-process loop", || {
-        assert_eq!(sum_range((1, SUM_TO)), expect);
-    })];
-    for (n, p) in &pools {
-        let name: &'static str = match n {
-            1 => "Pool(1)",
-            2 => "Pool(2)",
-            _ => "Pool(8)",
-        };
-        let n = *n;
-        cases.push(Case::new(name, move || {
-            let parts = p.map_chunksize(sum_range, ranges(n), 1).unwrap();
-            assert_eq!(parts.iter().sum::<u64>(), expect);
-        }));
-    }
-    let s = compare(rounds(7), 1, &mut cases);
-    t.row("single-process loop", &s[0], None);
-    t.row("Pool(1)", &s[1], Some(("loop", &s[0])));
-    t.row("Pool(2)", &s[2], Some(("Pool(1)", &s[1])));
-    t.row("Pool(8)", &s[3], Some(("Pool(1)", &s[1])));
-    t.target_throughput("Pool(2) vs Pool(1)", &s[2], &s[1], 1.8);
-    for n in [1, 2, 8] {
-        let py = python(
-            &format!("sum over {n}"),
-            &format!(
-                r#"{PY_REPORT}
+    if section("sum") {
+        let t = Table::new("sum of 1..=100 000 000 (loop per number), split over N workers", None);
+        let pools: Vec<(u64, Pool)> =
+            [1u64, 2, 8].iter().map(|&n| (n, Pool::new(n as usize).unwrap())).collect();
+        let expect = SUM_TO * (SUM_TO + 1) / 2;
+        for (n, p) in &pools {
+            assert_eq!(
+                p.map_chunksize(sum_range, ranges(*n), 1).unwrap().iter().sum::<u64>(),
+                expect
+            );
+        }
+        let mut cases: Vec<Case<'_>> = vec![Case::new("single-process loop", || {
+            assert_eq!(sum_range((1, SUM_TO)), expect);
+        })];
+        for (n, p) in &pools {
+            let name: &'static str = match n {
+                1 => "Pool(1)",
+                2 => "Pool(2)",
+                _ => "Pool(8)",
+            };
+            let n = *n;
+            cases.push(Case::new(name, move || {
+                let parts = p.map_chunksize(sum_range, ranges(n), 1).unwrap();
+                assert_eq!(parts.iter().sum::<u64>(), expect);
+            }));
+        }
+        let s = compare(rounds(7), 1, &mut cases);
+        t.row("single-process loop", &s[0], None);
+        t.row("Pool(1)", &s[1], Some(("loop", &s[0])));
+        t.row("Pool(2)", &s[2], Some(("Pool(1)", &s[1])));
+        t.row("Pool(8)", &s[3], Some(("Pool(1)", &s[1])));
+        t.target_throughput("Pool(2) vs Pool(1)", &s[2], &s[1], 1.8);
+        for n in [1, 2, 8] {
+            let py = python(
+                &format!("sum over {n}"),
+                &format!(
+                    r#"{PY_REPORT}
 import multiprocessing as mp, time
 def part(r): return sum(range(r[0], r[1] + 1))
 mp.set_start_method('fork')
@@ -354,19 +369,20 @@ with mp.Pool(n) as p:
         t = time.perf_counter_ns(); assert sum(p.map(part, rs, chunksize=1)) == N * (N + 1) // 2; s.append(time.perf_counter_ns() - t)
 report(s)
 "#
-            ),
-        );
-        if let Some(py) = &py {
-            let ours = &s[match n {
-                1 => 1,
-                2 => 2,
-                _ => 3,
-            }];
-            t.row(
-                &format!("python Pool({n}).map(sum(range)) (C-level sum)"),
-                py,
-                Some(("multiproc", ours)),
+                ),
             );
+            if let Some(py) = &py {
+                let ours = &s[match n {
+                    1 => 1,
+                    2 => 2,
+                    _ => 3,
+                }];
+                t.row(
+                    &format!("python Pool({n}).map(sum(range)) (C-level sum)"),
+                    py,
+                    Some(("multiproc", ours)),
+                );
+            }
         }
     }
 }

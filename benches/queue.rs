@@ -16,7 +16,10 @@
 //! items; round trip ≤ 2× the raw spin-then-futex ping-pong; 64 MiB ≥ 50% of `memcpy` into
 //! shared memory.
 //!
-//! Run with `cargo bench --bench queue` (`MULTIPROC_BENCH_QUICK=1` for a rough run).
+//! Run with `cargo bench --bench queue` (`MULTIPROC_BENCH_QUICK=1` for a rough run; a first
+//! argument `throughput_8`, `throughput_1k`, `round_trip` or `big` runs one table). Two modes
+//! for profiling: `-- local` (put + get in one process: the software cost alone) and
+//! `-- profile_big [ring_bytes] [bytes]` (the 64 MiB case in a loop, for `perf record`).
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 mod common;

@@ -69,6 +69,10 @@
 //! only as fast as bytes really arrive, so a header that claims 2^63 bytes followed by EOF costs
 //! nothing. [`encode_framed`] writes a whole frame into one buffer, ready for a single `write`.
 //!
+//! A [`Connection`] adds one rule on top: a frame shorter than 64 bytes (header included) is
+//! zero-padded to 64 bytes on the wire, so that the receiver gets a small message in a single
+//! `read` without ever reading ahead into the next one.
+//!
 //! # Examples
 //!
 //! Implementing the traits for a struct of your own by hand: encode the fields in order, decode

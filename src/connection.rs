@@ -24,10 +24,21 @@
 //!
 //! Each message is one frame: an 8-byte little-endian length, then that many bytes (a
 //! [`Message`] encoding for [`send`](Connection::send), raw bytes for
-//! [`send_bytes`](Connection::send_bytes)). There is no size limit but memory; a reader never
-//! allocates more than the bytes that actually arrived, so a hostile length prefix costs
-//! nothing, and a frame cut short by the peer's death is reported as
+//! [`send_bytes`](Connection::send_bytes)); a frame shorter than 64 bytes is padded with zeros
+//! to 64 bytes, so that a receiver gets a small message in a single `read` (it reads 64 bytes
+//! first, which never reach into the next frame) and nothing is read ahead, so `poll`, [`wait`]
+//! and an epoll loop on the fd always see a queued message. There is no size limit but memory;
+//! a reader never allocates more than the bytes that actually arrived, so a hostile length
+//! prefix costs nothing, and a frame cut short by the peer's death is reported as
 //! [`ConnectionError::Truncated`], never misread.
+//!
+//! # End of file and `fork`
+//!
+//! A child gets a copy of **every** descriptor its parent had when it was forked, including
+//! the parent's own end of a pipe made earlier. While the child holds that copy, the child
+//! never sees end-of-file when the parent drops its end (the same holds in Python, where the
+//! child must `close()` the parent's end itself). Do not make a child wait for end-of-file
+//! from its parent; send it an explicit "stop" message instead.
 //!
 //! # Differences from Python
 //!
@@ -35,6 +46,12 @@
 //! - A message longer than `maxlength` is skipped and reported ([`ConnectionError::TooLong`]);
 //!   the connection stays in sync and usable (Python closes it for reading).
 //! - Writes to a dead peer are [`ConnectionError::BrokenPipe`], never a `SIGPIPE`.
+//! - A peer that exits leaving our messages unread still reads as end-of-file
+//!   ([`ConnectionError::Eof`]; Linux reports `ECONNRESET` once, Python would raise
+//!   `ConnectionResetError`).
+//! - Receiving works on a descriptor someone made non-blocking (an event loop, a child sharing
+//!   the open file description): it waits instead of failing with `EAGAIN` halfway through a
+//!   frame.
 //! - `send` may block while the OS buffer is full (as in Python): read from the other end, or
 //!   use [`Queue`](crate::Queue) whose `put` never waits for a reader.
 //! - A `Connection` may be moved to another thread but not shared (`!Sync`): two writers on one
@@ -55,6 +72,41 @@ use crate::codec::{self, DecodeError, Encode, Message};
 
 /// Length of a frame header: a little-endian `u64` payload length.
 const HEADER: usize = 8;
+
+/// The smallest frame on the wire: shorter ones are padded with zeros up to this size. A
+/// receiver can then always read this many bytes first without ever reading into the next
+/// frame, which gets a small message (header and payload) in one `read`, with no read-ahead
+/// buffer that would hide a queued message from `poll`, `wait` or an epoll loop.
+const MIN_FRAME: usize = 64;
+
+/// The payload bytes that arrive with the first read of a frame.
+const INLINE: usize = MIN_FRAME - HEADER;
+
+/// The length on the wire of a frame carrying `len` payload bytes (saturating: a hostile
+/// header may claim up to `u64::MAX`).
+fn frame_len(len: u64) -> u64 {
+    (HEADER as u64).saturating_add(len).max(MIN_FRAME as u64)
+}
+
+/// The first [`MIN_FRAME`] bytes of a frame: its header and the start of its payload.
+struct FrameStart {
+    bytes: [u8; MIN_FRAME],
+    /// The payload length from the header.
+    len: u64,
+}
+
+impl FrameStart {
+    /// The payload bytes that came with the first read.
+    fn inline(&self) -> &[u8] {
+        let n = self.len.min(INLINE as u64) as usize;
+        &self.bytes[HEADER..HEADER + n]
+    }
+
+    /// How many payload bytes are still to be read.
+    fn rest(&self) -> u64 {
+        self.len - self.inline().len() as u64
+    }
+}
 
 /// How far ahead of the received bytes a payload buffer may grow: the allocation a hostile
 /// length prefix can cause before its bytes actually arrive.
@@ -240,11 +292,14 @@ impl Connection {
     /// May block while the OS buffer is full (until the peer reads).
     pub fn send<T: Encode + ?Sized>(&self, value: &T) -> Result<(), ConnectionError> {
         self.check_writable()?;
-        let mut frame = Vec::with_capacity(64);
+        let mut frame = Vec::with_capacity(MIN_FRAME);
         frame.extend_from_slice(&[0; HEADER]);
         value.encode(&mut frame);
         let len = (frame.len() - HEADER) as u64;
         frame[..HEADER].copy_from_slice(&len.to_le_bytes());
+        if frame.len() < MIN_FRAME {
+            frame.resize(MIN_FRAME, 0);
+        }
         self.write_frame(&[&frame])
     }
 
@@ -254,8 +309,16 @@ impl Connection {
     /// [`ConnectionError::Eof`] once the peer has closed and everything was read;
     /// [`ConnectionError::Decode`] if the message is not a `T` (it is consumed).
     pub fn recv<T: Message>(&self) -> Result<T, ConnectionError> {
-        let bytes = self.recv_bytes(None)?;
-        codec::from_bytes(&bytes).map_err(ConnectionError::Decode)
+        self.check_readable()?;
+        let start = self.read_frame_start()?;
+        let decoded = if start.rest() == 0 {
+            codec::from_bytes(start.inline())
+        } else {
+            let mut bytes = Vec::new();
+            self.read_payload(&start, &mut bytes)?;
+            codec::from_bytes(&bytes)
+        };
+        decoded.map_err(ConnectionError::Decode)
     }
 
     /// Sends `buf` as one message (Python's `send_bytes(buf)`; slice it for `offset`/`size`,
@@ -263,6 +326,12 @@ impl Connection {
     pub fn send_bytes(&self, buf: &[u8]) -> Result<(), ConnectionError> {
         self.check_writable()?;
         let header = (buf.len() as u64).to_le_bytes();
+        if buf.len() <= INLINE {
+            let mut frame = [0u8; MIN_FRAME];
+            frame[..HEADER].copy_from_slice(&header);
+            frame[HEADER..HEADER + buf.len()].copy_from_slice(buf);
+            return self.write_frame(&[&frame]);
+        }
         self.write_frame(&[&header, buf])
     }
 
@@ -293,15 +362,15 @@ impl Connection {
     /// [`ConnectionError::TooLong`]; the connection stays usable.
     pub fn recv_bytes(&self, maxlength: Option<usize>) -> Result<Vec<u8>, ConnectionError> {
         self.check_readable()?;
-        let len = self.read_header()?;
+        let start = self.read_frame_start()?;
         if let Some(max) = maxlength
-            && len > max as u64
+            && start.len > max as u64
         {
-            self.skip(len)?;
-            return Err(ConnectionError::TooLong { len, max });
+            self.skip(start.rest())?;
+            return Err(ConnectionError::TooLong { len: start.len, max });
         }
         let mut out = Vec::new();
-        self.read_payload(len, &mut out)?;
+        self.read_payload(&start, &mut out)?;
         Ok(out)
     }
 
@@ -317,20 +386,22 @@ impl Connection {
         if offset > buf.len() {
             return Err(ConnectionError::InvalidArgument("offset too large"));
         }
-        let len = self.read_header()?;
+        let start = self.read_frame_start()?;
         let room = (buf.len() - offset) as u64;
-        if len > room {
+        if start.len > room {
             let mut whole = Vec::new();
-            self.read_payload(len, &mut whole)?;
+            self.read_payload(&start, &mut whole)?;
             return Err(ConnectionError::BufferTooShort(whole));
         }
-        let len = len as usize; // fits: len <= room <= usize::MAX
-        let dst = &mut buf[offset..offset + len];
+        let len = start.len as usize; // fits: len <= room <= usize::MAX
+        let inline = start.inline();
+        buf[offset..offset + inline.len()].copy_from_slice(inline);
+        let dst = &mut buf[offset + inline.len()..offset + len];
         let got = self.read_full(dst)?;
-        if got < len {
+        if got < dst.len() {
             return Err(ConnectionError::Truncated {
-                expected: (HEADER + len) as u64,
-                received: (HEADER + got) as u64,
+                expected: frame_len(start.len),
+                received: (HEADER + inline.len() + got) as u64,
             });
         }
         Ok(len)
@@ -374,30 +445,45 @@ impl Connection {
         Ok(r?)
     }
 
-    /// Reads a frame header: `Eof` if the peer closed before it, `Truncated` if mid-header.
-    fn read_header(&self) -> Result<u64, ConnectionError> {
-        let mut h = [0u8; HEADER];
-        match self.read_full(&mut h)? {
-            0 => Err(ConnectionError::Eof),
-            HEADER => Ok(u64::from_le_bytes(h)),
-            n => Err(ConnectionError::Truncated { expected: HEADER as u64, received: n as u64 }),
+    /// Reads the first [`MIN_FRAME`] bytes of a frame: `Eof` if the peer closed before it,
+    /// `Truncated` if it closed in the middle.
+    fn read_frame_start(&self) -> Result<FrameStart, ConnectionError> {
+        let mut bytes = [0u8; MIN_FRAME];
+        let n = self.read_full(&mut bytes)?;
+        if n == 0 {
+            return Err(ConnectionError::Eof);
         }
+        if n < HEADER {
+            return Err(ConnectionError::Truncated { expected: HEADER as u64, received: n as u64 });
+        }
+        let mut header = [0u8; HEADER];
+        header.copy_from_slice(&bytes[..HEADER]);
+        let len = u64::from_le_bytes(header);
+        if n < MIN_FRAME {
+            return Err(ConnectionError::Truncated {
+                expected: frame_len(len),
+                received: n as u64,
+            });
+        }
+        Ok(FrameStart { bytes, len })
     }
 
-    /// Appends exactly `len` payload bytes to `out`, growing it no further than
-    /// [`GROW_AHEAD`] past what has arrived.
-    fn read_payload(&self, len: u64, out: &mut Vec<u8>) -> Result<(), ConnectionError> {
+    /// Puts the whole payload of the frame that `start` began in `out`, growing `out` no
+    /// further than [`GROW_AHEAD`] past what has arrived.
+    fn read_payload(&self, start: &FrameStart, out: &mut Vec<u8>) -> Result<(), ConnectionError> {
+        let len = start.len;
         let truncated = |got: u64| ConnectionError::Truncated {
-            // A hostile header may claim up to `u64::MAX` bytes.
-            expected: (HEADER as u64).saturating_add(len),
+            expected: frame_len(len),
             received: HEADER as u64 + got,
         };
+        out.clear();
         let Ok(len_usize) = usize::try_from(len) else {
             // Cannot fit in memory: read what the peer sends and report it as cut short.
-            let got = self.skip(len)?;
-            return Err(truncated(got));
+            let got = self.skip(start.rest())?;
+            return Err(truncated(start.inline().len() as u64 + got));
         };
-        out.clear();
+        out.reserve_exact(len_usize.min(MIN_FRAME + GROW_AHEAD));
+        out.extend_from_slice(start.inline());
         while out.len() < len_usize {
             let want = (len_usize - out.len()).min(out.len().max(GROW_AHEAD));
             out.reserve_exact(want);

@@ -63,6 +63,32 @@ fn checksum(bytes: &[u8]) -> (u64, u64) {
     (bytes.len() as u64, h)
 }
 
+/// A frame as the wire format documents it: an 8-byte little-endian length, the payload,
+/// zero padding up to 64 bytes.
+fn wire_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u64).to_le_bytes().to_vec();
+    f.extend_from_slice(payload);
+    if f.len() < 64 {
+        f.resize(64, 0);
+    }
+    f
+}
+
+/// Reads exactly `n` raw bytes from a connection's fd.
+fn raw_read(c: &Connection, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    let mut done = 0;
+    while done < n {
+        match rustix::io::read(c.as_fd(), &mut out[done..]) {
+            Ok(0) => panic!("EOF after {done} of {n} bytes"),
+            Ok(k) => done += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    out
+}
+
 fn assert_eof<T: std::fmt::Debug>(r: Result<T, ConnectionError>) {
     assert!(matches!(r, Err(ConnectionError::Eof)), "expected Eof, got {r:?}");
 }
@@ -305,11 +331,7 @@ fn poll_zero_is_false_then_true_and_never_consumes() {
     assert!(!b.poll(Some(Duration::ZERO)).unwrap());
 
     // Only part of a frame: poll may say true, but it must not eat those bytes.
-    let frame = {
-        let mut f = 3u64.to_le_bytes().to_vec();
-        f.extend_from_slice(b"xyz");
-        f
-    };
+    let frame = wire_frame(b"xyz");
     raw_write(&a, &frame[..5]);
     let _ = b.poll(Some(Duration::ZERO)).unwrap();
     raw_write(&a, &frame[5..]);
@@ -457,6 +479,41 @@ fn read_only_and_write_only_ends() {
     assert_eq!(r.recv::<String>().unwrap(), "ok");
     let (a, b) = pipe(true).unwrap();
     assert!(a.readable() && a.writable() && b.readable() && b.writable());
+}
+
+#[test]
+fn the_wire_format_is_a_length_then_the_payload_padded_to_64_bytes() {
+    let _s = serial();
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let (a, b) = pipe(true).unwrap();
+    for len in [0usize, 1, 55, 56, 57, 63, 64, 1000] {
+        let payload = pattern(len, len as u64);
+        a.send_bytes(&payload).unwrap();
+        let want = wire_frame(&payload);
+        assert_eq!(raw_read(&b, want.len()), want, "send_bytes of {len} bytes");
+        assert!(!b.poll(Some(Duration::ZERO)).unwrap(), "more than one frame for {len} bytes");
+        // And a raw frame in that format is read back.
+        raw_write(&a, &want);
+        assert_eq!(b.recv_bytes(None).unwrap(), payload);
+    }
+    a.send(&7u32).unwrap();
+    assert_eq!(raw_read(&b, 64), wire_frame(&7u32.to_le_bytes()));
+    // Back-to-back small frames are read one at a time.
+    let mut two = wire_frame(b"one");
+    two.extend_from_slice(&wire_frame(b"two"));
+    raw_write(&a, &two);
+    assert_eq!(b.recv_bytes(None).unwrap(), b"one");
+    assert!(b.poll(Some(Duration::ZERO)).unwrap());
+    assert_eq!(b.recv_bytes(None).unwrap(), b"two");
+    // A short frame without its padding, then EOF, is a truncated frame.
+    let mut short = 3u64.to_le_bytes().to_vec();
+    short.extend_from_slice(b"xyz");
+    raw_write(&a, &short);
+    drop(a);
+    assert!(matches!(
+        b.recv_bytes(None),
+        Err(ConnectionError::Truncated { expected: 64, received: 11 })
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ use crate::codec::{Decode, Encode};
 
 use super::core::{BatchId, Completed, Mode, Shared};
 use super::error::PoolError;
-use super::work::{Job, decode_chunk, encode_chunk};
+use super::work::{Job, decode_chunk, decode_chunk_into, encode_chunk};
 
 /// Turns a collect batch's chunks into the caller's value.
 pub(crate) type Finish<T> = fn(&Completed) -> Result<T, PoolError>;
@@ -31,14 +31,8 @@ pub(crate) fn finish_one<R: Decode>(done: &Completed) -> Result<R, PoolError> {
 pub(crate) fn finish_list<R: Decode>(done: &Completed) -> Result<Vec<R>, PoolError> {
     let total = done.chunks.iter().map(|c| c.n).sum();
     let mut out = Vec::with_capacity(total);
-    let mut items = Vec::new();
     for chunk in &done.chunks {
-        let bytes = done.bytes(chunk)?;
-        items.clear();
-        decode_chunk::<R>(bytes, chunk.n, &mut items);
-        for item in items.drain(..) {
-            out.push(item?);
-        }
+        decode_chunk_into::<R>(done.bytes(chunk)?, chunk.n, &mut out)?;
     }
     Ok(out)
 }

@@ -384,6 +384,30 @@ pub(crate) fn decode_chunk<R: Decode>(bytes: &[u8], n: usize, out: &mut Vec<Resu
     }
 }
 
+/// Parent side: decodes the `n` item results of a chunk straight into `out`, stopping at the
+/// first failed item (the fast path of `map`, which reports only the first error).
+pub(crate) fn decode_chunk_into<R: Decode>(
+    bytes: &[u8],
+    n: usize,
+    out: &mut Vec<R>,
+) -> Result<(), PoolError> {
+    let mut rest = bytes;
+    out.reserve(n);
+    for _ in 0..n {
+        if let Some((&ITEM_OK, tail)) = rest.split_first() {
+            rest = tail;
+            out.push(decode_one::<R>(&mut rest).map_err(PoolError::Decode)?);
+        } else {
+            return match decode_item::<R>(&mut rest) {
+                Ok(Ok(_)) => Err(PoolError::Decode("unexpected result tag".into())),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(PoolError::Decode(e)),
+            };
+        }
+    }
+    Ok(())
+}
+
 /// Decodes one tagged item result; `Err` when the bytes themselves are wrong (sync is lost).
 fn decode_item<R: Decode>(rest: &mut &[u8]) -> Result<Result<R, PoolError>, String> {
     Ok(match decode_one::<u8>(rest)? {

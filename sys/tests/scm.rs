@@ -11,6 +11,14 @@ use multiproc_sys::Errno;
 use multiproc_sys::pipe::{pipe, read_full, set_nonblocking, socketpair, write_all};
 use multiproc_sys::scm::{MAX_FDS, Received, recv_fds, send_fds, seqpacket_pair};
 
+/// Held while a test forks (until its children are reaped), and by the tests that expect a
+/// peer to be gone once they drop their end: a child forked meanwhile would hold a copy.
+static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn forks() -> std::sync::MutexGuard<'static, ()> {
+    FORKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn has_cloexec(fd: BorrowedFd<'_>) -> bool {
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
     assert!(flags >= 0);
@@ -20,6 +28,7 @@ fn has_cloexec(fd: BorrowedFd<'_>) -> bool {
 #[test]
 fn a_passed_pipe_end_works_in_the_receiver_and_is_cloexec() {
     let _w = watchdog(TEST_LIMIT);
+    let _f = forks();
     let (a, b) = seqpacket_pair().unwrap();
     assert!(has_cloexec(a.as_fd()) && has_cloexec(b.as_fd()));
     let (r, w) = pipe().unwrap();
@@ -42,6 +51,7 @@ fn a_passed_pipe_end_works_in_the_receiver_and_is_cloexec() {
 #[test]
 fn fds_cross_a_fork_from_child_to_parent() {
     let _w = watchdog(TEST_LIMIT);
+    let _f = forks();
     for _ in 0..20 {
         let (parent_end, child_end) = seqpacket_pair().unwrap();
         // The child makes a socketpair of its own, keeps one end and sends the other: the
@@ -83,6 +93,7 @@ fn fds_cross_a_fork_from_child_to_parent() {
 #[test]
 fn excess_fds_are_closed_and_reported() {
     let _w = watchdog(TEST_LIMIT);
+    let _f = forks();
     let (a, b) = seqpacket_pair().unwrap();
     let mut pipes: Vec<(OwnedFd, OwnedFd)> = (0..3).map(|_| pipe().unwrap()).collect();
     {
@@ -129,6 +140,7 @@ fn records_keep_their_boundaries_and_short_buffers_truncate() {
 #[test]
 fn invalid_requests_and_dead_peers_are_errors() {
     let _w = watchdog(TEST_LIMIT);
+    let _f = forks();
     let (a, b) = seqpacket_pair().unwrap();
     let (r, _w2) = pipe().unwrap();
     assert_eq!(send_fds(a.as_fd(), b"", &[r.as_fd()]), Err(Errno::INVAL));
