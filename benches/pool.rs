@@ -84,8 +84,9 @@ fn write_all(fd: i32, buf: &[u8]) {
 
 impl RawPool {
     fn new(n: usize) -> RawPool {
-        let workers = (0..n)
-            .map(|_| {
+        let mut workers: Vec<RawWorker> = Vec::with_capacity(n);
+        for _ in 0..n {
+            workers.push({
                 let mut to = [0; 2];
                 let mut from = [0; 2];
                 unsafe {
@@ -98,6 +99,11 @@ impl RawPool {
                     unsafe {
                         libc::close(to[1]);
                         libc::close(from[0]);
+                        // The earlier workers' parent ends too, or they never see end of file.
+                        for w in &workers {
+                            libc::close(w.to);
+                            libc::close(w.from);
+                        }
                     }
                     let mut buf: Vec<u8> = Vec::new();
                     loop {
@@ -122,8 +128,8 @@ impl RawPool {
                     libc::close(from[1]);
                 }
                 RawWorker { pid, to: to[1], from: from[0] }
-            })
-            .collect();
+            });
+        }
         RawPool { workers }
     }
 
@@ -184,6 +190,87 @@ impl Drop for RawPool {
                 let mut st = 0;
                 libc::waitpid(w.pid, &mut st, 0);
             }
+        }
+    }
+}
+
+/// The sum over `n` freshly forked children, each summing its range and writing the result to
+/// a pipe: the floor for the tutorial's program (which starts its processes for each run).
+fn raw_fork_sum(n: u64) -> u64 {
+    let mut kids = Vec::new();
+    for (lo, hi) in ranges(n) {
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            write_all(fds[1], &sum_range((lo, hi)).to_le_bytes());
+            unsafe { libc::_exit(0) };
+        }
+        unsafe { libc::close(fds[1]) };
+        kids.push((pid, fds[0]));
+    }
+    let mut total = 0u64;
+    for (pid, fd) in kids {
+        let mut b = [0u8; 8];
+        assert!(read_exact(fd, &mut b));
+        total = total.wrapping_add(u64::from_le_bytes(b));
+        unsafe {
+            libc::close(fd);
+            let mut st = 0;
+            libc::waitpid(pid, &mut st, 0);
+        }
+    }
+    total
+}
+
+/// A forked child that echoes 8 bytes over a socketpair: the floor for one round trip.
+struct RawEcho {
+    pid: i32,
+    fd: i32,
+}
+
+impl RawEcho {
+    fn new() -> RawEcho {
+        let mut sv = [0; 2];
+        assert_eq!(
+            unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                    0,
+                    sv.as_mut_ptr(),
+                )
+            },
+            0
+        );
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            unsafe { libc::close(sv[0]) };
+            let mut b = [0u8; 8];
+            while read_exact(sv[1], &mut b) {
+                write_all(sv[1], &b);
+            }
+            unsafe { libc::_exit(0) };
+        }
+        unsafe { libc::close(sv[1]) };
+        RawEcho { pid, fd: sv[0] }
+    }
+
+    fn round_trip(&self) {
+        let mut b = [7u8; 8];
+        write_all(self.fd, &b);
+        assert!(read_exact(self.fd, &mut b));
+    }
+}
+
+impl Drop for RawEcho {
+    fn drop(&mut self) {
+        unsafe {
+            libc::close(self.fd);
+            let mut st = 0;
+            libc::waitpid(self.pid, &mut st, 0);
         }
     }
 }
@@ -287,13 +374,19 @@ report(s[3:])
     if section("rt") {
         let t = Table::new("ProcessPoolExecutor(2): submit -> result, one at a time", None);
         let ex = ProcessPoolExecutor::new(2).unwrap();
+        let echo = RawEcho::new();
         let mut i = 0u64;
-        let mut rt = [Case::new("multiproc submit().result()", || {
-            i += 1;
-            black_box(ex.submit(square, i).unwrap().result(None).unwrap());
-        })];
-        let ours = compare(rounds(15), 500, &mut rt)[0];
+        let mut rt = [
+            Case::new("multiproc submit().result()", || {
+                i += 1;
+                black_box(ex.submit(square, i).unwrap().result(None).unwrap());
+            }),
+            Case::new("raw socketpair ping-pong (floor)", || echo.round_trip()),
+        ];
+        let s = compare(rounds(15), 500, &mut rt);
         drop(rt);
+        let ours = s[0];
+        drop(echo);
         let py = python(
             "executor round trip",
             &format!(
@@ -312,9 +405,10 @@ report(s)
 "#
             ),
         );
-        t.row("multiproc submit().result()", &ours, py.as_ref().map(|p| ("python", p)));
+        t.row("multiproc submit().result()", &ours, Some(("raw", &s[1])));
+        t.row("raw socketpair ping-pong (floor)", &s[1], None);
         if let Some(py) = &py {
-            t.row("python submit().result()", py, None);
+            t.row("python submit().result()", py, Some(("multiproc", &ours)));
         }
         drop(ex);
     }
@@ -322,6 +416,12 @@ report(s)
     // --- the tutorial's sum ----------------------------------------------------------------
     if section("sum") {
         let t = Table::new("sum of 1..=100 000 000 (loop per number), split over N workers", None);
+        // Pool(2) twice: as is, and with its workers pinned to distinct CPUs as the tutorial's
+        // refined version does (psutil cpu_affinity). Unpinned, a socket wake-up is a "sync"
+        // wake-up, which places both woken workers on the parent's CPU until the scheduler
+        // spreads them again, a few milliseconds later.
+        let ncpu = multiproc::process_cpu_count();
+        let pinned = Pool::builder().processes(2).cpus(0..ncpu).build().unwrap();
         let pools: Vec<(u64, Pool)> =
             [1u64, 2, 8].iter().map(|&n| (n, Pool::new(n as usize).unwrap())).collect();
         let expect = SUM_TO * (SUM_TO + 1) / 2;
@@ -346,12 +446,28 @@ report(s)
                 assert_eq!(parts.iter().sum::<u64>(), expect);
             }));
         }
-        let s = compare(rounds(7), 1, &mut cases);
+        cases.push(Case::new("Pool(2) pinned", || {
+            let parts = pinned.map_chunksize(sum_range, ranges(2), 1).unwrap();
+            assert_eq!(parts.iter().sum::<u64>(), expect);
+        }));
+        for n in [1u64, 2] {
+            let name: &'static str = if n == 1 { "raw fork ×1" } else { "raw fork ×2" };
+            cases.push(Case::new(name, move || assert_eq!(raw_fork_sum(n), expect)));
+        }
+        let s = compare(rounds(15), 1, &mut cases);
         t.row("single-process loop", &s[0], None);
         t.row("Pool(1)", &s[1], Some(("loop", &s[0])));
         t.row("Pool(2)", &s[2], Some(("Pool(1)", &s[1])));
         t.row("Pool(8)", &s[3], Some(("Pool(1)", &s[1])));
+        t.row("Pool(2) pinned to CPUs 0,1", &s[4], Some(("Pool(1)", &s[1])));
+        t.row("raw fork ×1", &s[5], Some(("loop", &s[0])));
+        t.row("raw fork ×2", &s[6], Some(("raw fork ×1", &s[5])));
         t.target_throughput("Pool(2) vs Pool(1)", &s[2], &s[1], 1.8);
+        t.target_throughput("Pool(2) pinned vs Pool(1)", &s[4], &s[1], 1.8);
+        println!(
+            "  (the same split with raw forks: {:.3}× — what this machine allows)",
+            s[5].median / s[6].median
+        );
         for n in [1, 2, 8] {
             let py = python(
                 &format!("sum over {n}"),

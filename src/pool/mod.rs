@@ -61,6 +61,16 @@
 //! - [`terminate`](Pool::terminate) is bounded: `SIGTERM`, a grace period, `SIGKILL`, reap.
 //!   Every worker is reaped by the server, and the server by the parent: no zombies.
 //!
+//! # Throughput: pipelining and rebalancing
+//!
+//! Tiny tasks are pipelined: each worker is sent up to 64 tasks at a time (the depth adapts to
+//! the measured task duration: about 100 µs of work queued per worker, a single task when tasks
+//! are long), so one write carries many tasks and workers never wait for the parent. A task
+//! queued behind a long one is never stranded there: when a worker falls idle, the tasks that a
+//! busy worker has not started are taken back (cancelled in that worker's shared claim ring, so
+//! it skips them) and sent to the idle one. A worker claims each task in the ring before
+//! running it, which is also how the parent knows exactly which task a dead worker was running.
+//!
 //! # No helper threads
 //!
 //! A pool starts no thread in the parent. The thread that waits — in [`Pool::map`],
@@ -107,6 +117,14 @@
 //!   only be used by the process that created it (as in Python).
 //! - A function from a library loaded (`dlopen`) after the pool was created does not exist in
 //!   the workers.
+//! - Create pools early, before the program starts threads if it can: the fork server is a
+//!   fork of the whole process at that moment, so a lock another thread held then (a `Mutex` of
+//!   yours, a logger's) stays locked in every worker. The pool holds stdout's and stderr's
+//!   locks across that fork, so printing from tasks is safe.
+//! - A process forked later (another pool's server, a [`Process`](crate::Process)) inherits
+//!   copies of this pool's descriptors. Nothing relies on end-of-file alone for that reason:
+//!   the parent learns of every worker's death from the server, and the server watches a pidfd
+//!   of the parent, not only its control socket.
 
 mod core;
 mod error;
