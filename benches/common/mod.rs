@@ -185,3 +185,140 @@ impl Table {
         println!("target: {what}: {r:.3}× throughput (≥ {min_ratio}×) — {verdict}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The side-by-side summary: one line per workload, gathered while the bench files run.
+// ---------------------------------------------------------------------------------------------
+
+/// One workload's line in the side-by-side table: multiproc, its raw-syscall baseline and
+/// Python's `multiprocessing`, each a median time per operation.
+#[derive(Debug, Clone)]
+pub struct Headline {
+    /// What was measured (one operation).
+    pub workload: String,
+    /// multiproc's time per operation.
+    pub ours: Stats,
+    /// The baseline written with raw syscalls in the same run (name, time per operation).
+    pub raw: Option<(String, Stats)>,
+    /// Python's time per operation (`None`: python3 missing, or no Python equivalent).
+    pub python: Option<Stats>,
+}
+
+static HEADLINES: std::sync::Mutex<Vec<Headline>> = std::sync::Mutex::new(Vec::new());
+
+/// Records one line of the side-by-side table (see [`print_side_by_side`]).
+pub fn headline(workload: &str, ours: &Stats, raw: Option<(&str, &Stats)>, python: Option<&Stats>) {
+    let line = Headline {
+        workload: workload.to_string(),
+        ours: *ours,
+        raw: raw.map(|(name, s)| (name.to_string(), *s)),
+        python: python.copied(),
+    };
+    HEADLINES.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+}
+
+/// Every line recorded so far, in order.
+pub fn headlines() -> Vec<Headline> {
+    HEADLINES.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Prints the side-by-side table: medians per operation and the two ratios that matter, the
+/// cost over the raw baseline (lower is better, 1.00× is the floor) and the speed-up over Python.
+pub fn print_side_by_side(lines: &[Headline]) {
+    println!();
+    println!("## side by side: medians per operation (lower is better)");
+    println!(
+        "{:<50} {:>10} {:>10} {:>10} {:>9} {:>10}   baseline",
+        "workload", "multiproc", "raw", "Python", "÷ raw", "Python ÷"
+    );
+    for l in lines {
+        let raw = l.raw.as_ref().map_or("—".to_string(), |(_, s)| fmt_ns(s.median));
+        let py = l.python.as_ref().map_or("—".to_string(), |s| fmt_ns(s.median));
+        let vs_raw = l
+            .raw
+            .as_ref()
+            .map_or("—".to_string(), |(_, s)| format!("{:.2}×", l.ours.median / s.median));
+        let vs_py = l
+            .python
+            .as_ref()
+            .map_or("—".to_string(), |s| format!("{:.1}×", s.median / l.ours.median));
+        let base = l.raw.as_ref().map_or("", |(name, _)| name.as_str());
+        println!(
+            "{:<50} {:>10} {:>10} {:>10} {vs_raw:>9} {vs_py:>10}   {base}",
+            l.workload,
+            fmt_ns(l.ours.median),
+            raw,
+            py
+        );
+    }
+    println!("(÷ raw: multiproc time / raw-syscall time; Python ÷: Python time / multiproc time)");
+}
+
+/// Writes an SVG bar chart of the side-by-side table: per workload, multiproc's and Python's
+/// time relative to the raw baseline on a logarithmic axis (1 = the raw syscalls' speed).
+/// Workloads without a raw baseline are drawn relative to multiproc.
+pub fn write_svg(lines: &[Headline], path: &std::path::Path) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let rows: Vec<(&str, f64, Option<f64>)> = lines
+        .iter()
+        .map(|l| {
+            let base = l.raw.as_ref().map_or(l.ours.median, |(_, s)| s.median);
+            (l.workload.as_str(), l.ours.median / base, l.python.map(|p| p.median / base))
+        })
+        .collect();
+    let max = rows.iter().flat_map(|r| [Some(r.1), r.2]).flatten().fold(10.0f64, f64::max);
+    let decades = max.log10().ceil().max(1.0);
+    let (left, width, row_h, top) = (330.0, 560.0, 34.0, 56.0);
+    let height = top + row_h * rows.len() as f64 + 40.0;
+    let x = |ratio: f64| left + width * (ratio.max(1.0).log10() / decades);
+    let mut svg = String::new();
+    let total_w = left + width + 90.0;
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="20" font-size="15" font-weight="bold">multiproc vs Python multiprocessing: time relative to raw syscalls (log scale, lower is better)</text>"#
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="10" y="30" width="12" height="10" fill="#2b6cb0"/><text x="26" y="39">multiproc</text><rect x="100" y="30" width="12" height="10" fill="#dd6b20"/><text x="116" y="39">Python</text>"##
+    );
+    for d in 0..=decades as u32 {
+        let gx = x(10f64.powi(d as i32));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{gx}" y1="{top}" x2="{gx}" y2="{}" stroke="#ccc"/><text x="{gx}" y="{}" text-anchor="middle">{}×</text>"##,
+            height - 30.0,
+            height - 16.0,
+            10u64.pow(d)
+        );
+    }
+    for (i, (name, ours, py)) in rows.iter().enumerate() {
+        let y = top + row_h * i as f64;
+        let label = name.replace('&', "&amp;").replace('<', "&lt;");
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{label}</text>"#,
+            left - 8.0,
+            y + 18.0
+        );
+        let bar = |svg: &mut String, y: f64, ratio: f64, color: &str| {
+            let w = (x(ratio) - left).max(1.0);
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{left}" y="{y}" width="{w:.1}" height="12" fill="{color}"/><text x="{:.1}" y="{}" font-size="10">{ratio:.2}×</text>"#,
+                left + w + 4.0,
+                y + 10.0
+            );
+        };
+        bar(&mut svg, y + 3.0, *ours, "#2b6cb0");
+        if let Some(py) = py {
+            bar(&mut svg, y + 16.0, *py, "#dd6b20");
+        }
+    }
+    svg.push_str("</svg>\n");
+    std::fs::write(path, svg)
+}

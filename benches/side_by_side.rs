@@ -1,0 +1,53 @@
+//! Every workload of DESIGN.md §5 in one run: multiproc, the raw-syscall baseline written in the
+//! bench, and Python's `multiprocessing` (when `python3` is on the PATH; a printed note and an
+//! empty column when not). Each bench file prints its detailed tables as it goes; this ends with
+//! one table of medians and ratios and writes it as a bar chart to
+//! `target/side_by_side.svg`.
+//!
+//! Run with `cargo bench --bench side_by_side` (about 10 minutes on 2 CPUs;
+//! `MULTIPROC_BENCH_QUICK=1` for a rough run in a few minutes).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
+mod common;
+#[path = "workloads/pipe.rs"]
+mod pipe;
+#[path = "workloads/pool.rs"]
+mod pool;
+#[path = "workloads/process.rs"]
+mod process;
+#[path = "workloads/queue.rs"]
+mod queue;
+#[path = "workloads/sync.rs"]
+mod sync;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() {
+    let start = Instant::now();
+    println!(
+        "# multiproc side by side: {} CPUs, {}, {}",
+        multiproc::cpu_count(),
+        std::env::consts::ARCH,
+        if common::quick() { "quick run (rough)" } else { "full run" }
+    );
+    // Pool first: its creation is timed while this process is small (fork cost grows with the
+    // parent's memory, and the later files map large buffers).
+    pool::run();
+    process::run();
+    pipe::run();
+    sync::run();
+    queue::run();
+
+    let lines = common::headlines();
+    common::print_side_by_side(&lines);
+    // `target/` beside the workspace's Cargo.toml (cargo runs benches from the package root).
+    let dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let svg = dir.join("side_by_side.svg");
+    match common::write_svg(&lines, &svg) {
+        Ok(()) => println!("chart: {}", svg.display()),
+        Err(e) => println!("note: could not write {}: {e}", svg.display()),
+    }
+    println!("total time: {:.0} s", start.elapsed().as_secs_f64());
+}
