@@ -185,12 +185,38 @@ use std::time::Duration;
 
 /// A value that can be written in the codec's wire format.
 ///
+/// Python pickles whatever object it is given; here a type says how it is written, by
+/// implementing `Encode` (and [`Decode`] for the way back) instead of relying on `pickle`.
+///
 /// Implement [`encode`](Encode::encode) by appending the encoding of each field, in order, to
-/// `out` (see the [module docs](self) for an example). Encoding cannot fail: everything that can
-/// go wrong is found when decoding.
+/// `out` (see the [module docs](self) for a fuller example). Encoding cannot fail: everything
+/// that can go wrong is found when decoding.
 ///
 /// Implemented for the std types listed in the [module docs](self), including the unsized `str`
 /// and `[T]`, so `to_bytes("text")` and `to_bytes(&v[..])` work.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, Encode};
+///
+/// struct Point {
+///     x: i32,
+///     y: i32,
+/// }
+///
+/// impl Encode for Point {
+///     fn encode(&self, out: &mut Vec<u8>) {
+///         self.x.encode(out);
+///         self.y.encode(out);
+///     }
+/// }
+///
+/// let bytes = codec::to_bytes(&Point { x: 1, y: -1 });
+/// assert_eq!(bytes, [1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+/// // A struct written field by field encodes exactly like the tuple of its fields.
+/// assert_eq!(bytes, codec::to_bytes(&(1i32, -1i32)));
+/// ```
 pub trait Encode {
     /// Appends the encoding of `self` to `out`.
     fn encode(&self, out: &mut Vec<u8>);
@@ -213,9 +239,44 @@ pub trait Encode {
 
 /// A value that can be rebuilt from the codec's wire format.
 ///
+/// Python unpickles, and bad bytes raise whatever `pickle.loads` raises; here a type rebuilds
+/// itself field by field, and bad bytes are a [`DecodeError`] value.
+///
 /// Implement [`decode`](Decode::decode) by decoding each field, in the order
-/// [`Encode::encode`] wrote them, from the [`Decoder`] (see the [module docs](self) for an
-/// example). Return an error for any input that is not a valid encoding; never panic.
+/// [`Encode::encode`] wrote them, from the [`Decoder`] (see the [module docs](self) for a
+/// fuller example). Return an error for any input that is not a valid encoding; never panic.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, Decode, DecodeError, Decoder};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Point {
+///     x: i32,
+///     y: i32,
+/// }
+///
+/// impl Decode for Point {
+///     // Optional: the fewest bytes a `Point` encodes to (two `i32`s).
+///     const MIN_ENCODED_LEN: usize = 8;
+///
+///     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+///         Ok(Point { x: input.decode()?, y: input.decode()? })
+///     }
+/// }
+///
+/// # fn main() -> Result<(), DecodeError> {
+/// let bytes = codec::to_bytes(&(3i32, 4i32)); // encodes like a `Point`
+/// assert_eq!(codec::from_bytes::<Point>(&bytes)?, Point { x: 3, y: 4 });
+/// // Input cut short is an error, never a panic.
+/// assert_eq!(
+///     codec::from_bytes::<Point>(&bytes[..5]),
+///     Err(DecodeError::Truncated { needed: 4, available: 1 })
+/// );
+/// # Ok(())
+/// # }
+/// ```
 pub trait Decode: Sized {
     /// A lower bound on the number of bytes any value of this type encodes to.
     ///
@@ -274,7 +335,30 @@ pub trait Decode: Sized {
 
 /// A type that can be both sent and received: [`Encode`] + [`Decode`].
 ///
+/// Python sends any picklable object; here the bound `T: Message` marks what may travel
+/// through a [`Connection`](crate::Connection), a [`Queue`](crate::Queue), a
+/// [`Pool`](crate::Pool) or back from a [`Process`](crate::Process).
+///
 /// Implemented automatically for every such type; implement the two traits instead.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Message, pipe};
+///
+/// /// Sends `value` through a pipe and receives it back.
+/// fn through_pipe<T: Message>(value: &T) -> Result<T, Box<dyn std::error::Error>> {
+///     let (a, b) = pipe(true)?;
+///     a.send(value)?;
+///     Ok(b.recv()?)
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let v = vec![(1u8, "one".to_string()), (2, "two".to_string())];
+/// assert_eq!(through_pipe(&v)?, v);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Message: Encode + Decode {}
 
 impl<T: Encode + Decode> Message for T {}
@@ -347,11 +431,32 @@ const MIN_PREALLOC_BYTES: usize = 4096;
 
 /// A cursor over the bytes being decoded.
 ///
+/// Python's `pickle.Unpickler` reads a self-describing stream and builds whatever it finds;
+/// a `Decoder` is a plain cursor from which each [`Decode`] impl reads the fields it expects.
+///
 /// [`Decode`] implementations read from it: [`decode`](Decoder::decode) for a field,
 /// [`take`](Decoder::take) and [`take_array`](Decoder::take_array) for raw bytes,
 /// [`decode_seq_len`](Decoder::decode_seq_len) for the length of a sequence of their own. It
 /// also carries the limits that keep hostile input cheap ([`MAX_DEPTH`],
 /// [`EMPTY_ELEMENT_BUDGET`]).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, DecodeError, Decoder};
+///
+/// # fn main() -> Result<(), DecodeError> {
+/// let bytes = codec::to_bytes(&(7u16, "hi", [9u8; 2]));
+/// let mut input = Decoder::new(&bytes);
+/// assert_eq!(input.decode::<u16>()?, 7);
+/// let len = input.decode_seq_len::<u8>()?; // the string's length prefix, checked
+/// assert_eq!(input.take(len)?, b"hi");
+/// assert_eq!(input.take_array::<2>()?, [9, 9]);
+/// assert!(input.is_empty());
+/// input.finish()?; // no trailing bytes
+/// # Ok(())
+/// # }
+/// ```
 pub struct Decoder<'a> {
     input: &'a [u8],
     depth: u32,
@@ -529,6 +634,24 @@ impl<'a> Decoder<'a> {
 // ---------------------------------------------------------------------------------------------
 
 /// Why bytes could not be decoded as the requested type.
+///
+/// Python raises whatever `pickle.loads` raises on bad bytes (`UnpicklingError`, `EOFError`,
+/// ...); here decoding returns a `DecodeError`, and a [`Connection`](crate::Connection) wraps
+/// it in [`ConnectionError::Decode`](crate::ConnectionError::Decode).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, DecodeError};
+///
+/// // A `Vec<u8>` and a `String` share an encoding, but not every byte string is UTF-8.
+/// let bytes = codec::to_bytes(&vec![b'o', b'k', 0xff]);
+/// match codec::from_bytes::<String>(&bytes) {
+///     Err(DecodeError::InvalidUtf8 { valid_up_to }) => assert_eq!(valid_up_to, 2),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(codec::from_bytes::<bool>(&[2]), Err(DecodeError::InvalidBool(2)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -1235,6 +1358,42 @@ pub const FRAME_HEADER_LEN: usize = 8;
 const FRAME_CHUNK: usize = 1 << 20;
 
 /// Why a frame could not be read.
+///
+/// Python's `Connection.recv_bytes` raises `EOFError` at the end of the stream and
+/// `OSError('bad message length')` for a message over `maxlength`; [`read_frame`] returns
+/// [`FrameError::Eof`] and [`FrameError::TooLong`] instead (and a frame cut short is
+/// [`FrameError::Truncated`], never misread).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, FrameError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut wire = Vec::new();
+/// codec::write_frame(&mut wire, b"hello")?;
+/// codec::write_frame(&mut wire, b"bye")?;
+///
+/// let mut r = &wire[..];
+/// match codec::read_frame(&mut r, Some(4)) {
+///     Err(FrameError::TooLong { len, max }) => {
+///         assert_eq!((len, max), (5, 4));
+///         codec::discard_frame_payload(&mut r, len)?; // skip it, stay in sync
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(codec::read_frame(&mut r, Some(4))?, b"bye");
+/// assert!(matches!(codec::read_frame(&mut r, None), Err(FrameError::Eof)));
+///
+/// // The first frame cut off after 2 of its 5 payload bytes.
+/// let mut cut = &wire[..10];
+/// assert!(matches!(
+///     codec::read_frame(&mut cut, None),
+///     Err(FrameError::Truncated { expected: 13, received: 10 })
+/// ));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FrameError {

@@ -113,6 +113,33 @@ impl FrameStart {
 const GROW_AHEAD: usize = 1 << 20;
 
 /// What can go wrong on a [`Connection`].
+///
+/// Python raises `EOFError`, `BrokenPipeError`, `OSError`, `BufferTooShort` or `ValueError`
+/// from a `Connection`'s methods; here they all return a `ConnectionError`, whose variants name
+/// the Python exception they stand for.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{ConnectionError, pipe};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (a, b) = pipe(true)?;
+/// a.send_bytes(b"a long message")?;
+/// // Python: OSError('bad message length'); here the message is skipped and `b` stays usable.
+/// match b.recv_bytes(Some(4)) {
+///     Err(ConnectionError::TooLong { len, max }) => assert_eq!((len, max), (14, 4)),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// drop(a); // the peer closes its end
+/// match b.recv::<u32>() {
+///     Err(ConnectionError::Eof) => {} // Python: EOFError
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert!(matches!(b.send(&1u32), Err(ConnectionError::BrokenPipe))); // BrokenPipeError
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectionError {
@@ -246,6 +273,31 @@ enum Kind {
 /// Sends and receives whole messages: typed ones ([`send`](Self::send)/[`recv`](Self::recv),
 /// any [`Message`]) or raw bytes ([`send_bytes`](Self::send_bytes)/[`recv_bytes`](Self::recv_bytes)).
 /// Implements [`AsFd`], so it plugs into [`wait`], `poll`, epoll, mio or tokio.
+///
+/// # Examples
+///
+/// In one process, for brevity (the [module docs](self) talk to a child):
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{ConnectionError, pipe};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Python: reader, writer = Pipe(duplex=False)
+/// let (reader, writer) = pipe(false)?;
+/// writer.send(&("job", 42u32))?; // Python: writer.send(("job", 42))
+/// assert!(reader.poll(Some(Duration::ZERO))?);
+/// let (name, n): (String, u32) = reader.recv()?;
+/// assert_eq!((name.as_str(), n), ("job", 42));
+///
+/// writer.send_bytes(b"raw bytes")?;
+/// assert_eq!(reader.recv_bytes(None)?, b"raw bytes");
+/// assert!(!reader.poll(Some(Duration::from_millis(1)))?); // nothing left
+/// // Python: OSError('connection is read-only')
+/// assert!(matches!(reader.send(&1u8), Err(ConnectionError::ReadOnly)));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Connection {
     fd: OwnedFd,
     kind: Kind,

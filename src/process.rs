@@ -76,6 +76,28 @@ use crate::codec::{DecodeError, Encode, Message};
 // Errors
 
 /// Why [`Process::start`] failed.
+///
+/// Python raises `AssertionError` for a misused `start` (and `OSError` when `fork` fails); here
+/// `start` returns a `StartError`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Process, StartError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let p = Process::new(|| 7u8);
+/// p.start()?;
+/// // Python: AssertionError('cannot start a process twice')
+/// match p.start() {
+///     Err(StartError::AlreadyStarted) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(p.join(Some(Duration::from_secs(10)))?, 7);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
@@ -129,6 +151,32 @@ impl From<Errno> for StartError {
 }
 
 /// Why [`Process::join`] did not produce the closure's return value.
+///
+/// Python's `join` returns `None` whatever happened (the caller then checks `exitcode`, which
+/// is `None` after a timeout); here `join` returns the closure's value, or a `JoinError` that
+/// says why there is none.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{JoinError, Process};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let p = Process::new(|| std::thread::sleep(Duration::from_secs(10)));
+/// assert!(matches!(p.join(None), Err(JoinError::NotStarted)));
+/// p.start()?;
+/// // Python: p.join(0.01) returns with the child still running.
+/// assert!(matches!(p.join(Some(Duration::from_millis(10))), Err(JoinError::Timeout)));
+/// p.kill()?;
+/// match p.join(Some(Duration::from_secs(10))) {
+///     Err(JoinError::Signaled(signal)) => assert_eq!(signal, 9), // SIGKILL
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(p.exitcode(), Some(-9)); // as in Python
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum JoinError {
@@ -202,6 +250,27 @@ impl From<Errno> for JoinError {
 }
 
 /// Misuse of a process handle (Python raises `ValueError`/`AssertionError` for these).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Process, ProcessStateError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(10)));
+/// assert_eq!(p.terminate(), Err(ProcessStateError::NotStarted));
+/// p.start()?;
+/// // Python: ValueError('Cannot close a process while it is still running. ...')
+/// assert_eq!(p.close(), Err(ProcessStateError::StillRunning));
+/// p.kill()?;
+/// p.join(Some(Duration::from_secs(10))).unwrap_err(); // killed: no value
+/// p.close()?;
+/// // Python: ValueError('process object is closed')
+/// assert_eq!(p.sentinel().err(), Some(ProcessStateError::Closed));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProcessStateError {
@@ -384,7 +453,28 @@ unsafe fn for_this_child(s: &str) -> &'static str {
     unsafe { &*std::ptr::from_ref(s) }
 }
 
-/// Facts about the calling process, returned by [`current_process`] and [`parent_process`].
+/// Facts about the calling process, returned by [`current_process`].
+///
+/// Python's `current_process()` returns the `Process` object itself; here it is a snapshot of
+/// the same facts: its `name`, `pid` and `daemon` flag.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{ProcessBuilder, current_process};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let me = current_process();
+/// assert_eq!(me.name, "MainProcess");
+/// assert_eq!(me.pid.as_raw_nonzero().get(), std::process::id() as i32);
+/// assert!(!me.daemon);
+///
+/// let p = ProcessBuilder::new().name("worker").spawn(|| current_process().name)?;
+/// assert_eq!(p.join(Some(Duration::from_secs(10)))?, "worker");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// The process's name: `"MainProcess"` for the main process, otherwise its
@@ -419,7 +509,28 @@ pub fn parent_process() -> Option<ParentProcess> {
     self_info().map(|i| ParentProcess { pid: i.parent.0, name: i.parent.1.to_owned() })
 }
 
-/// The parent of the calling process (see [`parent_process`]).
+/// The parent of the calling process (see [`parent_process`]) — the handle Python's
+/// `multiprocessing.parent_process()` returns, with its `pid`, `name` and `is_alive()` (but no
+/// `join`: a process cannot wait for its parent).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Process, parent_process};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// assert!(parent_process().is_none()); // in the main process
+/// let p = Process::new(|| {
+///     let parent = parent_process().expect("a child has a parent");
+///     (parent.name.clone(), parent.pid.as_raw_nonzero().get(), parent.is_alive())
+/// });
+/// p.start()?;
+/// let (name, pid, alive) = p.join(Some(Duration::from_secs(10)))?;
+/// assert_eq!((name.as_str(), pid, alive), ("MainProcess", std::process::id() as i32, true));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParentProcess {
     /// The parent's process id.
@@ -478,6 +589,10 @@ pub fn thread_count() -> Option<usize> {
 // Builder
 
 /// Options for a [`Process`]: name, daemon flag, CPU affinity, parent-death signal.
+///
+/// Python has no builder: `name` and `daemon` are the keyword arguments of
+/// `Process(target, name=..., daemon=...)`; the CPU affinity, the parent-death signal and the
+/// single-threaded check have no Python counterpart.
 ///
 /// ```
 /// use multiproc::ProcessBuilder;

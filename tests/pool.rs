@@ -246,6 +246,61 @@ impl multiproc::codec::Decode for Unencodable {
     }
 }
 
+/// Encodes like a `u32`, except that encoding 3 panics.
+#[derive(Debug, PartialEq)]
+struct NoThree(u32);
+
+impl multiproc::codec::Encode for NoThree {
+    fn encode(&self, out: &mut Vec<u8>) {
+        if self.0 == 3 {
+            panic!("cannot encode three");
+        }
+        self.0.encode(out);
+    }
+}
+
+impl multiproc::codec::Decode for NoThree {
+    fn decode(
+        d: &mut multiproc::codec::Decoder<'_>,
+    ) -> Result<Self, multiproc::codec::DecodeError> {
+        Ok(NoThree(u32::decode(d)?))
+    }
+}
+
+#[test]
+fn failures_inside_one_chunk_fail_only_their_items() {
+    let _x = shared();
+    let _w = watchdog(TEST_LIMIT);
+    let pool = Pool::new(1).unwrap();
+    // One chunk of 7: panics in `f` at 1, 3, 5 (first, middle and last but one), the rest ok.
+    let items: Vec<_> = pool.imap(fails_on_odd, 0..7, 7).unwrap().collect();
+    assert_eq!(items.len(), 7);
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Ok(v) => assert_eq!((*v as usize, i % 2), (i, 0)),
+            Err(PoolError::Panicked(msg)) => assert_eq!(*msg, format!("odd input {i}")),
+            Err(e) => panic!("item {i}: {e}"),
+        }
+    }
+    // A panic while encoding one result (item 3), then a panic in `f` right after it (item 4):
+    // each fails alone, and the partial bytes of item 3 do not leak into item 5's result.
+    let f = |x: u32| {
+        if x == 4 {
+            panic!("four");
+        }
+        NoThree(x)
+    };
+    let items: Vec<_> = pool.imap(f, 0..7, 7).unwrap().collect();
+    for (i, item) in items.iter().enumerate() {
+        match (i, item) {
+            (3, Err(PoolError::Encode(msg))) => assert_eq!(msg, "cannot encode three"),
+            (4, Err(PoolError::Panicked(msg))) => assert_eq!(msg, "four"),
+            (_, Ok(v)) => assert_eq!(v, &NoThree(i as u32)),
+            (_, other) => panic!("item {i}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_result_that_cannot_be_encoded_fails_only_its_task() {
     let _x = shared();

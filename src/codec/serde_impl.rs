@@ -23,6 +23,10 @@ use super::{Decode, DecodeError, Decoder, Encode};
 /// A serde value as a message: [`Encode`] for `T: Serialize`, [`Decode`] for
 /// `T: DeserializeOwned`, so `Serde<T>` is a [`Message`](super::Message).
 ///
+/// Python pickles any object it is given; `Serde` is the closest thing here: any
+/// `Serialize + DeserializeOwned` type becomes a message without a hand-written
+/// [`Encode`]/[`Decode`] impl.
+///
 /// Wrap the value when sending and unwrap it when receiving; the wrapper adds no bytes (the
 /// format is [below](#wire-format)). `T` may be a reference, so sending needs no clone:
 /// `conn.send(&Serde(&value))`, and the peer receives a `Serde<Value>`.
@@ -296,6 +300,29 @@ impl<T: DeserializeOwned> Decode for Serde<T> {
 // ---------------------------------------------------------------------------------------------
 
 /// Why a value could not be serialized: its `Serialize` impl failed, or skipped a struct field.
+///
+/// Python's `pickle` raises `PicklingError` (or the object's own exception) for an object it
+/// cannot pickle; here [`Serde::try_encode`] and [`Serde::try_to_bytes`] return a
+/// `SerializeError` (a plain `send` of such a value panics instead, see [`Serde`]).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::Serde;
+///
+/// #[derive(serde::Serialize)]
+/// struct Note {
+///     // Skipping a field cannot be expressed in a positional format.
+///     #[serde(skip_serializing_if = "Option::is_none")]
+///     text: Option<String>,
+/// }
+///
+/// match Serde(Note { text: None }).try_to_bytes() {
+///     Err(e) => assert!(!e.message().is_empty()),
+///     Ok(bytes) => panic!("unexpectedly encoded as {bytes:?}"),
+/// }
+/// assert!(Serde(Note { text: Some("kept".into()) }).try_to_bytes().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerializeError {
     message: String,

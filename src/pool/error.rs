@@ -18,6 +18,40 @@ use multiproc_sys::wait::signal_name;
 /// [`BrokenPool`](Self::BrokenPool) mean the pool is unusable: every pending task and every later
 /// submission fails with them. The error is `Clone` so that a result can be fetched more than
 /// once, as in Python.
+///
+/// Python raises a different exception for each of these: the task's own exception re-raised
+/// from the worker, `multiprocessing.TimeoutError`, `ValueError('Pool not running')`,
+/// `concurrent.futures.CancelledError`, `BrokenProcessPool`, ...; here each is a variant of
+/// `PoolError`, and each variant's docs name the Python exception it stands for.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, PoolError};
+///
+/// # fn main() -> Result<(), PoolError> {
+/// let pool = Pool::new(1)?;
+/// let divide = |x: u32| -> u32 {
+///     if x == 0 {
+///         panic!("division by zero");
+///     }
+///     100 / x
+/// };
+/// // Python re-raises the worker's ZeroDivisionError; here the task fails with its panic.
+/// match pool.apply(divide, 0) {
+///     Err(PoolError::Panicked(msg)) => assert_eq!(msg, "division by zero"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(pool.apply(divide, 4)?, 25); // the worker survived
+///
+/// pool.close()?;
+/// match pool.apply(divide, 4) {
+///     Err(e @ PoolError::NotRunning) => assert_eq!(e.to_string(), "Pool not running"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum PoolError {

@@ -220,7 +220,28 @@ impl Drop for ProcessPoolExecutor {
     }
 }
 
-/// The lazy iterator of [`ProcessPoolExecutor::map`].
+/// The lazy iterator of [`ProcessPoolExecutor::map`] — the iterator Python's `Executor.map`
+/// returns.
+///
+/// Each item is `Ok(value)` or that input's error, in input order. As in Python, `timeout`
+/// counts from the `map` call: once it has passed, the next item is
+/// `Err(PoolError::Timeout)` (Python's `TimeoutError`) and the iteration ends.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::ProcessPoolExecutor;
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(2)?;
+/// // Python: list(ex.map(square, range(5), timeout=10))
+/// let squares: Vec<u64> =
+///     ex.map(|x: u64| x * x, 0..5, 1, Some(Duration::from_secs(10)))?.collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [0, 1, 4, 9, 16]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct ExecutorMap<I: Iterator, R> {
     inner: Option<IMap<I, R>>,
     deadline: Deadline,
@@ -262,6 +283,29 @@ where
 ///
 /// Clones refer to the same call. Every future resolves: with its value, its error,
 /// [`PoolError::Cancelled`], or a broken-pool error.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::Duration;
+/// use multiproc::ProcessPoolExecutor;
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(1)?;
+/// // Python: f = ex.submit(total, 100)
+/// let f = ex.submit(|n: u64| (1..=n).sum::<u64>(), 100)?;
+/// let called = Arc::new(AtomicBool::new(false));
+/// let flag = Arc::clone(&called);
+/// f.add_done_callback(move |_| flag.store(true, Ordering::SeqCst));
+/// assert_eq!(f.result(Some(Duration::from_secs(10)))?, 5050); // f.result(timeout=10)
+/// assert!(f.done() && !f.cancelled());
+/// assert!(f.exception(None)?.is_none());
+/// assert!(called.load(Ordering::SeqCst));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Future<R> {
     shared: Arc<Shared>,
     batch: BatchId,
@@ -402,6 +446,23 @@ impl<R: 'static> Future<R> {
 // wait and as_completed
 
 /// When [`wait`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::futures::{ProcessPoolExecutor, ReturnWhen, wait};
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(2)?;
+/// let fs: Vec<_> = (1..=3u32).map(|i| ex.submit(|i: u32| i * 2, i)).collect::<Result<_, _>>()?;
+/// // Python: wait(fs, timeout=10, return_when=FIRST_COMPLETED)
+/// let r = wait(&fs, Some(Duration::from_secs(10)), ReturnWhen::FirstCompleted)?;
+/// assert!(!r.done.is_empty());
+/// assert_eq!(r.done.len() + r.not_done.len(), 3);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnWhen {
     /// As soon as any future finishes or is cancelled.
@@ -415,6 +476,25 @@ pub enum ReturnWhen {
 
 /// What [`wait`] returns: the futures that are done, and the others (Python's named tuple of
 /// sets; duplicates appear once).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::futures::{ProcessPoolExecutor, ReturnWhen, wait};
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(2)?;
+/// let fs: Vec<_> = (1..=3u32).map(|i| ex.submit(|i: u32| i * 10, i)).collect::<Result<_, _>>()?;
+/// // Python: done, not_done = wait(fs, timeout=10)
+/// let r = wait(&fs, Some(Duration::from_secs(10)), ReturnWhen::AllCompleted)?;
+/// assert!(r.not_done.is_empty());
+/// let mut values: Vec<u32> = r.done.iter().map(|f| f.result(None)).collect::<Result<_, _>>()?;
+/// values.sort();
+/// assert_eq!(values, [10, 20, 30]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct WaitResult<'a, R> {
     /// Finished or cancelled futures.
     pub done: Vec<&'a Future<R>>,
@@ -547,7 +627,32 @@ pub fn as_completed<R>(fs: &[Future<R>], timeout: Option<Duration>) -> AsComplet
     AsCompleted { ready, pending, total, deadline, ended: false }
 }
 
-/// The iterator of [`as_completed`].
+/// The iterator of [`as_completed`] — the generator Python's
+/// `concurrent.futures.as_completed` returns.
+///
+/// Each item is a future that has finished (or was cancelled); once the deadline passes, the
+/// next item is `Err(PoolError::Unfinished { .. })` (Python's `TimeoutError('N (of M) futures
+/// unfinished')`) and the iteration ends.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{ProcessPoolExecutor, as_completed};
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(2)?;
+/// let fs: Vec<_> =
+///     [3u64, 1, 2].into_iter().map(|n| ex.submit(|n: u64| n * n, n)).collect::<Result<_, _>>()?;
+/// // Python: for f in as_completed(fs, timeout=10): total += f.result()
+/// let mut total = 0;
+/// for f in as_completed(&fs, Some(Duration::from_secs(10))) {
+///     total += f?.result(None)?;
+/// }
+/// assert_eq!(total, 14);
+/// # Ok(())
+/// # }
+/// ```
 pub struct AsCompleted<'a, R> {
     ready: VecDeque<&'a Future<R>>,
     pending: Vec<&'a Future<R>>,

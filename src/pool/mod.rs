@@ -162,6 +162,35 @@ pub const DEFAULT_TERMINATE_GRACE: Duration = Duration::from_millis(100);
 static POOL_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What an initializer may return: `()` (a panic is the failure) or `Result<(), E>`.
+///
+/// Python's `initializer` returns nothing and fails by raising (after which Python restarts
+/// the worker forever, gh-87472); here it returns `()` and fails by panicking, or returns a
+/// `Result<(), E>` whose `Err` breaks the pool: every task then fails with
+/// [`PoolError::InitializerFailed`] and no worker is restarted.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, PoolError};
+///
+/// # fn main() -> Result<(), PoolError> {
+/// let pool = Pool::builder()
+///     .processes(1)
+///     .initializer(|| -> Result<(), String> { Ok(()) })
+///     .build()?;
+/// assert_eq!(pool.apply(|x: u8| x + 1, 1)?, 2);
+///
+/// let broken = Pool::builder()
+///     .processes(1)
+///     .initializer(|| -> Result<(), String> { Err("no config file".into()) })
+///     .build()?;
+/// match broken.apply(|x: u8| x + 1, 1) {
+///     Err(PoolError::InitializerFailed(msg)) => assert!(msg.contains("no config file")),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub trait InitResult {
     /// `Err` with a message if the initializer failed.
     fn into_result(self) -> Result<(), String>;
@@ -357,6 +386,25 @@ impl PoolBuilder {
 ///
 /// See the [module docs](self) for what it runs, how it survives crashes, and what dropping it
 /// does (it terminates).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::Pool;
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = Pool::new(2)?; // Python: pool = Pool(2)
+/// assert_eq!(pool.map(|x: i64| x * x, [1, 2, 3])?, [1, 4, 9]);
+/// assert_eq!(pool.starmap(|a: i64, b: u32| a.pow(b), [(2, 3), (3, 2)])?, [8, 9]);
+/// let r = pool.apply_async(|s: String| s.to_uppercase(), "hi".to_string())?;
+/// assert_eq!(r.get(Some(Duration::from_secs(10)))?, "HI");
+/// // Python: pool.close(); pool.join()
+/// pool.close()?;
+/// pool.join(Some(Duration::from_secs(10)))?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Pool {
     shared: Arc<Shared>,
 }

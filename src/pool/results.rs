@@ -172,6 +172,33 @@ impl<T> Drop for AsyncResult<T> {
 ///
 /// Dropping it before the end forgets the remaining inputs: queued chunks are not run,
 /// results of chunks already running are discarded.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Pool, PoolError};
+///
+/// # fn main() -> Result<(), PoolError> {
+/// let pool = Pool::new(2)?;
+/// let tenfold = |x: u32| -> u32 {
+///     if x == 2 {
+///         panic!("bad item");
+///     }
+///     x * 10
+/// };
+/// let t = Some(Duration::from_secs(10));
+/// // Python: it = pool.imap(tenfold, range(4)); it.next(timeout=10)
+/// let mut it = pool.imap(tenfold, 0..4, 1)?;
+/// assert!(matches!(it.next_timeout(t), Some(Ok(0))));
+/// assert!(matches!(it.next_timeout(t), Some(Ok(10))));
+/// // The failed item is an error at its position; the iteration goes on.
+/// assert!(matches!(it.next_timeout(t), Some(Err(PoolError::Panicked(_)))));
+/// assert!(matches!(it.next_timeout(t), Some(Ok(30))));
+/// assert!(it.next_timeout(t).is_none());
+/// # Ok(())
+/// # }
+/// ```
 pub struct IMap<I: Iterator, R> {
     shared: Arc<Shared>,
     batch: BatchId,

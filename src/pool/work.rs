@@ -69,6 +69,10 @@ pub(crate) use sealed::Job;
 /// [`PoolError::InvalidArgument`] otherwise. Register such closures with the builder instead:
 /// they are inherited by every worker when the pool is created.
 ///
+/// Python pickles the function with every task, by reference to its module and name, so a
+/// lambda or a closure cannot be sent at all; here a function is sent by address, and a
+/// closure that captures data is registered instead (see [`Task`]).
+///
 /// ```
 /// use multiproc::Pool;
 ///
@@ -96,6 +100,9 @@ pub trait Work<A, R>: Copy + Send + 'static + sealed::Sealed {
 /// closure that captures nothing, or a `fn` pointer) run on each `(a, b, ...)` item, or a
 /// [`Task`] registered for the whole tuple.
 ///
+/// Python's `starmap` calls `func(*args)` on each item; here the tuple's fields become the
+/// function's arguments, and the function's type fixes how many there are.
+///
 /// ```
 /// # fn main() -> Result<(), multiproc::PoolError> {
 /// let pool = multiproc::Pool::new(2)?;
@@ -115,6 +122,29 @@ pub trait StarWork<Args, R>: Copy + Send + 'static + sealed::Sealed {
 /// captured (a big table, a configuration, an `Arc`), without sending it.
 ///
 /// A `Task` is a small `Copy` handle that only the pool it was registered with accepts.
+///
+/// Python has no such handle: it pickles the function with every task and cannot send a
+/// closure at all. Here a closure that captures data is registered with the builder, and the
+/// `Task` names it.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, PoolError, Task};
+///
+/// # fn main() -> Result<(), PoolError> {
+/// let offset = 1000u64; // captured in the parent, inherited by every worker
+/// let mut builder = Pool::builder().processes(2);
+/// let add: Task<u64, u64> = builder.register(move |x: u64| x + offset);
+/// let pool = builder.build()?;
+/// assert_eq!(pool.map(add, [1, 2])?, [1001, 1002]);
+/// assert_eq!(pool.apply(add, 5)?, 1005); // `Copy`: use it as often as needed
+///
+/// let other = Pool::new(1)?;
+/// assert!(matches!(other.apply(add, 1), Err(PoolError::InvalidArgument(_))));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Task<A, R> {
     pub(crate) pool: u64,
     pub(crate) index: usize,
@@ -298,6 +328,7 @@ where
 
 /// Decodes one value that starts at `rest`, with a fresh [`Decoder`] (so the decoder's limits
 /// apply per value, not per chunk), and advances `rest` past it.
+#[inline]
 fn decode_one<T: Decode>(rest: &mut &[u8]) -> Result<T, String> {
     let mut d = Decoder::new(rest);
     let value = d.decode::<T>().map_err(|e| e.to_string())?;
@@ -324,10 +355,31 @@ pub(crate) fn run_chunk<A: Decode, R: Encode>(
             return;
         }
     };
-    for i in 0..count {
-        let arg = match decode_one::<A>(&mut rest) {
-            Ok(arg) => arg,
-            Err(e) => {
+    // One `catch_unwind` around the whole loop (not two per item, which would keep `f` and the
+    // encoder from being inlined): a panic ends the protected run at item `i`, is recorded as
+    // that item's error, and the loop resumes at the next item.
+    let mut i = 0u64;
+    // Where item `i`'s result starts in `out`, and whether `f` had returned (the panic came
+    // from encoding its result).
+    let mut mark = out.len();
+    let mut encoding = false;
+    while i < count {
+        let run = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
+            while i < count {
+                mark = out.len();
+                encoding = false;
+                let arg = decode_one::<A>(&mut rest)?;
+                let value = f(arg);
+                encoding = true;
+                out.push(ITEM_OK);
+                value.encode(out);
+                i += 1;
+            }
+            Ok(())
+        }));
+        match run {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 // The items after a bad one cannot be located: they all fail with it.
                 let msg = format!("cannot decode the argument: {e}");
                 for _ in i..count {
@@ -336,20 +388,11 @@ pub(crate) fn run_chunk<A: Decode, R: Encode>(
                 }
                 return;
             }
-        };
-        match catch_unwind(AssertUnwindSafe(|| f(arg))) {
-            Ok(value) => {
-                let mark = out.len();
-                out.push(ITEM_OK);
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| value.encode(out))) {
-                    out.truncate(mark);
-                    out.push(ITEM_BAD_RESULT);
-                    panic_message(&*payload).encode(out);
-                }
-            }
             Err(payload) => {
-                out.push(ITEM_PANIC);
+                out.truncate(mark);
+                out.push(if encoding { ITEM_BAD_RESULT } else { ITEM_PANIC });
                 panic_message(&*payload).encode(out);
+                i += 1;
             }
         }
     }

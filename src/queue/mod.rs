@@ -69,6 +69,42 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 
 /// The queue's shared state failed validation: another process wrote garbage into it (a bug),
 /// or it is not a queue any more. The message names the check that failed.
+///
+/// Python has no counterpart: garbage in a queue's pipe surfaces as an unpickling error, or a
+/// hang. Here the shared header is checked on every operation, and a failed check is this
+/// error (inside [`PutError::Corrupt`], [`GetError::Corrupt`], ...) instead of an
+/// out-of-bounds read or a panic.
+///
+/// # Examples
+///
+/// Handling it: stop using the queue. (A healthy queue never produces it; the example runs on
+/// one.)
+///
+/// ```
+/// use multiproc::{GetError, Queue};
+///
+/// /// Takes every item that is in the queue now.
+/// fn drain(q: &Queue<u32>) -> Result<Vec<u32>, String> {
+///     let mut items = Vec::new();
+///     loop {
+///         match q.get_nowait() {
+///             Ok(item) => items.push(item),
+///             Err(GetError::Empty) => return Ok(items),
+///             // Another process garbled the segment: give up on this queue.
+///             Err(GetError::Corrupt(c)) => return Err(format!("queue unusable: {}", c.what())),
+///             Err(e) => return Err(e.to_string()),
+///         }
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let q = Queue::new()?;
+/// q.put(1, None)?;
+/// q.put(2, None)?;
+/// assert_eq!(drain(&q)?, [1, 2]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Corruption {
     what: &'static str,
@@ -91,6 +127,31 @@ impl std::error::Error for Corruption {}
 
 /// Why [`Queue::put`] (or `put_nowait`, or [`SimpleQueue::put`]) failed. Every variant hands
 /// the item back.
+///
+/// Python raises `queue.Full` (and `ValueError` on a closed queue); here `put` returns a
+/// `PutError` that carries the item, so nothing is lost.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{PutError, Queue};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let q: Queue<String> = Queue::with_maxsize(1)?;
+/// q.put_nowait("first".to_string())?;
+/// // Python: q.put_nowait("second") raises queue.Full
+/// match q.put_nowait("second".to_string()) {
+///     Err(PutError::Full(item)) => assert_eq!(item, "second"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// q.close();
+/// match q.put_nowait("third".to_string()) {
+///     Err(e) if e.is_closed() => assert_eq!(e.into_inner(), "third"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub enum PutError<T> {
     /// The queue stayed full until the timeout (Python's `queue.Full`): `maxsize` items, or not
@@ -176,6 +237,30 @@ impl<T> std::error::Error for PutError<T> {
 }
 
 /// Why [`Queue::get`] (or `get_nowait`, or [`SimpleQueue::get`]) returned no item.
+///
+/// Python raises `queue.Empty` when a `get` times out; here `get` returns
+/// [`GetError::Empty`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{GetError, Queue};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let q: Queue<u32> = Queue::new()?;
+/// // Python: q.get(timeout=0.01) raises queue.Empty
+/// match q.get(Some(Duration::from_millis(10))) {
+///     Err(GetError::Empty) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// q.put(1, None)?;
+/// q.close();
+/// assert_eq!(q.get(None)?, 1); // what was left
+/// assert!(matches!(q.get(None), Err(GetError::Closed))); // then Closed, without blocking
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum GetError {
@@ -227,6 +312,27 @@ impl std::error::Error for GetError {
 }
 
 /// Why [`JoinableQueue::task_done`] failed.
+///
+/// Python raises `ValueError('task_done() called too many times')`; here `task_done` returns
+/// [`TaskDoneError::TooManyCalls`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{JoinableQueue, TaskDoneError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let q: JoinableQueue<u32> = JoinableQueue::new()?;
+/// q.put(1, None)?;
+/// q.get(None)?;
+/// q.task_done()?;
+/// match q.task_done() {
+///     Err(TaskDoneError::TooManyCalls) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskDoneError {
@@ -249,6 +355,29 @@ impl fmt::Display for TaskDoneError {
 impl std::error::Error for TaskDoneError {}
 
 /// Why [`JoinableQueue::join`] returned before every item was done.
+///
+/// Python's `JoinableQueue.join()` has no timeout and may wait forever; here `join` takes one,
+/// and [`QueueJoinError::Timeout`] says it passed.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{JoinableQueue, QueueJoinError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let q: JoinableQueue<String> = JoinableQueue::new()?;
+/// q.put("job".to_string(), None)?;
+/// match q.join(Some(Duration::from_millis(10))) {
+///     Err(QueueJoinError::Timeout) => assert_eq!(q.unfinished_tasks(), 1),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// let _job = q.get(None)?;
+/// q.task_done()?;
+/// q.join(Some(Duration::ZERO))?; // nothing unfinished: returns at once
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QueueJoinError {
@@ -271,6 +400,35 @@ impl std::error::Error for QueueJoinError {}
 
 /// Any queue error, without the item: for callers that propagate errors with `?` and do not
 /// want the item back.
+///
+/// Python raises a different exception for each case (`queue.Full`, `queue.Empty`,
+/// `ValueError`, ...); `QueueError` gathers them, and every queue error converts into it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Queue, QueueError};
+///
+/// /// Moves one item from `from` to `to`, doubled.
+/// fn forward(from: &Queue<u32>, to: &Queue<u32>) -> Result<(), QueueError> {
+///     let item = from.get(Some(Duration::from_millis(10)))?;
+///     to.put(item * 2, Some(Duration::from_millis(10)))?;
+///     Ok(())
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (a, b) = (Queue::new()?, Queue::new()?);
+/// a.put(21, None)?;
+/// forward(&a, &b)?;
+/// assert_eq!(b.get_nowait()?, 42);
+/// match forward(&a, &b) {
+///     Err(QueueError::Empty) => {} // Python: queue.Empty
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum QueueError {
@@ -376,9 +534,36 @@ mod sealed {
 use sealed::Sealed;
 
 /// A queue type that [`QueueBuilder`] can build: [`Queue`], [`JoinableQueue`], [`SimpleQueue`].
+///
+/// Python has no builder: `maxsize` is the argument of `Queue(maxsize)` and
+/// `JoinableQueue(maxsize)`, and the ring size has no Python counterpart. This sealed trait
+/// lets code be generic over the queue type a builder makes.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::queue::{BuildQueue, QueueBuilder};
+/// use multiproc::{JoinableQueue, Queue};
+///
+/// /// Builds any kind of queue with a small ring.
+/// fn small<Q: BuildQueue>(builder: QueueBuilder<Q>) -> std::io::Result<Q> {
+///     builder.capacity_bytes(4096).build()
+/// }
+///
+/// # fn main() -> std::io::Result<()> {
+/// let q = small(Queue::<u8>::builder())?;
+/// let j = small(JoinableQueue::<u8>::builder().maxsize(5))?; // JoinableQueue(maxsize=5)
+/// assert_eq!((q.capacity_bytes(), j.capacity_bytes(), j.maxsize()), (4096, 4096, 5));
+/// # Ok(())
+/// # }
+/// ```
 pub trait BuildQueue: Sealed {}
 
 /// Options for a new queue: `Queue::<T>::builder().capacity_bytes(n).maxsize(items).build()`.
+///
+/// Python has no builder: [`maxsize`](Self::maxsize) is the argument of Python's
+/// `Queue(maxsize)` and `JoinableQueue(maxsize)`; the ring's size
+/// ([`capacity_bytes`](Self::capacity_bytes)) has no Python counterpart.
 ///
 /// ```
 /// use multiproc::Queue;

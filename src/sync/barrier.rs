@@ -107,6 +107,30 @@ const_assert!(align_of::<Slot>() <= 64);
 type Action = Arc<dyn Fn() + Send + Sync + 'static>;
 
 /// Why [`Barrier::wait`] did not return an arrival index.
+///
+/// Python raises `threading.BrokenBarrierError` in every case; here the party whose own
+/// timeout passed gets [`Timeout`](Self::Timeout), the others [`Broken`](Self::Broken).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Barrier, BarrierError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let barrier = Barrier::new(2)?;
+/// // Nobody else comes: the wait times out, and the barrier breaks.
+/// match barrier.wait(Some(Duration::from_millis(10))) {
+///     Err(BarrierError::Timeout) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// // Broken for everyone until reset (Python: BrokenBarrierError).
+/// assert!(matches!(barrier.wait(Some(Duration::from_millis(10))), Err(BarrierError::Broken)));
+/// barrier.reset()?;
+/// assert!(!barrier.broken());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BarrierError {
@@ -159,6 +183,36 @@ fn corrupt(what: &str) -> BarrierError {
 
 /// Options for a [`Barrier`]: `Barrier::builder(3).action(f).timeout(Some(d)).build()` —
 /// Python's `Barrier(parties, action=None, timeout=None)`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Barrier, Process, RawValue};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Shared memory, so that the action's effect is seen whichever process runs it.
+/// let cycles = RawValue::new(0u32)?;
+/// let counter = cycles.clone();
+/// // Python: Barrier(2, action=..., timeout=10)
+/// let barrier = Barrier::builder(2)
+///     .action(move || {
+///         counter.fetch_add(1);
+///     })
+///     .timeout(Some(Duration::from_secs(10)))
+///     .build()?;
+/// let child = {
+///     let barrier = barrier.clone();
+///     Process::new(move || barrier.wait(None).expect("barrier")) // None: the 10 s default
+/// };
+/// child.start()?;
+/// let mine = barrier.wait(None)?;
+/// let theirs = child.join(Some(Duration::from_secs(10)))?;
+/// assert_eq!(mine + theirs, 1); // arrival indices 0 and 1
+/// assert_eq!(cycles.load(), 1); // the action ran once
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct BarrierBuilder {
     parties: usize,

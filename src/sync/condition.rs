@@ -117,6 +117,34 @@ impl ConditionLock {
 }
 
 /// Why [`Condition::wait`] or [`Condition::wait_for`] failed.
+///
+/// Python raises `AssertionError` for a wait without the lock, and has no way to report a
+/// holder that died; here `wait` returns a `WaitError`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{AcquireError, Condition, Lock, Value, WaitError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cond = Condition::new()?;
+/// // Python: AssertionError('must acquire() condition before using wait()')
+/// match cond.wait(Some(Duration::from_millis(1))) {
+///     Err(WaitError::NotOwner) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+///
+/// // A lock shared with a `Value` cannot be released under the `Value`'s guard.
+/// let lock = Lock::new()?;
+/// let value = Value::with_lock(0u32, lock.clone())?;
+/// let cond = Condition::with_lock(lock)?;
+/// let guard = value.lock().map_err(AcquireError::without_guard)?;
+/// assert!(matches!(cond.wait(Some(Duration::ZERO)), Err(WaitError::LockedForData)));
+/// drop(guard);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WaitError {
@@ -161,6 +189,26 @@ impl std::error::Error for WaitError {
 }
 
 /// Why [`Condition::notify`] or [`Condition::notify_all`] failed.
+///
+/// Python raises `AssertionError('lock is not owned')`; here `notify` returns a
+/// `NotifyError`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{AcquireError, Condition, NotifyError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cond = Condition::new()?;
+/// match cond.notify(1) {
+///     Err(NotifyError::NotOwner) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// let _guard = cond.lock().map_err(AcquireError::without_guard)?;
+/// cond.notify_all()?; // with the lock held: fine, even with nobody waiting
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum NotifyError {

@@ -14,6 +14,43 @@ use std::io;
 ///
 /// `G` is the guard type. [`AcquireError::OwnerDied`] still carries it: the caller holds the
 /// lock, like a poisoned [`std::sync::Mutex`].
+///
+/// Python's `acquire` returns `False` on a timeout, hangs when the thread already holds a
+/// `Lock`, and waits forever for a holder that died; here a timeout is
+/// [`Timeout`](Self::Timeout) (or `Ok(false)` from the Python-style `acquire`), and the other
+/// two cases are the errors [`WouldDeadlock`](Self::WouldDeadlock) and
+/// [`OwnerDied`](Self::OwnerDied).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{AcquireError, Lock, Process};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let lock = Lock::new()?;
+/// // A child takes the lock and exits without releasing it, as if it had been killed.
+/// let child = {
+///     let lock = lock.clone();
+///     Process::new(move || std::mem::forget(lock.lock().expect("lock")))
+/// };
+/// child.start()?;
+/// child.join(Some(Duration::from_secs(10)))?;
+///
+/// // Python's Lock would stay locked forever; here the next acquirer is told, and holds it.
+/// match lock.lock_timeout(Some(Duration::from_secs(10))) {
+///     Err(AcquireError::OwnerDied(guard)) => drop(guard), // check the protected data here
+///     Ok(_) => panic!("the dead holder was not reported"),
+///     Err(e) => return Err(e.without_guard().into()),
+/// }
+///
+/// // The lock works normally again; taking it twice in one thread is an error, not a hang.
+/// let guard = lock.try_lock().map_err(AcquireError::without_guard)?;
+/// assert!(matches!(lock.try_lock(), Err(AcquireError::WouldDeadlock)));
+/// drop(guard);
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub enum AcquireError<G> {
     /// The timeout passed (with a zero timeout: the lock was busy).
@@ -86,6 +123,28 @@ impl<G> std::error::Error for AcquireError<G> {
 }
 
 /// Misuse of a `release` (Python raises `ValueError`, `AssertionError` or `RuntimeError`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{BoundedSemaphore, Lock, ReleaseError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let lock = Lock::new()?;
+/// // Python: ValueError('semaphore or lock released too many times')
+/// match lock.release() {
+///     Err(ReleaseError::NotHeld) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+///
+/// let sem = BoundedSemaphore::new(1)?;
+/// match sem.release() {
+///     Err(ReleaseError::TooManyReleases) => assert_eq!(sem.get_value(), 1),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ReleaseError {

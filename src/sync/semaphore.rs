@@ -470,11 +470,37 @@ impl fmt::Debug for BoundedSemaphore {
     }
 }
 
-/// A permit of a [`Semaphore`] or [`BoundedSemaphore`]; dropping it releases the permit.
+/// A permit of a [`Semaphore`] or [`BoundedSemaphore`]; dropping it releases the permit — the
+/// body of Python's `with sem:`.
 ///
 /// Returned by `guard` and `acquire_guard`. A release error on drop (possible only if other
 /// code over-released a [`BoundedSemaphore`], or the state was garbled) is ignored: use
 /// [`release`](Self::release) to see it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{AcquireError, Semaphore};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sem = Semaphore::new(2)?;
+/// {
+///     let _permit = sem.guard()?; // Python: with sem:
+///     assert_eq!(sem.get_value(), 1);
+/// }
+/// assert_eq!(sem.get_value(), 2);
+///
+/// let a = sem.acquire_guard(Some(Duration::ZERO)).map_err(AcquireError::without_guard)?;
+/// let b = sem.acquire_guard(Some(Duration::ZERO)).map_err(AcquireError::without_guard)?;
+/// // No permit left: Python's acquire(timeout=0) returns False.
+/// assert!(matches!(sem.acquire_guard(Some(Duration::ZERO)), Err(AcquireError::Timeout)));
+/// a.release()?; // reports a release error, where dropping would ignore it
+/// drop(b);
+/// assert_eq!(sem.get_value(), 2);
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "dropping the guard releases the permit at once"]
 pub struct SemaphoreGuard<'a> {
     core: &'a SemCore,
