@@ -367,7 +367,11 @@ fn means_unavailable(e: Errno) -> bool {
 pub fn pidfd_open(pid: Pid) -> Result<Pidfd> {
     match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
         Ok(fd) => {
-            PIDFD_AVAILABLE.store(PIDFD_YES, Ordering::Relaxed);
+            // Store only on the first success: a store on every call would make each one
+            // write the cache line that all threads read.
+            if PIDFD_AVAILABLE.load(Ordering::Relaxed) != PIDFD_YES {
+                PIDFD_AVAILABLE.store(PIDFD_YES, Ordering::Relaxed);
+            }
             Ok(Pidfd(fd))
         }
         Err(e) => {
