@@ -94,6 +94,39 @@ fn items_come_out_in_order_with_exact_counts() {
 }
 
 #[test]
+fn items_of_every_small_size_come_out_intact_whether_read_at_once_or_later() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    // A consumer that has caught up copies the latest small record from a slot next to
+    // `tail`; one that is behind reads the ring. Both paths, every size around the slot's
+    // limit, and the first record of a fresh queue (position 0).
+    let item = |n: usize| (0..n).map(|i| (i * 7 + n) as u8).collect::<Vec<u8>>();
+    for n in 0..=80 {
+        let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(256).build().unwrap();
+        q.put(item(n), None).unwrap();
+        assert_eq!(q.get(None).unwrap(), item(n), "fresh queue, {n} bytes");
+        let mut b = Vec::new();
+        q.put_bytes(&item(n), None).unwrap();
+        assert_eq!(q.get_bytes_into(&mut b, None).unwrap(), n);
+        assert_eq!(b, item(n));
+    }
+    let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4096).build().unwrap();
+    for round in 0..3 {
+        for n in 0..=48 {
+            q.put(item(n), None).unwrap();
+            if round == 0 {
+                assert_eq!(q.get(None).unwrap(), item(n), "read at once, {n} bytes");
+            }
+        }
+        if round > 0 {
+            for n in 0..=48 {
+                assert_eq!(q.get(None).unwrap(), item(n), "read later, {n} bytes");
+            }
+        }
+    }
+    assert!(q.empty());
+}
+
+#[test]
 fn handles_are_send_and_sync_whatever_the_item_type() {
     fn send_sync<T: Send + Sync>() {}
     // Items travel encoded, so even a `!Send` item type gives a shareable handle.
@@ -854,12 +887,24 @@ fn a_garbled_header_gives_corrupt_not_a_crash() {
     assert!(matches!(q.get(None), Err(GetError::Corrupt(_))));
     assert!(matches!(q.put(2, None), Err(PutError::Corrupt(2, _))));
 
-    // A record whose sequence number is wrong.
+    // A record whose sequence number is wrong (the first of two: a consumer reads it from
+    // the ring, not from the copy of the latest record).
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
     q.put(1, None).unwrap();
+    q.put(2, None).unwrap();
     let (_, _, ring, _) = q.raw_parts_for_tests();
     unsafe { *ring.add(8) = 9 };
     assert!(matches!(q.get(None), Err(GetError::Corrupt(_))));
+
+    // A garbled copy of the latest record (length out of range): the ring is read instead.
+    let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
+    q.put(7, None).unwrap();
+    let (hdr, _, _, _) = q.raw_parts_for_tests();
+    // `prod` line: tail, slot_pos, slot_len, ...
+    unsafe {
+        (*hdr.add(128 + 16).cast::<std::sync::atomic::AtomicU64>()).store(1 << 40, Ordering::SeqCst)
+    };
+    assert_eq!(q.get(None).unwrap(), 7);
 }
 
 #[test]
