@@ -235,6 +235,27 @@ pub trait Encode {
             item.encode(out);
         }
     }
+
+    /// The bytes of a value whose encoding is a byte string (a `u64` length, then the bytes:
+    /// `[u8]`, `Vec<u8>`, `str`, `String`), so a transport can send them without encoding
+    /// them into a buffer first. `None` (the default) for every other type.
+    #[doc(hidden)]
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        None
+    }
+
+    /// The bytes of a slice of `Self` when they are its encoding (`u8`): the element-level
+    /// half of [`as_byte_string`](Encode::as_byte_string).
+    #[doc(hidden)]
+    #[inline]
+    fn slice_as_bytes(items: &[Self]) -> Option<&[u8]>
+    where
+        Self: Sized,
+    {
+        let _ = items;
+        None
+    }
 }
 
 /// A value that can be rebuilt from the codec's wire format.
@@ -307,6 +328,35 @@ pub trait Decode: Sized {
             input.note_element::<Self>(before, len)?;
         }
         Ok(v)
+    }
+
+    /// Whether `Self` is encoded as a byte string (a `u64` length, then the bytes), so a
+    /// transport may receive the bytes straight into a buffer and hand it to
+    /// [`from_byte_string`](Decode::from_byte_string) instead of decoding a copy.
+    #[doc(hidden)]
+    const BYTE_STRING: bool = false;
+
+    /// Whether `Self` is `u8` (the element-level half of `BYTE_STRING`).
+    #[doc(hidden)]
+    const IS_BYTE: bool = false;
+
+    /// The value whose encoding is the byte string `bytes` (its length prefix stripped). The
+    /// default decodes it as if it had come with its prefix; byte-string types take the buffer
+    /// over.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Decode::decode) on the same bytes.
+    #[doc(hidden)]
+    fn from_byte_string(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        decode_byte_string(bytes)
+    }
+
+    /// `bytes` as a `Vec<Self>` when `Self` is `u8`; every other type hands them back.
+    #[doc(hidden)]
+    #[inline]
+    fn vec_from_bytes(bytes: Vec<u8>) -> Result<Vec<Self>, Vec<u8>> {
+        Err(bytes)
     }
 
     /// Decodes `N` consecutive values into an array (no count on the wire).
@@ -396,6 +446,15 @@ pub fn from_bytes<T: Decode>(bytes: &[u8]) -> Result<T, DecodeError> {
     let value = T::decode(&mut input)?;
     input.finish()?;
     Ok(value)
+}
+
+/// Decodes the byte string `bytes` (length prefix stripped) the slow way: prefix put back, then
+/// an ordinary decode.
+fn decode_byte_string<T: Decode>(bytes: Vec<u8>) -> Result<T, DecodeError> {
+    let mut wire = Vec::with_capacity(8 + bytes.len());
+    encode_len(bytes.len(), &mut wire);
+    wire.extend_from_slice(&bytes);
+    from_bytes(&wire)
 }
 
 /// Appends the encoding of a sequence length to `out` (as a `u64`).
@@ -822,6 +881,11 @@ impl Encode for u8 {
     fn encode_slice(items: &[Self], out: &mut Vec<u8>) {
         out.extend_from_slice(items);
     }
+
+    #[inline]
+    fn slice_as_bytes(items: &[Self]) -> Option<&[u8]> {
+        Some(items)
+    }
 }
 
 impl Decode for u8 {
@@ -835,6 +899,13 @@ impl Decode for u8 {
     #[inline]
     fn decode_vec(len: usize, input: &mut Decoder<'_>) -> Result<Vec<Self>, DecodeError> {
         Ok(input.take(len)?.to_vec())
+    }
+
+    const IS_BYTE: bool = true;
+
+    #[inline]
+    fn vec_from_bytes(bytes: Vec<u8>) -> Result<Vec<Self>, Vec<u8>> {
+        Ok(bytes)
     }
 
     #[inline]
@@ -968,12 +1039,22 @@ impl Encode for str {
         encode_len(self.len(), out);
         out.extend_from_slice(self.as_bytes());
     }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
+    }
 }
 
 impl Encode for String {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         self.as_str().encode(out);
+    }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
     }
 }
 
@@ -987,6 +1068,13 @@ impl Decode for String {
             Ok(s) => Ok(s.to_owned()),
             Err(e) => Err(DecodeError::InvalidUtf8 { valid_up_to: e.valid_up_to() }),
         }
+    }
+
+    const BYTE_STRING: bool = true;
+
+    fn from_byte_string(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        String::from_utf8(bytes)
+            .map_err(|e| DecodeError::InvalidUtf8 { valid_up_to: e.utf8_error().valid_up_to() })
     }
 }
 
@@ -1004,12 +1092,22 @@ impl<T: Encode> Encode for [T] {
         encode_len(self.len(), out);
         T::encode_slice(self, out);
     }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        T::slice_as_bytes(self)
+    }
 }
 
 impl<T: Encode> Encode for Vec<T> {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         self.as_slice().encode(out);
+    }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        self.as_slice().as_byte_string()
     }
 }
 
@@ -1021,6 +1119,15 @@ impl<T: Decode> Decode for Vec<T> {
             let len = input.decode_seq_len::<T>()?;
             T::decode_vec(len, input)
         })
+    }
+
+    const BYTE_STRING: bool = T::IS_BYTE;
+
+    fn from_byte_string(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        match T::vec_from_bytes(bytes) {
+            Ok(v) => Ok(v),
+            Err(bytes) => decode_byte_string(bytes),
+        }
     }
 }
 
@@ -1074,12 +1181,22 @@ impl<T: Encode + ?Sized> Encode for &T {
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out);
     }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        (**self).as_byte_string()
+    }
 }
 
 impl<T: Encode + ?Sized> Encode for Box<T> {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out);
+    }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        (**self).as_byte_string()
     }
 }
 
@@ -1090,12 +1207,23 @@ impl<T: Decode> Decode for Box<T> {
     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         input.nested(|input| T::decode(input).map(Box::new))
     }
+
+    const BYTE_STRING: bool = T::BYTE_STRING;
+
+    fn from_byte_string(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        T::from_byte_string(bytes).map(Box::new)
+    }
 }
 
 impl<T: Encode + ?Sized> Encode for Rc<T> {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out);
+    }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        (**self).as_byte_string()
     }
 }
 
@@ -1106,12 +1234,23 @@ impl<T: Decode> Decode for Rc<T> {
     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         input.nested(|input| T::decode(input).map(Rc::new))
     }
+
+    const BYTE_STRING: bool = T::BYTE_STRING;
+
+    fn from_byte_string(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        T::from_byte_string(bytes).map(Rc::new)
+    }
 }
 
 impl<T: Encode + ?Sized> Encode for Arc<T> {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out);
+    }
+
+    #[inline]
+    fn as_byte_string(&self) -> Option<&[u8]> {
+        (**self).as_byte_string()
     }
 }
 
@@ -1121,6 +1260,12 @@ impl<T: Decode> Decode for Arc<T> {
     #[inline]
     fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         input.nested(|input| T::decode(input).map(Arc::new))
+    }
+
+    const BYTE_STRING: bool = T::BYTE_STRING;
+
+    fn from_byte_string(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        T::from_byte_string(bytes).map(Arc::new)
     }
 }
 

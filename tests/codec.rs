@@ -623,3 +623,39 @@ fn encode_framed_matches_header_then_payload() {
         assert_eq!(from_bytes::<Record>(&got).unwrap(), r);
     }
 }
+
+#[test]
+fn byte_strings_expose_their_bytes_and_take_a_buffer_over() {
+    fn check<T: Encode + Decode + PartialEq + Debug>(v: T, bytes: &[u8]) {
+        // The wire format is the length, then exactly the bytes a transport may send as they are.
+        assert_eq!(v.as_byte_string(), Some(bytes));
+        let mut wire = (bytes.len() as u64).to_le_bytes().to_vec();
+        wire.extend_from_slice(bytes);
+        assert_eq!(to_bytes(&v), wire);
+        assert!(T::BYTE_STRING);
+        assert_eq!(T::from_byte_string(bytes.to_vec()).unwrap(), v);
+    }
+    check(b"bytes".to_vec(), b"bytes");
+    check(Vec::<u8>::new(), b"");
+    check("h\u{e9}llo".to_string(), "h\u{e9}llo".as_bytes());
+    check(std::sync::Arc::new(vec![1u8, 2, 3]), &[1, 2, 3]);
+    check(Box::new("x".to_string()), b"x");
+    check(std::rc::Rc::new(vec![9u8]), &[9]);
+    assert_eq!(b"ab"[..].as_byte_string(), Some(&b"ab"[..]));
+    assert_eq!("ab".as_byte_string(), Some(&b"ab"[..]));
+
+    // Bytes that are not UTF-8 are the same error the ordinary decode gives.
+    let bad = vec![b'a', 0xff, b'b'];
+    let mut wire = 3u64.to_le_bytes().to_vec();
+    wire.extend_from_slice(&bad);
+    assert_eq!(String::from_byte_string(bad), Err(DecodeError::InvalidUtf8 { valid_up_to: 1 }));
+    assert_eq!(from_bytes::<String>(&wire), Err(DecodeError::InvalidUtf8 { valid_up_to: 1 }));
+
+    // Everything else is not a byte string; the default `from_byte_string` decodes what a
+    // receiver of the wire (length prefix, then the bytes) would.
+    assert_eq!(vec![1u16, 2].as_byte_string(), None);
+    assert_eq!(7u64.as_byte_string(), None);
+    const { assert!(!<Vec<u16>>::BYTE_STRING && !<u64>::BYTE_STRING && !<Option<Vec<u8>>>::BYTE_STRING) };
+    assert_eq!(<(u64, u8)>::from_byte_string(vec![5]), Ok((1, 5)));
+    assert!(<Vec<u16>>::from_byte_string(vec![1, 0, 2, 0]).is_err());
+}

@@ -1104,3 +1104,44 @@ fn queue_matches_a_vecdeque_model() {
         }
     }
 }
+
+#[test]
+fn byte_strings_go_straight_through_and_bad_utf8_is_a_decode_error() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let q: Queue<String> = Queue::builder().capacity_bytes(4096).build().unwrap();
+    q.put("abc".to_string(), None).unwrap();
+    q.put("d\u{e9}f".to_string(), None).unwrap();
+    // Garble the first record's payload (16-byte record header, 8-byte length, then "abc"):
+    // it is read from the ring, the second one from the copy of the latest record.
+    let (_, _, ring, _) = q.raw_parts_for_tests();
+    unsafe { *ring.add(16 + 8 + 1) = 0xff };
+    assert!(matches!(
+        q.get(None),
+        Err(GetError::Decode(multiproc::codec::DecodeError::InvalidUtf8 { valid_up_to: 1 }))
+    ));
+    assert_eq!(q.get(None).unwrap(), "d\u{e9}f");
+    assert!(q.empty());
+
+    // Big items of every kind of ring: larger than the ring, larger than a quarter of it but
+    // fitting (streamed anyway from 1 MiB on), and small enough to go whole.
+    for (ring, len) in
+        [(1 << 20, 5 << 20), (16 << 20, 6 << 20), (16 << 20, 3 << 20), (64 << 20, 2 << 20)]
+    {
+        let q: Queue<std::sync::Arc<Vec<u8>>> =
+            Queue::builder().capacity_bytes(ring).build().unwrap();
+        let cq = q.clone();
+        let p = child(move || {
+            for id in 0..3 {
+                cq.put(std::sync::Arc::new(pattern(id, len + id as usize)), None).unwrap();
+            }
+        });
+        p.start().unwrap();
+        for id in 0..3 {
+            let v = q.get(None).unwrap();
+            assert_eq!(v.len(), len + id as usize, "ring {ring}");
+            assert_eq!(check_pattern(&v), Some(id), "ring {ring}, item {id}");
+        }
+        p.join(None).unwrap();
+        assert_eq!(q.lost(), 0);
+    }
+}

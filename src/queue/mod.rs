@@ -848,6 +848,13 @@ impl<T: Message> Queue<T> {
     /// state is garbled.
     pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
         let until = Until::after(timeout);
+        if let Some(bytes) = item.as_byte_string() {
+            // A byte string (`Vec<u8>`, `String`, ...) is its own encoding after the length:
+            // copied once, straight into the ring.
+            let prefix = (bytes.len() as u64).to_le_bytes();
+            let r = self.raw.put(Payload { head: &prefix, body: bytes }, until);
+            return r.map_err(|fail| PutError::from_fail(item, fail));
+        }
         let r = with_scratch(&ENCODE_BUF, |buf| {
             buf.clear();
             // No lock is held while encoding: a panicking `Encode` impl leaves the queue as it
@@ -883,6 +890,12 @@ impl<T: Message> Queue<T> {
     /// [`GetError::Corrupt`] if the shared state is garbled.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
         let until = Until::after(timeout);
+        if T::BYTE_STRING {
+            // Copied once, straight from the ring into the buffer the item will own.
+            let mut buf = Vec::new();
+            self.get_byte_string(&mut buf, until)?;
+            return T::from_byte_string(buf).map_err(GetError::Decode);
+        }
         with_scratch(&DECODE_BUF, |buf| {
             self.raw.get(&mut Sink::new(buf, 0), until).map_err(GetError::from_fail)?;
             codec::from_bytes(buf).map_err(GetError::Decode)
@@ -964,6 +977,32 @@ impl<T> Queue<T> {
     pub fn positions_for_tests(&self) -> (u64, u64) {
         self.raw.positions()
     }
+
+    /// Gets an item encoded as a byte string into `buf`, length prefix stripped and checked.
+    fn get_byte_string(&self, buf: &mut Vec<u8>, until: Until) -> Result<usize, GetError> {
+        let mut sink = Sink::new(buf, 8);
+        self.raw.get(&mut sink, until).map_err(GetError::from_fail)?;
+        let prefix = sink.prefix();
+        let Ok(prefix) = <[u8; 8]>::try_from(prefix) else {
+            let available = prefix.len();
+            buf.clear();
+            return Err(GetError::Decode(DecodeError::Truncated { needed: 8, available }));
+        };
+        let declared = u64::from_le_bytes(prefix);
+        let actual = buf.len();
+        if declared != actual as u64 {
+            buf.clear();
+            return Err(GetError::Decode(if declared > actual as u64 {
+                DecodeError::Truncated {
+                    needed: usize::try_from(declared).unwrap_or(usize::MAX),
+                    available: actual,
+                }
+            } else {
+                DecodeError::TrailingBytes { count: actual - declared as usize }
+            }));
+        }
+        Ok(actual)
+    }
 }
 
 impl Queue<Vec<u8>> {
@@ -1017,28 +1056,7 @@ impl Queue<Vec<u8>> {
         buf: &mut Vec<u8>,
         timeout: Option<Duration>,
     ) -> Result<usize, GetError> {
-        let mut sink = Sink::new(buf, 8);
-        self.raw.get(&mut sink, Until::after(timeout)).map_err(GetError::from_fail)?;
-        let prefix = sink.prefix();
-        let Ok(prefix) = <[u8; 8]>::try_from(prefix) else {
-            let available = prefix.len();
-            buf.clear();
-            return Err(GetError::Decode(DecodeError::Truncated { needed: 8, available }));
-        };
-        let declared = u64::from_le_bytes(prefix);
-        let actual = buf.len();
-        if declared != actual as u64 {
-            buf.clear();
-            return Err(GetError::Decode(if declared > actual as u64 {
-                DecodeError::Truncated {
-                    needed: usize::try_from(declared).unwrap_or(usize::MAX),
-                    available: actual,
-                }
-            } else {
-                DecodeError::TrailingBytes { count: actual - declared as usize }
-            }));
-        }
-        Ok(actual)
+        self.get_byte_string(buf, Until::after(timeout))
     }
 }
 

@@ -54,15 +54,16 @@
 //! cache. Words a producer stores after publishing (`puts`, the journals) live in `pown`, so
 //! they never take `tail`'s line away from a consumer reading it.
 //!
-//! **Records that fit in the free space** are published with one `tail` store: a producer
-//! killed before it publishes nothing. **Big records** (larger than a quarter of the ring and
-//! larger than the free space) *stream*: the producer marks the stream
+//! **Records of at most a quarter of the ring** are published whole, with one `tail` store, once
+//! there is room for them: a producer killed before it publishes leaves nothing. **Big records**
+//! (larger than a quarter of the ring, and either larger than the free space or at least
+//! `PIPELINE` bytes) *stream*: the producer marks the stream
 //! (`stream_start`/`stream_end`), then publishes the record piece by piece (at most `PIECE`
-//! bytes each) as space frees; the consumer copies big records out piece by piece, freeing each
-//! piece at once. A consumer starts reading a record that is not complete only when it can
-//! never be complete in the ring (larger than the ring); everything else it reads whole once
-//! complete, and a producer streaming such a record always finds room for the rest once
-//! consumers reach its start, so nothing deadlocks.
+//! bytes each) as it writes them and as space frees; a consumer copies a big record out piece
+//! by piece as it arrives, freeing each piece at once. So the two copies of a big item overlap
+//! (the consumer copies one piece while the producer writes the next), and a record larger than
+//! the ring passes through it without deadlock: the producer waits only for room, which the
+//! consumer reading the same record makes.
 //!
 //! # Waiting
 //!
@@ -166,6 +167,10 @@ const STREAM_SPIN: Duration = Duration::from_micros(100);
 /// Words in the slot: records of up to `SLOT_BYTES` payload bytes are also copied there.
 const SLOT_WORDS: usize = 4;
 const SLOT_BYTES: u64 = SLOT_WORDS as u64 * 8;
+/// Payloads from this size on are received into a buffer reserved whole, with huge pages.
+const BIG_PAYLOAD: u64 = 4 << 20;
+/// Records this large (and larger than a quarter of the ring) stream even when they fit.
+const PIPELINE: u64 = 1 << 20;
 /// Largest piece a streaming producer publishes (and a consumer frees) at once: small enough
 /// that the other side can copy while this one writes, large enough to amortise the stores.
 const PIECE: u64 = 64 << 10;
@@ -444,6 +449,22 @@ impl<'a> Sink<'a> {
     fn reset(&mut self) {
         self.out.clear();
         self.got = 0;
+    }
+
+    /// Makes room for a whole payload of `len` bytes at once (one allocation instead of one
+    /// per streamed piece), with huge pages for a large one: see
+    /// [`advise_huge_pages`](multiproc_sys::mmap::advise_huge_pages).
+    fn reserve_payload(&mut self, len: u64) {
+        let rest = len.saturating_sub(self.divert as u64);
+        let Ok(rest) = usize::try_from(rest) else {
+            return;
+        };
+        let before = self.out.capacity();
+        // A length larger than the memory can hold fails here: leave it to the copies, which
+        // grow the buffer as the bytes actually arrive.
+        if self.out.try_reserve_exact(rest).is_ok() && self.out.capacity() != before {
+            multiproc_sys::mmap::advise_huge_pages(self.out.spare_capacity_mut());
+        }
     }
 
     /// Appends payload bytes held in a private buffer.
@@ -1085,10 +1106,13 @@ impl RawQueue {
                 return Err(Fail::Timeout);
             }
         }
+        if need > self.chunk() && (need >= PIPELINE || need > self.free_space(tail, need)?) {
+            // Big records stream: a record larger than the free space has to, and a large
+            // one is better streamed even when it fits, so a consumer copies one piece while
+            // this side writes the next.
+            return self.put_stream(payload, tail, puts, need, until);
+        }
         if need > self.free_space(tail, need)? {
-            if need > self.chunk() {
-                return self.put_stream(payload, tail, puts, need, until);
-            }
             let ok = self.wait_on(&h.space.v, until, false, Spin::Short, |_| {
                 if self.is_closed_word() {
                     return Err(Fail::Closed);
@@ -1385,11 +1409,14 @@ impl RawQueue {
             }
             if end <= t && need <= self.chunk() {
                 // The common case: a small, complete record.
+                if len >= BIG_PAYLOAD {
+                    out.reserve_payload(len);
+                }
                 out.append(self, head + REC_HDR, len);
                 self.finish_small_get(end, gets + 1);
                 return Ok(());
             }
-            if end <= t || need > self.cap {
+            if end <= t || need > self.chunk() {
                 if end > t && until.expired() {
                     // Do not start a record that cannot be finished in time.
                     return Err(Fail::Timeout);
@@ -1406,24 +1433,8 @@ impl RawQueue {
                     }
                 }
             }
-            // Incomplete, but it fits in the ring: wait for the rest of it.
-            let ok = self.wait_on(&h.data.v, until, true, Spin::Stream, |check| {
-                if check {
-                    let producer = self.check_producer()?;
-                    let t = self.load_tail(head)?;
-                    if matches!(producer, Producer::Idle)
-                        && t < end
-                        && self.aborted_at(gets).is_none()
-                    {
-                        return corrupt("an unfinished record has no producer");
-                    }
-                }
-                Ok(self.load_tail(head)? >= end || self.aborted_at(gets).is_some())
-            })?;
-            if !ok {
-                return Err(Fail::Timeout);
-            }
-            reload = true;
+            // Records that do not stream are published whole: a part of one is garbage.
+            return corrupt("a small record published in part");
         }
     }
 
@@ -1457,6 +1468,9 @@ impl RawQueue {
         };
         let p_start = start + REC_HDR;
         let p_end = p_start + payload_len;
+        if !discard {
+            out.reserve_payload(payload_len);
+        }
         let piece = self.piece();
         let mut released = pos;
         loop {
