@@ -169,6 +169,8 @@ const SLOT_WORDS: usize = 4;
 const SLOT_BYTES: u64 = SLOT_WORDS as u64 * 8;
 /// Payloads from this size on are received into a buffer reserved whole, with huge pages.
 const BIG_PAYLOAD: u64 = 4 << 20;
+/// The most a consumer reserves for a payload before its bytes arrive.
+const RESERVE_LIMIT: u64 = 1 << 30;
 /// Records this large (and larger than a quarter of the ring) stream even when they fit.
 const PIPELINE: u64 = 1 << 20;
 /// Largest piece a streaming producer publishes (and a consumer frees) at once: small enough
@@ -453,9 +455,11 @@ impl<'a> Sink<'a> {
 
     /// Makes room for a whole payload of `len` bytes at once (one allocation instead of one
     /// per streamed piece), with huge pages for a large one: see
-    /// [`advise_huge_pages`](multiproc_sys::mmap::advise_huge_pages).
+    /// [`advise_huge_pages`](multiproc_sys::mmap::advise_huge_pages). At most
+    /// `RESERVE_LIMIT`: the length comes from shared memory, and a bigger item (or a garbled
+    /// length) grows the buffer only as its bytes actually arrive.
     fn reserve_payload(&mut self, len: u64) {
-        let rest = len.saturating_sub(self.divert as u64);
+        let rest = len.saturating_sub(self.divert as u64).min(RESERVE_LIMIT);
         let Ok(rest) = usize::try_from(rest) else {
             return;
         };
@@ -1468,7 +1472,11 @@ impl RawQueue {
         };
         let p_start = start + REC_HDR;
         let p_end = p_start + payload_len;
-        if !discard {
+        // Reserve the whole payload only for a record the ring can hold or the one a producer
+        // is streaming: a garbled length makes no allocation of its own.
+        let o = &h.pown.v;
+        let streamed = o.stream_start.load(Acquire) == start && o.stream_end.load(Relaxed) == end;
+        if !discard && (streamed || end - start <= self.cap) {
             out.reserve_payload(payload_len);
         }
         let piece = self.piece();
