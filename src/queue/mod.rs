@@ -668,13 +668,17 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 /// An item larger than the free space (even larger than the whole ring) *streams* through it:
 /// its producer holds the producer lock for the whole item and publishes it piece by piece as
 /// consumers free space; one consumer copies it out piece by piece. Items of different
-/// producers never interleave, and nothing deadlocks.
+/// producers never interleave, and nothing deadlocks. Items of 1 MiB or more that are larger
+/// than a quarter of the ring stream even when they fit, so the consumer's copy overlaps the
+/// producer's.
 ///
 /// Each item is encoded into a per-thread buffer and copied into the ring once; `get` copies it
-/// out once into a per-thread buffer and decodes it. For large byte buffers,
-/// [`put_bytes`](Queue::put_bytes) and [`get_bytes_into`](Queue::get_bytes_into) (on
-/// `Queue<Vec<u8>>`) skip the encoding step and let the consumer reuse its buffer: a new
-/// multi-megabyte `Vec` per item costs more in page faults than the transfer itself.
+/// out once into a per-thread buffer and decodes it. Byte strings (`Vec<u8>`, `String`, and
+/// `Box`/`Rc`/`Arc` of them) skip both buffers: `put` copies their bytes straight into the
+/// ring, and `get` copies them straight into the buffer the returned item owns (backed by huge
+/// pages when it is large, where the kernel allows). To avoid even that allocation,
+/// [`get_bytes_into`](Queue::get_bytes_into) (on `Queue<Vec<u8>>`) reuses the caller's buffer:
+/// a new multi-megabyte buffer per item can cost more in page faults than the transfer itself.
 ///
 /// # Differences from Python
 ///
