@@ -12,13 +12,12 @@
 //! | `put_lock` | producers | the producer mutex (pthread; trusted, never validated) |
 //! | `get_lock` | consumers | the consumer mutex (pthread; trusted, never validated) |
 //! | `cfg` | creator, aborts, `close` | `magic`, `capacity`, `maxsize`, `closed`, `abort_seq`, `abort_at`, `p_lost`, `p_aborted` |
-//! | `prod` | the put-lock holder | `tail` and the slot (`slot_pos`, `slot_len`, `slot`): everything a consumer reads, in one 64-byte cache line |
+//! | `prod` | the put-lock holder | `tail`, `puts`, `head_seen`, `gets_seen`, `intent_tail`, `intent_puts`, `stream_start`, `stream_end` |
 //! | `cons` | the get-lock holder | `head`, `gets`, `tail_seen`, `intent_head`, `intent_gets`, `rec_start`, `rec_end`, `rec_seq` |
 //! | `data` | — | futex word consumers sleep on (bumped when bytes are published, on abort and close) + sleeper count |
 //! | `space` | — | futex word producers sleep on (bumped when bytes or items are freed, and on close) + sleeper count |
 //! | `join` | `task_done` | `done` (JoinableQueue), futex word + sleeper count for `join` |
 //! | `pj`, `cj` | lock holders | redo journals for the rare multi-word updates; `c_lost`, `discard` |
-//! | `pown` | the put-lock holder | `puts`, `head_seen`, `gets_seen`, `intent_tail`, `intent_puts`, `stream_start`, `stream_end` |
 //!
 //! # The ring
 //!
@@ -37,22 +36,6 @@
 //! overwriting them. Each side keeps a cached copy of the other side's word in its own line
 //! (`head_seen`, `tail_seen`, `gets_seen`) and reloads it only when the cache says "full" or
 //! "empty", so in steady state neither side touches the other's line for every item.
-//!
-//! # The slot
-//!
-//! A consumer that has caught up with the producers (the usual case for a request/reply
-//! exchange) would touch two cache lines per item: `tail`'s, then the record's. So a producer
-//! also copies the payload of every record of at most `SLOT_BYTES` (32) bytes into the slot, in
-//! `tail`'s own line, before it publishes the record. The slot is a seqlock keyed by the
-//! record's position: the producer stores `slot_pos = NONE`, the payload words, then
-//! `slot_pos = start`; a consumer whose next record starts at `head` reads `slot_pos`, the
-//! words, and `slot_pos` again, and uses the copy only if both reads gave `head` (positions
-//! never repeat, so the copy is that record's). Otherwise, and for every record it reads while
-//! behind, it reads the ring, which stays the authority: the slot is only a second copy, and
-//! a garbled slot is ignored, never trusted. The producer keeps writing the ring, but a
-//! consumer that lives on the slot never reads those lines, so they stay in the producer's
-//! cache. Words a producer stores after publishing (`puts`, the journals) live in `pown`, so
-//! they never take `tail`'s line away from a consumer reading it.
 //!
 //! **Records of at most a quarter of the ring** are published whole, with one `tail` store, once
 //! there is room for them: a producer killed before it publishes leaves nothing. **Big records**
@@ -141,7 +124,7 @@ use static_assertions::const_assert_eq;
 use crate::shm::ShmBox;
 
 /// `"mpqueue"` and a layout version.
-const MAGIC: u64 = 0x0265_7565_7571_706d;
+const MAGIC: u64 = 0x0165_7565_7571_706d;
 /// "No value" in position and sequence words.
 const NONE: u64 = u64::MAX;
 /// Bytes of a record header: payload length, sequence number.
@@ -164,9 +147,6 @@ const YIELDS: u32 = 8;
 /// How long a side of a stream busy-waits for the other (which is copying a piece, typically
 /// a few microseconds) before it sleeps: a futex round trip costs more than the copy.
 const STREAM_SPIN: Duration = Duration::from_micros(100);
-/// Words in the slot: records of up to `SLOT_BYTES` payload bytes are also copied there.
-const SLOT_WORDS: usize = 4;
-const SLOT_BYTES: u64 = SLOT_WORDS as u64 * 8;
 /// Payloads from this size on are received into a buffer reserved whole, with huge pages.
 const BIG_PAYLOAD: u64 = 4 << 20;
 /// The most a consumer reserves for a payload before its bytes arrive.
@@ -205,25 +185,9 @@ struct Config {
     p_aborted: AtomicU64,
 }
 
-/// The words consumers read: where the published bytes end, and a copy of the latest small
-/// record (see "The slot" in the module docs), all in one 64-byte cache line.
 #[repr(C)]
 struct Prod {
     tail: AtomicU64,
-    /// Ring position of the record copied in `slot`; `NONE` while the slot is rewritten.
-    slot_pos: AtomicU64,
-    /// Payload bytes in `slot`.
-    slot_len: AtomicU64,
-    /// The payload of the record at `slot_pos`, in native-endian words.
-    slot: [AtomicU64; SLOT_WORDS],
-    _pad: u64,
-}
-
-/// The words only producers use.
-#[repr(C)]
-struct ProdOwn {
-    /// Records finished by producers (stored after `tail`, so kept off `tail`'s line: a
-    /// consumer reading that line must not lose it to a second store).
     puts: AtomicU64,
     head_seen: AtomicU64,
     gets_seen: AtomicU64,
@@ -301,7 +265,6 @@ pub(crate) struct Header {
     join: Line<JoinState>,
     pj: Line<PJournal>,
     cj: Line<CJournal>,
-    pown: Line<ProdOwn>,
 }
 
 /// Everything at the start of the segment; the ring follows it.
@@ -320,10 +283,8 @@ const_assert_eq!(size_of::<Line<Wait>>(), 128);
 const_assert_eq!(size_of::<Line<JoinState>>(), 128);
 const_assert_eq!(size_of::<Line<PJournal>>(), 128);
 const_assert_eq!(size_of::<Line<CJournal>>(), 128);
-const_assert_eq!(size_of::<Line<ProdOwn>>(), 128);
-const_assert_eq!(size_of::<Prod>(), 64);
-const_assert_eq!(size_of::<Header>(), 9 * 128);
-const_assert_eq!(size_of::<Shared>(), 11 * 128);
+const_assert_eq!(size_of::<Header>(), 8 * 128);
+const_assert_eq!(size_of::<Shared>(), 10 * 128);
 const_assert_eq!(std::mem::align_of::<Shared>(), 64);
 
 /// Size of the record holding `len` payload bytes, or `None` if `len` is absurd.
@@ -471,19 +432,6 @@ impl<'a> Sink<'a> {
         }
     }
 
-    /// Appends payload bytes held in a private buffer.
-    #[inline]
-    fn append_slice(&mut self, mut src: &[u8]) {
-        if self.got < self.divert as u64 {
-            let k = src.len().min(self.divert - self.got as usize);
-            self.prefix[self.got as usize..self.got as usize + k].copy_from_slice(&src[..k]);
-            self.got += k as u64;
-            src = &src[k..];
-        }
-        self.out.extend_from_slice(src);
-        self.got += src.len() as u64;
-    }
-
     /// Appends `len` (at most `capacity`) payload bytes found at ring position `pos`.
     fn append(&mut self, q: &RawQueue, mut pos: u64, mut len: u64) {
         if self.got < self.divert as u64 {
@@ -589,9 +537,7 @@ impl RawQueue {
             h.cfg.v.capacity.store(capacity, Relaxed);
             h.cfg.v.maxsize.store(maxsize, Relaxed);
             h.cfg.v.abort_seq.store(NONE, Relaxed);
-            h.pown.v.stream_start.store(NONE, Relaxed);
-            // Not 0: that is the position of the first record.
-            h.prod.v.slot_pos.store(NONE, Relaxed);
+            h.prod.v.stream_start.store(NONE, Relaxed);
             h.cons.v.rec_start.store(NONE, Relaxed);
             Ok(())
         };
@@ -714,6 +660,25 @@ impl RawQueue {
         }
     }
 
+    /// Hints the CPU to fetch the ring's cache line at position `pos` (no memory access as far
+    /// as the language is concerned, so it cannot race with a producer writing there).
+    #[inline(always)]
+    fn prefetch(&self, pos: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.shm.tail_ptr().wrapping_add((pos & self.mask) as usize);
+            // SAFETY: a prefetch is only a hint: it never faults and reads nothing the program
+            // can observe. SSE is part of the x86_64 baseline.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p.cast_const().cast::<i8>(),
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = pos;
+    }
+
     /// Reads the record header at `pos`: `(payload length, sequence number)`.
     #[inline]
     fn read_record_header(&self, pos: u64) -> (u64, u64) {
@@ -762,77 +727,6 @@ impl RawQueue {
         } else {
             self.write_record_part(start, seq, payload, 0, need);
         }
-    }
-
-    /// Writes a record of at most `SLOT_BYTES` payload bytes (`need` bytes in all) at `start`
-    /// and copies its payload into the slot (put lock held, before the record is published).
-    /// The slot write is a seqlock write: it reads as "no record" (`slot_pos == NONE`) while
-    /// its words change.
-    #[inline(always)]
-    fn write_small(&self, start: u64, seq: u64, payload: Payload<'_>, need: u64) {
-        let len = payload.len();
-        let (h, b) = (payload.head.len(), payload.body.len());
-        let mut bytes = [0u8; SLOT_BYTES as usize];
-        // SAFETY: `h + b = len <= SLOT_BYTES` (caller): both copies stay inside the private
-        // `bytes`, and the sources are slices of exactly the lengths copied.
-        unsafe {
-            copy_bytes(payload.head.as_ptr(), bytes.as_mut_ptr(), h);
-            copy_bytes(payload.body.as_ptr(), bytes.as_mut_ptr().add(h), b);
-        }
-        let mut words = [0u64; SLOT_WORDS];
-        for (w, c) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-            *w = u64::from_ne_bytes(c.try_into().unwrap_or_default());
-        }
-        let n = len.div_ceil(8) as usize;
-        let off = (start & self.mask) as usize;
-        if need == REC_HDR + 8 * n as u64 && off + need as usize <= self.cap as usize {
-            // SAFETY: `off + need <= cap`: the header and the `n` payload words (padding
-            // included, which nobody reads) lie inside the ring.
-            unsafe {
-                let p = self.shm.tail_ptr().add(off);
-                ptr::write_unaligned(p.cast::<u64>(), len.to_le());
-                ptr::write_unaligned(p.add(8).cast::<u64>(), seq.to_le());
-                for (i, w) in words.iter().take(n).enumerate() {
-                    ptr::write_unaligned(p.add(REC_HDR as usize + 8 * i).cast::<u64>(), *w);
-                }
-            }
-        } else {
-            self.write_record_part(start, seq, payload, 0, need);
-        }
-        let p = &self.hdr().prod.v;
-        p.slot_pos.store(NONE, Relaxed);
-        // Orders the `NONE` before the new words: a reader that sees any of them sees `NONE`
-        // (or later) when it reloads `slot_pos` after its `Acquire` fence.
-        fence(Release);
-        p.slot_len.store(len, Relaxed);
-        for (s, w) in p.slot.iter().zip(words).take(n) {
-            s.store(w, Relaxed);
-        }
-        p.slot_pos.store(start, Release);
-    }
-
-    /// The payload of the record at `head` from the slot, if the slot holds it and was not
-    /// being rewritten while read: `(bytes, length)`. `t` is a `tail` loaded (`Acquire`)
-    /// after `head` was published; the record must end at or before it.
-    #[inline]
-    fn read_slot(&self, head: u64, t: u64) -> Option<([u8; SLOT_BYTES as usize], usize)> {
-        let p = &self.hdr().prod.v;
-        if p.slot_pos.load(Acquire) != head {
-            return None;
-        }
-        let len = p.slot_len.load(Relaxed);
-        let mut bytes = [0u8; SLOT_BYTES as usize];
-        for (w, c) in p.slot.iter().zip(bytes.chunks_exact_mut(8)).take(len.div_ceil(8) as usize) {
-            c.copy_from_slice(&w.load(Relaxed).to_ne_bytes());
-        }
-        // Orders the reads above before the check below (the other half of `write_slot`'s
-        // fence): if any of them saw a newer write, `slot_pos` is no longer `head`.
-        fence(Acquire);
-        if p.slot_pos.load(Relaxed) != head || len > SLOT_BYTES || head + REC_HDR + len > t {
-            // Rewritten meanwhile, or garbled: read the ring instead (which validates).
-            return None;
-        }
-        Some((bytes, len as usize))
     }
 
     /// Writes bytes `[from, from + n)` of the record (header, payload, padding) that starts
@@ -1024,7 +918,7 @@ impl RawQueue {
     #[inline]
     fn free_space(&self, tail: u64, want: u64) -> R<u64> {
         let h = self.hdr();
-        let seen = h.pown.v.head_seen.load(Relaxed);
+        let seen = h.prod.v.head_seen.load(Relaxed);
         if seen <= tail && tail - seen <= self.cap && self.cap - (tail - seen) >= want {
             return Ok(self.cap - (tail - seen));
         }
@@ -1032,7 +926,7 @@ impl RawQueue {
         if head > tail || tail - head > self.cap {
             return corrupt("head and tail out of order");
         }
-        h.pown.v.head_seen.store(head, Relaxed);
+        h.prod.v.head_seen.store(head, Relaxed);
         Ok(self.cap - (tail - head))
     }
 
@@ -1047,7 +941,7 @@ impl RawQueue {
     /// `gets` when the cache shows `maxsize` or more.
     fn count_for_put(&self, puts: u64) -> R<u64> {
         let h = self.hdr();
-        let seen = h.pown.v.gets_seen.load(Relaxed);
+        let seen = h.prod.v.gets_seen.load(Relaxed);
         if seen <= puts && puts - seen < self.maxsize {
             return Ok(puts - seen);
         }
@@ -1055,7 +949,7 @@ impl RawQueue {
         if gets > puts {
             return corrupt("more items read than written");
         }
-        h.pown.v.gets_seen.store(gets, Relaxed);
+        h.prod.v.gets_seen.store(gets, Relaxed);
         let a = h.cfg.v.abort_seq.load(Acquire);
         let pending = u64::from(a != NONE && a >= gets && a < puts);
         Ok(puts - gets - pending)
@@ -1065,12 +959,11 @@ impl RawQueue {
     /// store is a `SeqCst` swap: follow it with [`wake_after_swap`](Self::wake_after_swap).
     #[inline]
     fn commit_put(&self, tail: u64, puts: u64) {
-        let h = self.hdr();
-        let (p, o) = (&h.prod.v, &h.pown.v);
-        o.intent_tail.store(tail, Relaxed);
-        o.intent_puts.store(puts, Relaxed);
+        let p = &self.hdr().prod.v;
+        p.intent_tail.store(tail, Relaxed);
+        p.intent_puts.store(puts, Relaxed);
         p.tail.swap(tail, SeqCst);
-        o.puts.store(puts, Release);
+        p.puts.store(puts, Release);
     }
 
     /// Size of the pieces a stream is published and freed in.
@@ -1091,11 +984,11 @@ impl RawQueue {
         }
         let h = self.hdr();
         let p = &h.prod.v;
-        if h.pown.v.stream_start.load(Relaxed) != NONE {
+        if p.stream_start.load(Relaxed) != NONE {
             return corrupt("a record is being written by nobody");
         }
         let tail = p.tail.load(Relaxed);
-        let puts = h.pown.v.puts.load(Relaxed);
+        let puts = p.puts.load(Relaxed);
         if tail >= POS_LIMIT || puts >= POS_LIMIT {
             return corrupt("positions out of range");
         }
@@ -1127,11 +1020,7 @@ impl RawQueue {
                 return Err(Fail::Timeout);
             }
         }
-        if payload.len() <= SLOT_BYTES {
-            self.write_small(tail, puts, payload, need);
-        } else {
-            self.write_record(tail, puts, payload, need);
-        }
+        self.write_record(tail, puts, payload, need);
         self.commit_put(tail + need, puts + 1);
         self.wake_after_swap(&h.data.v);
         Ok(())
@@ -1148,7 +1037,7 @@ impl RawQueue {
         until: Until,
     ) -> R<()> {
         let h = self.hdr();
-        let (p, o) = (&h.prod.v, &h.pown.v);
+        let p = &h.prod.v;
         let first = need.min(self.chunk());
         // Wait for room for a first chunk (which holds the whole record header), and until
         // consumers have passed the previous abort (only one may be pending).
@@ -1163,8 +1052,8 @@ impl RawQueue {
             return Err(Fail::Timeout);
         }
         let end = start + need;
-        o.stream_end.store(end, Relaxed);
-        o.stream_start.store(start, Release);
+        p.stream_end.store(end, Relaxed);
+        p.stream_start.store(start, Release);
         let piece = self.piece();
         let mut pos = start;
         loop {
@@ -1179,7 +1068,7 @@ impl RawQueue {
                 if pos == end {
                     self.commit_put(end, seq + 1);
                     self.wake_after_swap(&h.data.v);
-                    o.stream_start.store(NONE, Release);
+                    p.stream_start.store(NONE, Release);
                     return Ok(());
                 }
                 p.tail.swap(pos, SeqCst);
@@ -1201,16 +1090,16 @@ impl RawQueue {
     #[cold]
     fn abort_stream(&self, died: bool) {
         let h = self.hdr();
-        let (p, o) = (&h.prod.v, &h.pown.v);
+        let p = &h.prod.v;
         let tail = p.tail.load(Relaxed);
-        if tail == o.stream_start.load(Relaxed) {
+        if tail == p.stream_start.load(Relaxed) {
             // Nothing of it was published.
-            o.stream_start.store(NONE, Release);
+            p.stream_start.store(NONE, Release);
             return;
         }
         let j = &h.pj.v;
         j.abort_at.store(tail, Relaxed);
-        j.abort_seq.store(o.puts.load(Relaxed), Relaxed);
+        j.abort_seq.store(p.puts.load(Relaxed), Relaxed);
         j.p_lost.store(h.cfg.v.p_lost.load(Relaxed).wrapping_add(u64::from(died)), Relaxed);
         j.p_aborted.store(h.cfg.v.p_aborted.load(Relaxed).wrapping_add(1), Relaxed);
         j.valid.store(1, Release);
@@ -1222,19 +1111,19 @@ impl RawQueue {
     /// Applies (or replays) the producer journal.
     fn apply_pj(&self) {
         let h = self.hdr();
-        let (j, c, o) = (&h.pj.v, &h.cfg.v, &h.pown.v);
+        let (j, c, p) = (&h.pj.v, &h.cfg.v, &h.prod.v);
         let at = j.abort_at.load(Relaxed);
         let seq = j.abort_seq.load(Relaxed);
         let puts = seq.wrapping_add(1);
         c.abort_at.store(at, Relaxed);
         c.abort_seq.store(seq, Release);
-        o.intent_tail.store(at, Relaxed);
-        o.intent_puts.store(puts, Relaxed);
+        p.intent_tail.store(at, Relaxed);
+        p.intent_puts.store(puts, Relaxed);
         // `puts` before `p_aborted`: `unfinished` reads them in the other order.
-        o.puts.store(puts, Release);
+        p.puts.store(puts, Release);
         c.p_lost.store(j.p_lost.load(Relaxed), Relaxed);
         c.p_aborted.store(j.p_aborted.load(Relaxed), Release);
-        o.stream_start.store(NONE, Release);
+        p.stream_start.store(NONE, Release);
         j.valid.store(0, Release);
     }
 
@@ -1242,23 +1131,23 @@ impl RawQueue {
     #[cold]
     fn repair_producer(&self) -> R<()> {
         let h = self.hdr();
-        let (p, o) = (&h.prod.v, &h.pown.v);
+        let p = &h.prod.v;
         if h.pj.v.valid.load(Acquire) != 0 {
             self.apply_pj();
         }
         let tail = p.tail.load(Relaxed);
-        if tail == o.intent_tail.load(Relaxed) {
-            o.puts.store(o.intent_puts.load(Relaxed), Release);
+        if tail == p.intent_tail.load(Relaxed) {
+            p.puts.store(p.intent_puts.load(Relaxed), Release);
         }
-        let start = o.stream_start.load(Relaxed);
+        let start = p.stream_start.load(Relaxed);
         if start != NONE {
-            let end = o.stream_end.load(Relaxed);
+            let end = p.stream_end.load(Relaxed);
             if !(start <= tail && tail <= end && end < POS_LIMIT) {
                 return corrupt("stream positions out of order");
             }
             if tail == end {
                 // Finished; `intent` completed `puts` above.
-                o.stream_start.store(NONE, Release);
+                p.stream_start.store(NONE, Release);
             } else {
                 self.abort_stream(true);
             }
@@ -1300,22 +1189,9 @@ impl RawQueue {
         c.gets.store(gets, Release);
     }
 
-    /// Commits a get of a record read whole, and wakes producers waiting for room.
-    #[inline]
-    fn finish_small_get(&self, head: u64, gets: u64) {
-        let space = &self.hdr().space.v;
-        self.commit_get(head, gets);
-        if self.maxsize == 0 {
-            self.wake_after_swap(space);
-        } else {
-            // A producer may wait for `gets` (stored after the swap): a full fence.
-            self.wake(space);
-        }
-    }
-
     /// Whether a producer is in the middle of a stream.
     fn streaming(&self) -> bool {
-        self.hdr().pown.v.stream_start.load(Acquire) != NONE
+        self.hdr().prod.v.stream_start.load(Acquire) != NONE
     }
 
     /// Gets one record's payload into `out` (reset first).
@@ -1376,6 +1252,10 @@ impl RawQueue {
                             return corrupt("a record is being written by nobody");
                         }
                     }
+                    // Ask for the line the next record will be in while we watch `tail`: when
+                    // it moves, both lines are on their way at once instead of one after the
+                    // other.
+                    self.prefetch(head);
                     Ok(self.load_tail(head)? != head
                         || self.aborted_at(gets).is_some()
                         || (self.is_closed_word() && !self.streaming()))
@@ -1385,16 +1265,6 @@ impl RawQueue {
                 }
                 reload = true;
                 continue;
-            }
-            if reloaded {
-                // Caught up with the producers: the record at `head` is likely the latest one,
-                // and its copy in the slot shares a cache line with the `tail` just read.
-                if let Some((bytes, len)) = self.read_slot(head, t) {
-                    out.append_slice(&bytes[..len]);
-                    let end = head + REC_HDR + (len as u64).div_ceil(8) * 8;
-                    self.finish_small_get(end, gets + 1);
-                    return Ok(());
-                }
             }
             if t - head < REC_HDR {
                 return corrupt("record header cut short");
@@ -1417,7 +1287,13 @@ impl RawQueue {
                     out.reserve_payload(len);
                 }
                 out.append(self, head + REC_HDR, len);
-                self.finish_small_get(end, gets + 1);
+                self.commit_get(end, gets + 1);
+                if self.maxsize == 0 {
+                    self.wake_after_swap(&h.space.v);
+                } else {
+                    // A producer may wait for `gets` (stored after the swap): a full fence.
+                    self.wake(&h.space.v);
+                }
                 return Ok(());
             }
             if end <= t || need > self.chunk() {
@@ -1474,8 +1350,8 @@ impl RawQueue {
         let p_end = p_start + payload_len;
         // Reserve the whole payload only for a record the ring can hold or the one a producer
         // is streaming: a garbled length makes no allocation of its own.
-        let o = &h.pown.v;
-        let streamed = o.stream_start.load(Acquire) == start && o.stream_end.load(Relaxed) == end;
+        let p = &h.prod.v;
+        let streamed = p.stream_start.load(Acquire) == start && p.stream_end.load(Relaxed) == end;
         if !discard && (streamed || end - start <= self.cap) {
             out.reserve_payload(payload_len);
         }
@@ -1610,7 +1486,7 @@ impl RawQueue {
     pub(crate) fn qsize(&self) -> u64 {
         let h = self.hdr();
         let gets = h.cons.v.gets.load(Acquire);
-        let puts = h.pown.v.puts.load(Acquire);
+        let puts = h.prod.v.puts.load(Acquire);
         let n = puts.saturating_sub(gets);
         let a = h.cfg.v.abort_seq.load(Acquire);
         if a != NONE && a >= gets && a < puts { n - 1 } else { n }
@@ -1641,7 +1517,7 @@ impl RawQueue {
         // `p_aborted` before `puts` (written in the other order): never an undercount.
         let aborted = h.cfg.v.p_aborted.load(Acquire);
         let c_lost = h.cj.v.c_lost.load(Acquire);
-        let puts = h.pown.v.puts.load(Acquire);
+        let puts = h.prod.v.puts.load(Acquire);
         let done = h.join.v.done.load(Acquire);
         let Some(total) = puts.checked_sub(aborted).and_then(|n| n.checked_sub(c_lost)) else {
             return corrupt("more items lost than written");
