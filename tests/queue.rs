@@ -796,12 +796,23 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
                 }
             }
         });
-        producer.start().unwrap();
-        consumer.start().unwrap();
         let target = rnd() % 50;
         let victim_is_producer = rnd() % 2 == 0;
+        // Read before the children start: they may well finish before this process runs again.
         let base = q.positions_for_tests().0;
-        common::eventually(SECS, || q.positions_for_tests().0 > base + target * 4000);
+        producer.start().unwrap();
+        consumer.start().unwrap();
+        let moved = common::eventually(SECS, || {
+            q.positions_for_tests().0 > base + target * 4000 || puts.load(Ordering::SeqCst) == 200
+        });
+        assert!(
+            moved,
+            "round {k}: no progress: positions {:?}, qsize {}, puts {}, gets {}",
+            q.positions_for_tests(),
+            q.qsize(),
+            puts.load(Ordering::SeqCst),
+            gets.load(Ordering::SeqCst)
+        );
         if victim_is_producer {
             let _ = producer.kill();
         } else {
