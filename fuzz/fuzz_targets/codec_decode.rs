@@ -5,7 +5,9 @@
 //! - the others (maps, whose entries may come in any order) re-encode to bytes of the same
 //!   length that decode to an equal value;
 //! - a failed decode is an error, never a panic, a hang or a huge allocation (run with
-//!   `-malloc_limit_mb=64`: any input of a few KiB that allocates more is a bug).
+//!   `-malloc_limit_mb=64`: any input of a few KiB that allocates more is a bug);
+//! - decoding a byte string from a buffer taken over (what a queue does for `Vec<u8>` and
+//!   `String`) gives exactly what decoding the same bytes behind their length prefix gives.
 
 #![no_main]
 
@@ -112,13 +114,26 @@ fn primitives(data: &[u8]) {
     assert!(out == data, "primitive stream re-encoded differently");
 }
 
+/// `T::from_byte_string(data)` must agree with decoding `data` behind its length prefix, and a
+/// byte string must hand back exactly `data` as its bytes.
+fn byte_string<T: Encode + Decode + PartialEq + Debug>(data: &[u8]) {
+    let mut wire = Vec::with_capacity(8 + data.len());
+    codec_len(data.len(), &mut wire);
+    wire.extend_from_slice(data);
+    let taken = T::from_byte_string(data.to_vec());
+    assert_eq!(taken, from_bytes::<T>(&wire));
+    if let (true, Ok(v)) = (T::BYTE_STRING, &taken) {
+        assert_eq!(v.as_byte_string(), Some(data));
+    }
+}
+
 fn codec_len(n: usize, out: &mut Vec<u8>) {
     multiproc::codec::encode_len(n, out);
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, data)) = data.split_first() else { return };
-    match which % 8 {
+    match which % 12 {
         0 => canonical::<Vec<(u32, String, Option<Vec<u8>>)>>(data),
         1 => stable::<BTreeMap<String, Vec<i64>>>(data),
         2 => canonical::<(bool, char, f64)>(data),
@@ -126,6 +141,10 @@ fuzz_target!(|data: &[u8]| {
         4 => stable::<HashMap<u16, BTreeSet<char>>>(data),
         5 => canonical::<(Duration, [u8; 5], usize, isize, i128, VecDeque<f32>)>(data),
         6 => canonical::<Tree>(data),
+        7 => byte_string::<String>(data),
+        8 => byte_string::<std::sync::Arc<Vec<u8>>>(data),
+        9 => byte_string::<Box<String>>(data),
+        10 => byte_string::<(u32, Vec<u16>)>(data),
         _ => primitives(data),
     }
 });
