@@ -37,10 +37,9 @@
 //! (`head_seen`, `tail_seen`, `gets_seen`) and reloads it only when the cache says "full" or
 //! "empty", so in steady state neither side touches the other's line for every item.
 //!
-//! **Records of at most a quarter of the ring** are published whole, with one `tail` store, once
-//! there is room for them: a producer killed before it publishes leaves nothing. **Big records**
-//! (larger than a quarter of the ring, and either larger than the free space or at least
-//! `PIPELINE` bytes) *stream*: the producer marks the stream
+//! **Most records** are published whole, with one `tail` store, once there is room for them: a
+//! producer killed before it publishes leaves nothing. **Big records** (larger than a quarter of
+//! the ring, and either larger than the free space or at least `PIPELINE` bytes) *stream*: the producer marks the stream
 //! (`stream_start`/`stream_end`), then publishes the record piece by piece (at most `PIECE`
 //! bytes each) as it writes them and as space frees; a consumer copies a big record out piece
 //! by piece as it arrives, freeing each piece at once. So the two copies of a big item overlap
@@ -1313,7 +1312,8 @@ impl RawQueue {
                     }
                 }
             }
-            // Records that do not stream are published whole: a part of one is garbage.
+            // A record of at most a quarter of the ring never streams: it is published whole,
+            // so a part of one is garbage.
             return corrupt("a small record published in part");
         }
     }
