@@ -645,6 +645,34 @@ fn join_wakes_when_another_process_finishes_the_last_task() {
 // Processes killed mid-item
 
 #[test]
+fn a_big_item_that_fits_is_put_at_once_while_an_abandoned_one_waits_to_be_skipped() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    // A 4 MiB ring: items over 1 MiB (a quarter) may stream.
+    let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4 << 20).build().unwrap();
+    let x = pattern(1, 1536 << 10);
+    q.put(x.clone(), None).unwrap();
+    // A 3 MiB item with no consumer: it fills the ring, runs out of time mid-stream and is
+    // abandoned; consumers will skip its bytes when they reach them.
+    let y = pattern(2, 3 << 20);
+    match q.put(y, Some(Duration::from_millis(50))) {
+        Err(PutError::Full(back)) => assert_eq!(check_pattern(&back), Some(2)),
+        other => panic!("the 3 MiB put should have timed out: {other:?}"),
+    }
+    // Reading the first item frees 1.5 MiB in front of the abandoned bytes.
+    assert_eq!(q.get(Some(SECS)).unwrap(), x);
+    // An item that fits in that room goes in now (Python: `put_nowait` fails only when the
+    // queue is full), although consumers have not passed the abandoned item yet.
+    let z = pattern(3, 1200 << 10);
+    match q.put_nowait(z.clone()) {
+        Ok(()) => {}
+        Err(e) => panic!("a fitting item was refused: {e:?}"),
+    }
+    assert_eq!(q.get(Some(SECS)).unwrap(), z);
+    assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+    assert_eq!(q.lost(), 0, "an item its producer got back is not lost");
+}
+
+#[test]
 fn a_producer_killed_mid_stream_is_detected_by_a_waiting_consumer() {
     let _w = common::watchdog(common::TEST_LIMIT);
     for _ in 0..3 {

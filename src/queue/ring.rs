@@ -39,7 +39,8 @@
 //!
 //! **Most records** are published whole, with one `tail` store, once there is room for them: a
 //! producer killed before it publishes leaves nothing. **Big records** (larger than a quarter of
-//! the ring, and either larger than the free space or at least `PIPELINE` bytes) *stream*: the producer marks the stream
+//! the ring, and either larger than the free space or at least `PIPELINE` bytes, except one that
+//! fits while an abort is pending) *stream*: the producer marks the stream
 //! (`stream_start`/`stream_end`), then publishes the record piece by piece (at most `PIECE`
 //! bytes each) as it writes them and as space frees; a consumer copies a big record out piece
 //! by piece as it arrives, freeing each piece at once. So the two copies of a big item overlap
@@ -965,6 +966,26 @@ impl RawQueue {
         p.puts.store(puts, Release);
     }
 
+    /// Whether a big record (more than a quarter of the ring) of `need` bytes, to be written at
+    /// `tail` as record `puts`, streams. One larger than the free space has to. A large one
+    /// (`PIPELINE`) that fits streams too, so a consumer copies one piece while this side
+    /// writes the next, unless consumers have yet to pass an abandoned record: only one
+    /// abort may be pending, so a stream would have to wait for them, and a record that fits
+    /// is written whole at once instead (a put waits only for room).
+    fn should_stream(&self, tail: u64, puts: u64, need: u64) -> R<bool> {
+        if need > self.free_space(tail, need)? {
+            return Ok(true);
+        }
+        if need < PIPELINE {
+            return Ok(false);
+        }
+        let gets = self.hdr().cons.v.gets.load(Acquire);
+        if gets > puts {
+            return corrupt("more items read than written");
+        }
+        Ok(!self.abort_pending(gets))
+    }
+
     /// Size of the pieces a stream is published and freed in.
     #[inline]
     fn piece(&self) -> u64 {
@@ -1002,10 +1023,7 @@ impl RawQueue {
                 return Err(Fail::Timeout);
             }
         }
-        if need > self.chunk() && (need >= PIPELINE || need > self.free_space(tail, need)?) {
-            // Big records stream: a record larger than the free space has to, and a large
-            // one is better streamed even when it fits, so a consumer copies one piece while
-            // this side writes the next.
+        if need > self.chunk() && self.should_stream(tail, puts, need)? {
             return self.put_stream(payload, tail, puts, need, until);
         }
         if need > self.free_space(tail, need)? {
