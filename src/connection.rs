@@ -57,6 +57,8 @@
 //! - A `Connection` may be moved to another thread but not shared (`!Sync`): two writers on one
 //!   end would interleave their frames.
 
+#![allow(unsafe_code)] // `close(2)` on a released fd, `set_len` after a read.
+
 use std::cell::Cell;
 use std::fmt;
 use std::io;
@@ -492,7 +494,8 @@ impl Connection {
         let fd = self.fd.as_fd();
         let r = match (self.kind, parts) {
             (Kind::Socket, [one]) => syspipe::send_all(fd, one),
-            _ => syspipe::write_all_vectored(fd, parts),
+            (Kind::Socket, _) => syspipe::write_all_vectored(fd, parts),
+            (Kind::Pipe, _) => syspipe::writev_all(fd, parts),
         };
         Ok(r?)
     }

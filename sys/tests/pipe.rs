@@ -14,6 +14,7 @@ use multiproc_sys::Errno;
 use multiproc_sys::pipe::{
     PIPE_BUF, PollFd, PollFlags, bytes_available, is_socket, pipe, poll, read, read_full, send_all,
     set_nonblocking, socketpair, wait_readable, wait_writable, write_all, write_all_vectored,
+    writev_all,
 };
 use multiproc_sys::time::Deadline;
 
@@ -140,6 +141,12 @@ fn pipe_carries_bytes_one_way_and_socketpair_both_ways() {
     assert_eq!(read_full(r.as_fd(), &mut buf).unwrap(), 4);
     assert_eq!(&buf, b"ping");
 
+    let blocked_before = sigpipe_blocked();
+    writev_all(w.as_fd(), &[b"po", b"", b"ng"]).unwrap();
+    assert_eq!(read_full(r.as_fd(), &mut buf).unwrap(), 4);
+    assert_eq!(&buf, b"pong");
+    assert_eq!(sigpipe_blocked(), blocked_before, "writev_all restores the mask");
+
     let (a, b) = socketpair().unwrap();
     send_all(a.as_fd(), b"to b").unwrap();
     write_all(b.as_fd(), b"to a").unwrap();
@@ -176,6 +183,8 @@ fn writes_to_a_dead_pipe_reader_are_epipe_not_sigpipe() {
     assert_eq!(write_all(w.as_fd(), b"x"), Err(Errno::PIPE));
     assert_eq!(write_all_vectored(w.as_fd(), &[b"head", b"body"]), Err(Errno::PIPE));
     assert_eq!(write_all(w.as_fd(), &[7u8; 3 * PIPE_BUF]), Err(Errno::PIPE));
+    assert_eq!(writev_all(w.as_fd(), &[b"head", b"body"]), Err(Errno::PIPE));
+    assert_eq!(writev_all(w.as_fd(), &[&[7u8; 3 * PIPE_BUF]]), Err(Errno::PIPE));
     // send_all is for sockets only and says so.
     assert_eq!(send_all(w.as_fd(), b"x"), Err(Errno::NOTSOCK));
     // Still alive; and nothing left behind: no pending SIGPIPE, the mask as it was.
@@ -190,6 +199,8 @@ fn writes_to_a_dead_socket_peer_are_epipe_not_sigpipe() {
     assert_eq!(send_all(a.as_fd(), b"x"), Err(Errno::PIPE));
     assert_eq!(write_all(a.as_fd(), b"x"), Err(Errno::PIPE));
     assert_eq!(write_all_vectored(a.as_fd(), &[b"head", &[1u8; 100_000]]), Err(Errno::PIPE));
+    // writev_all works on a socket too (SIGPIPE blocked instead of MSG_NOSIGNAL).
+    assert_eq!(writev_all(a.as_fd(), &[b"head", &[1u8; 100_000]]), Err(Errno::PIPE));
     assert!(!sigpipe_pending());
 }
 
@@ -211,6 +222,12 @@ fn a_child_with_default_sigpipe_survives_writing_to_a_dead_reader() {
         if write_all(afd, b"x") != Err(Errno::PIPE) {
             return 3;
         }
+        if writev_all(wfd, &[b"x", b"y"]) != Err(Errno::PIPE) {
+            return 4;
+        }
+        if writev_all(afd, &[b"x", b"y"]) != Err(Errno::PIPE) {
+            return 5;
+        }
         0
     });
     assert_eq!(child.wait(TEST_LIMIT), Exit::Code(0));
@@ -231,6 +248,7 @@ fn a_sigpipe_pending_before_the_write_is_left_pending() {
 
         let w = dead_pipe_writer();
         assert_eq!(write_all(w.as_fd(), b"x"), Err(Errno::PIPE));
+        assert_eq!(writev_all(w.as_fd(), &[b"x", b"y"]), Err(Errno::PIPE));
         // Ours was merged into the one already pending (standard signals do not queue), and
         // that one is not ours to consume.
         assert!(sigpipe_pending());
