@@ -1,5 +1,8 @@
 #![doc = include_str!("crate_docs.md")]
 #![warn(missing_docs)]
+// `unsafe` is allowed only in the modules that say so (`#![allow(unsafe_code)]` at their top,
+// with what it is for); everything else is safe code over `multiproc-sys`.
+#![deny(unsafe_code)]
 
 pub use multiproc_sys as sys;
 

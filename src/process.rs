@@ -55,6 +55,8 @@
 //! the parent is SIGKILLed. Linux sends that signal when the *thread* that forked the child
 //! exits: create long-lived daemon children from a long-lived thread.
 
+#![allow(unsafe_code)] // fork and the child's entry, `waitid`, the child registry, `set_len`.
+
 use std::any::Any;
 use std::fmt;
 use std::io::{self, Write};

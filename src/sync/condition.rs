@@ -40,6 +40,8 @@
 //! while holding the lock (whose acquire/release orders them), except by the spinning or
 //! woken waiter, whose reads only decide whether to return or to sleep again.
 
+#![allow(unsafe_code)] // Only `ShmBox::new`, whose initialiser leaves the zeroed words.
+
 use std::fmt;
 use std::io;
 use std::mem::{align_of, size_of};

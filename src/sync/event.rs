@@ -22,6 +22,8 @@
 //! Orderings: `set` publishes with `Release` (its CAS) and waiters read with `Acquire`, so
 //! whatever the setter wrote before `set` is visible to a waiter that saw the flag.
 
+#![allow(unsafe_code)] // Only `ShmBox::new`, whose initialiser leaves the zeroed word.
+
 use std::fmt;
 use std::io;
 use std::mem::{align_of, size_of};
