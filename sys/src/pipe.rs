@@ -170,8 +170,9 @@ pub fn send_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<()> {
 /// It tries `send` with `MSG_NOSIGNAL` first; on [`Errno::NOTSOCK`] (a pipe, a file, a tty) it
 /// falls back to `write(2)` with `SIGPIPE` suppressed for the calling thread:
 ///
-/// 1. `SIGPIPE` is blocked with `pthread_sigmask`, and `sigpending` records whether one was
-///    already pending (sent by someone else: that one is left alone);
+/// 1. `SIGPIPE` is blocked with `pthread_sigmask`; if it was blocked already, `sigpending`
+///    records whether one was already pending (sent by someone else: that one is left alone;
+///    while it was unblocked, none can have been pending for this thread);
 /// 2. the writes run; a write to a pipe without readers fails with `EPIPE` and leaves a
 ///    thread-directed `SIGPIPE` pending instead of delivering it;
 /// 3. if a write got `EPIPE` and no `SIGPIPE` was pending before, the new one is consumed with
