@@ -202,6 +202,21 @@ fn round_trip(at: Placement) {
     });
     echo.start().unwrap();
 
+    // Our echo child over two one-way pipes (`Pipe(duplex=False)`), against the raw pipe pair.
+    let (down_r, down_w) = pipe(false).unwrap();
+    let (up_r, up_w) = pipe(false).unwrap();
+    let inherited =
+        [raw_parent, p1[1], p2[0], ours.as_raw_fd(), down_w.as_raw_fd(), up_r.as_raw_fd()];
+    let simplex_echo = Process::builder().cpu(at.child).target(move || {
+        close_in_child(&inherited);
+        while let Ok(m) = down_r.recv::<u64>() {
+            if up_w.send(&m).is_err() {
+                break;
+            }
+        }
+    });
+    simplex_echo.start().unwrap();
+
     let msg = [7u8; 8];
     let mut cases = [
         Case::new("raw socketpair write/read", || {
@@ -228,6 +243,10 @@ fn round_trip(at: Placement) {
             let mut buf = [0u8; 16];
             assert_eq!(ours.recv_bytes_into(&mut buf, 0).unwrap(), 8);
         }),
+        Case::new("multiproc send/recv, two Pipe(duplex=False)", || {
+            down_w.send(&0x0102_0304_0506_0708u64).unwrap();
+            assert_eq!(up_r.recv::<u64>().unwrap(), 0x0102_0304_0506_0708);
+        }),
     ];
     let stats = compare(rounds, iters, &mut cases);
     let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
@@ -252,7 +271,11 @@ fn round_trip(at: Placement) {
     let table = Table::new(&format!("8-byte round trip, {}", at.name), None);
     let base = ("raw socketpair", &stats[0]);
     for (name, s) in names.iter().zip(&stats) {
-        table.row(name, s, Some(base));
+        if name.contains("duplex=False") {
+            table.row(name, s, Some(("raw pipe pair", &stats[1])));
+        } else {
+            table.row(name, s, Some(base));
+        }
     }
     if let Some(s) = &py_bytes {
         table.row("Python Pipe send_bytes/recv_bytes", s, Some(base));
@@ -288,6 +311,8 @@ fn round_trip(at: Placement) {
     raw_reap(pipe_pid);
     drop(ours);
     echo.join(None).unwrap();
+    drop(down_w);
+    simplex_echo.join(None).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
