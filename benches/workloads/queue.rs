@@ -837,14 +837,24 @@ fn big_items() {
     );
     // What a fresh 64 MiB Vec costs by itself (allocation, page faults, free): the floor for
     // any `get` that returns a new Vec.
+    // And with huge pages, as a typed `get` reserves it: the floor for the typed rows above.
     let fresh = compare(
         rounds,
         1,
-        &mut [Case::new("to_vec", || {
-            std::hint::black_box(src.to_vec());
-        })],
+        &mut [
+            Case::new("to_vec", || {
+                std::hint::black_box(src.to_vec());
+            }),
+            Case::new("huge pages", || {
+                let mut v = Vec::<u8>::with_capacity(SIZE);
+                multiproc::sys::mmap::advise_huge_pages(v.spare_capacity_mut());
+                v.extend_from_slice(&src);
+                std::hint::black_box(v);
+            }),
+        ],
     );
     table.row("(a fresh 64 MiB Vec: to_vec + drop)", &fresh[0], Some(("memcpy", &stats[0])));
+    table.row("(the same, advised MADV_HUGEPAGE first)", &fresh[1], Some(("memcpy", &stats[0])));
 }
 
 /// `cargo bench --bench queue -- profile_big [ring_bytes] [bytes]`: only our 64 MiB case, in a
