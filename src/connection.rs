@@ -247,6 +247,13 @@ impl From<ConnectionError> for io::Error {
 /// Create the pair before starting the child; each process then uses one end and drops (or
 /// [`close`](Connection::close)s) the other, so that `recv` sees end-of-file when the last
 /// writer goes away.
+///
+/// A forked child inherits every fd of its parent, the parent's end included, and its closure
+/// cannot drop an end it did not capture. So a child that reads until end-of-file never sees it
+/// while it still holds the writing end; send an explicit last message instead (`None` at the
+/// end of a stream of `Option<T>`), as with Python's `fork` start method, where the child must
+/// `close()` its inherited copy. The other direction works as expected: the parent drops its
+/// copy of the writing end, and sees end-of-file once the child exits or drops its own.
 #[doc(alias = "Pipe")]
 pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
     if duplex {
