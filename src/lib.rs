@@ -8,6 +8,8 @@ pub use multiproc_sys as sys;
 
 pub mod codec;
 pub mod connection;
+pub mod context;
+mod fork_safety;
 pub mod pool;
 pub mod process;
 pub mod queue;
@@ -19,6 +21,11 @@ pub mod sync;
 pub use codec::Serde;
 pub use codec::{Decode, Encode, Message};
 pub use connection::{Connection, ConnectionError, pipe, wait};
+pub use context::{
+    Context, ContextError, StartMethod, chosen_start_method, get_all_start_methods, get_context,
+    get_start_method, init, set_executable, set_start_method,
+};
+pub use fork_safety::set_fork_warning;
 pub use multiproc_sys::affinity::{CpuSet, cpu_count, process_cpu_count};
 pub use multiproc_sys::{Pid, Signal};
 pub use pool::{

@@ -73,6 +73,13 @@ use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 use multiproc_sys::{Errno, Pid, Signal, pipe as syspipe};
 
 use crate::codec::{DecodeError, Encode, Message};
+use crate::context::StartMethod;
+use crate::context::launch::Launched;
+use crate::pool::Work;
+
+mod launched;
+use launched::LaunchSpec;
+pub(crate) use launched::entry as launched_entry;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -117,6 +124,10 @@ pub enum StartError {
     },
     /// `fork`, `memfd_create` or another system call failed.
     Os(io::Error),
+    /// The `forkserver` or `spawn` start method could not start the child: the fork server is
+    /// gone, the program did not call [`init`](crate::init), or a different executable refused
+    /// to run it (the message says which).
+    Launch(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -133,6 +144,7 @@ impl fmt::Display for StartError {
                  (locks held by the others would stay locked in the child)"
             ),
             StartError::Os(e) => write!(f, "cannot start process: {e}"),
+            StartError::Launch(e) => write!(f, "cannot launch process: {e}"),
         }
     }
 }
@@ -140,7 +152,7 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartError::Os(e) => Some(e),
+            StartError::Os(e) | StartError::Launch(e) => Some(e),
             _ => None,
         }
     }
@@ -612,6 +624,7 @@ pub struct ProcessBuilder {
     affinity: Option<CpuSet>,
     death_signal: Option<Option<Signal>>,
     single_threaded: bool,
+    method: Option<StartMethod>,
 }
 
 impl ProcessBuilder {
@@ -665,6 +678,71 @@ impl ProcessBuilder {
         self
     }
 
+    /// The start method for a process made by [`call`](Self::call) (the default:
+    /// [`get_start_method`](crate::get_start_method)). A closure given to
+    /// [`target`](Self::target) or [`spawn`](Self::spawn) always runs by `fork`: it exists only
+    /// in this process's memory.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Creates the (not yet started) process that will run `f(arg)` (Python's
+    /// `Process(target=f, args=(arg,))`), by the [start method](Self::start_method): `f` is a
+    /// function, a closure that captures nothing or a `fn` pointer, as for
+    /// [`Pool::map`](crate::Pool::map), and `arg` travels as a message. Under `forkserver` and
+    /// `spawn` the child starts from a clean process (see [`context`](crate::context)).
+    ///
+    /// ```
+    /// use multiproc::{ProcessBuilder, StartMethod};
+    ///
+    /// fn shout(s: String) -> String {
+    ///     s.to_uppercase()
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let p = ProcessBuilder::new().start_method(StartMethod::Fork).call(shout, "hi".to_string());
+    /// p.start()?;
+    /// assert_eq!(p.join(None)?, "HI");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn call<A, R, W>(self, f: W, arg: A) -> Process<R>
+    where
+        A: Message,
+        R: Message,
+        W: Work<A, R>,
+    {
+        let method = crate::context::resolve(self.method, false).unwrap_or(StartMethod::Fork);
+        let mut chunk = Vec::new();
+        crate::pool::encode_chunk(std::iter::once(&arg), &mut chunk);
+        let code = match f.job() {
+            Ok(crate::pool::Job::Code { tramp, ctx }) => Ok((tramp as u64, ctx as u64)),
+            Ok(crate::pool::Job::Registered { .. }) => {
+                Err("a registered Task runs only in the pool it was registered with".to_owned())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let code = match code {
+            Ok(code) => code,
+            // Fails in the child, like a panicking target: `join` reports the reason.
+            Err(why) => {
+                return self.target(move || -> R { std::panic::resume_unwind(Box::new(why)) });
+            }
+        };
+        match method {
+            StartMethod::Fork => {
+                self.target(move || launched::run_in_this_process::<R>(code.0, code.1, &chunk))
+            }
+            m => {
+                let mut p =
+                    self.target(|| -> R { unreachable!("a launched process has no closure") });
+                p.launch = Some(LaunchSpec { method: m, tramp: code.0, ctx: code.1, chunk });
+                p
+            }
+        }
+    }
+
     /// Creates the (not yet started) process that will run `target`.
     pub fn target<R, F>(self, target: F) -> Process<R>
     where
@@ -690,6 +768,7 @@ impl ProcessBuilder {
                 None
             }),
             single_threaded: self.single_threaded,
+            launch: None,
             creator: my_pid(),
             pid: AtomicI32::new(0),
             pidfd: OnceLock::new(),
@@ -778,6 +857,8 @@ pub struct Process<R = ()> {
     affinity: Option<CpuSet>,
     death_signal: Option<Signal>,
     single_threaded: bool,
+    /// Set for a function process started by `forkserver` or `spawn`.
+    launch: Option<LaunchSpec>,
     creator: Pid,
     /// The child's pid once started (0 before), readable without the lock so `terminate` and
     /// `kill` never wait behind a `join`.
@@ -806,12 +887,14 @@ enum State<R> {
 
 struct Running<R> {
     pid: Pid,
+    /// For a child launched by `forkserver` or `spawn`: how to wait for it and signal it.
+    launched: Option<Launched>,
     /// The file the child writes its report to (see [`report_file`]); read once it has ended.
     report: OwnedFd,
     /// Allocated before the fork, to read the report into.
     buf: Vec<u8>,
     /// The closure's box, its contents dropped (see [`Job`]); freed once the child has ended.
-    _spent: Target<R>,
+    _spent: Option<Target<R>>,
 }
 
 /// Capacity of the report buffer allocated before the fork: enough for small values.
@@ -844,6 +927,9 @@ impl<R: Message> Process<R> {
         if self_info().is_some_and(|i| i.daemon) {
             return Err(StartError::DaemonicParent);
         }
+        if let Some(spec) = &self.launch {
+            return self.start_launched(spec);
+        }
         // Flush stdout and stderr and keep their locks across the fork (taken before the
         // handle's own lock, always in this order). The child would otherwise print the
         // parent's buffered text again; and it inherits the locks as held by its one thread, so
@@ -865,6 +951,7 @@ impl<R: Message> Process<R> {
             return Err(StartError::MultiThreaded { threads });
         }
         reap_orphans();
+        let plan = crate::fork_safety::before_fork();
 
         // Everything the parent needs after the fork is allocated now: every page it writes
         // between `fork` and the child's exit is a copy-on-write fault.
@@ -900,6 +987,7 @@ impl<R: Message> Process<R> {
                 Err(e.into())
             }
             Ok(ForkOutcome::Child) => {
+                crate::fork_safety::in_child(plan);
                 reset_after_fork(&info);
                 let setup = ChildSetup {
                     parent,
@@ -916,12 +1004,53 @@ impl<R: Message> Process<R> {
                 with_registry(|c| c.push(ChildEntry { pid: child, ..entry }));
                 let mut spent = target;
                 spent.discard();
-                inner.state = State::Running(Running { pid: child, report, buf, _spent: spent });
+                inner.state = State::Running(Running {
+                    pid: child,
+                    launched: None,
+                    report,
+                    buf,
+                    _spent: Some(spent),
+                });
                 drop(inner);
                 drop((stdout, stderr));
                 Ok(())
             }
         }
+    }
+
+    /// Starts a function process by `forkserver` or `spawn`.
+    fn start_launched(&self, spec: &LaunchSpec) -> Result<(), StartError> {
+        let mut inner = self.lock();
+        if inner.target.is_none() {
+            return Err(StartError::AlreadyStarted);
+        }
+        let _ = io::stdout().flush();
+        let report = report_file()?;
+        let started = (|| -> io::Result<Launched> {
+            let payload = launched::encode_spec(self, spec);
+            launched::store_arguments(report.as_fd(), &spec.chunk)?;
+            let fds = vec![report.try_clone()?];
+            crate::context::launch(spec.method, crate::context::Entry::Process, &payload, fds)
+        })();
+        let launched = match started {
+            Ok(l) => l,
+            Err(e) => return Err(StartError::Launch(e)),
+        };
+        inner.target = None;
+        if let Some(pidfd) = &launched.pidfd
+            && let Ok(dup) = pidfd.as_fd().try_clone_to_owned()
+        {
+            let _ = self.pidfd.set(Pidfd::from_owned(dup));
+        }
+        self.pid.store(launched.pid.as_raw_nonzero().get(), Ordering::Release);
+        inner.state = State::Running(Running {
+            pid: launched.pid,
+            launched: Some(launched),
+            report,
+            buf: Vec::with_capacity(REPORT_BUF),
+            _spent: None,
+        });
+        Ok(())
     }
 
     /// Waits for the child to end (at most `timeout`; `None` waits forever, `Some(ZERO)` only
@@ -1073,7 +1202,10 @@ impl<R: Message> Process<R> {
             // We hold the lock, so nobody reaps the child while we signal it: its pid cannot
             // have been reused. ESRCH means it was reaped elsewhere: nothing to do.
             Ok(Inner { state: State::Running(run), .. }) => {
-                let _ = wait::kill(run.pid, signal);
+                let _ = match &run.launched {
+                    Some(l) => l.signal(signal),
+                    None => wait::kill(run.pid, signal),
+                };
                 Ok(())
             }
             // Another thread holds the lock (typically a `join`), and may reap the child at any
@@ -1177,6 +1309,16 @@ impl<R> Drop for Process<R> {
         }
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
         let State::Running(run) = &inner.state else { return };
+        if let Some(l) = &run.launched
+            && l.status.is_some()
+        {
+            // A child of the fork server: it reaps it. A daemon dies with its handle.
+            if self.daemon && l.wait(Deadline::after(Some(Duration::ZERO))).ok().flatten().is_none()
+            {
+                let _ = l.signal(Signal::KILL);
+            }
+            return;
+        }
         match wait::waitpid(run.pid, false) {
             Ok(Some(_)) | Err(_) => {
                 with_registry(|c| c.retain(|e| e.pid != run.pid));
@@ -1210,6 +1352,9 @@ fn wait_child<R>(
     pidfd: Option<&Pidfd>,
     deadline: Deadline,
 ) -> Result<Option<Option<ExitStatus>>, Errno> {
+    if let Some(l) = &run.launched {
+        return l.wait(deadline);
+    }
     let status = if deadline.is_forever() {
         wait::waitpid(run.pid, true)
     } else {
@@ -1312,23 +1457,27 @@ struct ChildSetup<'a> {
     affinity: Option<&'a CpuSet>,
 }
 
+impl ChildSetup<'_> {
+    /// Sets the parent-death signal and the CPU affinity (allocation- and lock-free).
+    fn apply(&self) -> Result<(), Errno> {
+        if let Some(sig) = self.death_signal {
+            sysfork::set_parent_death_signal(sig, self.parent)?;
+        }
+        if let Some(set) = self.affinity {
+            multiproc_sys::affinity::sched_setaffinity(None, set)?;
+        }
+        Ok(())
+    }
+}
+
 fn child_main<R: Message>(
     mut target: Target<R>,
     report: OwnedFd,
     mut out: Vec<u8>,
     mut stdout: io::StdoutLock<'static>,
-    ChildSetup { parent, death_signal, affinity }: ChildSetup<'_>,
+    setup: ChildSetup<'_>,
 ) -> ! {
-    let setup = (|| {
-        if let Some(sig) = death_signal {
-            sysfork::set_parent_death_signal(sig, parent)?;
-        }
-        if let Some(set) = affinity {
-            multiproc_sys::affinity::sched_setaffinity(None, set)?;
-        }
-        Ok::<(), Errno>(())
-    })();
-    if let Err(e) = setup {
+    if let Err(e) = setup.apply() {
         write_error_report(report.as_fd(), TAG_SETUP, e);
         sysfork::exit_now(1);
     }

@@ -57,11 +57,60 @@ impl<T> ShmBox<T> {
         tail_len: usize,
         init: impl FnOnce(*mut T) -> io::Result<()>,
     ) -> io::Result<Self> {
+        // SAFETY: this function's contract, passed on.
+        unsafe { Self::new_in(tail_len, false, init) }
+    }
+
+    /// As [`new`](Self::new), in a memfd whose descriptor ([`fd`](Self::fd)) can be passed to
+    /// a process that was not forked from this one.
+    ///
+    /// # Safety
+    /// As for [`new`](Self::new).
+    pub(crate) unsafe fn new_passable(
+        tail_len: usize,
+        init: impl FnOnce(*mut T) -> io::Result<()>,
+    ) -> io::Result<Self> {
+        // SAFETY: this function's contract, passed on.
+        unsafe { Self::new_in(tail_len, true, init) }
+    }
+
+    /// Maps the object another process made with [`new_passable`](Self::new_passable).
+    ///
+    /// # Safety
+    /// - `fd` must come from `new_passable` for the same `T` and `tail_len`, made by a process
+    ///   this one trusts to have initialised it.
+    pub(crate) unsafe fn from_fd(fd: std::os::fd::OwnedFd, tail_len: usize) -> io::Result<Self> {
+        let total = Self::tail_offset().checked_add(tail_len).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "shared object too large")
+        })?;
+        let seg = Segment::from_fd(fd, total.max(1))?;
+        Ok(ShmBox { seg: Arc::new(seg), tail_len, _t: PhantomData })
+    }
+
+    /// A new descriptor of the segment, for one made by [`new_passable`](Self::new_passable).
+    pub(crate) fn fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        match self.seg.fd() {
+            Some(fd) => Ok(fd.try_clone_to_owned()?),
+            None => Err(io::Error::new(io::ErrorKind::Unsupported, "an anonymous segment")),
+        }
+    }
+
+    /// # Safety
+    /// As for [`new`](Self::new).
+    unsafe fn new_in(
+        tail_len: usize,
+        passable: bool,
+        init: impl FnOnce(*mut T) -> io::Result<()>,
+    ) -> io::Result<Self> {
         const { assert!(align_of::<T>() <= TAIL_ALIGN) };
         let total = Self::tail_offset().checked_add(tail_len).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "shared object too large")
         })?;
-        let seg = Segment::anonymous(total.max(1))?;
+        let seg = if passable {
+            Segment::memfd(c"multiproc", total.max(1))?
+        } else {
+            Segment::anonymous(total.max(1))?
+        };
         // The segment is page-aligned, which satisfies `align_of::<T>() <= 64`.
         init(seg.as_ptr().cast::<T>())?;
         Ok(ShmBox { seg: Arc::new(seg), tail_len, _t: PhantomData })

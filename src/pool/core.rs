@@ -52,8 +52,12 @@ use multiproc_sys::fork::{self as sysfork, ForkOutcome};
 use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
 use multiproc_sys::scm;
 use multiproc_sys::time::{Deadline, Timespec};
-use multiproc_sys::wait::{self, ExitStatus, Pidfd};
+use multiproc_sys::wait::ExitStatus;
 use multiproc_sys::{Errno, Pid, Signal};
+
+use crate::codec::{Decode, Decoder, Encode};
+use crate::context::StartMethod;
+use crate::context::launch::{Launched, Relocation};
 
 use super::error::PoolError;
 use super::proto::{self, Ctl};
@@ -87,6 +91,9 @@ pub(crate) struct Config {
     /// Executor flavour: `Shutdown` instead of `NotRunning`, `BrokenPool` wording.
     pub executor: bool,
     pub pool_id: u64,
+    /// How code addresses sent by the parent map to this process's (non-zero only in a pool
+    /// whose server was launched by `spawn`, or by a spawned fork server).
+    pub reloc: Relocation,
 }
 
 /// The result of one task of a collect batch: where its item results are in the batch's
@@ -389,7 +396,8 @@ pub(crate) struct Shared {
     /// The fork generation of the creating process (see [`fork_generation`]).
     creator: u64,
     pub(crate) server: Pid,
-    server_pidfd: Option<Pidfd>,
+    /// The server process: a direct child (`fork`, `spawn`) or a child of the fork server.
+    server_proc: Launched,
 }
 
 impl std::fmt::Debug for Shared {
@@ -428,7 +436,10 @@ fn fork_generation() -> u64 {
 
 /// Creates the shared segment, the control socket and the fork server, and asks the server for
 /// the workers. Returns at once: the workers start while the caller goes on.
-pub(crate) fn start(cfg: Config) -> Result<Arc<Shared>, PoolError> {
+pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shared>, PoolError> {
+    let has_closures = cfg.initializer.is_some() || !cfg.registered.is_empty();
+    let method =
+        crate::context::resolve(method, has_closures).map_err(PoolError::InvalidArgument)?;
     let n = cfg.processes;
     let slots = Slots::new(n)?;
     let (p_ctl, s_ctl) = scm::seqpacket_pair()?;
@@ -440,36 +451,42 @@ pub(crate) fn start(cfg: Config) -> Result<Arc<Shared>, PoolError> {
     let parent = sysfork::getpid();
     let generation = fork_generation();
 
-    // Hold stdout's and stderr's locks across the fork: another thread holding one at that
-    // moment would leave it locked forever in the server and in every worker. Flush them too,
-    // or the server's copy of the buffers would be printed again by the workers.
-    let out = std::io::stdout().lock();
-    let err = std::io::stderr().lock();
-    let _ = (&out, &err);
-    let mut out = out;
-    let mut err = err;
-    let _ = out.flush();
-    let _ = err.flush();
-    // SAFETY: the child branch is the fork server. It runs single-threaded; it first releases
-    // the two stdio locks this thread holds (their owner is this thread, which is the one that
-    // exists in the child), then runs `server_main`, which never returns. The only locks it
-    // takes are those it owns; with glibc, malloc is reset for the child by fork itself.
-    let server = match unsafe { sysfork::fork() } {
-        Err(e) => return Err(e.into()),
-        Ok(ForkOutcome::Child) => {
-            drop(p_ctl);
-            drop(wake);
-            drop(out);
-            drop(err);
-            super::server::server_main(&cfg, s_ctl, parent, &slots)
-        }
-        Ok(ForkOutcome::Parent { child }) => child,
+    let server_proc = if method != StartMethod::Fork {
+        let payload = encode_server_spec(&cfg, parent);
+        let fds = vec![s_ctl, slots.fd()?];
+        crate::context::launch(method, crate::context::Entry::PoolServer, &payload, fds)?
+    } else {
+        // Hold stdout's and stderr's locks across the fork: another thread holding one at that
+        // moment would leave it locked forever in the server and in every worker. Flush them too,
+        // or the server's copy of the buffers would be printed again by the workers.
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let plan = crate::fork_safety::before_fork();
+        let _ = out.flush();
+        let _ = err.flush();
+        // SAFETY: the child branch is the fork server. It runs single-threaded; it first releases
+        // the two stdio locks this thread holds (their owner is this thread, which is the one that
+        // exists in the child), then runs `server_main`, which never returns. The only locks it
+        // takes are those it owns; with glibc, malloc is reset for the child by fork itself.
+        let server = match unsafe { sysfork::fork() } {
+            Err(e) => return Err(e.into()),
+            Ok(ForkOutcome::Child) => {
+                crate::fork_safety::in_child(plan);
+                drop(p_ctl);
+                drop(wake);
+                drop(out);
+                drop(err);
+                super::server::server_main(&cfg, s_ctl, parent, true, &slots)
+            }
+            Ok(ForkOutcome::Parent { child }) => child,
+        };
+        drop(out);
+        drop(err);
+        drop(s_ctl);
+        Launched::direct(server)
     };
-    drop(out);
-    drop(err);
-    drop(s_ctl);
+    let server = server_proc.pid;
     syspipe::set_nonblocking(p_ctl.as_fd(), true)?;
-    let server_pidfd = wait::pidfd_open(server).ok();
 
     let mut control = Control { fd: p_ctl, outq: VecDeque::new() };
     for i in 0..n {
@@ -505,8 +522,63 @@ pub(crate) fn start(cfg: Config) -> Result<Arc<Shared>, PoolError> {
         slots,
         creator: generation,
         server,
-        server_pidfd,
+        server_proc,
     }))
+}
+
+/// The part of a [`Config`] a launched server needs (no closures: a launched pool has none).
+fn encode_server_spec(cfg: &Config, parent: Pid) -> Vec<u8> {
+    let mut out = Vec::new();
+    (cfg.processes as u64).encode(&mut out);
+    cfg.max_tasks_per_child.encode(&mut out);
+    cfg.task_timeout.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).encode(&mut out);
+    cfg.cpus.iter().map(|&c| c as u64).collect::<Vec<u64>>().encode(&mut out);
+    u64::try_from(cfg.terminate_grace.as_nanos()).unwrap_or(u64::MAX).encode(&mut out);
+    cfg.break_on_worker_death.encode(&mut out);
+    cfg.executor.encode(&mut out);
+    cfg.pool_id.encode(&mut out);
+    parent.as_raw_nonzero().get().encode(&mut out);
+    out
+}
+
+/// A launched pool server's life (see `context::launch`): descriptor 0 is the control socket,
+/// 1 the slots segment. Never returns.
+pub(crate) fn server_entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) -> ! {
+    let spec = (|| {
+        let mut d = Decoder::new(payload);
+        let processes = usize::try_from(u64::decode(&mut d).ok()?).ok()?;
+        let max_tasks_per_child = Option::<u64>::decode(&mut d).ok()?;
+        let task_timeout = Option::<u64>::decode(&mut d).ok()?.map(Duration::from_nanos);
+        let cpus = Vec::<u64>::decode(&mut d).ok()?;
+        let terminate_grace = Duration::from_nanos(u64::decode(&mut d).ok()?);
+        let break_on_worker_death = bool::decode(&mut d).ok()?;
+        let executor = bool::decode(&mut d).ok()?;
+        let pool_id = u64::decode(&mut d).ok()?;
+        let parent = Pid::from_raw(i32::decode(&mut d).ok()?)?;
+        let cfg = Config {
+            processes,
+            max_tasks_per_child,
+            task_timeout,
+            cpus: cpus.into_iter().map(|c| c as usize).collect(),
+            initializer: None,
+            registered: Vec::new(),
+            terminate_grace,
+            break_on_worker_death,
+            executor,
+            pool_id,
+            reloc,
+        };
+        Some((cfg, parent))
+    })();
+    let Some((cfg, parent)) = spec else { sysfork::exit_now(127) };
+    if fds.len() != 2 {
+        sysfork::exit_now(127);
+    }
+    let slots_fd = fds.pop().unwrap_or_else(|| sysfork::exit_now(127));
+    let ctl = fds.pop().unwrap_or_else(|| sysfork::exit_now(127));
+    let Ok(slots) = Slots::from_fd(slots_fd, cfg.processes) else { sysfork::exit_now(127) };
+    let direct = sysfork::getppid() == Some(parent);
+    super::server::server_main(&cfg, ctl, parent, direct, &slots)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1027,7 +1099,7 @@ impl Shared {
         if !self.reap_server(deadline)? {
             // The server did not finish in time: kill it (its workers get their parent-death
             // SIGKILL) and reap it.
-            let _ = wait::kill(self.server, Signal::KILL);
+            let _ = self.server_proc.signal(Signal::KILL);
             self.reap_server(Deadline::FOREVER)?;
         }
         self.lock().release_fds();
@@ -1039,9 +1111,9 @@ impl Shared {
         if self.lock().server_reaped {
             return Ok(true);
         }
-        match wait::wait_deadline(self.server, self.server_pidfd.as_ref(), deadline) {
+        match self.server_proc.wait(deadline) {
             Ok(None) => Ok(false),
-            Ok(Some(_)) | Err(Errno::CHILD) => {
+            Ok(Some(_)) => {
                 self.lock().server_reaped = true;
                 Ok(true)
             }

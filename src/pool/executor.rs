@@ -86,6 +86,14 @@ impl ExecutorBuilder {
         self
     }
 
+    /// How the workers start (see
+    /// [`PoolBuilder::start_method`](super::PoolBuilder::start_method)); Python's
+    /// `mp_context`.
+    pub fn start_method(mut self, method: crate::context::StartMethod) -> Self {
+        self.inner = self.inner.start_method(method);
+        self
+    }
+
     /// Registers a closure that every worker will have (see
     /// [`PoolBuilder::register`](super::PoolBuilder::register)).
     pub fn register<A, R, F>(&mut self, f: F) -> Task<A, R>
@@ -103,8 +111,9 @@ impl ExecutorBuilder {
     /// [`PoolError::InvalidArgument`] for 0 workers or `max_tasks_per_child(0)`;
     /// [`PoolError::Os`] if the fork server cannot be started.
     pub fn build(self) -> Result<ProcessPoolExecutor, PoolError> {
+        let method = self.inner.method;
         let cfg = self.inner.config()?;
-        Ok(ProcessPoolExecutor { shared: super::core::start(cfg)? })
+        Ok(ProcessPoolExecutor { shared: super::core::start(cfg, method)? })
     }
 }
 

@@ -143,9 +143,13 @@ use std::time::Duration;
 use crate::codec::{Encode, Message};
 use multiproc_sys::Pid;
 
+pub(crate) use self::core::server_entry;
 use self::core::{Config, Mode, Shared};
+pub(crate) use self::proto::{ITEM_OK, ITEM_PANIC};
 use self::results::{finish_list, finish_one};
-use self::work::{encode_chunk, runner};
+use self::work::runner;
+pub(crate) use self::work::{Job, Tramp, encode_chunk};
+use crate::context::StartMethod;
 
 pub use self::error::PoolError;
 pub use self::executor::{
@@ -237,6 +241,7 @@ pub struct PoolBuilder {
     pool_id: u64,
     break_on_worker_death: bool,
     executor: bool,
+    method: Option<StartMethod>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -273,6 +278,7 @@ impl PoolBuilder {
             pool_id: POOL_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             break_on_worker_death: false,
             executor: false,
+            method: None,
         }
     }
 
@@ -325,6 +331,16 @@ impl PoolBuilder {
         self
     }
 
+    /// How the pool's processes start (default: [`get_start_method`](crate::get_start_method),
+    /// except that a pool with closures — [`register`](Self::register),
+    /// [`initializer`](Self::initializer) — is forked when no method was chosen). With
+    /// `forkserver` and `spawn` the workers come from a clean single-threaded process, safe in
+    /// a multithreaded program; work must then be functions (see [`context`](crate::context)).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
     /// Registers a closure that every worker of the pool will have, and returns the handle to
     /// pass as work to [`Pool::map`], [`Pool::apply`] and the others.
     ///
@@ -368,6 +384,7 @@ impl PoolBuilder {
             break_on_worker_death: self.break_on_worker_death,
             executor: self.executor,
             pool_id: self.pool_id,
+            reloc: Default::default(),
         })
     }
 
@@ -377,8 +394,9 @@ impl PoolBuilder {
     /// [`PoolError::InvalidArgument`] for 0 processes or `max_tasks_per_child(0)`;
     /// [`PoolError::Os`] if the server cannot be forked.
     pub fn build(self) -> Result<Pool, PoolError> {
+        let method = self.method;
         let cfg = self.config()?;
-        Ok(Pool { shared: core::start(cfg)? })
+        Ok(Pool { shared: core::start(cfg, method)? })
     }
 }
 

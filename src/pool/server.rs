@@ -79,18 +79,32 @@ struct Server<'a> {
     slots: &'a Slots,
     ctl: OwnedFd,
     parent: Pid,
+    direct: bool,
     parent_pidfd: Option<Pidfd>,
     workers: Vec<Option<Child>>,
     sigchld: Option<SavedSigchld>,
 }
 
 /// The fork server's life. Never returns.
-pub(crate) fn server_main(cfg: &Config, ctl: OwnedFd, parent: Pid, slots: &Slots) -> ! {
+///
+/// `parent` is the process that uses the pool; `direct` says whether it is also this process's
+/// parent (it is not when the fork server started this one): only then does a change of
+/// `getppid` mean that it died.
+pub(crate) fn server_main(
+    cfg: &Config,
+    ctl: OwnedFd,
+    parent: Pid,
+    direct: bool,
+    slots: &Slots,
+) -> ! {
     let sigchld = reset_sigchld();
-    if sysfork::getppid() != Some(parent) {
+    if direct && sysfork::getppid() != Some(parent) {
         sysfork::exit_now(0);
     }
     let parent_pidfd = wait::pidfd_open(parent).ok();
+    if !direct && parent_pidfd.is_none() && rustix::process::test_kill_process(parent).is_err() {
+        sysfork::exit_now(0);
+    }
     if syspipe::set_nonblocking(ctl.as_fd(), true).is_err() {
         sysfork::exit_now(1);
     }
@@ -99,6 +113,7 @@ pub(crate) fn server_main(cfg: &Config, ctl: OwnedFd, parent: Pid, slots: &Slots
         slots,
         ctl,
         parent,
+        direct,
         parent_pidfd,
         workers: (0..cfg.processes).map(|_| None).collect(),
         sigchld,
@@ -143,7 +158,7 @@ impl Server<'_> {
                     Err(_) => vec![PollFlags::empty(); pfds.len()],
                 }
             };
-            let parent_dead = sysfork::getppid() != Some(self.parent)
+            let parent_dead = (self.direct && sysfork::getppid() != Some(self.parent))
                 || fds
                     .iter()
                     .zip(&revents)

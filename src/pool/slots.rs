@@ -157,12 +157,33 @@ impl Slots {
         // only ever accessed through shared references and atomics, hold no pointers and need
         // no `Drop`.
         let shm = unsafe {
-            ShmBox::<Header>::new(tail, |h| {
+            ShmBox::<Header>::new_passable(tail, |h| {
                 (*h).slots = n as u64;
                 Ok(())
             })?
         };
         Ok(Slots { shm, n })
+    }
+
+    /// Maps the slots of a pool made by the parent (a launched server): `fd` from
+    /// [`fd`](Self::fd), for `n` slots (checked against the segment's header).
+    pub(crate) fn from_fd(fd: std::os::fd::OwnedFd, n: usize) -> io::Result<Slots> {
+        let tail = n
+            .checked_mul(std::mem::size_of::<SlotShm>())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many workers"))?;
+        // SAFETY: the descriptor comes from the parent's `Slots::new` for `n` slots (the
+        // launch message's sender); the header's count is checked below before any slot is
+        // used.
+        let shm = unsafe { ShmBox::<Header>::from_fd(fd, tail)? };
+        if shm.get().slots != n as u64 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "slot count mismatch"));
+        }
+        Ok(Slots { shm, n })
+    }
+
+    /// A descriptor of the segment, to pass to a launched server.
+    pub(crate) fn fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        self.shm.fd()
     }
 
     /// Slot `i`'s record.

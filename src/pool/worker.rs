@@ -24,7 +24,7 @@ use super::core::Config;
 use super::proto;
 use super::server::{SavedSigchld, restore_sigchld};
 use super::slots::{Slots, now_ns};
-use super::work::{Tramp, run_chunk};
+use super::work::run_chunk;
 
 /// Ends the worker: flushes stdio and `_exit`s.
 fn finish(code: i32) -> ! {
@@ -159,13 +159,11 @@ fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec
     match kind {
         proto::JOB_CODE => {
             // SAFETY: `a` is the address of a `Tramp` and `b` its context word, both taken in
-            // the parent from functions of this same executable (see `work.rs`: this process
-            // is a fork of a fork of the parent, made when the pool was created, so the code
-            // is mapped at the same addresses). Only the parent writes to this channel.
-            unsafe {
-                let tramp = std::mem::transmute::<*const (), Tramp>(a as usize as *const ());
-                tramp(b as usize, payload, out);
-            }
+            // the parent from functions of this same executable, and `cfg.reloc` maps them to
+            // this process (zero when it is a fork of a fork of the parent, made when the pool
+            // was created, so the code is mapped at the same addresses; the offset of a fresh
+            // `exec` of the same executable otherwise). Only the parent writes to this channel.
+            unsafe { crate::context::launch::run_code(cfg.reloc, a, b, payload, out) }
         }
         proto::JOB_REGISTERED => match cfg.registered.get(a as usize) {
             Some(runner) => runner(payload, out),

@@ -282,6 +282,15 @@ pub fn kill(pid: Pid, signal: Signal) -> Result<()> {
 pub struct Pidfd(OwnedFd);
 
 impl Pidfd {
+    /// Adopts a descriptor as a pidfd: one received from another process (`SCM_RIGHTS`) that
+    /// opened it with [`pidfd_open`]. A descriptor that is not a pidfd makes every call on it
+    /// fail (`EBADF` or `EINVAL`); it is never undefined behaviour.
+    #[inline]
+    #[must_use]
+    pub fn from_owned(fd: OwnedFd) -> Pidfd {
+        Pidfd(fd)
+    }
+
     /// `pidfd_send_signal(pidfd, signal, NULL, 0)` — sends `signal` to the process this pidfd
     /// refers to, never to a process that reused its id.
     ///
