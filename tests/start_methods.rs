@@ -33,6 +33,15 @@ fn fails(x: u32) -> u32 {
     x / 2
 }
 
+/// [`fails`], for children of a clean process only: it goes through std's default hook (which
+/// takes its backtrace lock) without the seconds that symbolising a debug build's backtrace
+/// costs under `RUST_BACKTRACE=1` (the style is read once, at the first panic of a process).
+fn fails_fast(x: u32) -> u32 {
+    // SAFETY: the children of the fork server and of spawn run this on their only thread.
+    unsafe { std::env::set_var("RUST_BACKTRACE", "0") };
+    fails(x)
+}
+
 fn whoami(_: ()) -> (u32, u32) {
     (
         std::process::id(),
@@ -135,6 +144,39 @@ fn closures_need_fork_when_a_method_is_explicit() {
     assert_eq!(pool.apply(add, 1).unwrap(), 8);
 }
 
+#[test]
+fn spawn_from_eight_busy_threads() {
+    let _w = watchdog(TEST_LIMIT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let lock = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let busy: Vec<_> = (0..8)
+        .map(|i| {
+            let (stop, lock) = (stop.clone(), lock.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut v = lock.lock().unwrap();
+                    v.push(i);
+                    v.truncate(64);
+                    print!("");
+                    eprint!("");
+                }
+            })
+        })
+        .collect();
+    assert!(multiproc::thread_count().unwrap() >= 9);
+    let ctx = Context::new(StartMethod::Spawn);
+    let kids: Vec<_> = (0..8u64).map(|i| ctx.process(square, i)).collect();
+    for k in &kids {
+        k.start().unwrap();
+    }
+    let got: Vec<u64> = kids.iter().map(|k| k.join(WAIT).unwrap()).collect();
+    assert_eq!(got, (0..8u64).map(square).collect::<Vec<_>>());
+    stop.store(true, Ordering::Relaxed);
+    for t in busy {
+        t.join().unwrap();
+    }
+}
+
 /// One thread panics nonstop and another holds and releases a `Mutex` and prints in a loop,
 /// while this one makes pools whose tasks panic: every wait is bounded, no task may hang.
 fn hammer(method: StartMethod, rounds: usize) {
@@ -159,10 +201,12 @@ fn hammer(method: StartMethod, rounds: usize) {
         }));
     }
     let ctx = Context::new(method);
+    // A fork child must not take the environment lock: another thread may hold it.
+    let work: fn(u32) -> u32 = if method == StartMethod::Fork { fails } else { fails_fast };
     let mut stuck = 0;
     for _ in 0..rounds {
         let pool = ctx.pool(1).unwrap();
-        match pool.map_async(fails, [1u32, 2], None).unwrap().get(Some(Duration::from_secs(5))) {
+        match pool.map_async(work, [1u32, 2], None).unwrap().get(Some(Duration::from_secs(5))) {
             Err(PoolError::Panicked(_)) => {}
             Err(PoolError::Timeout) => stuck += 1,
             other => panic!("{method}: {other:?}"),
@@ -185,5 +229,13 @@ fn forkserver_pools_never_hang_beside_panicking_threads() {
 #[test]
 fn spawn_pools_never_hang_beside_panicking_threads() {
     let _w = watchdog(Duration::from_secs(120));
-    hammer(StartMethod::Spawn, 30);
+    hammer(StartMethod::Spawn, 200);
+}
+
+/// `fork` from this multithreaded process: the crate's own child code (the pool server, the
+/// worker, the panic report) takes no lock another thread may hold.
+#[test]
+fn fork_pools_never_hang_beside_panicking_threads() {
+    let _w = watchdog(Duration::from_secs(120));
+    hammer(StartMethod::Fork, 200);
 }

@@ -91,7 +91,11 @@ pub(crate) fn launch(entry: Entry, payload: &[u8], fds: Vec<OwnedFd>) -> io::Res
     drop(child);
     let pass: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
     let handshake = (|| -> io::Result<()> {
-        scm::send_fds(mine.as_fd(), &msg, &pass)?;
+        match scm::send_fds(mine.as_fd(), &msg, &pass) {
+            // The program exited already: the answer below says so.
+            Ok(_) | Err(multiproc_sys::Errno::PIPE | multiproc_sys::Errno::CONNRESET) => {}
+            Err(e) => return Err(e.into()),
+        }
         if !syspipe::wait_readable(mine.as_fd(), Deadline::after(Some(HANDSHAKE)))? {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -99,8 +103,13 @@ pub(crate) fn launch(entry: Entry, payload: &[u8], fds: Vec<OwnedFd>) -> io::Res
             ));
         }
         let mut reply = [0u8; 512];
-        let r = scm::recv_fds(mine.as_fd(), &mut reply, &mut [])?;
-        match &reply[..r.bytes] {
+        // A program that exits without reading the message resets the connection.
+        let got = match scm::recv_fds(mine.as_fd(), &mut reply, &mut []) {
+            Ok(r) => r.bytes,
+            Err(multiproc_sys::Errno::CONNRESET) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        match &reply[..got] {
             b"ok" => Ok(()),
             [] => Err(io::Error::other(
                 "the spawned program exited before multiproc::init() took over (does its main \
