@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use multiproc::{Barrier, BarrierError, ProcessBuilder, current_process};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let bar = Barrier::with_action(3, || {
         println!("  (action, run by the last to arrive: three are here)")
     })?;

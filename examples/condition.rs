@@ -34,6 +34,7 @@ fn stage_2(cond: &Condition, done: &RawValue<u32>, waiting: &RawValue<u32>) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let condition = Condition::new()?;
     let done = RawValue::<u32>::new(0)?; // set by stage 1, under the condition's lock
     let waiting = RawValue::<u32>::new(0)?; // stage-2 processes that reached their wait

@@ -30,6 +30,7 @@ fn sum_range(lo: u64, hi: u64) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     println!("multiproc demo: Python's multiprocessing, in Rust ({})\n", current_process().name);
     headline()?;
     tour()?;

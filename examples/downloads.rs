@@ -17,6 +17,7 @@ fn download_task(filename: &str, seed: u64) -> Duration {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let files: [&'static str; 2] = ["Python-from-beginner-to-hospital.pdf", "Peking-Hot.avi"];
 
     let start = Instant::now();

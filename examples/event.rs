@@ -33,6 +33,7 @@ fn wait_for_event_timeout(e: &Event, t: Duration, start: Instant) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let e = Event::new()?;
     let start = Instant::now();
     let w1 = {

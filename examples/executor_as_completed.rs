@@ -19,6 +19,7 @@ fn return_after_a_while(num: u64) -> String {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let pool = ProcessPoolExecutor::new(5)?;
     let start = Instant::now();
     let futures =

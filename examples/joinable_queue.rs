@@ -36,6 +36,7 @@ fn producer(seq: impl Iterator<Item = String>, q: &JoinableQueue<String>) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let q: JoinableQueue<String> = JoinableQueue::new()?;
     let seq = (0..5).map(|i| format!("product {i}"));
 

@@ -28,6 +28,7 @@ fn sum_range(lo: u64, hi: u64) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let t = Instant::now();
     let total = sum_range(1, N);
     let sequential = t.elapsed();

@@ -21,6 +21,7 @@ fn sub_task(word: &'static str) -> u32 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let ping = Process::new(|| sub_task("Ping"));
     let pong = Process::new(|| sub_task("Pong"));
     ping.start()?;

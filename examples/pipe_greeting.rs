@@ -6,6 +6,7 @@
 use multiproc::{ProcessBuilder, current_process, pipe};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let (parent_end, child_end) = pipe(true)?;
     let child = ProcessBuilder::new().name("greeter").spawn(move || {
         let me = current_process();

@@ -28,6 +28,7 @@ fn square(x: u64) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     println!("main process: {}", std::process::id());
     println!("-----------------------------------");
     let p = Pool::new(4)?; // four worker processes

@@ -36,6 +36,7 @@ fn read(q: Queue<char>, start: Instant) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let q: Queue<char> = Queue::new()?;
     let start = Instant::now();
     let pw = Process::new({

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use multiproc::{Process, RawValue, Semaphore};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let sem = Semaphore::new(2)?;
     let inside = RawValue::<u32>::new(0)?; // how many processes hold a permit right now
     let most = RawValue::<u32>::new(0)?; // the most there ever were

@@ -17,6 +17,7 @@ fn f(n: &Value<f64>, a: &Array<i32>) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     let num = Value::new(0.0f64)?;
     let arr = Array::from_slice(&(0..10).collect::<Vec<i32>>())?;
     println!("before: num = {:?}, arr = {:?}", num.load()?, arr.to_vec()?);

@@ -38,6 +38,7 @@ fn run_all(body: impl Fn() + Clone + Send + 'static) -> Result<(), Box<dyn std::
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiproc::init(); // first: the fork server is made while the program is single-threaded
     // 1. No lock: a `RawValue` read with `load` and written with `store`, the two steps of
     //    Python's `val.value += 1`. Fifty increments per process finish long before the next
     //    process starts, so each process does many more to make the processes overlap.
