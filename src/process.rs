@@ -1043,6 +1043,11 @@ impl<R: Message> Process<R> {
             let _ = self.pidfd.set(Pidfd::from_owned(dup));
         }
         self.pid.store(launched.pid.as_raw_nonzero().get(), Ordering::Release);
+        if launched.status.is_none() {
+            // A direct child (spawn): reaped like a forked one if its handle is dropped early.
+            let entry = ChildEntry { pid: launched.pid, name: self.name.clone(), orphaned: false };
+            with_registry(|c| c.push(entry));
+        }
         inner.state = State::Running(Running {
             pid: launched.pid,
             launched: Some(launched),
