@@ -1171,3 +1171,34 @@ fn byte_strings_go_straight_through_and_bad_utf8_is_a_decode_error() {
         assert_eq!(q.lost(), 0);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 19
+
+#[test]
+fn issue_19_an_overwritten_length_word_is_corrupt_at_once_not_a_sink_for_later_items() {
+    // Bug 5: one record's length word says 1 TiB while a live producer streams a big item
+    // behind it. The get must honour its timeout and take none of the producer's bytes.
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
+    q.put(pattern(1, 100), None).unwrap();
+    let (_, _, ring, _) = q.raw_parts_for_tests();
+    let (head, _) = q.positions_for_tests();
+    let off = (head & (q.capacity_bytes() as u64 - 1)) as usize;
+    unsafe { std::ptr::write_unaligned(ring.add(off).cast::<u64>(), (1u64 << 40).to_le()) };
+    let pq = q.clone();
+    let producer =
+        std::thread::spawn(move || pq.put(pattern(2, 8 << 20), Some(Duration::from_secs(2))));
+    // The producer is streaming (the ring is full of its first bytes).
+    assert!(common::eventually(SECS, || q.positions_for_tests().1 >= (64 << 10)));
+    let start = Instant::now();
+    let r = q.get(Some(Duration::from_millis(10)));
+    assert!(start.elapsed() < Duration::from_secs(1), "get took {:?}", start.elapsed());
+    assert!(matches!(r, Err(GetError::Corrupt(_))), "{r:?}");
+    // Nobody read the producer's item: its put times out and hands it back.
+    match producer.join().unwrap() {
+        Err(PutError::Full(back)) => assert_eq!(check_pattern(&back), Some(2)),
+        other => panic!("the producer's item went somewhere: {other:?}"),
+    }
+    assert_eq!(q.positions_for_tests().0, head, "nothing was consumed");
+}

@@ -720,6 +720,11 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 ///   consumer discards the rest of it, and [`lost`](Queue::lost) counts it.
 /// - A half-written item is never delivered. A consumer waiting for a producer's large item
 ///   notices within milliseconds if the producer dies.
+/// - A `get` that fails in the middle of a large item (a [`Corruption`] error) leaves the queue
+///   as a consumer killed there would: the next `get` discards the rest of the item.
+/// - [`JoinableQueue`] counts stay exact through all of this: an item a `get` has returned is
+///   always counted as unfinished until its `task_done`, and an item lost as above is never
+///   waited for.
 /// - The shared header is validated on every operation; if another process has garbled the
 ///   segment (a bug), operations fail with a [`Corruption`] error rather than reading out of
 ///   bounds or panicking.

@@ -70,9 +70,12 @@
 //! Both mutexes are robust: the next process to lock one after its holder died gets
 //! `EOWNERDEAD`, repairs the state below, and marks the mutex consistent.
 //!
-//! - **Half-published updates.** A producer publishes a record with `intent_tail`,
-//!   `intent_puts`, `tail`, `puts`, in that order; a repairer that finds `tail == intent_tail`
-//!   completes `puts` (`intent_head`/`intent_gets` do the same for consumers). Rarer updates that
+//! - **Half-published updates.** A producer publishes a record with `intent_puts`,
+//!   `intent_tail`, `puts`, `tail`, in that order (`puts` first, so `task_done` for a record a
+//!   consumer got always finds it counted); a repairer that finds `puts == intent_puts` and
+//!   `tail < intent_tail` completes `tail` (the record is whole). Consumers publish with
+//!   `intent_head`, `intent_gets`, `head`, `gets`; a repairer that finds
+//!   `head == intent_head` completes `gets`. Rarer updates that
 //!   touch more words (aborts, losses) go through a redo journal (`pj`, `cj`): the new values are
 //!   written to the journal, the journal is marked valid, the values are applied, the mark is
 //!   cleared; a repairer replays a valid journal. Replays store absolute values, so they can be
@@ -85,12 +88,22 @@
 //!   at a time: a producer does not start a stream until consumers have passed the last abort.
 //!   A producer whose put times out mid-stream aborts its own record the same way (not counted
 //!   as lost: the item is handed back to it).
-//! - **A consumer killed in the middle of a big record** (some of its bytes freed): the
-//!   repairer counts it as lost (`c_lost`), marks it `discard`, and discards the rest of it as
-//!   it arrives before reading on.
+//! - **A consumer killed in the middle of a big record** (some of its bytes freed), or one
+//!   whose `get` failed there: the repairer (or the failing `get` itself) marks it `discard`;
+//!   the next `get` discards the rest of it as it arrives before reading on, and counts it as
+//!   lost (`c_lost`) once it is complete (counted earlier, before its producer has counted it
+//!   in `puts`, `task_done` would undercount the unfinished items). Every error return of the
+//!   read path leaves either no big record in progress or one marked for discarding.
+//! - **A producer whose put fails mid-stream** (timeout, or a garbled word) aborts its own
+//!   record before returning; a stream mark found with nobody holding the put lock is aborted
+//!   like a dead producer's.
 //! - Consumers that wait for a stream check every few milliseconds whether its producer is alive
 //!   (`trylock` on the put lock): `EOWNERDEAD` there is repaired by the consumer itself, so a get
-//!   never waits forever for a dead producer.
+//!   never waits forever for a dead producer. What the check finds is decided while it holds
+//!   the lock: once released, a live producer may start a new stream.
+//! - A consumer reads an incomplete big record only while it is the producer's current stream
+//!   (`stream_start`/`stream_end` name it): a record whose length word was overwritten is
+//!   `Corrupt` at once, never a sink that swallows the records behind it.
 //! - A process killed while asleep leaves a sleeper count one too high: later wakers make one
 //!   `futex_wake` call that wakes nobody. That costs a system call per operation, never a lost
 //!   wake-up.
@@ -894,11 +907,27 @@ impl RawQueue {
     #[cold]
     fn check_producer(&self) -> R<Producer> {
         let m = &self.shm.get().put_lock.v;
+        #[cfg(test)]
+        hook::at(hook::Point::CheckProducer, self);
         match m.try_lock() {
             Ok(None) => Ok(Producer::Busy),
             Ok(Some(LockOutcome::Acquired)) => {
-                let _g = Unlock(m);
-                Ok(Producer::Idle)
+                // Decide while holding the lock: once it is released, a live producer may start
+                // a new stream, which must not look abandoned (issue 19, bug 4).
+                let r = {
+                    let _g = Unlock(m);
+                    if self.streaming() {
+                        // A stream marked while nobody holds the put lock was left behind
+                        // (a garbled segment: a producer aborts its own stream on every
+                        // error): abort it as if its producer had died.
+                        self.repair_producer().map(|()| Producer::Repaired)
+                    } else {
+                        Ok(Producer::Idle)
+                    }
+                };
+                #[cfg(test)]
+                hook::at(hook::Point::ProducerChecked, self);
+                r
             }
             Ok(Some(LockOutcome::OwnerDied)) => {
                 let _g = Unlock(m);
@@ -955,15 +984,21 @@ impl RawQueue {
         Ok(puts - gets - pending)
     }
 
-    /// Publishes a finished record: everything up to `tail` and `puts` records. The `tail`
+    /// Publishes a finished record: `puts` records, then everything up to `tail`. The `tail`
     /// store is a `SeqCst` swap: follow it with [`wake_after_swap`](Self::wake_after_swap).
     #[inline]
     fn commit_put(&self, tail: u64, puts: u64) {
         let p = &self.hdr().prod.v;
-        p.intent_tail.store(tail, Relaxed);
+        // `puts` before `tail`: a consumer hands the record out as soon as `tail` covers it,
+        // and `task_done` for it counts from `puts` (issue 19, bug 2). `intent_puts` before
+        // `intent_tail`, so a repairer that finds `puts == intent_puts` knows `intent_tail`
+        // belongs to the same commit (see `repair_producer`).
         p.intent_puts.store(puts, Relaxed);
-        p.tail.swap(tail, SeqCst);
+        p.intent_tail.store(tail, Relaxed);
         p.puts.store(puts, Release);
+        #[cfg(test)]
+        hook::at(hook::Point::CommitPut, self);
+        p.tail.swap(tail, SeqCst);
     }
 
     /// Whether a big record (more than a quarter of the ring) of `need` bytes, to be written at
@@ -1005,7 +1040,9 @@ impl RawQueue {
         let h = self.hdr();
         let p = &h.prod.v;
         if p.stream_start.load(Relaxed) != NONE {
-            return corrupt("a record is being written by nobody");
+            // Left behind (only a garbled segment does that: a producer that dies is repaired
+            // by `lock_put`, one that fails aborts its own stream): abort it.
+            self.repair_producer()?;
         }
         let tail = p.tail.load(Relaxed);
         let puts = p.puts.load(Relaxed);
@@ -1071,6 +1108,26 @@ impl RawQueue {
         let end = start + need;
         p.stream_end.store(end, Relaxed);
         p.stream_start.store(start, Release);
+        let r = self.stream_pieces(payload, start, seq, end, until);
+        if r.is_err() && p.stream_start.load(Relaxed) != NONE {
+            // Every way out leaves the queue usable: the record is abandoned (and handed back
+            // to the caller, so not counted as lost).
+            self.abort_stream(false);
+        }
+        r
+    }
+
+    /// The body of [`put_stream`](Self::put_stream), once the stream is marked.
+    fn stream_pieces(
+        &self,
+        payload: Payload<'_>,
+        start: u64,
+        seq: u64,
+        end: u64,
+        until: Until,
+    ) -> R<()> {
+        let h = self.hdr();
+        let p = &h.prod.v;
         let piece = self.piece();
         let mut pos = start;
         loop {
@@ -1096,7 +1153,6 @@ impl RawQueue {
                 Ok(self.free_space(pos, want)? >= want)
             })?;
             if !ok {
-                self.abort_stream(false);
                 return Err(Fail::Timeout);
             }
         }
@@ -1152,9 +1208,18 @@ impl RawQueue {
         if h.pj.v.valid.load(Acquire) != 0 {
             self.apply_pj();
         }
-        let tail = p.tail.load(Relaxed);
-        if tail == p.intent_tail.load(Relaxed) {
-            p.puts.store(p.intent_puts.load(Relaxed), Release);
+        let mut tail = p.tail.load(Relaxed);
+        let intent_tail = p.intent_tail.load(Relaxed);
+        if p.puts.load(Relaxed) == p.intent_puts.load(Relaxed) && intent_tail > tail {
+            // It died between storing `puts` and `tail` (`commit_put`): the record is written
+            // whole and counted, so publish it.
+            let head = h.cons.v.head.load(Acquire);
+            if intent_tail >= POS_LIMIT || head > intent_tail || intent_tail - head > self.cap {
+                return corrupt("intended tail out of range");
+            }
+            p.tail.swap(intent_tail, SeqCst);
+            tail = intent_tail;
+            self.wake(&h.data.v);
         }
         let start = p.stream_start.load(Relaxed);
         if start != NONE {
@@ -1211,6 +1276,16 @@ impl RawQueue {
         self.hdr().prod.v.stream_start.load(Acquire) != NONE
     }
 
+    /// Whether the record `[start, end)` is the one a producer is streaming (or was, when it
+    /// died and nobody has repaired it yet). When not, the `Acquire` load orders what ended
+    /// the stream (`tail` reaching its end, or its abort) before the caller's next loads.
+    fn is_current_stream(&self, start: u64, end: u64) -> bool {
+        let p = &self.hdr().prod.v;
+        p.stream_start.load(Acquire) == start
+            && p.stream_end.load(Relaxed) == end
+            && p.stream_start.load(Acquire) == start
+    }
+
     /// Gets one record's payload into `out` (reset first).
     pub(crate) fn get(&self, out: &mut Sink<'_>, until: Until) -> R<()> {
         out.reset();
@@ -1218,11 +1293,13 @@ impl RawQueue {
         self.check_config()?;
         let h = self.hdr();
         let c = &h.cons.v;
+        if c.rec_start.load(Relaxed) != NONE && h.cj.v.discard.load(Relaxed) != 1 {
+            // A big record left by a consumer that failed mid-record (a garbled segment:
+            // `get` does this itself on every error): handle it as a dead consumer's.
+            self.abandon_big();
+        }
         if c.rec_start.load(Relaxed) != NONE {
             // A dead consumer's big record: discard the rest of it first.
-            if h.cj.v.discard.load(Relaxed) != 1 {
-                return corrupt("a record is being read by nobody");
-            }
             self.read_big(out, true)?;
             out.reset();
         }
@@ -1264,10 +1341,9 @@ impl RawQueue {
                 let sliced = self.streaming();
                 let ok = self.wait_on(&h.data.v, until, sliced, Spin::Short, |check| {
                     if check && self.streaming() {
-                        let producer = self.check_producer()?;
-                        if matches!(producer, Producer::Idle) && self.streaming() {
-                            return corrupt("a record is being written by nobody");
-                        }
+                        // Repairs (aborts) a stream whose producer died or left it; whatever
+                        // it finds, the condition below is re-checked.
+                        self.check_producer()?;
                     }
                     // Ask for the line the next record will be in while we watch `tail`: when
                     // it moves, both lines are on their way at once instead of one after the
@@ -1314,19 +1390,39 @@ impl RawQueue {
                 return Ok(());
             }
             if end <= t || need > self.chunk() {
-                if end > t && until.expired() {
-                    // Do not start a record that cannot be finished in time.
-                    return Err(Fail::Timeout);
+                if end > t {
+                    // An incomplete record must be the one a producer is streaming now: one
+                    // whose length word was overwritten would otherwise swallow every later
+                    // record (issue 19, bug 5).
+                    if !self.is_current_stream(head, end) {
+                        if self.load_tail(head)? >= end || self.aborted_at(gets).is_some() {
+                            // It was finished or aborted meanwhile.
+                            reload = true;
+                            continue;
+                        }
+                        return corrupt("a record longer than its producer's stream");
+                    }
+                    if until.expired() {
+                        // Do not start a record that cannot be finished in time.
+                        return Err(Fail::Timeout);
+                    }
                 }
                 c.rec_end.store(end, Relaxed);
                 c.rec_seq.store(gets, Relaxed);
                 c.rec_start.store(head, Release);
-                match self.read_big(out, false)? {
-                    BigEnd::Delivered => return Ok(()),
-                    BigEnd::Aborted => {
+                match self.read_big(out, false) {
+                    Ok(BigEnd::Delivered) => return Ok(()),
+                    Ok(BigEnd::Aborted) => {
                         out.reset();
                         reload = true;
                         continue;
+                    }
+                    Err(e) => {
+                        // Leave a state the next `get` can handle (issue 19, bug 1): as if
+                        // this consumer had died here.
+                        out.reset();
+                        self.abandon_big();
+                        return Err(e);
                     }
                 }
             }
@@ -1377,7 +1473,13 @@ impl RawQueue {
         let mut released = pos;
         loop {
             let t = self.load_tail(released)?;
+            #[cfg(test)]
+            hook::at(hook::Point::ReadBigTail, self);
             if let Some(at) = self.aborted_at(gets) {
+                // `tail` again: the producer may have published more before it died and the
+                // abort was recorded, after our load (issue 19, bug 1). The abort position was
+                // the tail when it was recorded, so a load after seeing it covers it.
+                let t = self.load_tail(released)?;
                 if at < pos || at > t {
                     return corrupt("abort position out of range");
                 }
@@ -1410,6 +1512,13 @@ impl RawQueue {
                 released = pos;
                 self.wake_after_swap(&h.space.v);
             }
+            if !self.is_current_stream(start, end) {
+                // Only its producer's stream brings more bytes of an unfinished record.
+                if self.load_tail(released)? > pos || self.aborted_at(gets).is_some() {
+                    continue;
+                }
+                return corrupt("a record longer than its producer's stream");
+            }
             let mut idle = false;
             self.wait_on(&h.data.v, Until::FOREVER, true, Spin::Stream, |check| {
                 if check {
@@ -1429,9 +1538,11 @@ impl RawQueue {
         let (c, j) = (&h.cons.v, &h.cj.v);
         let gets = c.gets.load(Relaxed).wrapping_add(1);
         let lost = j.c_lost.load(Relaxed);
-        // An aborted record is accounted for by the producer side: undo our loss count.
+        // A discarded record is lost once it is complete (counted in `puts`): counted any
+        // earlier, `task_done` would undercount the unfinished items while its producer is
+        // still streaming it. An aborted one is accounted for by the producer side.
         let lost =
-            if aborted && j.discard.load(Relaxed) == 1 { lost.wrapping_sub(1) } else { lost };
+            if !aborted && j.discard.load(Relaxed) == 1 { lost.wrapping_add(1) } else { lost };
         j.j_c_lost.store(lost, Relaxed);
         j.j_head.store(head, Relaxed);
         j.j_gets.store(gets, Relaxed);
@@ -1447,7 +1558,6 @@ impl RawQueue {
         let (c, j) = (&h.cons.v, &h.cj.v);
         match j.valid.load(Acquire) {
             CJ_BEGIN_DISCARD => {
-                j.c_lost.store(j.j_c_lost.load(Relaxed), Release);
                 j.discard.store(1, Relaxed);
             }
             CJ_END_RECORD => {
@@ -1478,8 +1588,21 @@ impl RawQueue {
         if head == c.intent_head.load(Relaxed) {
             c.gets.store(c.intent_gets.load(Relaxed), Release);
         }
+        self.abandon_big();
+        self.wake(&h.space.v);
+        Ok(())
+    }
+
+    /// The big record at `rec_start` (if any) has no reader any more (get lock held): its
+    /// consumer died or failed in the middle of it. Forgets it if nothing of it was freed (or
+    /// it was finished), else marks the rest of it for discarding (counted as lost when it is
+    /// complete, see `finish_big`).
+    fn abandon_big(&self) {
+        let h = self.hdr();
+        let (c, j) = (&h.cons.v, &h.cj.v);
         let start = c.rec_start.load(Relaxed);
         if start != NONE {
+            let head = c.head.load(Relaxed);
             let gets = c.gets.load(Relaxed);
             let seq = c.rec_seq.load(Relaxed);
             if gets > seq || head == start {
@@ -1487,14 +1610,11 @@ impl RawQueue {
                 j.discard.store(0, Relaxed);
                 c.rec_start.store(NONE, Relaxed);
             } else if j.discard.load(Relaxed) != 1 {
-                j.j_c_lost.store(j.c_lost.load(Relaxed).wrapping_add(1), Relaxed);
+                j.j_c_lost.store(j.c_lost.load(Relaxed), Relaxed);
                 j.valid.store(CJ_BEGIN_DISCARD, Release);
                 self.apply_cj();
-                self.wake(&h.join.v.w);
             }
         }
-        self.wake(&h.space.v);
-        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1532,11 +1652,18 @@ impl RawQueue {
     /// are inconsistent.
     fn unfinished_parts(&self) -> R<(u64, u64)> {
         let h = self.hdr();
-        // `p_aborted` before `puts` (written in the other order): never an undercount.
+        // `done` first: every count read after it is at least what it was then, so a caller
+        // holding an unfinished item never sees `done >= total` (read after `puts`, `done`
+        // could include `task_done` calls for items put after that read).
+        let done = h.join.v.done.load(Acquire);
+        #[cfg(test)]
+        hook::at(hook::Point::TaskDoneReads, self);
+        // `p_aborted` and `c_lost` before `puts`: each grows only after `puts` has counted
+        // the record it subtracts (`apply_pj`; `finish_big` after `tail`, which follows
+        // `puts`), so this never undercounts.
         let aborted = h.cfg.v.p_aborted.load(Acquire);
         let c_lost = h.cj.v.c_lost.load(Acquire);
         let puts = h.prod.v.puts.load(Acquire);
-        let done = h.join.v.done.load(Acquire);
         let Some(total) = puts.checked_sub(aborted).and_then(|n| n.checked_sub(c_lost)) else {
             return corrupt("more items lost than written");
         };
@@ -1576,4 +1703,365 @@ impl RawQueue {
 
 fn os(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// Test hooks: a per-thread callback run at named points of the protocol, so a unit test can
+/// act (as another process would) exactly inside a race window.
+#[cfg(test)]
+pub(crate) mod hook {
+    use std::cell::RefCell;
+
+    use super::RawQueue;
+
+    /// Where a hook runs.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Point {
+        /// `commit_put`, between the `puts` and `tail` stores.
+        CommitPut,
+        /// `check_producer`, before its `trylock`.
+        CheckProducer,
+        /// `check_producer`, after the put lock it found free is released again.
+        ProducerChecked,
+        /// `read_big`, right after it loads `tail`.
+        ReadBigTail,
+        /// `unfinished_parts`, between its first read and the others.
+        TaskDoneReads,
+    }
+
+    type Hook = Box<dyn FnMut(Point, &RawQueue)>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` at every hook point this thread reaches (until [`clear`]).
+    pub(crate) fn set(f: impl FnMut(Point, &RawQueue) + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub(crate) fn clear() {
+        HOOK.with(|h| *h.borrow_mut() = None);
+    }
+
+    pub(crate) fn at(point: Point, q: &RawQueue) {
+        // Taken out while it runs, so the hook may call into the queue without re-entering.
+        let Some(mut f) = HOOK.with(|h| h.borrow_mut().take()) else {
+            return;
+        };
+        f(point, q);
+        HOOK.with(|h| {
+            let mut slot = h.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(f);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The race windows of issue 19, forced with [`hook`]s: each test acts, as another process
+    //! would, exactly inside the window (or writes the state a process killed there leaves).
+
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::mpsc;
+
+    use super::hook::{self, Point};
+    use super::*;
+
+    const SHORT: Option<Duration> = Some(Duration::from_millis(50));
+
+    fn bytes(id: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|i| id.wrapping_add((i % 251) as u8)).collect()
+    }
+
+    fn put(q: &RawQueue, b: &[u8]) {
+        q.put(Payload { head: &[], body: b }, Until::FOREVER).unwrap();
+    }
+
+    fn get(q: &RawQueue, timeout: Option<Duration>) -> R<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut sink = Sink::new(&mut out, 0);
+        q.get(&mut sink, Until::after(timeout))?;
+        Ok(out)
+    }
+
+    /// Marks a stream of record `seq` at `start`, as `put_stream` does.
+    fn mark_stream(q: &RawQueue, start: u64, len: usize) -> u64 {
+        let p = &q.hdr().prod.v;
+        let end = start + record_size(len as u64).unwrap();
+        p.stream_end.store(end, Relaxed);
+        p.stream_start.store(start, Release);
+        end
+    }
+
+    /// Writes bytes `[from, to)` of record `seq` at `start` and publishes them.
+    fn publish(q: &RawQueue, start: u64, seq: u64, body: &[u8], from: u64, to: u64) {
+        q.write_record_part(start, seq, Payload { head: &[], body }, from, to - from);
+        q.hdr().prod.v.tail.swap(start + to, SeqCst);
+    }
+
+    #[test]
+    fn read_big_reloads_tail_when_an_abort_lands_after_its_tail_load() {
+        // Issue 19, bug 1: the streaming producer publishes one more piece and dies, and the
+        // abort is recorded, between `read_big`'s load of `tail` and its abort check.
+        let q = RawQueue::new(4096, 0).unwrap();
+        let b = bytes(1, 3000);
+        mark_stream(&q, 0, b.len());
+        publish(&q, 0, 0, &b, 0, 1024);
+        let fired = Rc::new(Cell::new(false));
+        let f = fired.clone();
+        let b2 = b.clone();
+        hook::set(move |point, q| {
+            if point == Point::ReadBigTail && !f.replace(true) {
+                publish(q, 0, 0, &b2, 1024, 2048);
+                q.abort_stream(true);
+            }
+        });
+        let r = get(&q, SHORT);
+        hook::clear();
+        assert!(fired.get());
+        assert!(matches!(r, Err(Fail::Timeout)), "{r:?}");
+        assert_eq!(q.lost(), 1);
+        assert_eq!(q.qsize(), 0);
+        let c = bytes(3, 500);
+        put(&q, &c);
+        assert_eq!(get(&q, SHORT).unwrap(), c);
+    }
+
+    #[test]
+    fn a_get_failing_mid_record_leaves_a_state_the_next_get_repairs() {
+        // Issue 19, bug 1: any error inside the read path, here a garbled abort position seen
+        // after part of a big record was freed.
+        let q = RawQueue::new(4096, 0).unwrap();
+        let a = bytes(1, 100);
+        put(&q, &a);
+        assert_eq!(get(&q, SHORT).unwrap(), a); // held, not done: one unfinished item
+        let start = q.positions().1;
+        let b = bytes(2, 3000);
+        let end = mark_stream(&q, start, b.len());
+        publish(&q, start, 1, &b, 0, 1024);
+        let calls = Rc::new(Cell::new(0));
+        let n = calls.clone();
+        hook::set(move |point, q| {
+            if point == Point::ReadBigTail {
+                n.set(n.get() + 1);
+                if n.get() == 2 {
+                    // The first piece has been copied and freed.
+                    q.hdr().cfg.v.abort_at.store(1 << 50, Relaxed);
+                    q.hdr().cfg.v.abort_seq.store(1, Release);
+                }
+            }
+        });
+        let r = get(&q, SHORT);
+        hook::clear();
+        assert!(matches!(r, Err(Fail::Corrupt(_))), "{r:?}");
+        assert_eq!(q.positions().0, start + 1024, "the first piece was freed");
+        q.hdr().cfg.v.abort_seq.store(NONE, Release);
+        q.hdr().cfg.v.abort_at.store(0, Relaxed);
+        // Not counted as lost while its producer is still streaming it: `task_done` for the
+        // item held must not see it as the last.
+        assert_eq!(q.lost(), 0);
+        assert_eq!(q.unfinished().unwrap(), 1);
+        assert!(q.task_done().unwrap());
+        // The producer finishes the record, and puts another.
+        publish(&q, start, 1, &b, 1024, end - start);
+        q.commit_put(end, 2);
+        q.hdr().prod.v.stream_start.store(NONE, Release);
+        assert_eq!(q.unfinished().unwrap(), 1);
+        let c = bytes(3, 200);
+        put(&q, &c);
+        // The next get discards the rest of the record, counts it lost, and reads on.
+        assert_eq!(get(&q, SHORT).unwrap(), c);
+        assert_eq!(q.lost(), 1);
+        assert_eq!(q.unfinished().unwrap(), 1);
+        assert!(q.task_done().unwrap());
+        assert!(!q.task_done().unwrap());
+        assert!(matches!(get(&q, Some(Duration::ZERO)), Err(Fail::Timeout)));
+    }
+
+    #[test]
+    fn a_failed_get_that_freed_nothing_leaves_the_record_whole() {
+        let q = RawQueue::new(4096, 0).unwrap();
+        let b = bytes(4, 3000);
+        let end = mark_stream(&q, 0, b.len());
+        publish(&q, 0, 0, &b, 0, 1024);
+        let fired = Rc::new(Cell::new(false));
+        let f = fired.clone();
+        hook::set(move |point, q| {
+            if point == Point::ReadBigTail && !f.replace(true) {
+                q.hdr().cfg.v.abort_at.store(1 << 50, Relaxed);
+                q.hdr().cfg.v.abort_seq.store(0, Release);
+            }
+        });
+        let r = get(&q, SHORT);
+        hook::clear();
+        assert!(matches!(r, Err(Fail::Corrupt(_))), "{r:?}");
+        q.hdr().cfg.v.abort_seq.store(NONE, Release);
+        publish(&q, 0, 0, &b, 1024, end);
+        q.commit_put(end, 1);
+        q.hdr().prod.v.stream_start.store(NONE, Release);
+        assert_eq!(get(&q, SHORT).unwrap(), b);
+        assert_eq!(q.lost(), 0);
+    }
+
+    enum Cmd {
+        /// Lock the put lock and mark a stream at `tail`, as `put_stream` does.
+        Start,
+        /// Clear the mark and unlock.
+        Finish,
+    }
+
+    #[test]
+    fn a_stream_started_right_after_the_liveness_check_is_not_called_orphaned() {
+        // Issue 19, bug 4: the put lock is found free (the last stream just ended), released,
+        // and a live producer starts a new stream before the consumer looks again.
+        let q = RawQueue::new(4096, 0).unwrap();
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let (ack_tx, ack) = mpsc::channel::<()>();
+        let pq = q.clone();
+        let producer = std::thread::spawn(move || {
+            let m = &pq.shm.get().put_lock.v;
+            for cmd in rx {
+                match cmd {
+                    Cmd::Start => {
+                        assert!(matches!(m.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired)));
+                        mark_stream(&pq, pq.positions().1, 8000);
+                    }
+                    Cmd::Finish => {
+                        pq.hdr().prod.v.stream_start.store(NONE, Release);
+                        m.unlock().unwrap();
+                    }
+                }
+                ack_tx.send(()).unwrap();
+            }
+        });
+        let step = move |cmd: Cmd| {
+            tx.send(cmd).unwrap();
+            ack.recv().unwrap();
+        };
+        step(Cmd::Start);
+        let seen = Rc::new(Cell::new((0u32, 0u32)));
+        let s = seen.clone();
+        // The hook runs on this thread and has the producer thread act, one step at a time.
+        let step = Rc::new(step);
+        let hook_step = step.clone();
+        hook::set(move |point, _| {
+            let (before, after) = s.get();
+            match point {
+                // The stream in progress ends: the put lock will be found free.
+                Point::CheckProducer if before == 0 => {
+                    s.set((1, after));
+                    hook_step(Cmd::Finish);
+                }
+                // A new stream starts once the lock is released again.
+                Point::ProducerChecked if after == 0 => {
+                    s.set((before, 1));
+                    hook_step(Cmd::Start);
+                }
+                _ => {}
+            }
+        });
+        let r = get(&q, Some(Duration::from_millis(200)));
+        hook::clear();
+        assert_eq!(seen.get(), (1, 1), "the liveness check ran");
+        assert!(matches!(r, Err(Fail::Timeout)), "{r:?}");
+        step(Cmd::Finish);
+        drop(step);
+        producer.join().unwrap();
+        let c = bytes(5, 100);
+        put(&q, &c);
+        assert_eq!(get(&q, SHORT).unwrap(), c);
+        assert_eq!(q.lost(), 0);
+    }
+
+    #[test]
+    fn task_done_succeeds_for_any_item_get_returned_while_its_put_commits() {
+        // Issue 19, bug 2: a consumer runs between the two stores that publish a record.
+        let q = RawQueue::new(4096, 0).unwrap();
+        let got = Rc::new(Cell::new(0u32));
+        let (g, cq) = (got.clone(), q.clone());
+        hook::set(move |point, _| {
+            if point == Point::CommitPut {
+                match get(&cq, Some(Duration::ZERO)) {
+                    Ok(_) => {
+                        assert!(cq.task_done().unwrap(), "task_done for an item get returned");
+                        g.set(g.get() + 1);
+                    }
+                    Err(Fail::Timeout) => {}
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        });
+        for i in 0..5 {
+            put(&q, &bytes(i, 40));
+        }
+        hook::clear();
+        assert!(got.get() >= 4, "the hook's gets saw the earlier items ({})", got.get());
+        while get(&q, Some(Duration::ZERO)).is_ok() {
+            assert!(q.task_done().unwrap());
+        }
+        assert_eq!(q.unfinished().unwrap(), 0);
+        assert!(!q.task_done().unwrap());
+        assert!(q.join(Until::after(Some(Duration::ZERO))).unwrap());
+    }
+
+    #[test]
+    fn task_done_reads_done_before_the_item_counts() {
+        // Issue 19, bug 2: between `task_done`'s reads, another item is put, got and done.
+        let q = RawQueue::new(4096, 0).unwrap();
+        put(&q, &bytes(1, 10));
+        get(&q, SHORT).unwrap(); // held
+        let fired = Rc::new(Cell::new(false));
+        let (f, cq) = (fired.clone(), q.clone());
+        hook::set(move |point, _| {
+            if point == Point::TaskDoneReads && !f.replace(true) {
+                put(&cq, &bytes(2, 10));
+                get(&cq, SHORT).unwrap();
+                assert!(cq.task_done().unwrap());
+            }
+        });
+        let r = q.task_done();
+        hook::clear();
+        assert!(fired.get());
+        assert!(r.unwrap(), "task_done for the item held");
+        assert_eq!(q.unfinished().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_producer_killed_between_puts_and_tail_has_its_record_published_by_the_repair() {
+        let q = RawQueue::new(4096, 0).unwrap();
+        let a = bytes(1, 100);
+        put(&q, &a);
+        let p = &q.hdr().prod.v;
+        // Killed after `puts`, before `tail`: the record is whole and counted.
+        let tail = q.positions().1;
+        let b = bytes(2, 200);
+        let need = record_size(b.len() as u64).unwrap();
+        q.write_record(tail, 1, Payload { head: &[], body: &b }, need);
+        p.intent_puts.store(2, Relaxed);
+        p.intent_tail.store(tail + need, Relaxed);
+        p.puts.store(2, Release);
+        {
+            let _g = q.lock_put(Until::FOREVER).unwrap();
+            q.repair_producer().unwrap();
+        }
+        assert_eq!(q.positions().1, tail + need);
+        // Killed between `intent_puts` and `intent_tail`: nothing was published or counted.
+        let c = bytes(3, 300);
+        p.intent_puts.store(3, Relaxed);
+        {
+            let _g = q.lock_put(Until::FOREVER).unwrap();
+            q.repair_producer().unwrap();
+        }
+        assert_eq!(q.positions().1, tail + need);
+        assert_eq!(q.qsize(), 2);
+        put(&q, &c);
+        for x in [a, b, c] {
+            assert_eq!(get(&q, SHORT).unwrap(), x);
+            assert!(q.task_done().unwrap());
+        }
+        assert!(!q.task_done().unwrap());
+    }
 }

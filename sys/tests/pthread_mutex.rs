@@ -338,3 +338,68 @@ fn destroy_leaks_a_held_mutex_and_destroys_a_free_one() {
     // SAFETY: as above.
     assert_eq!(unsafe { RobustMutex::destroy(raw) }, Ok(()));
 }
+
+/// glibc's lock word: `__data.__lock`, the first `int` of `pthread_mutex_t`.
+#[cfg(target_env = "gnu")]
+fn glibc_lock_word(a: &Area) -> &AtomicU32 {
+    // SAFETY: the mutex's bytes live in an `UnsafeCell` in the shared page; glibc's lock word is
+    // an aligned `int` at offset 0 that glibc itself only accesses atomically.
+    unsafe { &*ptr::from_ref(&a.mutex).cast::<AtomicU32>() }
+}
+
+/// Issue 19, item 6: an unlock (or the kernel's cleanup of a dead holder) wakes one sleeper;
+/// when that sleeper is killed before it takes the mutex, the wake-up is gone. Here the holder
+/// frees the lock word without waking anybody, exactly the state that leaves. The sleeper
+/// must notice within its retry slice, not at the end of its timeout.
+#[test]
+#[cfg(target_env = "gnu")]
+fn a_sleeper_whose_wake_up_was_lost_still_takes_the_freed_mutex_promptly() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = setup();
+    let a = area(&page);
+    let holder = fork_child(|| {
+        if a.mutex.lock(Deadline::FOREVER) != Ok(LockOutcome::Acquired) {
+            return 1;
+        }
+        a.held.store(1, Ordering::Release);
+        while a.about_to_lock.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+        }
+        // Free the word with no wake-up (the waker's wake-up went to a waiter since killed),
+        // then exit: the kernel's robust-list walk finds the word not ours and leaves it.
+        glibc_lock_word(a).store(0, Ordering::Release);
+        0
+    });
+    assert!(eventually(TEST_LIMIT, || a.held.load(Ordering::Acquire) == 1));
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    // `Area` is not `Sync` (its plain counter); the thread touches only the mutex.
+    let addr = ptr::from_ref(a) as usize;
+    let waiter = std::thread::spawn(move || {
+        // SAFETY: the page outlives the thread (joined below); only the mutex is used.
+        let a = unsafe { &*(addr as *const Area) };
+        // SAFETY: `gettid` has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        tid_tx.send(tid).unwrap();
+        let r = a.mutex.lock(Deadline::after(Some(Duration::from_secs(5))));
+        let at = Instant::now();
+        if r.is_ok() {
+            a.mutex.unlock().unwrap();
+        }
+        (r, at)
+    });
+    let tid = tid_rx.recv().unwrap();
+    // Asleep in the kernel on the lock word (which then carries FUTEX_WAITERS).
+    assert!(eventually(TEST_LIMIT, || {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let sleeping =
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'));
+        sleeping && glibc_lock_word(a).load(Ordering::Acquire) & 0x8000_0000 != 0
+    }));
+    let go = Instant::now();
+    a.about_to_lock.store(1, Ordering::Release);
+    assert_eq!(holder.wait(TEST_LIMIT), common::Exit::Code(0));
+    let (r, at) = waiter.join().unwrap();
+    assert_eq!(r, Ok(LockOutcome::Acquired));
+    let waited = at.duration_since(go);
+    assert!(waited < Duration::from_secs(1), "the sleeper took {waited:?} to notice");
+}

@@ -24,6 +24,9 @@ use crate::cvt::cvt_nz;
 use crate::errno::{Errno, Result};
 use crate::time::{Deadline, to_libc};
 
+/// The longest a [`RobustMutex::lock`] sleeps in the kernel before it tries again (see there).
+const WAKE_SLICE: core::time::Duration = core::time::Duration::from_millis(50);
+
 /// How a lock call that succeeded got the mutex.
 ///
 /// Both arms mean the caller now holds the mutex. Ignoring [`OwnerDied`](Self::OwnerDied) is a
@@ -234,7 +237,8 @@ impl RobustMutex {
     /// `pthread_mutex_lock(self)` / `pthread_mutex_clocklock(self, CLOCK_MONOTONIC, deadline)` —
     /// locks the mutex, waiting until `deadline`.
     ///
-    /// [`Deadline::FOREVER`] calls `pthread_mutex_lock`. A finite deadline is an absolute
+    /// It waits in slices of at most 50 ms (`pthread_mutex_clocklock` each time), so a wake-up
+    /// lost with a waiter killed right after it is made up for within a slice. A finite deadline is an absolute
     /// `CLOCK_MONOTONIC` time, so stepping the wall clock changes nothing; an expired deadline
     /// (a zero timeout) tries once. On glibc this is `pthread_mutex_clocklock`. Elsewhere (musl)
     /// it is `pthread_mutex_timedlock` with the deadline converted to `CLOCK_REALTIME` anew
@@ -266,12 +270,21 @@ impl RobustMutex {
     /// [Linux `pthread_mutex_timedlock(3p)`]: https://man7.org/linux/man-pages/man3/pthread_mutex_timedlock.3p.html
     #[doc(alias = "pthread_mutex_lock", alias = "pthread_mutex_clocklock")]
     pub fn lock(&self, deadline: Deadline) -> Result<LockOutcome> {
-        match deadline.as_timespec() {
-            None => {
+        // Sleep in slices of at most `WAKE_SLICE`, trying again after each. An unlock, and the
+        // kernel's cleanup of a holder that died (robust list), each wake *one* sleeper; a
+        // sleeper killed after that wake-up and before it takes the mutex takes the wake-up
+        // with it, and the other sleepers would sleep on, up to their whole timeout, while the
+        // mutex is free (issue 19, item 6). A retry finds the mutex free (or owner-died).
+        loop {
+            let slice = deadline.min(Deadline::after(Some(WAKE_SLICE)));
+            if slice.as_timespec().is_none() {
                 // SAFETY: `raw()` is an initialised mutex (type invariant, see the module docs).
-                lock_outcome(unsafe { libc::pthread_mutex_lock(self.raw()) })
+                return lock_outcome(unsafe { libc::pthread_mutex_lock(self.raw()) });
             }
-            Some(_) => self.lock_until(deadline),
+            match self.lock_until(slice) {
+                Err(Errno::TIMEDOUT) if !deadline.has_expired() => continue,
+                other => return other,
+            }
         }
     }
 
