@@ -20,6 +20,11 @@
 //!    multithreaded process under the `fork` start method, warns once on stderr, as Python 3.12
 //!    does. [`set_fork_warning`]`(false)` or `MULTIPROC_FORK_WARNING=0` silences it.
 //!
+//! Unwinding itself (the `catch_unwind` around a child's closure or task) finds frame tables
+//! with glibc's lock-free `_dl_find_object` (glibc 2.35 and later, with GCC 12's unwinder); older
+//! libcs walk the loaded objects under the dynamic loader's lock, which a thread of the parent
+//! may hold while it unwinds: there, only `forkserver` and `spawn` are safe from that lock.
+//!
 //! A hook installed by the program *after* the crate's replaces it: the program's hook then runs
 //! in every child, and must itself be fork-safe. The safe way for a multithreaded program is the
 //! `forkserver` or `spawn` start method (see [`context`](crate::context)): their children come
