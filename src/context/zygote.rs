@@ -29,7 +29,7 @@ use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
 use multiproc_sys::scm;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{self, Pidfd};
-use multiproc_sys::{Errno, Pid};
+use multiproc_sys::{Errno, Pid, Signal};
 
 use super::launch::{self, Entry, Launched, MAX_MESSAGE};
 
@@ -46,8 +46,7 @@ impl Zygote {
         crate::fork_safety::before_clean_fork();
         let parent = sysfork::getpid();
         let on_main_thread = sysfork::gettid() == parent;
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         // SAFETY: the caller checked that this process is single-threaded, so the child may do
         // anything; its branch ends in `serve`, which never returns.
         match unsafe { sysfork::fork()? } {
@@ -67,10 +66,9 @@ impl Zygote {
     /// async runtime).
     pub(crate) fn spawn_now() -> io::Result<Zygote> {
         let (mine, theirs) = scm::seqpacket_pair()?;
-        let child = super::spawn::launch(Entry::Zygote, &[], vec![theirs])?;
-        // The server is a direct child; it is reaped by nobody until it exits with the program
-        // (it stops on end of file of `mine`, or with this process).
-        std::mem::forget(child);
+        // The server is a direct child that lives as long as the program (it stops on end of
+        // file of `mine`, or with this process): its handle is not kept.
+        drop(super::spawn::launch(Entry::Zygote, &[], vec![theirs])?);
         Ok(Zygote { request: mine })
     }
 
@@ -110,8 +108,6 @@ fn gone(e: Errno) -> io::Error {
         format!("the multiproc fork server is gone ({e}); it cannot start children"),
     )
 }
-
-use multiproc_sys::Signal;
 
 /// A child of the server, until it is reaped.
 struct Kid {
