@@ -10,13 +10,13 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use multiproc_sys::fork::{self as sysfork};
+use multiproc_sys::fork as sysfork;
 use multiproc_sys::{Errno, Pid};
 
-use super::{
-    ChildSetup, Process, SelfInfo, TAG_PANIC, TAG_SETUP, TAG_VALUE, reset_after_fork,
-    write_error_report, write_report,
-};
+use super::Process;
+use super::child::ChildSetup;
+use super::registry::{SelfInfo, reset_after_fork};
+use super::report::{TAG_LOST, TAG_PANIC, TAG_SETUP, TAG_VALUE, write_error_report, write_report};
 use crate::codec::{Decode, Decoder, Encode, Message};
 use crate::context::StartMethod;
 use crate::context::launch::{Relocation, run_code};
@@ -173,7 +173,7 @@ pub(crate) fn entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) ->
     let code = match write_report(report.as_fd(), &out) {
         Ok(()) => code,
         Err(e) => {
-            write_error_report(report.as_fd(), super::TAG_LOST, e);
+            write_error_report(report.as_fd(), TAG_LOST, e);
             1
         }
     };
