@@ -125,7 +125,7 @@ pub enum JoinError {
     NotCreator,
     /// An earlier `join` already returned the child's value.
     ResultTaken,
-    /// [`close`](Process::close) was called (Python: "process object is closed").
+    /// [`close`](super::Process::close) was called (Python: "process object is closed").
     Closed,
     /// The closure panicked (exit code 1); this is the panic message.
     Panicked(String),
