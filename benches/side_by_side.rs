@@ -23,7 +23,14 @@ mod sync;
 use std::path::PathBuf;
 use std::time::Instant;
 
+// `spawn` runs a fresh copy of this binary, which `init` turns into the child before `main`;
+// `init` also makes the fork server.
+multiproc::init_before_main!();
+
 fn main() {
+    // `init` made `forkserver` the default; the rows without a start method in their name
+    // compare with Python's `fork`, as before.
+    multiproc::set_start_method(multiproc::StartMethod::Fork, false).unwrap();
     let start = Instant::now();
     println!(
         "# multiproc side by side: {} CPUs, {}, {}",
