@@ -4,7 +4,7 @@
 //! one table of medians and ratios and writes it as a bar chart to
 //! `target/side_by_side.svg`.
 //!
-//! Run with `cargo bench --bench side_by_side` (about 2 minutes on 2 CPUs;
+//! Run with `cargo bench --bench side_by_side` (2–3 minutes on 2 quiet CPUs;
 //! `MULTIPROC_BENCH_QUICK=1` for a rougher run in about 1 minute).
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 

@@ -174,7 +174,7 @@ fn run_start_methods() {
     let mut cases = [
         Case::new("raw fork/_exit/waitpid", raw_fork_wait),
         Case::new("raw fork + execve(this binary) + waitpid", || exec_self.run()),
-        Case::new("multiproc Process::new(|| ()) (closure, fork)", ours),
+        Case::new("multiproc Process::new(|| ()) (closure)", ours),
         Case::new("multiproc fork: ctx.process(f, ())", || function_process(StartMethod::Fork)),
         Case::new("multiproc forkserver: ctx.process(f, ())", || {
             function_process(StartMethod::Forkserver)
