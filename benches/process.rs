@@ -6,6 +6,12 @@ mod common;
 #[path = "workloads/process.rs"]
 mod process;
 
+// `spawn` runs a fresh copy of this binary, which `init` turns into the child before `main`;
+// `init` also makes the fork server.
+multiproc::init_before_main!();
+
 fn main() {
+    // `init` made `forkserver` the default; the existing rows compare with Python's `fork`.
+    multiproc::set_start_method(multiproc::StartMethod::Fork, false).unwrap();
     process::run();
 }

@@ -4,7 +4,7 @@
 //! one table of medians and ratios and writes it as a bar chart to
 //! `target/side_by_side.svg`.
 //!
-//! Run with `cargo bench --bench side_by_side` (about 2 minutes on 2 CPUs;
+//! Run with `cargo bench --bench side_by_side` (2–3 minutes on 2 quiet CPUs;
 //! `MULTIPROC_BENCH_QUICK=1` for a rougher run in about 1 minute).
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
@@ -23,7 +23,14 @@ mod sync;
 use std::path::PathBuf;
 use std::time::Instant;
 
+// `spawn` runs a fresh copy of this binary, which `init` turns into the child before `main`;
+// `init` also makes the fork server.
+multiproc::init_before_main!();
+
 fn main() {
+    // `init` made `forkserver` the default; the rows without a start method in their name
+    // compare with Python's `fork`, as before.
+    multiproc::set_start_method(multiproc::StartMethod::Fork, false).unwrap();
     let start = Instant::now();
     println!(
         "# multiproc side by side: {} CPUs, {}, {}",

@@ -6,15 +6,101 @@
 //! - [`Stats`] keeps the median and the 10th/90th percentiles of the samples.
 //! - [`python`] runs `python3 -c <script>`; the script prints `PER_OP_NS <median> <p10> <p90>`
 //!   (nanoseconds per operation). A missing `python3` (or a failing script) is a printed note
-//!   and a skipped row, never a failed bench.
+//!   and a skipped row, never a failed bench. [`python_file`] runs the script from a file, for
+//!   Python's `spawn` and `forkserver` start methods (they re-import the main module).
+//! - [`ExecSelf`] is the raw floor under the `spawn` start method: `fork` + `execve` of this
+//!   executable, which a constructor makes exit before anything else runs.
 //! - [`Table`] prints aligned rows with the ratio to a baseline row, and [`Table::target`]
 //!   checks a ratio against the target.
 //!
 //! Set `MULTIPROC_BENCH_QUICK=1` for a fast, rough run (fewer rounds).
 #![allow(dead_code)]
 
+use std::ffi::{CString, c_char};
 use std::process::Command;
 use std::time::Instant;
+
+// ---------------------------------------------------------------------------------------------
+// The floor under the `spawn` start method: a raw `fork` + `execve` of this very executable.
+
+/// A copy of this executable started with this variable set exits at once, from a constructor
+/// that runs before multiproc's `init` (and before Rust's runtime): the raw `fork` + `execve`
+/// baseline times exactly the exec of this binary, nothing of the crate.
+const EXIT_AT_ONCE: &std::ffi::CStr = c"MULTIPROC_BENCH_EXIT_AT_ONCE";
+
+// A prioritised `.init_array.N` entry runs before the plain `.init_array` ones, where
+// `init_before_main!` puts `multiproc::init` (so the exec'd copy makes no fork server).
+#[used]
+#[unsafe(link_section = ".init_array.00100")]
+static EXIT_AT_ONCE_CTOR: extern "C" fn() = {
+    extern "C" fn exit_at_once() {
+        if !unsafe { libc::getenv(EXIT_AT_ONCE.as_ptr()) }.is_null() {
+            unsafe { libc::_exit(0) };
+        }
+    }
+    exit_at_once
+};
+
+/// `argv` and `envp` for a raw `execve` of this executable (built once, before any fork, so the
+/// child only calls `execve` and `_exit`).
+pub struct ExecSelf {
+    path: CString,
+    _strings: Vec<CString>,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+}
+
+impl ExecSelf {
+    /// `/proc/self/exe` (what `spawn` runs), with this environment plus [`EXIT_AT_ONCE`].
+    pub fn new() -> ExecSelf {
+        let path = CString::new("/proc/self/exe").unwrap();
+        let mut strings = vec![CString::new("multiproc-bench-exec").unwrap()];
+        let argc = strings.len();
+        for (k, v) in std::env::vars_os() {
+            use std::os::unix::ffi::OsStrExt;
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            strings.push(CString::new(kv).unwrap());
+        }
+        let mut flag = EXIT_AT_ONCE.to_bytes().to_vec();
+        flag.extend_from_slice(b"=1");
+        strings.push(CString::new(flag).unwrap());
+        let mut argv: Vec<*const c_char> = strings[..argc].iter().map(|s| s.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const c_char> = strings[argc..].iter().map(|s| s.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        ExecSelf { path, _strings: strings, argv, envp }
+    }
+
+    /// Forks; the child `execve`s this executable, which exits at once. Returns the child's pid.
+    pub fn start(&self) -> i32 {
+        // SAFETY: the child calls only `execve` and `_exit` on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            unsafe {
+                libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        pid
+    }
+
+    /// `start` + `waitpid`: the floor of an `exec` of this binary.
+    pub fn run(&self) {
+        wait_ok(self.start());
+    }
+}
+
+/// Waits for `pid` and checks that it exited with 0.
+pub fn wait_ok(pid: i32) {
+    let mut status = 0;
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /// Summary of the per-operation samples of one case, in nanoseconds.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +180,32 @@ pub fn compare(rounds: usize, iters: usize, cases: &mut [Case<'_>]) -> Vec<Stats
 /// Runs `python3 -c script` and parses its `PER_OP_NS <median> <p10> <p90>` line. Prints a
 /// note and returns `None` if python3 is missing or the script fails.
 pub fn python(what: &str, script: &str) -> Option<Stats> {
-    let out = match Command::new("python3").arg("-c").arg(script).output() {
+    parse_python(what, Command::new("python3").arg("-c").arg(script).output())
+}
+
+/// Like [`python`], but runs the script from a file (`python3 <file>`), as a real program is run:
+/// Python's `spawn` and `forkserver` start methods re-import the main module in the child to
+/// find a target defined there, which a `-c` script cannot provide.
+pub fn python_file(what: &str, script: &str) -> Option<Stats> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "multiproc_bench_{}_{}.py",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    if let Err(e) = std::fs::write(&path, script) {
+        println!("  note: skipping Python ({what}): cannot write {}: {e}", path.display());
+        return None;
+    }
+    let out = Command::new("python3").arg(&path).output();
+    let _ = std::fs::remove_file(&path);
+    parse_python(what, out)
+}
+
+/// Parses the `PER_OP_NS` line of a Python run (see [`python`]).
+fn parse_python(what: &str, out: std::io::Result<std::process::Output>) -> Option<Stats> {
+    let out = match out {
         Ok(out) => out,
         Err(e) => {
             println!("  note: skipping Python ({what}): cannot run python3: {e}");

@@ -3,6 +3,10 @@
 //! same run.
 //!
 //! - Pool creation + `close` + `join` (2 workers).
+//! - Pool creation by each start method (`Context::new(method).pool(2)`, one `apply` so both
+//!   ends are up, `terminate`), against a raw fork+pipe pool doing the same, one raw `fork` +
+//!   `execve` of this binary (the floor under `spawn`, whose pool server is one exec), and
+//!   Python's `get_context(method).Pool(2)` + `apply` + `terminate`.
 //! - `Pool::map` over 100 000 trivial tasks (`x * x`) with 2 workers, at Python's default chunk
 //!   size, chunk size 1 and chunk size 1000. Target (issue 6): ≥ 10× Python at every chunk size.
 //! - Executor `submit` → `result` round trip, one call at a time.
@@ -16,8 +20,10 @@
 use std::collections::VecDeque;
 use std::hint::black_box;
 
-use crate::common::{Case, PY_REPORT, Stats, Table, compare, headline, python, rounds};
-use multiproc::{Pool, ProcessPoolExecutor};
+use crate::common::{
+    Case, ExecSelf, PY_REPORT, Stats, Table, compare, headline, python, python_file, quick, rounds,
+};
+use multiproc::{Context, Pool, ProcessPoolExecutor, StartMethod};
 
 const N: u64 = 100_000;
 const SUM_TO: u64 = 100_000_000;
@@ -293,6 +299,90 @@ report(s)
     python(&format!("Pool.map chunksize={cs}"), &script)
 }
 
+/// `Pool(2)` by `method`, one `apply` (so the workers are really up), `terminate`.
+fn pool_by(method: StartMethod) {
+    let p = Context::new(method).pool(2).unwrap();
+    assert_eq!(p.apply(square, 3).unwrap(), 9);
+    p.terminate().unwrap();
+}
+
+/// The raw floor of the same: fork two pipe workers, one task through one of them, close, reap.
+fn raw_pool_one_task() {
+    let raw = RawPool::new(2);
+    assert_eq!(raw.map(&[3], 1), [9]);
+}
+
+/// Python's `get_context(method).Pool(2)` + one `apply` + `terminate` (which joins the workers),
+/// from a file (spawn and forkserver re-import the main module to find `sq`).
+fn py_pool_by(method: &str) -> Option<Stats> {
+    let (warm, samples) = match (method, quick()) {
+        ("fork", false) => (3, 25),
+        ("forkserver", false) => (3, 15),
+        (_, false) => (1, 8),
+        (_, true) => (1, 3),
+    };
+    let script = format!(
+        r#"{PY_REPORT}
+import multiprocessing as mp, time
+def sq(x): return x * x
+def once(ctx):
+    p = ctx.Pool(2)
+    assert p.apply(sq, (3,)) == 9
+    p.terminate()
+if __name__ == "__main__":
+    ctx = mp.get_context("{method}")
+    for _ in range({warm}): once(ctx)
+    s = []
+    for _ in range({samples}):
+        t = time.perf_counter_ns(); once(ctx); s.append(time.perf_counter_ns() - t)
+    report(s)
+"#
+    );
+    python_file(&format!("{method} Pool creation"), &script)
+}
+
+/// Pool creation by each start method, its floors and Python's three methods.
+fn create_by_start_method() {
+    let t = Table::new("Pool(2) + one apply + terminate, by start method", None);
+    let exec_self = ExecSelf::new();
+    for m in [StartMethod::Fork, StartMethod::Forkserver, StartMethod::Spawn] {
+        pool_by(m); // the fork server and the page cache warm
+    }
+    let mut cases = [
+        Case::new("raw fork+pipe pool(2) + one task", raw_pool_one_task),
+        Case::new("raw fork + execve(this binary) + waitpid", || exec_self.run()),
+        Case::new("multiproc fork: ctx.pool(2)+apply+terminate", || pool_by(StartMethod::Fork)),
+        Case::new("multiproc forkserver: same", || pool_by(StartMethod::Forkserver)),
+        Case::new("multiproc spawn: same", || pool_by(StartMethod::Spawn)),
+    ];
+    let s = compare(rounds(20), 4, &mut cases);
+    let py: Vec<Option<Stats>> =
+        ["fork", "forkserver", "spawn"].iter().map(|m| py_pool_by(m)).collect();
+    t.row(cases[0].name, &s[0], None);
+    t.row(cases[1].name, &s[1], None);
+    t.row(cases[2].name, &s[2], Some(("raw pool", &s[0])));
+    t.row(cases[3].name, &s[3], Some(("multiproc fork", &s[2])));
+    t.row(cases[4].name, &s[4], Some(("raw fork+execve", &s[1])));
+    for (name, (py, ours)) in
+        ["fork", "forkserver", "spawn"].iter().zip(py.iter().zip([&s[2], &s[3], &s[4]]))
+    {
+        if let Some(py) = py {
+            t.row(&format!("Python get_context({name:?}).Pool(2)"), py, Some(("multiproc", ours)));
+        }
+    }
+    if let Some(py) = &py[2] {
+        t.target_throughput("spawn Pool(2) creation vs Python spawn", &s[4], py, 10.0);
+    }
+    let rows = [
+        ("Pool(2) + apply + terminate, fork", &s[2], ("fork+pipe pool", &s[0]), &py[0]),
+        ("Pool(2) + apply + terminate, forkserver", &s[3], ("fork+pipe pool", &s[0]), &py[1]),
+        ("Pool(2) + apply + terminate, spawn", &s[4], ("fork+execve self/waitpid", &s[1]), &py[2]),
+    ];
+    for (what, ours, raw, py) in rows {
+        headline(what, ours, Some(raw), py.as_ref());
+    }
+}
+
 /// Whether the section `name` should run (`MULTIPROC_BENCH_ONLY=create,map,rt,sum`; all by
 /// default).
 fn section(name: &str) -> bool {
@@ -332,6 +422,7 @@ report(s[3:])
             t.row("python Pool(2) + close() + join()", py, None);
         }
         headline("Pool(2) creation + close + join", &ours, None, py.as_ref());
+        create_by_start_method();
     }
 
     // --- Pool.map over 100 000 trivial tasks -----------------------------------------------
