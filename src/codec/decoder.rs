@@ -54,7 +54,7 @@ const MIN_PREALLOC_BYTES: usize = 4096;
 pub struct Decoder<'a> {
     input: &'a [u8],
     depth: u32,
-    empty_budget: usize,
+    pub(super) empty_budget: usize,
 }
 
 impl fmt::Debug for Decoder<'_> {
