@@ -8,6 +8,7 @@ pub use multiproc_sys as sys;
 
 pub mod codec;
 pub mod connection;
+mod fd_registry;
 pub mod pool;
 pub mod process;
 pub mod queue;

@@ -131,6 +131,7 @@ mod error;
 mod executor;
 mod proto;
 mod results;
+mod secret;
 mod server;
 mod slots;
 mod work;
