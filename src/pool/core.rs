@@ -1932,8 +1932,11 @@ fn flush_worker(w: &mut Worker, secret: &[u8; proto::SECRET_LEN]) {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let mut len = 0;
         let mut pos = w.wpos;
+        // Whether every secret field is in `iov`: only then may the rest of `wbuf` follow.
+        let mut every_field = true;
         for &field in &w.secret_at[next..] {
             if len + 2 > MAX_IOV {
+                every_field = false;
                 break;
             }
             if pos < field {
@@ -1945,7 +1948,7 @@ fn flush_worker(w: &mut Worker, secret: &[u8; proto::SECRET_LEN]) {
             len += 1;
             pos = field + proto::SECRET_LEN;
         }
-        if len < MAX_IOV && pos < w.wbuf.len() {
+        if every_field && len < MAX_IOV && pos < w.wbuf.len() {
             iov[len] = IoSlice::new(&w.wbuf[pos..]);
             len += 1;
         }
@@ -1977,4 +1980,143 @@ fn flush_worker(w: &mut Worker, secret: &[u8; proto::SECRET_LEN]) {
     w.wbuf.clear();
     w.secret_at.clear();
     w.wpos = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker record around one end of a fresh socketpair; the other end is returned.
+    fn worker() -> (Worker, OwnedFd) {
+        let (a, b) = syspipe::socketpair().unwrap();
+        syspipe::set_nonblocking(a.as_fd(), true).unwrap();
+        let w = Worker {
+            pid: sysfork::getpid(),
+            chan: RegisteredFd::new(a),
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            secret_at: Vec::new(),
+            inflight: VecDeque::new(),
+            next_seq: 1,
+            budget: None,
+            ready: true,
+            eof: false,
+            write_dead: false,
+            stop_sent: false,
+            kill_sent: false,
+            init_failed: false,
+        };
+        (w, b)
+    }
+
+    /// Reads what `flush_worker` sent and checks every frame's secret and seq.
+    fn check_frames(peer: &OwnedFd, frames: usize, secret: &[u8; 8], payload: &[u8]) {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut seen = 0;
+        while seen < frames {
+            let n = rustix::io::read(peer, &mut buf[..]).unwrap();
+            assert!(n > 0, "end of file after {seen} frames");
+            got.extend_from_slice(&buf[..n]);
+            let mut used = 0;
+            while let Some((body, len)) = proto::split_frame(&got[used..]) {
+                used += len;
+                seen += 1;
+                if body[0] == proto::TASK {
+                    assert_eq!(proto::u64_at(body, proto::TASK_SEQ_AT), seen as u64);
+                    let at = proto::TASK_SECRET_AT;
+                    assert_eq!(&body[at..at + 8], secret, "frame {seen}");
+                    assert_eq!(&body[proto::TASK_PREFIX..], payload, "frame {seen}");
+                } else {
+                    assert_eq!(body[0], proto::STOP);
+                    assert_eq!(&body[proto::STOP_SECRET_AT..], secret, "frame {seen}");
+                }
+            }
+            got.drain(..used);
+        }
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn every_flushed_frame_carries_the_secret_however_the_sends_are_cut() {
+        let secret = *b"\x01secret!";
+        let job = Job::Code { tramp: 0x1234, ctx: 0 };
+        // (tasks, payload bytes, send buffer, STOP at the end): exactly one gather list of
+        // secrets with data after the last one, many lists, big frames, a small send buffer.
+        for (tasks, payload_len, sndbuf, stop) in [
+            (1, 0, None, true),
+            (32, 3, None, false),
+            (31, 3, None, true),
+            (200, 3, None, true),
+            (40, 70_000, None, true),
+            (3000, 5, Some(4096), true),
+        ] {
+            let (mut w, peer) = worker();
+            if let Some(size) = sndbuf {
+                // A small buffer: sends stop anywhere, inside secrets too.
+                rustix::net::sockopt::set_socket_send_buffer_size(&w.chan, size).unwrap();
+            }
+            let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
+            for seq in 1..=tasks {
+                encode_task(&mut w.wbuf, &mut w.secret_at, seq as u64, job, &payload);
+            }
+            if stop {
+                let at = proto::begin_frame(&mut w.wbuf, proto::STOP);
+                w.secret_at.push(w.wbuf.len());
+                w.wbuf.extend_from_slice(&[0; proto::SECRET_LEN]);
+                proto::end_frame(&mut w.wbuf, at);
+            }
+            let frames = tasks + usize::from(stop);
+            // The secret is not in the write buffer: only zeros where it goes.
+            assert!(!w.wbuf.windows(8).any(|win| win == secret));
+            let reader = std::thread::spawn(move || {
+                check_frames(&peer, frames, &secret, &payload);
+            });
+            while !w.wbuf.is_empty() {
+                flush_worker(&mut w, &secret);
+                assert!(!w.write_dead);
+                if !w.wbuf.is_empty() {
+                    syspipe::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
+                }
+            }
+            assert!(w.secret_at.is_empty());
+            reader.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_flush_that_resumes_inside_or_at_a_secret_sends_every_secret() {
+        // What an earlier partial send leaves: `wpos` inside a frame's secret, or right at it.
+        let secret = *b"\x02secret?";
+        let job = Job::Registered { pool: 0, index: 0 };
+        let first = proto::HEADER + proto::TASK_SECRET_AT;
+        for cut in [first, first + 1, first + 7, first + 8, first + 9] {
+            let (mut w, peer) = worker();
+            for seq in 1..=200 {
+                encode_task(&mut w.wbuf, &mut w.secret_at, seq, job, b"xyz");
+            }
+            let reader = std::thread::spawn(move || check_frames(&peer, 200, &secret, b"xyz"));
+            // Send the first `cut` bytes as the earlier send did (with the secret in place).
+            let mut sent = w.wbuf[..cut].to_vec();
+            let field = w.secret_at[0];
+            let end = cut.min(field + proto::SECRET_LEN);
+            if end > field {
+                sent[field..end].copy_from_slice(&secret[..end - field]);
+            }
+            syspipe::set_nonblocking(w.chan.as_fd(), false).unwrap();
+            syspipe::send_all(w.chan.as_fd(), &sent).unwrap();
+            syspipe::set_nonblocking(w.chan.as_fd(), true).unwrap();
+            w.wpos = cut;
+            w.secret_at.retain(|&f| f + proto::SECRET_LEN > cut);
+            while !w.wbuf.is_empty() {
+                flush_worker(&mut w, &secret);
+                assert!(!w.write_dead);
+                if !w.wbuf.is_empty() {
+                    syspipe::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
+                }
+            }
+            reader.join().unwrap();
+        }
+    }
 }
