@@ -1918,8 +1918,9 @@ fn encode_task(out: &mut Vec<u8>, secret_at: &mut Vec<usize>, seq: u64, job: Job
     proto::end_frame(out, at);
 }
 
-/// Most pieces one `sendmsg` gathers (well under `IOV_MAX`, 1024 on Linux).
-const MAX_IOV: usize = 64;
+/// Most pieces one `sendmsg` gathers: a full pipeline (`RING` task frames and a STOP, two
+/// pieces per frame, and the rest) goes in one call. Well under `IOV_MAX` (1024 on Linux).
+const MAX_IOV: usize = 2 * RING + 4;
 
 /// Writes as much of the worker's pending frames as the socket takes, without blocking.
 ///
@@ -2046,8 +2047,8 @@ mod tests {
         // secrets with data after the last one, many lists, big frames, a small send buffer.
         for (tasks, payload_len, sndbuf, stop) in [
             (1, 0, None, true),
-            (32, 3, None, false),
-            (31, 3, None, true),
+            (MAX_IOV / 2, 3, None, false),
+            (MAX_IOV / 2 - 1, 3, None, true),
             (200, 3, None, true),
             (40, 70_000, None, true),
             (3000, 5, Some(4096), true),

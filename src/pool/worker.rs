@@ -94,7 +94,8 @@ fn check_front(pending: &[u8], secret: u64) -> Result<Front, String> {
         return Ok(Front::Incomplete);
     }
     if proto::u64_at(pending, proto::HEADER + at) != secret {
-        return Err(format!("a frame of kind {kind} without this worker's secret"));
+        let what = if kind == proto::TASK { "task" } else { "stop" };
+        return Err(format!("a {what} frame without this worker's secret"));
     }
     Ok(Front::Authentic)
 }
@@ -252,5 +253,41 @@ fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec
             None => run_chunk(|_: ()| (), b"", out),
         },
         _ => run_chunk(|_: ()| (), b"", out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop_frame(secret: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let at = proto::begin_frame(&mut out, proto::STOP);
+        out.extend_from_slice(&secret.to_le_bytes());
+        proto::end_frame(&mut out, at);
+        out
+    }
+
+    #[test]
+    fn a_frame_is_trusted_only_once_its_secret_is_in_and_right() {
+        let secret = 0x005e_c2e7;
+        let good = stop_frame(secret);
+        for cut in 0..good.len() {
+            assert_eq!(check_front(&good[..cut], secret), Ok(Front::Incomplete), "cut {cut}");
+        }
+        assert_eq!(check_front(&good, secret), Ok(Front::Authentic));
+        assert!(check_front(&stop_frame(secret + 1), secret).is_err());
+        // Unknown kinds and lengths too short for a secret are refused at once.
+        let mut unknown = good.clone();
+        unknown[proto::HEADER] = proto::RESULT;
+        assert!(check_front(&unknown[..proto::HEADER + 1], secret).is_err());
+        let mut short = good.clone();
+        short[..8].copy_from_slice(&1u64.to_le_bytes());
+        assert!(check_front(&short[..proto::HEADER + 1], secret).is_err());
+        // A huge length does not matter until the secret is checked: a forged one is refused
+        // with a few bytes in, before anything is buffered for it.
+        let mut huge = stop_frame(0);
+        huge[..8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(check_front(&huge, secret).is_err());
     }
 }
