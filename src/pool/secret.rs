@@ -61,11 +61,20 @@ impl Secrets {
         Ok(Secrets { storage, n })
     }
 
-    /// The start of the memory: `RECV_WORDS + n` zero-initialised, 8-byte-aligned words.
-    fn base(&self) -> *mut u8 {
+    /// The start of the memory: `RECV_WORDS + n` zero-initialised, 8-byte-aligned words. For
+    /// reading only.
+    fn base(&self) -> *const u8 {
         match &self.storage {
             Storage::Wiped(page) => page.as_ptr(),
-            Storage::Plain(words) => words.as_ptr().cast_mut().cast(),
+            Storage::Plain(words) => words.as_ptr().cast(),
+        }
+    }
+
+    /// As [`base`](Self::base), for writing.
+    fn base_mut(&mut self) -> *mut u8 {
+        match &mut self.storage {
+            Storage::Wiped(page) => page.as_ptr(),
+            Storage::Plain(words) => words.as_mut_ptr().cast(),
         }
     }
 
@@ -80,7 +89,7 @@ impl Secrets {
         // SAFETY: the first `RECV_WORDS * 8 >= SPAWNED_LEN` bytes of the memory are ours (sized
         // in `new`, alive as long as `self`), initialised, and borrowed mutably through
         // `&mut self`, so nothing else reads or writes them meanwhile.
-        unsafe { &mut *self.base().cast::<[u8; SPAWNED_LEN]>() }
+        unsafe { &mut *self.base_mut().cast::<[u8; SPAWNED_LEN]>() }
     }
 
     /// After a `CTL_SPAWNED` message was received into [`recv_buf`](Self::recv_buf): makes the
@@ -90,7 +99,7 @@ impl Secrets {
     /// If `slot` is out of range (the caller has checked it).
     pub(crate) fn adopt(&mut self, slot: usize) {
         assert!(slot < self.n, "slot {slot} out of range");
-        let base = self.base();
+        let base = self.base_mut();
         // SAFETY: bytes `CTL_LEN..SPAWNED_LEN` (one 8-byte-aligned word: `CTL_LEN` is a multiple
         // of 8) and word `RECV_WORDS + slot` (`slot < n`) are inside the memory, initialised,
         // aligned for `u64`, and ours alone through `&mut self`. The value moves through a
@@ -107,7 +116,7 @@ impl Secrets {
     /// Wipes whatever followed the last record in the receive buffer.
     pub(crate) fn clear_recv(&mut self) {
         // SAFETY: as in `adopt`, for the word after the record.
-        unsafe { self.base().add(CTL_LEN).cast::<u64>().write_volatile(0) };
+        unsafe { self.base_mut().add(CTL_LEN).cast::<u64>().write_volatile(0) };
     }
 
     /// Slot `slot`'s secret (zeros before its first worker).
@@ -141,6 +150,16 @@ mod tests {
         s.adopt(2);
         assert_eq!(s.get(2), &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(s.get(1), &[0; 8]);
+        assert!(s.recv_buf().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn the_fallback_without_wipe_on_fork_keeps_secrets_too() {
+        let mut s = Secrets { storage: Storage::Plain(vec![0u64; RECV_WORDS + 2].into()), n: 2 };
+        assert!(!s.wiped_on_fork());
+        s.recv_buf()[CTL_LEN..].copy_from_slice(&[7; 8]);
+        s.adopt(1);
+        assert_eq!((s.get(0), s.get(1)), (&[0; 8], &[7; 8]));
         assert!(s.recv_buf().iter().all(|&b| b == 0));
     }
 

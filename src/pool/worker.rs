@@ -3,7 +3,7 @@
 //! A worker is forked by the single-threaded fork server, so it may allocate, lock and run any
 //! user code. It dies with the server (`PR_SET_PDEATHSIG(SIGKILL)`, checked against
 //! `getppid()`), reads task frames from its own channel (blocking), checks that each carries
-//! its secret (see [`proto`](super::proto); a frame that does not is reported to the parent as
+//! its secret (see [`proto`]; a frame that does not is reported to the parent as
 //! a violation, and the worker exits without running it), claims each task in the shared ring
 //! before running it (see [`slots`](super::slots)), runs it under `catch_unwind`, and writes the
 //! result frame back before it reads the next one's outcome. It exits with code 0 after `STOP`,
