@@ -9,6 +9,7 @@ pub use multiproc_sys as sys;
 pub mod codec;
 pub mod connection;
 pub mod context;
+mod fd_registry;
 mod fork_safety;
 pub mod pool;
 pub mod process;

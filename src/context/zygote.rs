@@ -121,6 +121,8 @@ const POLL_SLICE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The server's life. Never returns.
 pub(crate) fn serve(request: OwnedFd) -> ! {
+    // A server made after pools exist must not hold their channels, nor pass them on.
+    crate::fd_registry::close_inherited();
     // SAFETY: setting dispositions to SIG_IGN / SIG_DFL installs no handler code.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);

@@ -13,6 +13,19 @@
 //!   workers (forked by the server, never by the parent)
 //! ```
 //!
+//! # Who holds the channels
+//!
+//! The parent end of each worker channel, and of the control socket, is held by the parent, and
+//! for a moment by the server that made it. It is *also* held by every process forked from the
+//! parent while it is open, since Linux has no close-on-fork: the crate's own children (a
+//! `Process` child, another pool's fork server) close them first thing, because they are
+//! registered in `fd_registry` ([`RegisteredFd`]) as soon as the parent receives them; a child
+//! of a raw `fork` keeps them. So a worker does not trust its channel: every frame the parent
+//! sends carries the worker's secret, which the server draws before forking the worker and
+//! passes to the parent after `CTL_SPAWNED`, and which the parent keeps and sends only from a
+//! page no forked child gets ([`Secrets`]). A worker that receives a frame without it runs
+//! nothing, reports a `VIOLATION` and exits; the parent then breaks the pool (issue 19).
+//!
 //! # Driving, without helper threads
 //!
 //! All state lives in [`Core`], under one mutex. There is no background thread: a thread that
@@ -40,7 +53,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -61,8 +74,10 @@ use crate::context::launch::{Launched, Relocation};
 
 use super::error::PoolError;
 use super::proto::{self, Ctl};
+use super::secret::Secrets;
 use super::slots::{RING, Slots, now_ns};
 use super::work::{Job, Runner};
+use crate::fd_registry::RegisteredFd;
 
 /// Identifies a task (one chunk of one batch).
 pub(crate) type TaskId = u64;
@@ -309,10 +324,13 @@ impl Tasks {
 /// The parent's view of a worker.
 struct Worker {
     pid: Pid,
-    chan: OwnedFd,
+    chan: RegisteredFd,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// Where the frames in `wbuf` have their secret (zeros there: the bytes are sent from
+    /// [`Secrets`]), in increasing order; those before `wpos` are sent.
+    secret_at: Vec<usize>,
     /// Tasks sent and not resolved, in the order sent: `(seq, task)`.
     inflight: VecDeque<(u64, TaskId)>,
     next_seq: u64,
@@ -349,7 +367,7 @@ pub(crate) enum Phase {
 }
 
 struct Control {
-    fd: OwnedFd,
+    fd: RegisteredFd,
     outq: VecDeque<[u8; proto::CTL_LEN]>,
 }
 
@@ -379,7 +397,9 @@ pub(crate) struct Core {
     next_id: u64,
     callbacks: Vec<(BatchId, Arc<Completed>, Callback)>,
     open_streams: usize,
-    graveyard: Vec<OwnedFd>,
+    graveyard: Vec<RegisteredFd>,
+    /// Each worker slot's secret, in memory no forked child gets (see [`Secrets`]).
+    secrets: Secrets,
     /// A read buffer, kept between reads (so it is not zeroed each time).
     scratch: Vec<u8>,
     /// Moving average of measured chunk durations (ns); 0 before the first result.
@@ -488,7 +508,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
     let server = server_proc.pid;
     syspipe::set_nonblocking(p_ctl.as_fd(), true)?;
 
-    let mut control = Control { fd: p_ctl, outq: VecDeque::new() };
+    let mut control = Control { fd: RegisteredFd::new(p_ctl), outq: VecDeque::new() };
     for i in 0..n {
         control.outq.push_back(Ctl::new(proto::CTL_SPAWN, i).to_bytes());
     }
@@ -510,6 +530,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
         callbacks: Vec::new(),
         open_streams: 0,
         graveyard: Vec::new(),
+        secrets: Secrets::new(n)?,
         scratch: Vec::new(),
         ema_ns: 0,
     };
@@ -1352,7 +1373,7 @@ impl Core {
     }
 
     /// Closes an fd, or keeps it until the current poll is over.
-    fn retire(&mut self, fd: OwnedFd) {
+    fn retire(&mut self, fd: RegisteredFd) {
         if self.polling {
             self.graveyard.push(fd);
         }
@@ -1387,9 +1408,9 @@ impl Core {
             self.dispatch(sh);
             self.stop_idle();
         }
-        for s in &mut self.slots {
+        for (i, s) in self.slots.iter_mut().enumerate() {
             if let SlotState::Live(w) = s {
-                flush_worker(w);
+                flush_worker(w, self.secrets.get(i));
             }
         }
         self.flush_control();
@@ -1502,7 +1523,7 @@ impl Core {
                 let seq = w.next_seq;
                 w.next_seq += 1;
                 sh.slots.get(i).publish(seq);
-                encode_task(&mut w.wbuf, seq, t.job, t.payload.bytes());
+                encode_task(&mut w.wbuf, &mut w.secret_at, seq, t.job, t.payload.bytes());
                 t.state = TaskState::Sent { worker: i, seq };
                 w.inflight.push_back((seq, id));
                 if let Some(b) = &mut w.budget {
@@ -1594,6 +1615,9 @@ impl Core {
             {
                 w.stop_sent = true;
                 let at = proto::begin_frame(&mut w.wbuf, proto::STOP);
+                w.secret_at.push(w.wbuf.len());
+                w.wbuf.extend_from_slice(&[0; proto::SECRET_LEN]);
+                debug_assert_eq!(w.wbuf.len() - at - proto::HEADER, proto::STOP_LEN);
                 proto::end_frame(&mut w.wbuf, at);
             }
         }
@@ -1672,19 +1696,30 @@ impl Core {
         }
         loop {
             let Some(ctl) = &self.control else { return };
-            let mut buf = [0u8; proto::CTL_LEN];
             let mut fds: [Option<OwnedFd>; 1] = [None];
-            match scm::recv_fds(ctl.fd.as_fd(), &mut buf, &mut fds) {
+            // Straight into the wiped page: a `CTL_SPAWNED` record is followed by a secret.
+            let buf = self.secrets.recv_buf();
+            let received = scm::recv_fds(ctl.fd.as_fd(), buf, &mut fds);
+            let mut record = [0u8; proto::CTL_LEN];
+            record.copy_from_slice(&buf[..proto::CTL_LEN]);
+            // Registered at once, so that children forked from now on close it.
+            let [fd] = fds;
+            let fd = fd.map(RegisteredFd::new);
+            match received {
                 Err(Errno::AGAIN) => return,
                 Ok(r) if r.bytes == 0 && r.fds == 0 => {
                     self.server_gone(sh);
                     return;
                 }
-                Ok(r) if r.bytes == proto::CTL_LEN => {
-                    let [fd] = fds;
-                    self.on_ctl(sh, Ctl::from_bytes(&buf), fd);
+                Ok(r) if r.bytes == proto::CTL_LEN || r.bytes == proto::SPAWNED_LEN => {
+                    let c = Ctl::from_bytes(&record);
+                    let with_secret = r.bytes == proto::SPAWNED_LEN;
+                    if (c.kind == proto::CTL_SPAWNED) == with_secret {
+                        self.on_ctl(sh, c, fd);
+                    }
+                    self.secrets.clear_recv();
                 }
-                Ok(_) => {} // a malformed record: ignore it
+                Ok(_) => self.secrets.clear_recv(), // a malformed record: ignore it
                 Err(_) => {
                     self.server_gone(sh);
                     return;
@@ -1693,7 +1728,7 @@ impl Core {
         }
     }
 
-    fn on_ctl(&mut self, sh: &Shared, c: Ctl, fd: Option<OwnedFd>) {
+    fn on_ctl(&mut self, sh: &Shared, c: Ctl, fd: Option<RegisteredFd>) {
         let i = c.slot as usize;
         if i >= self.slots.len() {
             return;
@@ -1705,12 +1740,15 @@ impl Core {
                     return;
                 }
                 let _ = syspipe::set_nonblocking(fd.as_fd(), true);
+                // Its secret followed the record (checked by `on_control`).
+                self.secrets.adopt(i);
                 self.slots[i] = SlotState::Live(Box::new(Worker {
                     pid,
                     chan: fd,
                     rbuf: Vec::new(),
                     wbuf: Vec::new(),
                     wpos: 0,
+                    secret_at: Vec::new(),
                     inflight: VecDeque::new(),
                     next_seq: 1,
                     budget: sh.cfg.max_tasks_per_child,
@@ -1770,7 +1808,7 @@ impl Core {
             return;
         }
         if rev.contains(PollFlags::OUT) {
-            flush_worker(w);
+            flush_worker(w, self.secrets.get(i));
         }
         if rev.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
             let SlotState::Live(mut w) = std::mem::replace(&mut self.slots[i], SlotState::Spawning)
@@ -1814,6 +1852,18 @@ impl Core {
     fn on_frame(&mut self, _sh: &Shared, _i: usize, w: &mut Worker, body: &[u8]) {
         match body.first() {
             Some(&proto::READY) => w.ready = true,
+            Some(&proto::VIOLATION) => {
+                // Another process holds this worker's channel and wrote to it (issue 19). The
+                // worker ran none of it and exits; the pool cannot vouch for its channels any
+                // longer, so it stops, loudly.
+                let why = crate::codec::from_bytes::<String>(&body[1..])
+                    .unwrap_or_else(|e| format!("<unreadable reason: {e}>"));
+                self.break_pool(PoolError::BrokenPool(format!(
+                    "pool worker {} refused {why}: another process wrote to its channel, so \
+                     the pool stops",
+                    w.pid.as_raw_nonzero()
+                )));
+            }
             Some(&proto::INIT_FAILED) => {
                 w.init_failed = true;
                 let msg = crate::codec::from_bytes::<String>(&body[1..])
@@ -1921,8 +1971,9 @@ impl std::fmt::Display for ExitDesc {
     }
 }
 
-/// Appends a TASK frame.
-fn encode_task(out: &mut Vec<u8>, seq: u64, job: Job, payload: &[u8]) {
+/// Appends a TASK frame, with zeros where the worker's secret goes (recorded in `secret_at`:
+/// [`flush_worker`] sends the secret itself from the wiped page).
+fn encode_task(out: &mut Vec<u8>, secret_at: &mut Vec<usize>, seq: u64, job: Job, payload: &[u8]) {
     let at = proto::begin_frame(out, proto::TASK);
     out.extend_from_slice(&seq.to_le_bytes());
     let (kind, a, b) = match job {
@@ -1932,21 +1983,65 @@ fn encode_task(out: &mut Vec<u8>, seq: u64, job: Job, payload: &[u8]) {
     out.push(kind);
     out.extend_from_slice(&a.to_le_bytes());
     out.extend_from_slice(&b.to_le_bytes());
+    debug_assert_eq!(out.len() - at - proto::HEADER, proto::TASK_SECRET_AT);
+    secret_at.push(out.len());
+    out.extend_from_slice(&[0; proto::SECRET_LEN]);
     out.extend_from_slice(payload);
     proto::end_frame(out, at);
 }
 
+/// Most pieces one `sendmsg` gathers: a full pipeline (`RING` task frames and a STOP, two
+/// pieces per frame, and the rest) goes in one call. Well under `IOV_MAX` (1024 on Linux).
+const MAX_IOV: usize = 2 * RING + 4;
+
 /// Writes as much of the worker's pending frames as the socket takes, without blocking.
-fn flush_worker(w: &mut Worker) {
+///
+/// The frames' secret fields are zeros in `wbuf`; `sendmsg` gathers `secret` (in the wiped
+/// page, see [`Secrets`]) in their place, so the secret never sits in memory a fork copies.
+fn flush_worker(w: &mut Worker, secret: &[u8; proto::SECRET_LEN]) {
+    // The first secret field not wholly sent yet.
+    let mut next = 0;
     while w.wpos < w.wbuf.len() {
-        match rustix::net::send(
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut len = 0;
+        let mut pos = w.wpos;
+        // Whether every secret field is in `iov`: only then may the rest of `wbuf` follow.
+        let mut every_field = true;
+        for &field in &w.secret_at[next..] {
+            if len + 2 > MAX_IOV {
+                every_field = false;
+                break;
+            }
+            if pos < field {
+                iov[len] = IoSlice::new(&w.wbuf[pos..field]);
+                len += 1;
+            }
+            // `pos` is at most `field + SECRET_LEN` here: fields before `next` are sent.
+            iov[len] = IoSlice::new(&secret[pos.saturating_sub(field)..]);
+            len += 1;
+            pos = field + proto::SECRET_LEN;
+        }
+        if every_field && len < MAX_IOV && pos < w.wbuf.len() {
+            iov[len] = IoSlice::new(&w.wbuf[pos..]);
+            len += 1;
+        }
+        match rustix::net::sendmsg(
             &w.chan,
-            &w.wbuf[w.wpos..],
+            &iov[..len],
+            &mut rustix::net::SendAncillaryBuffer::default(),
             rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
         ) {
-            Ok(n) => w.wpos += n,
+            Ok(n) => {
+                w.wpos += n;
+                while w.secret_at.get(next).is_some_and(|&f| f + proto::SECRET_LEN <= w.wpos) {
+                    next += 1;
+                }
+            }
             Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) => return,
+            Err(Errno::AGAIN) => {
+                w.secret_at.drain(..next);
+                return;
+            }
             Err(_) => {
                 // The worker is gone: the server's report will tell what happened. What it
                 // wrote before is still to be read.
@@ -1956,5 +2051,145 @@ fn flush_worker(w: &mut Worker) {
         }
     }
     w.wbuf.clear();
+    w.secret_at.clear();
     w.wpos = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker record around one end of a fresh socketpair; the other end is returned.
+    fn worker() -> (Worker, OwnedFd) {
+        let (a, b) = syspipe::socketpair().unwrap();
+        syspipe::set_nonblocking(a.as_fd(), true).unwrap();
+        let w = Worker {
+            pid: sysfork::getpid(),
+            chan: RegisteredFd::new(a),
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            secret_at: Vec::new(),
+            inflight: VecDeque::new(),
+            next_seq: 1,
+            budget: None,
+            ready: true,
+            eof: false,
+            write_dead: false,
+            stop_sent: false,
+            kill_sent: false,
+            init_failed: false,
+        };
+        (w, b)
+    }
+
+    /// Reads what `flush_worker` sent and checks every frame's secret and seq.
+    fn check_frames(peer: &OwnedFd, frames: usize, secret: &[u8; 8], payload: &[u8]) {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut seen = 0;
+        while seen < frames {
+            let n = rustix::io::read(peer, &mut buf[..]).unwrap();
+            assert!(n > 0, "end of file after {seen} frames");
+            got.extend_from_slice(&buf[..n]);
+            let mut used = 0;
+            while let Some((body, len)) = proto::split_frame(&got[used..]) {
+                used += len;
+                seen += 1;
+                if body[0] == proto::TASK {
+                    assert_eq!(proto::u64_at(body, proto::TASK_SEQ_AT), seen as u64);
+                    let at = proto::TASK_SECRET_AT;
+                    assert_eq!(&body[at..at + 8], secret, "frame {seen}");
+                    assert_eq!(&body[proto::TASK_PREFIX..], payload, "frame {seen}");
+                } else {
+                    assert_eq!(body[0], proto::STOP);
+                    assert_eq!(&body[proto::STOP_SECRET_AT..], secret, "frame {seen}");
+                }
+            }
+            got.drain(..used);
+        }
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn every_flushed_frame_carries_the_secret_however_the_sends_are_cut() {
+        let secret = *b"\x01secret!";
+        let job = Job::Code { tramp: 0x1234, ctx: 0 };
+        // (tasks, payload bytes, send buffer, STOP at the end): exactly one gather list of
+        // secrets with data after the last one, many lists, big frames, a small send buffer.
+        for (tasks, payload_len, sndbuf, stop) in [
+            (1, 0, None, true),
+            (MAX_IOV / 2, 3, None, false),
+            (MAX_IOV / 2 - 1, 3, None, true),
+            (200, 3, None, true),
+            (40, 70_000, None, true),
+            (3000, 5, Some(4096), true),
+        ] {
+            let (mut w, peer) = worker();
+            if let Some(size) = sndbuf {
+                // A small buffer: sends stop anywhere, inside secrets too.
+                rustix::net::sockopt::set_socket_send_buffer_size(&w.chan, size).unwrap();
+            }
+            let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
+            for seq in 1..=tasks {
+                encode_task(&mut w.wbuf, &mut w.secret_at, seq as u64, job, &payload);
+            }
+            if stop {
+                let at = proto::begin_frame(&mut w.wbuf, proto::STOP);
+                w.secret_at.push(w.wbuf.len());
+                w.wbuf.extend_from_slice(&[0; proto::SECRET_LEN]);
+                proto::end_frame(&mut w.wbuf, at);
+            }
+            let frames = tasks + usize::from(stop);
+            // The secret is not in the write buffer: only zeros where it goes.
+            assert!(!w.wbuf.windows(8).any(|win| win == secret));
+            let reader = std::thread::spawn(move || {
+                check_frames(&peer, frames, &secret, &payload);
+            });
+            while !w.wbuf.is_empty() {
+                flush_worker(&mut w, &secret);
+                assert!(!w.write_dead);
+                if !w.wbuf.is_empty() {
+                    syspipe::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
+                }
+            }
+            assert!(w.secret_at.is_empty());
+            reader.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_flush_that_resumes_inside_or_at_a_secret_sends_every_secret() {
+        // What an earlier partial send leaves: `wpos` inside a frame's secret, or right at it.
+        let secret = *b"\x02secret?";
+        let job = Job::Registered { pool: 0, index: 0 };
+        let first = proto::HEADER + proto::TASK_SECRET_AT;
+        for cut in [first, first + 1, first + 7, first + 8, first + 9] {
+            let (mut w, peer) = worker();
+            for seq in 1..=200 {
+                encode_task(&mut w.wbuf, &mut w.secret_at, seq, job, b"xyz");
+            }
+            let reader = std::thread::spawn(move || check_frames(&peer, 200, &secret, b"xyz"));
+            // Send the first `cut` bytes as the earlier send did (with the secret in place).
+            let mut sent = w.wbuf[..cut].to_vec();
+            let field = w.secret_at[0];
+            let end = cut.min(field + proto::SECRET_LEN);
+            if end > field {
+                sent[field..end].copy_from_slice(&secret[..end - field]);
+            }
+            syspipe::set_nonblocking(w.chan.as_fd(), false).unwrap();
+            syspipe::send_all(w.chan.as_fd(), &sent).unwrap();
+            syspipe::set_nonblocking(w.chan.as_fd(), true).unwrap();
+            w.wpos = cut;
+            w.secret_at.retain(|&f| f + proto::SECRET_LEN > cut);
+            while !w.wbuf.is_empty() {
+                flush_worker(&mut w, &secret);
+                assert!(!w.write_dead);
+                if !w.wbuf.is_empty() {
+                    syspipe::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
+                }
+            }
+            reader.join().unwrap();
+        }
+    }
 }

@@ -121,16 +121,24 @@
 //!   fork of the whole process at that moment, so a lock another thread held then (a `Mutex` of
 //!   yours, a logger's) stays locked in every worker. The pool holds stdout's and stderr's
 //!   locks across that fork, so printing from tasks is safe.
-//! - A process forked later (another pool's server, a [`Process`](crate::Process)) inherits
-//!   copies of this pool's descriptors. Nothing relies on end-of-file alone for that reason:
-//!   the parent learns of every worker's death from the server, and the server watches a pidfd
-//!   of the parent, not only its control socket.
+//! - A process forked later inherits copies of this pool's descriptors (Linux has no
+//!   close-on-fork). The processes the crate forks (a [`Process`](crate::Process) child,
+//!   another pool's fork server and its workers) close them before anything else runs; a child
+//!   of a plain `fork` (`libc::fork`, `nix::unistd::fork`) keeps them until it exits or `exec`s
+//!   (they are close-on-exec). Such a child still
+//!   cannot make a worker run anything: every frame carries a per-worker secret that no forked
+//!   child has, and a worker that receives a frame without it runs nothing and exits, and the
+//!   pool fails with [`PoolError::BrokenPool`] saying so. It could only disturb the pool (read
+//!   a worker's results, or break it). Nothing relies on end-of-file for the same reason: the
+//!   parent learns of every worker's death from the server, and the server watches a pidfd of
+//!   the parent, not only its control socket.
 
 mod core;
 mod error;
 mod executor;
 mod proto;
 mod results;
+mod secret;
 mod server;
 mod slots;
 mod work;

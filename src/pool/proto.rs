@@ -7,11 +7,23 @@
 //!
 //! | direction | kind | body after the kind byte |
 //! |---|---|---|
-//! | parent → worker | [`TASK`] | `seq: u64`, `job_kind: u8`, `a: u64`, `b: u64`, chunk payload |
-//! | parent → worker | [`STOP`] | nothing: exit once the frames before it are done |
+//! | parent → worker | [`TASK`] | `seq: u64`, `job_kind: u8`, `a: u64`, `b: u64`, `secret: [u8; 8]`, chunk payload |
+//! | parent → worker | [`STOP`] | `secret: [u8; 8]`: exit once the frames before it are done |
 //! | worker → parent | [`READY`] | nothing: the initializer succeeded |
 //! | worker → parent | [`INIT_FAILED`] | the reason, as an encoded `String` |
 //! | worker → parent | [`RESULT`] | `seq: u64`, `elapsed_ns: u64`, the chunk's item results |
+//! | worker → parent | [`VIOLATION`] | why the worker refused a frame, as an encoded `String` |
+//!
+//! Every parent → worker frame carries the worker's secret (8 random bytes the fork server drew
+//! for this worker before forking it, see [`CTL_SPAWNED`]) right after the fields that decide
+//! what the worker does (the header, the kind, and for a task its seq, job kind and words). The
+//! worker checks it as soon as those bytes are in ([`secret_at`]), before it trusts the frame's
+//! length or buffers the rest. A frame without it, written by another process that holds the
+//! channel, is never run: the worker reports [`VIOLATION`] and exits. Since the secret comes
+//! after those fields, bytes another writer slipped in between two partial writes of the parent
+//! shift it out of place and are caught too; such bytes in a payload can only garble arguments,
+//! which the worker decodes as untrusted input. Sequence numbers start at 1 and grow with every
+//! task frame on a channel; the worker refuses a frame whose seq does not.
 //!
 //! A chunk payload is a `u64` item count followed by the encoded arguments. A chunk result is
 //! one entry per item: a tag ([`ITEM_OK`] then the encoded result, or one of the error tags
@@ -20,7 +32,8 @@
 //! # Control channel (one `SOCK_SEQPACKET` socketpair, parent ↔ server)
 //!
 //! Fixed-size records ([`Ctl`], [`CTL_LEN`] bytes). `SPAWNED` carries the parent's end of the
-//! new worker's channel as `SCM_RIGHTS`.
+//! new worker's channel as `SCM_RIGHTS`, and is followed by the worker's secret
+//! ([`SPAWNED_LEN`] bytes in all).
 
 /// Length of a frame header (the body length).
 pub(crate) const HEADER: usize = 8;
@@ -36,8 +49,39 @@ pub(crate) const INIT_FAILED: u8 = 4;
 /// worker → parent: a chunk's results.
 pub(crate) const RESULT: u8 = 5;
 
-/// Bytes of a `TASK` body before the payload: kind, seq, job kind, two words.
-pub(crate) const TASK_PREFIX: usize = 1 + 8 + 1 + 8 + 8;
+/// worker → parent: the worker refused a frame that did not come from its pool (wrong secret,
+/// bad sequence number, unknown kind); it exits after this frame.
+pub(crate) const VIOLATION: u8 = 6;
+
+/// Bytes of a worker's secret.
+pub(crate) const SECRET_LEN: usize = 8;
+/// Where `seq` is in a `TASK` body.
+pub(crate) const TASK_SEQ_AT: usize = 1;
+/// Where `job_kind` is in a `TASK` body.
+pub(crate) const TASK_JOB_AT: usize = TASK_SEQ_AT + 8;
+/// Where the word `a` is in a `TASK` body.
+pub(crate) const TASK_A_AT: usize = TASK_JOB_AT + 1;
+/// Where the word `b` is in a `TASK` body.
+pub(crate) const TASK_B_AT: usize = TASK_A_AT + 8;
+/// Where the secret is in a `TASK` body.
+pub(crate) const TASK_SECRET_AT: usize = TASK_B_AT + 8;
+/// Bytes of a `TASK` body before the payload: kind, seq, job kind, two words, secret.
+pub(crate) const TASK_PREFIX: usize = TASK_SECRET_AT + SECRET_LEN;
+/// Where the secret is in a `STOP` body.
+pub(crate) const STOP_SECRET_AT: usize = 1;
+/// Bytes of a `STOP` body.
+pub(crate) const STOP_LEN: usize = STOP_SECRET_AT + SECRET_LEN;
+
+/// Where the secret is in the body of a parent → worker frame of this kind; `None` for a kind
+/// the parent never sends to a worker.
+#[inline]
+pub(crate) fn secret_at(kind: u8) -> Option<usize> {
+    match kind {
+        TASK => Some(TASK_SECRET_AT),
+        STOP => Some(STOP_SECRET_AT),
+        _ => None,
+    }
+}
 /// Bytes of a `RESULT` body before the item results: kind, seq, elapsed.
 pub(crate) const RESULT_PREFIX: usize = 1 + 8 + 8;
 
@@ -111,6 +155,8 @@ pub(crate) fn end_frame(out: &mut [u8], at: usize) {
 
 /// Bytes of one control record.
 pub(crate) const CTL_LEN: usize = 24;
+/// Bytes of a `CTL_SPAWNED` message: the record, then the worker's secret.
+pub(crate) const SPAWNED_LEN: usize = CTL_LEN + SECRET_LEN;
 
 /// parent → server: fork a worker for `slot`.
 pub(crate) const CTL_SPAWN: u32 = 1;
@@ -122,7 +168,8 @@ pub(crate) const CTL_KILL: u32 = 2;
 pub(crate) const CTL_TERMINATE: u32 = 3;
 /// parent → server: SIGKILL whatever workers are left (normally none), reap them, exit.
 pub(crate) const CTL_EXIT: u32 = 4;
-/// server → parent: the worker of `slot` is `pid`; its channel rides along as `SCM_RIGHTS`.
+/// server → parent: the worker of `slot` is `pid`; its channel rides along as `SCM_RIGHTS`,
+/// its secret follows the record.
 pub(crate) const CTL_SPAWNED: u32 = 5;
 /// server → parent: forking a worker for `slot` failed with errno `value`.
 pub(crate) const CTL_SPAWN_FAILED: u32 = 6;

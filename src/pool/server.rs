@@ -97,6 +97,11 @@ pub(crate) fn server_main(
     direct: bool,
     slots: &Slots,
 ) -> ! {
+    // The channels and control sockets of the parent's other pools: neither this server nor
+    // the workers it forks may hold them (issue 19). This pool's own parent-side sockets are
+    // not among them: the parent registers its end of the control socket after the fork, and
+    // the worker channels do not exist yet.
+    crate::fd_registry::close_inherited();
     let sigchld = reset_sigchld();
     if direct && sysfork::getppid() != Some(parent) {
         sysfork::exit_now(0);
@@ -217,11 +222,15 @@ impl Server<'_> {
     /// Sends a record to the parent, waiting while its buffer is full. If the parent is gone,
     /// cleans up and exits.
     fn send(&mut self, c: Ctl, fd: Option<&OwnedFd>) {
-        let bytes = c.to_bytes();
+        self.send_bytes(&c.to_bytes(), fd);
+    }
+
+    /// Sends one control message (a record, maybe followed by more bytes), as [`send`](Self::send).
+    fn send_bytes(&mut self, bytes: &[u8], fd: Option<&OwnedFd>) {
         loop {
             let r = match fd {
-                Some(fd) => scm::send_fds(self.ctl.as_fd(), &bytes, &[fd.as_fd()]),
-                None => scm::send_fds(self.ctl.as_fd(), &bytes, &[]),
+                Some(fd) => scm::send_fds(self.ctl.as_fd(), bytes, &[fd.as_fd()]),
+                None => scm::send_fds(self.ctl.as_fd(), bytes, &[]),
             };
             match r {
                 Ok(_) => return,
@@ -275,8 +284,17 @@ impl Server<'_> {
         }
     }
 
-    /// Forks the worker of slot `i` and hands the parent its channel.
+    /// Forks the worker of slot `i` and hands the parent its channel and its secret.
     fn spawn(&mut self, i: usize) {
+        let secret = match new_secret() {
+            Ok(secret) => secret,
+            Err(e) => {
+                let mut c = Ctl::new(proto::CTL_SPAWN_FAILED, i);
+                c.value = e.raw_os_error();
+                self.send(c, None);
+                return;
+            }
+        };
         let (p_end, w_end) = match syspipe::socketpair() {
             Ok(pair) => pair,
             Err(e) => {
@@ -312,7 +330,15 @@ impl Server<'_> {
                     // process never uses again (worker_main does not return).
                     unsafe { libc::close(fd) };
                 }
-                super::worker::worker_main(self.cfg, i, w_end, me, self.slots, &self.sigchld)
+                super::worker::worker_main(
+                    self.cfg,
+                    i,
+                    w_end,
+                    me,
+                    self.slots,
+                    &self.sigchld,
+                    secret,
+                )
             }
             Ok(ForkOutcome::Parent { child }) => {
                 drop(w_end);
@@ -320,7 +346,10 @@ impl Server<'_> {
                 self.workers[i] = Some(Child { pid: child, pidfd });
                 let mut c = Ctl::new(proto::CTL_SPAWNED, i);
                 c.pid = child.as_raw_nonzero().get();
-                self.send(c, Some(&p_end));
+                let mut msg = [0u8; proto::SPAWNED_LEN];
+                msg[..proto::CTL_LEN].copy_from_slice(&c.to_bytes());
+                msg[proto::CTL_LEN..].copy_from_slice(&secret);
+                self.send_bytes(&msg, Some(&p_end));
             }
         }
     }
@@ -373,4 +402,14 @@ impl Server<'_> {
         }
         sysfork::exit_now(0)
     }
+}
+
+/// A worker's secret: 8 random bytes, never all zero (the value a forked child's wiped copy of
+/// the parent's secrets holds).
+fn new_secret() -> Result<[u8; proto::SECRET_LEN], Errno> {
+    let mut secret = [0u8; proto::SECRET_LEN];
+    while secret == [0; proto::SECRET_LEN] {
+        multiproc_sys::random::getrandom(&mut secret)?;
+    }
+    Ok(secret)
 }

@@ -13,6 +13,7 @@
 //!
 //! | state | set by | meaning |
 //! |---|---|---|
+//! | [`EMPTY`] (the whole word is 0) | parent, in [`SlotShm::reset`] | no task was sent here |
 //! | [`PENDING`] | parent, before sending the frame | in the worker's channel, not started |
 //! | [`STARTED`] | worker, CAS from `PENDING` | the worker is running (or ran) it |
 //! | [`CANCELLED`] | parent, CAS from `PENDING` | cancelled; the worker skips the frame |
@@ -24,6 +25,11 @@
 //! cancelled), and a worker that finds a word for another `seq` knows its task was cancelled. When a worker
 //! dies, the ring tells the parent exactly which of its tasks had started (those fail) and which
 //! had not (those are sent to another worker). It costs the worker one CAS per task.
+//!
+//! No state is 0, so an entry the parent never wrote (0) matches no `seq`'s `PENDING` word:
+//! a frame for a `seq` the parent has not published can never be claimed, not even `seq` 0 on a
+//! fresh worker (issue 19; the worker also refuses seq 0 and seqs that do not grow, and checks
+//! the frame's secret first, see [`proto`](super::proto)).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -36,12 +42,17 @@ use crate::shm::ShmBox;
 /// Most tasks in flight (sent, not resolved) to one worker.
 pub(crate) const RING: usize = 64;
 
+/// Ring state of a word that was never written (the word is 0): nothing to claim.
+pub(crate) const EMPTY: u64 = 0;
 /// Ring state: sent, not started.
-pub(crate) const PENDING: u64 = 0;
+pub(crate) const PENDING: u64 = 1;
 /// Ring state: claimed by the worker.
-pub(crate) const STARTED: u64 = 1;
+pub(crate) const STARTED: u64 = 2;
 /// Ring state: cancelled by the parent.
-pub(crate) const CANCELLED: u64 = 2;
+pub(crate) const CANCELLED: u64 = 3;
+
+/// Largest `seq` a ring word can hold (the state takes the two low bits).
+pub(crate) const MAX_SEQ: u64 = u64::MAX >> 2;
 
 /// A ring word.
 #[inline]
@@ -129,7 +140,7 @@ impl SlotShm {
         self.current.store(0, Ordering::Relaxed);
         self.started_ns.store(0, Ordering::Relaxed);
         for w in &self.ring {
-            w.store(0, Ordering::Relaxed);
+            w.store(word(0, EMPTY), Ordering::Relaxed);
         }
     }
 }
@@ -230,5 +241,20 @@ mod tests {
         assert!(!s.claim(7, 1));
         s.reset();
         assert_eq!(s.running(), None);
+    }
+
+    #[test]
+    fn an_unpublished_entry_is_never_claimed() {
+        // Issue 19: a fresh (all-zero) ring used to read as "seq 0 pending".
+        let slots = Slots::new(1).unwrap();
+        let s = slots.get(0);
+        for seq in [0, 1, RING as u64, MAX_SEQ] {
+            assert!(!s.claim(seq, 1), "seq {seq} claimed without being published");
+            assert!(!s.started(seq));
+        }
+        assert_eq!(s.running(), None);
+        s.publish(1);
+        assert!(!s.claim(1 + RING as u64, 1), "another seq on the same entry");
+        assert!(s.claim(1, 1));
     }
 }

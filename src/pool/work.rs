@@ -12,9 +12,28 @@
 //! What the parent sends is the address of a *trampoline*: a function monomorphised for the
 //! argument type, the result type and (for a function item or a closure that captures nothing)
 //! the function itself, which decodes the arguments, calls the function, and encodes the
-//! results. For a `fn` pointer, the pointer itself travels as a second word. Nothing else is
-//! trusted: the bytes come only from the parent, over a socketpair that only the parent and
-//! that worker hold.
+//! results. For a `fn` pointer, the pointer itself travels as a second word.
+//!
+//! # Why only the parent's addresses are called
+//!
+//! A worker calls whatever address a task frame names, so it must run only frames its pool's
+//! parent wrote. The channel is a socketpair, but the parent's end is not the parent's alone:
+//! every process forked from the parent after the worker started inherits a copy of it (Linux
+//! has no close-on-fork), a `Process` child as much as a child of a raw `libc::fork`. So
+//! (issue 19):
+//!
+//! - children the crate forks (a `Process` child, another pool's fork server, and so that
+//!   server's workers) close the pool's channels before running anything else (see
+//!   `fd_registry`); a child forked by other means still holds them;
+//! - every frame carries the worker's secret, after the fields that say what to run. The parent
+//!   keeps the secret in a page the kernel zero-fills in every forked child and sends it from
+//!   there, so no child has it. A frame without it is not run: the worker reports it and exits,
+//!   and the pool breaks with [`PoolError::BrokenPool`];
+//! - a task's sequence number must be one the parent published in the claim ring (see
+//!   `slots`): an entry nobody wrote matches no sequence number.
+//!
+//! What a process holding a copy of the channel can still do is disturb the pool (read the
+//! worker's results, or make it stop by writing garbage): it can never make a worker call code.
 //!
 //! The one case this does not cover is code that was not mapped when the pool was created: a
 //! function from a library `dlopen`ed later does not exist in the workers. Closures that

@@ -2,11 +2,13 @@
 //!
 //! A worker is forked by the single-threaded fork server, so it may allocate, lock and run any
 //! user code. It dies with the server (`PR_SET_PDEATHSIG(SIGKILL)`, checked against
-//! `getppid()`), reads task frames from its own channel (blocking), claims each task in the
-//! shared ring before running it (see [`slots`](super::slots)), runs it under `catch_unwind`,
-//! and writes the result frame back before it reads the next one's outcome. It exits with code
-//! 0 after `STOP`, at end of file, or after `max_tasks_per_child` tasks, flushing stdout and
-//! stderr first; it never returns into the caller's stack.
+//! `getppid()`), reads task frames from its own channel (blocking), checks that each carries
+//! its secret (see [`proto`]; a frame that does not is reported to the parent as
+//! a violation, and the worker exits without running it), claims each task in the shared ring
+//! before running it (see [`slots`](super::slots)), runs it under `catch_unwind`, and writes the
+//! result frame back before it reads the next one's outcome. It exits with code 0 after `STOP`,
+//! at end of file, or after `max_tasks_per_child` tasks, flushing stdout and stderr first; it
+//! never returns into the caller's stack.
 #![allow(unsafe_code)]
 
 use std::io::Write;
@@ -18,12 +20,13 @@ use multiproc_sys::fork as sysfork;
 use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::codec::Encode;
+use crate::fd_registry::RegisteredFd;
 use crate::process::panic_message;
 
 use super::core::Config;
 use super::proto;
 use super::server::{SavedSigchld, restore_sigchld};
-use super::slots::{Slots, now_ns};
+use super::slots::{MAX_SEQ, Slots, now_ns};
 use super::work::run_chunk;
 
 /// Ends the worker: flushes stdio and `_exit`s.
@@ -34,7 +37,7 @@ fn finish(code: i32) -> ! {
 }
 
 /// Writes a whole buffer to the channel; the parent being gone ends the worker.
-fn send(chan: &OwnedFd, bytes: &[u8]) {
+fn send(chan: &RegisteredFd, bytes: &[u8]) {
     if multiproc_sys::pipe::send_all(chan.as_fd(), bytes).is_err() {
         finish(0);
     }
@@ -59,7 +62,59 @@ fn setup(cfg: &Config, slot: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// What the worker knows about the frame at the front of its buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Front {
+    /// Not enough bytes yet to authenticate it.
+    Incomplete,
+    /// It carries this worker's secret after its kind-specific fields.
+    Authentic,
+}
+
+/// Checks the frame at the front of `pending` as soon as its bytes up to and including the
+/// secret are in: `Ok(Front::Authentic)`, `Ok(Front::Incomplete)`, or why it cannot have come
+/// from this worker's pool.
+#[inline]
+fn check_front(pending: &[u8], secret: u64) -> Result<Front, String> {
+    if pending.len() <= proto::HEADER {
+        return Ok(Front::Incomplete);
+    }
+    let kind = pending[proto::HEADER];
+    let Some(at) = proto::secret_at(kind) else {
+        return Err(format!("a frame of unknown kind {kind}"));
+    };
+    let body_len = proto::u64_at(pending, 0);
+    if body_len < (at + proto::SECRET_LEN) as u64 {
+        return Err(format!(
+            "a frame of kind {kind} too short to carry the secret ({body_len} bytes)"
+        ));
+    }
+    let end = proto::HEADER + at + proto::SECRET_LEN;
+    if pending.len() < end {
+        return Ok(Front::Incomplete);
+    }
+    if proto::u64_at(pending, proto::HEADER + at) != secret {
+        let what = if kind == proto::TASK { "task" } else { "stop" };
+        return Err(format!("a {what} frame without this worker's secret"));
+    }
+    Ok(Front::Authentic)
+}
+
+/// Reports a frame that did not come from this worker's pool, and exits: nothing after it on
+/// the channel can be trusted either. The parent breaks the pool with the reason.
+fn refuse(chan: &RegisteredFd, out: &mut Vec<u8>, why: &str) -> ! {
+    out.clear();
+    let at = proto::begin_frame(out, proto::VIOLATION);
+    why.encode(out);
+    proto::end_frame(out, at);
+    send(chan, out);
+    finish(1)
+}
+
 /// The worker's life. Never returns.
+///
+/// `secret` is this worker's secret (drawn by the server just before the fork): every frame it
+/// runs must carry it (see [`proto`]).
 pub(crate) fn worker_main(
     cfg: &Config,
     slot: usize,
@@ -67,11 +122,15 @@ pub(crate) fn worker_main(
     server: Pid,
     slots: &Slots,
     sigchld: &Option<SavedSigchld>,
+    secret: [u8; proto::SECRET_LEN],
 ) -> ! {
     if sysfork::set_parent_death_signal(Signal::KILL, server).is_err() {
         // The server died before we got here.
         sysfork::exit_now(1);
     }
+    // A `Process` a task forks closes the channel: it must not send results in our name.
+    let chan = RegisteredFd::new(chan);
+    let secret = u64::from_le_bytes(secret);
     restore_sigchld(sigchld);
     let shm = slots.get(slot);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
@@ -92,13 +151,31 @@ pub(crate) fn worker_main(
     let mut rbuf: Vec<u8> = vec![0; 64 * 1024];
     let (mut start, mut end) = (0usize, 0usize);
     let mut done: u64 = 0;
+    // The seq of the last task frame: the parent's seqs start at 1 and grow.
+    let mut last_seq: u64 = 0;
     loop {
-        // Run every whole frame in the buffer.
-        while let Some((body, len)) = proto::split_frame(&rbuf[start..end]) {
+        // Run every whole frame in the buffer; authenticate each before trusting its length.
+        let front = loop {
+            let front = match check_front(&rbuf[start..end], secret) {
+                Ok(front) => front,
+                Err(why) => refuse(&chan, &mut out, &why),
+            };
+            if front == Front::Incomplete {
+                break front;
+            }
+            let Some((body, len)) = proto::split_frame(&rbuf[start..end]) else { break front };
             start += len;
-            match body.first() {
-                Some(&proto::TASK) if body.len() >= proto::TASK_PREFIX => {
-                    let seq = proto::u64_at(body, 1);
+            match body[0] {
+                proto::TASK => {
+                    if body.len() < proto::TASK_PREFIX {
+                        refuse(&chan, &mut out, "a task frame too short for its fields");
+                    }
+                    let seq = proto::u64_at(body, proto::TASK_SEQ_AT);
+                    if seq <= last_seq || seq > MAX_SEQ {
+                        let why = format!("task seq {seq} after {last_seq}");
+                        refuse(&chan, &mut out, &why);
+                    }
+                    last_seq = seq;
                     let begun = now_ns();
                     if !shm.claim(seq, begun) {
                         continue; // cancelled by the parent
@@ -107,9 +184,9 @@ pub(crate) fn worker_main(
                     let at = proto::begin_frame(&mut out, proto::RESULT);
                     out.extend_from_slice(&seq.to_le_bytes());
                     out.extend_from_slice(&0u64.to_le_bytes()); // elapsed, patched below
-                    let kind = body[9];
-                    let a = proto::u64_at(body, 10);
-                    let b = proto::u64_at(body, 18);
+                    let kind = body[proto::TASK_JOB_AT];
+                    let a = proto::u64_at(body, proto::TASK_A_AT);
+                    let b = proto::u64_at(body, proto::TASK_B_AT);
                     let payload = &body[proto::TASK_PREFIX..];
                     run_job(cfg, kind, a, b, payload, &mut out);
                     let elapsed = now_ns().saturating_sub(begun);
@@ -122,10 +199,10 @@ pub(crate) fn worker_main(
                         finish(0);
                     }
                 }
-                Some(&proto::STOP) => finish(0),
-                _ => {} // unknown frame: skip it
+                // `check_front` let through only TASK and STOP.
+                _ => finish(0),
             }
-        }
+        };
         // Keep the partial frame at the front, make room for the rest of it, read more.
         if start == end {
             (start, end) = (0, 0);
@@ -133,9 +210,11 @@ pub(crate) fn worker_main(
             rbuf.copy_within(start..end, 0);
             (start, end) = (0, end - start);
         }
-        let wanted = match proto::split_len(&rbuf[..end]) {
-            Some(total) => total.max(end + 4096),
-            None => end + 4096,
+        // The length of an authenticated frame is the parent's: make room for all of it. Until
+        // then, read in small steps (a forged length must not make us allocate).
+        let wanted = match (front, proto::split_len(&rbuf[..end])) {
+            (Front::Authentic, Some(total)) => total.max(end + 4096),
+            _ => end + 4096,
         };
         if wanted > rbuf.len() {
             rbuf.resize(wanted.max(rbuf.len() * 2), 0);
@@ -162,7 +241,9 @@ fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec
             // the parent from functions of this same executable, and `cfg.reloc` maps them to
             // this process (zero when it is a fork of a fork of the parent, made when the pool
             // was created, so the code is mapped at the same addresses; the offset of a fresh
-            // `exec` of the same executable otherwise). Only the parent writes to this channel.
+            // `exec` of the same executable otherwise). The frame came from the parent: it
+            // carried this worker's secret after these words (`check_front`), which only the
+            // parent and this worker have (see `secret.rs`).
             unsafe { crate::context::launch::run_code(cfg.reloc, a, b, payload, out) }
         }
         proto::JOB_REGISTERED => match cfg.registered.get(a as usize) {
@@ -170,5 +251,41 @@ fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec
             None => run_chunk(|_: ()| (), b"", out),
         },
         _ => run_chunk(|_: ()| (), b"", out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop_frame(secret: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let at = proto::begin_frame(&mut out, proto::STOP);
+        out.extend_from_slice(&secret.to_le_bytes());
+        proto::end_frame(&mut out, at);
+        out
+    }
+
+    #[test]
+    fn a_frame_is_trusted_only_once_its_secret_is_in_and_right() {
+        let secret = 0x005e_c2e7;
+        let good = stop_frame(secret);
+        for cut in 0..good.len() {
+            assert_eq!(check_front(&good[..cut], secret), Ok(Front::Incomplete), "cut {cut}");
+        }
+        assert_eq!(check_front(&good, secret), Ok(Front::Authentic));
+        assert!(check_front(&stop_frame(secret + 1), secret).is_err());
+        // Unknown kinds and lengths too short for a secret are refused at once.
+        let mut unknown = good.clone();
+        unknown[proto::HEADER] = proto::RESULT;
+        assert!(check_front(&unknown[..proto::HEADER + 1], secret).is_err());
+        let mut short = good.clone();
+        short[..8].copy_from_slice(&1u64.to_le_bytes());
+        assert!(check_front(&short[..proto::HEADER + 1], secret).is_err());
+        // A huge length does not matter until the secret is checked: a forged one is refused
+        // with a few bytes in, before anything is buffered for it.
+        let mut huge = stop_frame(0);
+        huge[..8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(check_front(&huge, secret).is_err());
     }
 }

@@ -19,8 +19,10 @@
 //! inherits them as held by its only thread, can print and flush even if another thread of the
 //! parent was printing at that moment. It creates the anonymous file (a memfd) that will carry
 //! the result back, and forks. The child then, before running your closure, does only
-//! allocation-free, lock-free work: it resets the crate's per-process bookkeeping, sets the
-//! parent-death signal and the CPU affinity if asked. It runs the closure under
+//! allocation-free, lock-free work: it resets the crate's per-process bookkeeping, closes the
+//! descriptors of the parent's pools (their worker channels and control sockets: the child must
+//! not be able to talk to the parent's workers), sets the parent-death signal and the CPU
+//! affinity if asked. It runs the closure under
 //! `catch_unwind`, writes the return value (or the panic message) to the file, flushes
 //! stdout/stderr and ends with `_exit`: it never returns into the parent's `main` or test
 //! harness, and never runs the parent's destructors or `atexit` handlers. The parent sleeps
@@ -270,7 +272,7 @@ impl<R: Message> Process<R> {
         };
 
         // SAFETY: the child branch below does only async-signal-safe, allocation-free work
-        // (atomic stores, prctl, sched_setaffinity) before the user's closure, and ends in
+        // (atomic stores, close, prctl, sched_setaffinity) before the user's closure, and ends in
         // `child_main`, which never returns.
         match unsafe { sysfork::fork() } {
             Err(e) => {
@@ -280,6 +282,8 @@ impl<R: Message> Process<R> {
             Ok(ForkOutcome::Child) => {
                 crate::fork_safety::in_child(plan);
                 reset_after_fork(&info);
+                // The parent's pool channels: the child has no business with them (issue 19).
+                crate::fd_registry::close_inherited();
                 let setup = ChildSetup {
                     parent,
                     death_signal: self.death_signal,

@@ -10,6 +10,7 @@
 //! - [`getpid`], [`getppid`], [`gettid`] identify the caller;
 //! - [`set_parent_death_signal`] makes a child die with its parent, closing the race in which the
 //!   parent died before the setting took effect;
+//! - [`close_inherited`] drops a descriptor the child must not keep (Linux has no `O_CLOFORK`);
 //! - [`thread_count`] tells a parent, before it forks, whether it has other threads (and so
 //!   whether the child will be restricted to async-signal-safe calls).
 //!
@@ -21,7 +22,7 @@
 //!   its internal state (the allocator's locks, the cached thread id) is reset in the child.
 #![allow(unsafe_code)]
 
-use rustix::fd::OwnedFd;
+use rustix::fd::{OwnedFd, RawFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, Signal};
 
@@ -133,6 +134,35 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` accepts any status and never returns; ending the process without running
     // destructors is memory-safe (leaking is safe).
     unsafe { libc::_exit(code) }
+}
+
+/// `close(fd)` — closes a descriptor the calling process inherited and must not keep,
+/// ignoring errors.
+///
+/// Meant for a freshly forked child that drops, before running anything else, descriptors its
+/// parent registered as its own (Linux has no `O_CLOFORK`). An error changes nothing worth
+/// reporting: `EBADF` means the descriptor was not open, and on Linux the descriptor is
+/// released even when `close` reports `EINTR` or `EIO`, so it is never retried (a retry could
+/// close a descriptor another thread just opened under the same number).
+///
+/// Async-signal-safe.
+///
+/// # Safety
+/// - Nothing in the calling process may use or close `fd` afterwards under the belief that it
+///   still refers to the same open file: the number may be reused by the next `open`.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/close.2.html
+#[doc(alias = "close")]
+#[inline]
+pub unsafe fn close_inherited(fd: RawFd) {
+    // SAFETY: closing a descriptor number is memory-safe; that nothing else relies on the
+    // number afterwards is this function's contract, passed to the caller.
+    let _ = unsafe { libc::close(fd) };
 }
 
 /// `getpid()` — returns the calling process's id.

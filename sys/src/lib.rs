@@ -50,6 +50,7 @@ pub mod futex;
 pub mod mmap;
 pub mod pipe;
 pub mod pthread;
+pub mod random;
 pub mod scm;
 pub mod semaphore;
 pub mod shm_safe;

@@ -360,3 +360,98 @@ pub fn advise_huge_pages(buf: &mut [core::mem::MaybeUninit<u8>]) {
         rustix::mm::madvise(first as *mut c_void, end - first, rustix::mm::Advice::LinuxHugepage)
     };
 }
+
+/// A private, read-write, zero-filled mapping whose contents forked children do not get:
+/// `MADV_WIPEONFORK` makes the kernel give every child (however it was forked: libc `fork`,
+/// `_Fork`, a raw `clone`) zero-filled pages in its place.
+///
+/// For secrets a process must hold and its children must not read: a child forked while the
+/// secret is in use sees zeros, whatever the other threads of the parent are doing at that
+/// moment. Copies the process makes elsewhere (on its stack, in a heap buffer) are not
+/// covered, so keep the secret in the mapping and hand it to the kernel from there.
+///
+/// Unmapped on drop. Not `Sync`-shared memory: only this process sees writes to it.
+///
+/// # References
+/// - [Linux `madvise(2)`] (`MADV_WIPEONFORK`, Linux 4.14)
+///
+/// [Linux `madvise(2)`]: https://man7.org/linux/man-pages/man2/madvise.2.html
+#[derive(Debug)]
+pub struct WipeOnFork {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `WipeOnFork` owns a private mapping, not any thread-bound state; access to the bytes
+// goes through raw pointers whose users bring their own synchronisation.
+unsafe impl Send for WipeOnFork {}
+// SAFETY: as above; `&WipeOnFork` only exposes the address and the length.
+unsafe impl Sync for WipeOnFork {}
+
+impl WipeOnFork {
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)` then
+    /// `madvise(MADV_WIPEONFORK)` — maps at least `len` zero-filled bytes that no forked child
+    /// inherits.
+    ///
+    /// Async-signal-safe (raw system calls).
+    ///
+    /// # Errors
+    /// - [`Errno::INVAL`] if `len` is zero, or if the kernel does not know `MADV_WIPEONFORK`
+    ///   (before Linux 4.14): the mapping is then removed again, never handed out unwiped;
+    /// - [`Errno::NOMEM`] if the kernel cannot place or account the mapping.
+    pub fn new(len: usize) -> Result<WipeOnFork> {
+        let len = round_to_pages(len)?;
+        // SAFETY: a fresh anonymous private mapping at an address the kernel chooses: it aliases
+        // no memory of this program.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }?;
+        // SAFETY: `ptr`/`len` is the mapping made above, not handed out yet; the advice changes
+        // what children get, never this process's view of the pages.
+        let advised = unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxWipeOnFork) };
+        if let Err(e) = advised {
+            // SAFETY: our own mapping, never handed out.
+            let _ = unsafe { rustix::mm::munmap(ptr, len) };
+            return Err(e);
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
+        Ok(WipeOnFork { ptr, len })
+    }
+
+    /// The first byte of the mapping (page-aligned). Valid for [`len`](Self::len) bytes until
+    /// `self` drops; zero in every forked child.
+    #[inline]
+    #[must_use]
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes (a whole number of pages).
+    #[inline]
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: a mapping has at least one page.
+    #[inline]
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for WipeOnFork {
+    /// `munmap(ptr, len)`.
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping this value created and owns; it is
+        // unmapped once, here. Pointers handed out by `as_ptr` are documented to die with it.
+        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        debug_assert!(ret.is_ok(), "munmap of our own mapping failed: {ret:?}");
+    }
+}

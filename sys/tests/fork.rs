@@ -245,3 +245,22 @@ fn a_forked_child_of_a_multithreaded_process_has_one_thread() {
     });
     child.join_ok();
 }
+
+#[test]
+fn close_inherited_closes_the_childs_copy_only() {
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let (r, w) = multiproc_sys::pipe::pipe().unwrap();
+    let raw = rustix::fd::AsRawFd::as_raw_fd(&w);
+    // In the child: close the write end, then check it is gone there (async-signal-safe calls).
+    let child = common::fork_child(|| {
+        unsafe { multiproc_sys::fork::close_inherited(raw) };
+        i32::from(unsafe { libc::fcntl(raw, libc::F_GETFD) } != -1)
+    });
+    child.join_ok();
+    // The parent's copy is still open: writing works, and the reader sees the byte.
+    multiproc_sys::pipe::write_all(rustix::fd::AsFd::as_fd(&w), b"x").unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(multiproc_sys::pipe::read(rustix::fd::AsFd::as_fd(&r), &mut buf).unwrap(), 1);
+    // Closing a number that is not open is harmless.
+    unsafe { multiproc_sys::fork::close_inherited(-1) };
+}

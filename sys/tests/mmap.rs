@@ -186,3 +186,19 @@ fn from_fd_rejects_a_length_beyond_the_file() {
     let (r, _w) = rustix::pipe::pipe().unwrap();
     assert_eq!(Segment::from_fd(r, 1).unwrap_err(), Errno::INVAL);
 }
+
+#[test]
+fn a_wipe_on_fork_mapping_reads_zero_in_a_child_and_keeps_its_data_in_the_parent() {
+    use multiproc_sys::mmap::WipeOnFork;
+    let _w = watchdog(TEST_LIMIT);
+    let page = WipeOnFork::new(100).unwrap();
+    assert_eq!(page.len(), page_size());
+    let word = unsafe { &*page.as_ptr().cast::<AtomicU32>() };
+    assert_eq!(word.load(Ordering::SeqCst), 0);
+    word.store(0xdead_beef, Ordering::SeqCst);
+    // The child only reads an atomic and exits (async-signal-safe).
+    let child = fork_child(|| i32::from(word.load(Ordering::SeqCst) != 0));
+    child.join_ok();
+    assert_eq!(word.load(Ordering::SeqCst), 0xdead_beef);
+    assert_eq!(WipeOnFork::new(0).unwrap_err(), Errno::INVAL);
+}
