@@ -16,6 +16,7 @@ pub mod process;
 pub mod queue;
 pub mod shared;
 mod shm;
+mod start;
 pub mod sync;
 
 #[cfg(feature = "serde")]

@@ -113,6 +113,20 @@ fn children_come_from_where_the_method_says() {
     }
 }
 
+/// A child forked from this process (start method `fork`) does not hold this process's fork
+/// server (the crate closes its request socket there) and makes its own on first use.
+#[test]
+fn a_forked_child_uses_a_fork_server_of_its_own() {
+    let _w = watchdog(TEST_LIMIT);
+    let child = multiproc::Process::new(|| -> u64 {
+        let p = Context::new(StartMethod::Forkserver).process(square, 4);
+        p.start().unwrap();
+        p.join(Some(Duration::from_secs(10))).unwrap()
+    });
+    child.start().unwrap();
+    assert_eq!(child.join(WAIT).unwrap(), 16);
+}
+
 #[test]
 fn pools_and_executors_under_every_method() {
     let _w = watchdog(TEST_LIMIT);

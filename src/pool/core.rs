@@ -69,8 +69,8 @@ use multiproc_sys::wait::ExitStatus;
 use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::codec::{Decode, Decoder, Encode};
-use crate::context::StartMethod;
-use crate::context::launch::{Launched, Relocation};
+use crate::start::StartMethod;
+use crate::start::launch::{Launched, Relocation};
 
 use super::error::PoolError;
 use super::proto::{self, Ctl};
@@ -458,8 +458,7 @@ fn fork_generation() -> u64 {
 /// the workers. Returns at once: the workers start while the caller goes on.
 pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shared>, PoolError> {
     let has_closures = cfg.initializer.is_some() || !cfg.registered.is_empty();
-    let method =
-        crate::context::resolve(method, has_closures).map_err(PoolError::InvalidArgument)?;
+    let method = crate::start::resolve(method, has_closures).map_err(PoolError::InvalidArgument)?;
     let n = cfg.processes;
     let slots = Slots::new(n)?;
     let (p_ctl, s_ctl) = scm::seqpacket_pair()?;
@@ -474,7 +473,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
     let server_proc = if method != StartMethod::Fork {
         let payload = encode_server_spec(&cfg, parent);
         let fds = vec![s_ctl, slots.fd()?];
-        crate::context::launch(method, crate::context::Entry::PoolServer, &payload, fds)?
+        crate::start::launch(method, server_entry, &payload, fds)?
     } else {
         // Hold stdout's and stderr's locks across the fork: another thread holding one at that
         // moment would leave it locked forever in the server and in every worker. Flush them too,
@@ -864,7 +863,7 @@ impl Shared {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(self, batch, &done))) {
                 eprintln!(
                     "multiproc: a pool callback panicked (ignored): {}",
-                    crate::process::panic_message(&*p)
+                    crate::fork_safety::panic_message(&*p)
                 );
             }
             ran.push(batch);

@@ -89,7 +89,7 @@ impl ExecutorBuilder {
     /// How the workers start (see
     /// [`PoolBuilder::start_method`](super::PoolBuilder::start_method)); Python's
     /// `mp_context`.
-    pub fn start_method(mut self, method: crate::context::StartMethod) -> Self {
+    pub fn start_method(mut self, method: crate::start::StartMethod) -> Self {
         self.inner = self.inner.start_method(method);
         self
     }
@@ -444,7 +444,7 @@ impl<R: 'static> Future<R> {
             })) {
                 eprintln!(
                     "multiproc: a future's done-callback panicked (ignored): {}",
-                    crate::process::panic_message(&*p)
+                    crate::fork_safety::panic_message(&*p)
                 );
             }
         }

@@ -151,13 +151,12 @@ use std::time::Duration;
 use crate::codec::{Encode, Message};
 use multiproc_sys::Pid;
 
-pub(crate) use self::core::server_entry;
 use self::core::{Config, Mode, Shared};
 pub(crate) use self::proto::{ITEM_OK, ITEM_PANIC};
 use self::results::{finish_list, finish_one};
 use self::work::runner;
-pub(crate) use self::work::{Job, Tramp, encode_chunk};
-use crate::context::StartMethod;
+pub(crate) use self::work::{Job, encode_chunk};
+use crate::start::StartMethod;
 
 pub use self::error::PoolError;
 pub use self::executor::{

@@ -47,15 +47,12 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::codec::{Decode, Decoder, Encode, Message};
-use crate::process::panic_message;
+use crate::fork_safety::panic_message;
 
 use super::error::PoolError;
 use super::proto::{ITEM_BAD_ARG, ITEM_BAD_RESULT, ITEM_OK, ITEM_PANIC};
 
-/// A trampoline: decodes a chunk payload, runs each item, appends the item results to `out`.
-///
-/// `ctx` is the trampoline's context word (a `fn` pointer, or 0).
-pub(crate) type Tramp = unsafe fn(ctx: usize, payload: &[u8], out: &mut Vec<u8>);
+pub(crate) use crate::start::launch::Tramp;
 
 /// A registered closure, wrapped to run a whole chunk.
 pub(crate) type Runner = Box<dyn Fn(&[u8], &mut Vec<u8>) + Send + Sync>;

@@ -21,7 +21,7 @@ use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::codec::Encode;
 use crate::fd_registry::RegisteredFd;
-use crate::process::panic_message;
+use crate::fork_safety::panic_message;
 
 use super::core::Config;
 use super::proto;
@@ -244,7 +244,7 @@ fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec
             // `exec` of the same executable otherwise). The frame came from the parent: it
             // carried this worker's secret after these words (`check_front`), which only the
             // parent and this worker have (see `secret.rs`).
-            unsafe { crate::context::launch::run_code(cfg.reloc, a, b, payload, out) }
+            unsafe { crate::start::launch::run_code(cfg.reloc, a, b, payload, out) }
         }
         proto::JOB_REGISTERED => match cfg.registered.get(a as usize) {
             Some(runner) => runner(payload, out),

@@ -10,8 +10,8 @@ use super::launched::{self, LaunchSpec};
 use super::registry::{GLOBALS, my_pid, self_info};
 use super::{Inner, Process, StartError, State};
 use crate::codec::Message;
-use crate::context::StartMethod;
 use crate::pool::Work;
+use crate::start::StartMethod;
 
 /// Options for a [`Process`]: name, daemon flag, CPU affinity, parent-death signal.
 ///
@@ -124,7 +124,7 @@ impl ProcessBuilder {
         R: Message,
         W: Work<A, R>,
     {
-        let method = crate::context::resolve(self.method, false).unwrap_or(StartMethod::Fork);
+        let method = crate::start::resolve(self.method, false).unwrap_or(StartMethod::Fork);
         let mut chunk = Vec::new();
         crate::pool::encode_chunk(std::iter::once(&arg), &mut chunk);
         let code = match f.job() {

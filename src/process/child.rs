@@ -1,7 +1,7 @@
 //! The child's life after `fork`: set up, run the closure, report, `_exit`.
 #![allow(unsafe_code)] // running the closure moved out of its box (see `Job`).
 
-use std::any::Any;
+use crate::fork_safety::panic_message;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -79,15 +79,4 @@ pub(super) fn child_main<R: Message>(
     let _ = stdout.flush();
     std::mem::forget(stdout);
     sysfork::exit_now(code)
-}
-
-/// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
-    }
 }

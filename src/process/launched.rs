@@ -18,9 +18,9 @@ use super::child::ChildSetup;
 use super::registry::{SelfInfo, reset_after_fork};
 use super::report::{TAG_LOST, TAG_PANIC, TAG_SETUP, TAG_VALUE, write_error_report, write_report};
 use crate::codec::{Decode, Decoder, Encode, Message};
-use crate::context::StartMethod;
-use crate::context::launch::{Relocation, run_code};
 use crate::pool::{ITEM_OK, ITEM_PANIC};
+use crate::start::StartMethod;
+use crate::start::launch::{Relocation, run_code};
 
 /// What a function process launches.
 #[derive(Debug)]

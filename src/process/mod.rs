@@ -72,7 +72,7 @@ use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 use multiproc_sys::{Pid, Signal, pipe as syspipe};
 
 use crate::codec::Message;
-use crate::context::launch::Launched;
+use crate::start::launch::Launched;
 
 mod builder;
 mod child;
@@ -82,11 +82,9 @@ mod registry;
 mod report;
 
 pub use builder::ProcessBuilder;
-pub(crate) use child::panic_message;
 use child::{ChildSetup, child_main};
 pub use error::{JoinError, ProcessStateError, StartError};
 use launched::LaunchSpec;
-pub(crate) use launched::entry as launched_entry;
 use registry::is_running;
 use registry::{
     ChildEntry, SelfInfo, for_this_child, my_pid, reap_orphans, reset_after_fork, self_info,
@@ -325,7 +323,7 @@ impl<R: Message> Process<R> {
             let payload = launched::encode_spec(self, spec);
             launched::store_arguments(report.as_fd(), &spec.chunk)?;
             let fds = vec![report.try_clone()?];
-            crate::context::launch(spec.method, crate::context::Entry::Process, &payload, fds)
+            crate::start::launch(spec.method, launched::entry, &payload, fds)
         })();
         let launched = match started {
             Ok(l) => l,

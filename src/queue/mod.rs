@@ -4,7 +4,6 @@
 
 mod ring;
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
@@ -52,15 +51,6 @@ fn with_scratch<R>(
         (_, Some(f)) => f(&mut Vec::new()),
         // `f` was taken only on the path that returned `Some`.
         (_, None) => unreachable!("scratch closure consumed without a result"),
-    }
-}
-
-/// The message of a caught panic.
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
-        (Some(s), _) => (*s).to_string(),
-        (_, Some(s)) => s.clone(),
-        _ => "Encode panicked".to_string(),
     }
 }
 
@@ -869,7 +859,7 @@ impl<T: Message> Queue<T> {
             // No lock is held while encoding: a panicking `Encode` impl leaves the queue as it
             // was, and becomes an error for this put.
             if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| item.encode(buf))) {
-                return Err(Err(panic_message(panic.as_ref())));
+                return Err(Err(crate::fork_safety::panic_message(panic.as_ref())));
             }
             self.raw.put(Payload { head: &[], body: buf }, until).map_err(Ok)
         });

@@ -23,7 +23,7 @@ use multiproc_sys::pipe as syspipe;
 use multiproc_sys::scm;
 use multiproc_sys::time::Deadline;
 
-use super::launch::{self, Entry, Launched, MAX_MESSAGE};
+use super::launch::{self, EntryFn, Launched, MAX_MESSAGE};
 
 /// The environment variable that tells a spawned program which descriptor carries its launch
 /// message.
@@ -48,7 +48,11 @@ pub fn set_executable(path: impl Into<PathBuf>) {
 }
 
 /// Starts a fresh copy of the program running `entry`.
-pub(crate) fn launch(entry: Entry, payload: &[u8], fds: Vec<OwnedFd>) -> io::Result<Launched> {
+pub(crate) fn launch(
+    entry: Option<EntryFn>,
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+) -> io::Result<Launched> {
     if !super::is_initialised() {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,

@@ -10,7 +10,7 @@
 //! | field | type | meaning |
 //! |---|---|---|
 //! | magic | `u32` | [`MAGIC`]: a stray writer is refused |
-//! | entry | `u8` | what to run: [`Entry`] |
+//! | entry | `u64` | the address of the [`EntryFn`] to run, in the sender; 0: become a fork server |
 //! | anchor | `u64` | the address of [`anchor`] in the sender: code addresses in the payload are relocated by the difference, since an `exec`'d image sits elsewhere (ASLR) |
 //! | exe | `u64`, `u64` | device and inode of the sender's executable: a different executable refuses the message instead of jumping to a wrong address |
 //! | payload | `Vec<u8>` | the entry's own arguments |
@@ -18,7 +18,7 @@
 //! The receiver (a child forked by the fork server, or a spawned program inside
 //! [`init`](crate::init)) checks the magic and, when it is a different image, the executable,
 //! then runs the entry and never returns.
-#![allow(unsafe_code)] // one `transmute` of a relocated trampoline address, in `run_code`.
+#![allow(unsafe_code)] // `transmute`s of relocated code addresses (`run_code`, `Header::entry_fn`).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
@@ -37,28 +37,13 @@ pub(crate) const MAGIC: u32 = 0x314c_504d;
 /// The largest launch message (header and payload).
 pub(crate) const MAX_MESSAGE: usize = 60 * 1024;
 
-/// What a launched child runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Entry {
-    /// Become a fork server (only ever spawned): descriptor 0 is its request socket.
-    Zygote = 1,
-    /// A pool's fork server: see `pool::core::server_entry`.
-    PoolServer = 2,
-    /// A `Process` running a function: see `process::launched::entry`.
-    Process = 3,
-}
+/// What a launched child runs: its relocation, the payload and the descriptors of the launch
+/// message. It never returns (it ends the child with `_exit`).
+pub(crate) type EntryFn = fn(Relocation, &[u8], Vec<OwnedFd>) -> !;
 
-impl Entry {
-    fn from_u8(b: u8) -> Option<Entry> {
-        match b {
-            1 => Some(Entry::Zygote),
-            2 => Some(Entry::PoolServer),
-            3 => Some(Entry::Process),
-            _ => None,
-        }
-    }
-}
+/// A pool trampoline: decodes a chunk payload, runs each item, appends the item results to
+/// `out`. `ctx` is its context word (a `fn` pointer, or 0). Sent by address, like an entry.
+pub(crate) type Tramp = unsafe fn(ctx: usize, payload: &[u8], out: &mut Vec<u8>);
 
 /// A function of this crate whose address the launch message carries, so that a receiver
 /// can relocate code addresses taken in the sender.
@@ -79,7 +64,8 @@ pub(crate) fn exe_identity() -> (u64, u64) {
 /// The header of a launch message, as decoded by the receiver.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Header {
-    pub entry: Entry,
+    /// The sender's address of the entry to run, 0 for a fork server.
+    pub entry: u64,
     /// The sender's [`anchor`].
     pub anchor: u64,
     pub exe: (u64, u64),
@@ -90,13 +76,22 @@ impl Header {
     pub(crate) fn relocation(&self) -> Relocation {
         Relocation { delta: (anchor() as u64).wrapping_sub(self.anchor) }
     }
+
+    /// The entry to run, here; `None` for "become a fork server".
+    pub(crate) fn entry_fn(&self) -> Option<EntryFn> {
+        let addr = self.relocation().code(self.entry);
+        // SAFETY: the sender took `entry` from an `EntryFn` of the same executable (the
+        // receiver checked the magic, and `spawn` the executable; the fork server is a fork of
+        // it), and the relocation maps its address to this process.
+        (addr != 0).then(|| unsafe { std::mem::transmute::<usize, EntryFn>(addr as usize) })
+    }
 }
 
 /// Encodes a launch message.
-pub(crate) fn encode(entry: Entry, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(entry: Option<EntryFn>, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + payload.len());
     MAGIC.encode(&mut out);
-    (entry as u8).encode(&mut out);
+    entry.map_or(0, |f| f as usize as u64).encode(&mut out);
     (anchor() as u64).encode(&mut out);
     let (dev, ino) = exe_identity();
     dev.encode(&mut out);
@@ -112,8 +107,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
     if magic != MAGIC {
         return Err(format!("not a multiproc launch message (magic {magic:#x})"));
     }
-    let entry = u8::decode(&mut d).map_err(|e| e.to_string())?;
-    let entry = Entry::from_u8(entry).ok_or_else(|| format!("unknown launch entry {entry}"))?;
+    let entry = u64::decode(&mut d).map_err(|e| e.to_string())?;
     let anchor = u64::decode(&mut d).map_err(|e| e.to_string())?;
     let dev = u64::decode(&mut d).map_err(|e| e.to_string())?;
     let ino = u64::decode(&mut d).map_err(|e| e.to_string())?;
@@ -152,7 +146,7 @@ pub(crate) unsafe fn run_code(
     // SAFETY: per this function's contract, `tramp` is the relocated address of a `Tramp` of
     // this executable, and `ctx` its relocated context word.
     unsafe {
-        let f = std::mem::transmute::<*const (), crate::pool::Tramp>(tramp as *const ());
+        let f = std::mem::transmute::<*const (), Tramp>(tramp as *const ());
         f(ctx, payload, out);
     }
 }

@@ -31,12 +31,17 @@ use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{self, Pidfd};
 use multiproc_sys::{Errno, Pid, Signal};
 
-use super::launch::{self, Entry, Launched, MAX_MESSAGE};
+use super::launch::{self, EntryFn, Launched, MAX_MESSAGE};
+use crate::fd_registry::RegisteredFd;
 
 /// The parent's handle on a running fork server.
 #[derive(Debug)]
 pub(crate) struct Zygote {
-    request: OwnedFd,
+    /// Registered: a child the crate forks closes it, so that no other process (one that
+    /// dropped privileges, say) can make this server run code.
+    request: RegisteredFd,
+    /// The process that made it (a forked child of that process must make its own).
+    pub(crate) owner: Pid,
 }
 
 impl Zygote {
@@ -58,7 +63,9 @@ impl Zygote {
                 }
                 serve(theirs)
             }
-            ForkOutcome::Parent { .. } => Ok(Zygote { request: mine }),
+            ForkOutcome::Parent { .. } => {
+                Ok(Zygote { request: RegisteredFd::new(mine), owner: parent })
+            }
         }
     }
 
@@ -68,14 +75,14 @@ impl Zygote {
         let (mine, theirs) = scm::seqpacket_pair()?;
         // The server is a direct child that lives as long as the program (it stops on end of
         // file of `mine`, or with this process): its handle is not kept.
-        drop(super::spawn::launch(Entry::Zygote, &[], vec![theirs])?);
-        Ok(Zygote { request: mine })
+        drop(super::spawn::launch(None, &[], vec![theirs])?);
+        Ok(Zygote { request: RegisteredFd::new(mine), owner: sysfork::getpid() })
     }
 
     /// Asks the server for a child running `entry`.
     pub(crate) fn launch(
         &self,
-        entry: Entry,
+        entry: Option<EntryFn>,
         payload: &[u8],
         fds: &[OwnedFd],
     ) -> io::Result<Launched> {
@@ -196,8 +203,8 @@ fn start_kid(request: &OwnedFd, kids: &[Kid], msg: &[u8], mut fds: Vec<OwnedFd>)
     }
     let status = fds.remove(0);
     let (header, payload) = launch::decode(msg).ok()?;
-    if header.entry == Entry::Zygote {
-        return None;
+    if header.entry == 0 {
+        return None; // a fork server does not fork fork servers
     }
     // SAFETY: this process is single-threaded; the child branch ends in `run_entry`, which
     // never returns.
