@@ -215,6 +215,9 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     println!("   Pipe: sent \"parent\", child replied {reply:?}");
 
     // Exit codes, as Python reports them: 1 after a panic (with its message), -9 after SIGKILL.
+    // Said first: the child's own panic report (and backtrace) comes next, on stderr.
+    println!("   next, a child that panics on purpose; its panic report follows:");
+    std::io::Write::flush(&mut std::io::stdout())?;
     let panicker = Process::new(|| -> u32 { panic!("something went wrong in the child") });
     panicker.start()?;
     if let Err(JoinError::Panicked(msg)) = panicker.join(None) {

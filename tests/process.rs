@@ -1128,3 +1128,20 @@ fn tutorial_two_children_talk_through_a_shared_pipe() {
     sender.join(None).unwrap();
     assert_eq!(receiver.join(None).unwrap(), "hello shiyanlou");
 }
+
+/// Python: after `close()`, `exitcode` raises "process object is closed". Here the code known at
+/// `close` stays readable, `is_alive` is false, and `join` says the handle is closed.
+#[test]
+fn close_keeps_the_known_exit_code() {
+    let _s = serial();
+    let _w = common::watchdog(common::TEST_LIMIT);
+    let mut p = multiproc::Process::new(|| -> u8 { std::process::exit(7) });
+    p.start().unwrap();
+    assert!(matches!(p.join(None), Err(multiproc::JoinError::Exited(7))));
+    p.close().unwrap();
+    assert_eq!(p.exitcode(), Some(7));
+    assert!(!p.is_alive());
+    assert!(matches!(p.join(None), Err(multiproc::JoinError::Closed)));
+    p.close().unwrap(); // again: still fine, still known
+    assert_eq!(p.exitcode(), Some(7));
+}

@@ -86,8 +86,9 @@ use child::{ChildSetup, child_main};
 pub use error::{JoinError, ProcessStateError, StartError};
 use launched::LaunchSpec;
 use registry::is_running;
+pub use registry::join_children_at_exit;
 use registry::{
-    ChildEntry, SelfInfo, for_this_child, my_pid, reap_orphans, reset_after_fork, self_info,
+    ChildEntry, ensure_exit_handler, SelfInfo, for_this_child, my_pid, reap_orphans, reset_after_fork, self_info,
     with_registry,
 };
 pub use registry::{
@@ -183,7 +184,10 @@ enum State<R> {
         status: Option<ExitStatus>,
         outcome: Option<Result<R, JoinError>>,
     },
-    Closed,
+    /// `close` was called; the exit status is kept if it was known.
+    Closed {
+        status: Option<ExitStatus>,
+    },
 }
 
 struct Running<R> {
@@ -246,7 +250,13 @@ impl<R: Message> Process<R> {
 
         // Everything the parent needs after the fork is allocated now: every page it writes
         // between `fork` and the child's exit is a copy-on-write fault.
-        let entry = ChildEntry { pid: my_pid(), name: self.name.clone(), orphaned: false };
+        let entry = ChildEntry {
+            pid: my_pid(),
+            name: self.name.clone(),
+            orphaned: false,
+            daemon: self.daemon,
+        };
+        ensure_exit_handler();
         with_registry(|c| c.reserve(1));
         // The report buffer: the child encodes its value into its copy, the parent reads the
         // report into its own.
@@ -338,7 +348,13 @@ impl<R: Message> Process<R> {
         self.pid.store(launched.pid.as_raw_nonzero().get(), Ordering::Release);
         if launched.status.is_none() {
             // A direct child (spawn): reaped like a forked one if its handle is dropped early.
-            let entry = ChildEntry { pid: launched.pid, name: self.name.clone(), orphaned: false };
+            let entry = ChildEntry {
+                pid: launched.pid,
+                name: self.name.clone(),
+                orphaned: false,
+                daemon: self.daemon,
+            };
+            ensure_exit_handler();
             with_registry(|c| c.push(entry));
         }
         inner.state = State::Running(Running {
@@ -382,7 +398,7 @@ impl<R: Message> Process<R> {
         };
         match &mut inner.state {
             State::NotStarted => return Err(JoinError::NotStarted),
-            State::Closed => return Err(JoinError::Closed),
+            State::Closed { .. } => return Err(JoinError::Closed),
             State::Finished { outcome, .. } => {
                 return outcome.take().unwrap_or(Err(JoinError::ResultTaken));
             }
@@ -446,7 +462,9 @@ impl<R: Message> Process<R> {
     }
 
     /// The exit code: `None` before the child has ended (or if its status is unknown), `0` on
-    /// success, `1` after a panic, `n` for `exit(n)`, `-N` for death by signal `N`.
+    /// success, `1` after a panic, `n` for `exit(n)`, `-N` for death by signal `N`. A code known
+    /// when [`close`](Self::close) was called stays readable (Python raises `ValueError` after
+    /// `close` instead; nothing known is forgotten here).
     pub fn exitcode(&self) -> Option<i32> {
         if my_pid() != self.creator {
             return None;
@@ -456,7 +474,9 @@ impl<R: Message> Process<R> {
         let mut inner = self.try_lock()?;
         self.poll_state(&mut inner);
         match &inner.state {
-            State::Finished { status: Some(s), .. } => Some(s.exitcode()),
+            State::Finished { status: Some(s), .. } | State::Closed { status: Some(s) } => {
+                Some(s.exitcode())
+            }
             _ => None,
         }
     }
@@ -495,7 +515,7 @@ impl<R: Message> Process<R> {
         let inner = self.inner.try_lock();
         match inner.as_deref() {
             Ok(Inner { state: State::NotStarted, .. }) => Err(ProcessStateError::NotStarted),
-            Ok(Inner { state: State::Closed, .. }) => Err(ProcessStateError::Closed),
+            Ok(Inner { state: State::Closed { .. }, .. }) => Err(ProcessStateError::Closed),
             Ok(Inner { state: State::Finished { .. }, .. }) => Ok(()),
             // We hold the lock, so nobody reaps the child while we signal it: its pid cannot
             // have been reused. ESRCH means it was reaped elsewhere: nothing to do.
@@ -537,7 +557,7 @@ impl<R: Message> Process<R> {
             return Ok(pidfd.as_fd());
         }
         match self.lock().state {
-            State::Closed => Err(ProcessStateError::Closed),
+            State::Closed { .. } => Err(ProcessStateError::Closed),
             _ => Err(ProcessStateError::NotStarted),
         }
     }
@@ -559,7 +579,11 @@ impl<R: Message> Process<R> {
         if let State::Running(_) = inner.state {
             return Err(ProcessStateError::StillRunning);
         }
-        inner.state = State::Closed;
+        let status = match inner.state {
+            State::Finished { status, .. } | State::Closed { status } => status,
+            _ => None,
+        };
+        inner.state = State::Closed { status };
         inner.target = None;
         self.pidfd = OnceLock::new();
         Ok(())

@@ -3,7 +3,7 @@
 //! handles were dropped).
 #![allow(unsafe_code)] // the registry's spin-locked cell, and `SelfInfo` lifetimes.
 
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use multiproc_sys::Pid;
 use multiproc_sys::fork as sysfork;
@@ -62,6 +62,57 @@ pub(super) struct ChildEntry {
     pub(super) name: String,
     /// The handle was dropped: nobody else will reap this child.
     pub(super) orphaned: bool,
+    /// Terminated (not joined) when the program exits.
+    pub(super) daemon: bool,
+}
+
+/// Whether the program's exit joins its children (see [`join_children_at_exit`]).
+static JOIN_AT_EXIT: AtomicBool = AtomicBool::new(true);
+/// The process that registered the exit handler (0: none yet).
+static EXIT_HANDLER_OWNER: AtomicI32 = AtomicI32::new(0);
+
+/// Chooses what happens to the children still running when the program exits normally
+/// (returns from `main`, or calls `std::process::exit`): with `true` (the default, as in Python)
+/// daemon children are terminated (`SIGTERM`, then reaped) and the others are joined, so no
+/// child outlives the program by surprise; with `false` they are left running, as orphans.
+///
+/// Python does this in its `atexit` handler. Children of the fork server (the `forkserver`
+/// start method) are not the program's own children: a daemon among them dies with its parent
+/// (the fork server dies with the program), and the others run on.
+///
+/// ```
+/// multiproc::process::join_children_at_exit(false); // a launcher: its children outlive it
+/// ```
+pub fn join_children_at_exit(on: bool) {
+    JOIN_AT_EXIT.store(on, Ordering::Relaxed);
+}
+
+/// Registers the exit handler once per process (the first time a child is recorded).
+pub(super) fn ensure_exit_handler() {
+    let me = my_pid().as_raw_nonzero().get();
+    if EXIT_HANDLER_OWNER.swap(me, Ordering::Relaxed) != me {
+        let _ = sysfork::at_exit(join_children_on_exit);
+    }
+}
+
+/// The exit handler: terminates daemon children, then joins the others (see
+/// [`join_children_at_exit`]). Runs only in the process that registered it.
+extern "C" fn join_children_on_exit() {
+    if !JOIN_AT_EXIT.load(Ordering::Relaxed)
+        || EXIT_HANDLER_OWNER.load(Ordering::Relaxed) != sysfork::getpid().as_raw_nonzero().get()
+    {
+        return;
+    }
+    let children: Vec<(Pid, bool)> =
+        with_registry(|c| c.drain(..).map(|e| (e.pid, e.daemon)).collect());
+    for &(pid, daemon) in &children {
+        if daemon {
+            let _ = wait::kill(pid, multiproc_sys::Signal::TERM);
+        }
+    }
+    for &(pid, _) in &children {
+        let _ = wait::waitpid(pid, true);
+    }
 }
 
 pub(super) fn with_registry<T>(f: impl FnOnce(&mut Vec<ChildEntry>) -> T) -> T {
