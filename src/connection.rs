@@ -481,12 +481,7 @@ impl Connection {
     /// Closes this end (Python's `close`). Dropping the connection does the same; `close`
     /// reports an error from `close(2)` instead of ignoring it.
     pub fn close(self) -> io::Result<()> {
-        let raw = std::os::fd::IntoRawFd::into_raw_fd(self.fd);
-        // SAFETY: `raw` was just released by an OwnedFd we owned, so it is open and ours.
-        if unsafe { libc::close(raw) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        multiproc_sys::pipe::close(self.fd).map_err(io::Error::from)
     }
 
     fn check_writable(&self) -> Result<(), ConnectionError> {

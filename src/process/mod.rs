@@ -88,8 +88,8 @@ use launched::LaunchSpec;
 use registry::is_running;
 pub use registry::join_children_at_exit;
 use registry::{
-    ChildEntry, ensure_exit_handler, SelfInfo, for_this_child, my_pid, reap_orphans, reset_after_fork, self_info,
-    with_registry,
+    ChildEntry, SelfInfo, ensure_exit_handler, for_this_child, my_pid, reap_orphans,
+    reset_after_fork, self_info, with_registry,
 };
 pub use registry::{
     ParentProcess, ProcessInfo, active_children, current_process, parent_process, thread_count,

@@ -78,13 +78,11 @@ pub(crate) fn launch(
     cmd.env(ENV, raw.to_string());
     // SAFETY: the closure runs in the forked child before `exec` and only calls `fcntl`, which
     // is async-signal-safe; `raw` stays open in the child (the parent keeps `theirs` until
-    // `spawn` returns).
+    // `spawn` returns), so borrowing it there is sound.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
+            let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
+            syspipe::set_cloexec(fd, false).map_err(io::Error::from)
         });
     }
     let child = cmd.spawn()?;
@@ -144,7 +142,7 @@ pub(crate) fn take_over_if_launched() {
     // SAFETY: the descriptor was left open for this program by its parent (checked to be a
     // socket just above), and nothing else in this process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let _ = rustix::io::fcntl_setfd(&sock, rustix::io::FdFlags::CLOEXEC);
+    let _ = syspipe::set_cloexec(sock.as_fd(), true);
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     let mut fds: [Option<OwnedFd>; scm::MAX_FDS] = Default::default();
     let refuse = |why: &str| -> ! {

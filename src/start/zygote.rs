@@ -19,7 +19,7 @@
 //!
 //! The server ignores `SIGINT` (a Ctrl-C in the terminal goes to the whole process group; the
 //! parent decides what its children do), and resets `SIGCHLD`; children get `SIGINT` back.
-#![allow(unsafe_code)] // `signal` dispositions, and adopting the request socket in `serve`.
+#![allow(unsafe_code)] // closing the server's descriptors in a child (`start_kid`).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -27,6 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use multiproc_sys::fork::{self as sysfork, ForkOutcome};
 use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
 use multiproc_sys::scm;
+use multiproc_sys::signal::{Disposition, set_disposition};
 use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{self, Pidfd};
 use multiproc_sys::{Errno, Pid, Signal};
@@ -130,13 +131,10 @@ const POLL_SLICE: std::time::Duration = std::time::Duration::from_millis(20);
 pub(crate) fn serve(request: OwnedFd) -> ! {
     // A server made after pools exist must not hold their channels, nor pass them on.
     crate::fd_registry::close_inherited();
-    // SAFETY: setting dispositions to SIG_IGN / SIG_DFL installs no handler code.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-        // As Rust's runtime does before `main` (the server may have been forked before it).
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+    let _ = set_disposition(Signal::INT, Disposition::Ignore);
+    let _ = set_disposition(Signal::CHILD, Disposition::Default);
+    // As Rust's runtime does before `main` (the server may have been forked before it).
+    let _ = set_disposition(Signal::PIPE, Disposition::Ignore);
     let mut kids: Vec<Kid> = Vec::new();
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     loop {
@@ -223,8 +221,7 @@ fn start_kid(request: &OwnedFd, kids: &[Kid], msg: &[u8], mut fds: Vec<OwnedFd>)
                 // process never uses again (`run_entry` does not return).
                 unsafe { libc::close(fd) };
             }
-            // SAFETY: restoring the default disposition installs no handler code.
-            unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+            let _ = set_disposition(Signal::INT, Disposition::Default);
             super::run_entry(header, payload, fds)
         }
         Ok(ForkOutcome::Parent { child }) => {

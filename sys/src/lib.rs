@@ -54,6 +54,7 @@ pub mod random;
 pub mod scm;
 pub mod semaphore;
 pub mod shm_safe;
+pub mod signal;
 pub mod time;
 pub mod wait;
 

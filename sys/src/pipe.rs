@@ -331,6 +331,43 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
     if wanted != flags { rustix::fs::fcntl_setfl(fd, wanted) } else { Ok(()) }
 }
 
+/// `fcntl(fd, F_SETFD, FD_CLOEXEC or 0)` — whether `fd` is closed when this process runs
+/// `execve`.
+///
+/// Unlike the non-blocking flag, close-on-exec belongs to this descriptor alone, not to its
+/// duplicates. Clearing it is how a descriptor is handed to a program started with `execve`.
+/// Async-signal-safe (so usable between `fork` and `execve`).
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
+pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> Result<()> {
+    let flags = if cloexec { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
+    rustix::io::fcntl_setfd(fd, flags)
+}
+
+/// `close(fd)` — closes `fd` and reports what `close(2)` said (dropping an `OwnedFd` ignores
+/// it). The descriptor is gone whatever the result: on Linux, `close` releases it even when it
+/// reports `EINTR` or `EIO`, so it is never retried. Async-signal-safe.
+///
+/// # Errors
+/// The error of `close(2)`, such as [`Errno::IO`] from a file system that failed to write back.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/close.2.html
+pub fn close(fd: OwnedFd) -> Result<()> {
+    let raw = rustix::fd::IntoRawFd::into_raw_fd(fd);
+    // SAFETY: `raw` was just released by an `OwnedFd`, so it is open and owned by nobody else.
+    crate::cvt::cvt(unsafe { libc::close(raw) }).map(drop)
+}
+
 /// `ioctl(fd, FIONREAD, &n)` — the number of bytes that can be read from `fd` without blocking.
 ///
 /// Works on pipes and sockets (where it is also called `SIOCINQ`). The answer may be stale by
