@@ -78,7 +78,8 @@
 //! # Generics and attributes
 //!
 //! Each type parameter `T` gets a `T: Encode` bound on the `Encode` impl and a `T: Decode`
-//! bound on the `Decode` impl; lifetimes, const generics and `where` clauses pass through. A
+//! bound on the `Decode` impl, even one used only in a `PhantomData<T>` (write the impls by hand
+//! to avoid that); lifetimes, const generics and `where` clauses pass through. A
 //! type that borrows (`struct Msg<'a> { text: &'a str }`) can derive `Encode` (it encodes like
 //! its owned twin, which the receiver decodes).
 //!
