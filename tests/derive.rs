@@ -84,6 +84,18 @@ struct Fixed<const N: usize> {
     data: [u8; N],
 }
 
+/// A lifetime that decoding does not need, a defaulted type parameter with its own bound, and
+/// an unsized one (behind a `Box`, encode-only since `Decode` needs `Sized`).
+#[derive(Debug, PartialEq, Encode, multiproc::Decode)]
+struct Odd<'a, T: Clone + Default = u16> {
+    value: T,
+    lifetime: PhantomData<&'a ()>,
+}
+#[derive(Encode)]
+struct Unsized<T: ?Sized> {
+    boxed: Box<T>,
+}
+
 /// Encode-only: a borrowed twin of [`Owned`].
 #[derive(Encode)]
 struct Borrowed<'a, T> {
@@ -257,6 +269,10 @@ fn generic_types_round_trip() {
     round_trip(&Maybe::<String>::Nothing);
     round_trip(&Fixed::<3> { header: 0xabcd, data: [1, 2, 3] });
     round_trip(&Fixed::<0> { header: 1, data: [] });
+    let odd: Odd<'_> = Odd { value: 0xbeef, lifetime: PhantomData };
+    assert_eq!(round_trip(&odd), [0xef, 0xbe]);
+    assert_eq!(to_bytes(&Unsized::<str> { boxed: "ab".into() }), to_bytes("ab"));
+    assert_eq!(to_bytes(&Unsized::<[u8]> { boxed: Box::new([1, 2]) }), to_bytes(&vec![1u8, 2]));
     round_trip(&Tagged::<String, Point, ()> {
         map: [("a".to_string(), Point(1, 2)), ("b".to_string(), Point(3, 4))].into_iter().collect(),
         marker: PhantomData,

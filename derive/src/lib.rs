@@ -235,9 +235,10 @@ fn expand_encode(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let body = match &input.data {
         Data::Struct(s) => {
             let members = members(&s.fields);
-            quote! {
-                #( #krate::codec::Encode::encode(&self.#members, #out); )*
-                let _ = #out;
+            if members.is_empty() {
+                quote!(let _ = #out;)
+            } else {
+                quote!(#( #krate::codec::Encode::encode(&self.#members, #out); )*)
             }
         }
         Data::Enum(e) if e.variants.is_empty() => quote! {
@@ -344,7 +345,11 @@ fn expand_decode(input: &DeriveInput) -> syn::Result<TokenStream2> {
             let value = construct(&krate, quote!(Self), &s.fields, &de);
             (
                 min_len(&krate, &s.fields, name),
-                quote!(let _ = &#de; ::core::result::Result::Ok(#value)),
+                if s.fields.is_empty() {
+                    quote!(let _ = #de; ::core::result::Result::Ok(#value))
+                } else {
+                    quote!(::core::result::Result::Ok(#value))
+                },
             )
         }
         Data::Enum(e) => {
@@ -380,19 +385,20 @@ fn expand_decode(input: &DeriveInput) -> syn::Result<TokenStream2> {
                     "variant index {{}} of enum {name_str} in the 5-byte form, which only indices \
                      of 255 or more use"
                 );
+                let long_u32 = u32::from(LONG_TAG);
                 let bad_index = format!("invalid variant index {{}} for enum {name_str}");
                 quote! {
                     let #tag: ::core::primitive::u8 = #krate::codec::Decode::decode(#de)?;
                     let #index: ::core::primitive::u32 = if #tag == #LONG_TAG {
                         let #index: ::core::primitive::u32 = #krate::codec::Decode::decode(#de)?;
-                        if #index < #LONG_TAG as ::core::primitive::u32 {
+                        if #index < #long_u32 {
                             return ::core::result::Result::Err(
                                 #krate::codec::DecodeError::Invalid(::std::format!(#bad_form, #index)),
                             );
                         }
                         #index
                     } else {
-                        #tag as ::core::primitive::u32
+                        ::core::primitive::u32::from(#tag)
                     };
                     match #index {
                         #( #arms )*
