@@ -22,12 +22,15 @@ pub mod sync;
 #[cfg(feature = "serde")]
 pub use codec::Serde;
 pub use codec::{Decode, Encode, Message};
+// With the `derive` feature, `Encode` and `Decode` also name their derive macros (serde-style).
 pub use connection::{Connection, ConnectionError, pipe, wait};
 pub use context::{
     Context, ContextError, StartMethod, chosen_start_method, get_all_start_methods, get_context,
     get_start_method, init, set_executable, set_start_method,
 };
 pub use fork_safety::set_fork_warning;
+#[cfg(feature = "derive")]
+pub use multiproc_derive::{Decode, Encode};
 pub use multiproc_sys::affinity::{CpuSet, cpu_count, process_cpu_count};
 pub use multiproc_sys::{Pid, Signal};
 pub use pool::{

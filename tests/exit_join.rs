@@ -28,7 +28,11 @@ fn program(join: bool) {
         ()
     });
     let (worker, daemon) = (worker.unwrap(), daemon.unwrap());
-    println!("{} {}", worker.pid().unwrap().as_raw_nonzero(), daemon.pid().unwrap().as_raw_nonzero());
+    println!(
+        "{} {}",
+        worker.pid().unwrap().as_raw_nonzero(),
+        daemon.pid().unwrap().as_raw_nonzero()
+    );
     println!("main returns");
     std::io::stdout().flush().unwrap();
     // The handles are dropped here, before the exit handler runs, as in most programs.
@@ -70,7 +74,10 @@ fn run(join: bool) {
     let mut stdin = prog.stdin.take().unwrap();
     if join {
         // Joining: the program cannot exit while its non-daemon child waits.
-        assert!(wait_exit(&mut prog, Duration::from_millis(300)).is_none(), "exited without joining");
+        assert!(
+            wait_exit(&mut prog, Duration::from_millis(300)).is_none(),
+            "exited without joining"
+        );
         assert!(alive(worker));
         stdin.write_all(b"x").unwrap();
         let status = wait_exit(&mut prog, Duration::from_secs(20)).expect("joined and exited");

@@ -9,12 +9,67 @@
 //! decodes the owned type.
 //!
 //! Nothing here depends on anything beyond std, and no serialization framework is required.
+//! Your own types implement the traits by hand (see the examples below) or, with the `derive`
+//! feature, by `#[derive(Encode, Decode)]` ([below](#deriving)).
 //!
 //! With the optional `serde` feature, `codec::Serde<T>` makes any `Serialize + DeserializeOwned`
 //! type a message too, in this same wire format: `conn.send(&Serde(&value))`, then
 //! `let Serde(value): Serde<MyType> = conn.recv()?`. It is a wrapper because a blanket impl for
 //! every serde type would overlap with the impls above. Its documentation gives the mapping of
 //! the serde data model onto the format and the (unchanged) hostile-input guarantees.
+//!
+//! # Deriving
+//!
+//! With the optional `derive` feature, `#[derive(Encode, Decode)]` writes both impls for a
+//! struct or an enum, generic or not (`multiproc::Encode` and `multiproc::Decode` then name the
+//! derive macros as well as the traits, as serde does). A struct (named, tuple or unit) encodes
+//! exactly like the tuple of its fields, in declaration order. An enum writes its variant index
+//! (its position in the declaration, from 0) as one byte, then the variant's fields; enums of
+//! more than 255 variants write indices of 255 or more as the byte `255` then the index as a
+//! little-endian `u32`. That is the tag of `Option` and `Result`, and of `Serde<T>` for a
+//! serde-derived enum, so either derive gives the same bytes. An unknown tag decodes to
+//! [`DecodeError::InvalidTag`] (or [`DecodeError::Invalid`] for the 5-byte form), and all the
+//! limits below apply to derived types unchanged. `MIN_ENCODED_LEN` is the sum of the fields'
+//! (for an enum, one byte plus its smallest variant's). Each type parameter gets an `Encode`
+//! (resp. `Decode`) bound; lifetimes and const generics pass through. See the
+//! `multiproc-derive` crate's documentation for the details, including
+//! `#[multiproc(crate = "...")]` for a renamed crate.
+//!
+//! ```
+//! # #[cfg(feature = "derive")]
+//! # fn main() -> Result<(), multiproc::codec::DecodeError> {
+//! use multiproc::{Decode, Encode, codec};
+//!
+//! #[derive(Debug, PartialEq, Encode, Decode)]
+//! struct Job {
+//!     id: u64,
+//!     name: String,
+//!     args: Vec<i32>,
+//! }
+//!
+//! #[derive(Debug, PartialEq, Encode, Decode)]
+//! enum Reply<T> {
+//!     Done(T),
+//!     Failed { job: u64, reason: String },
+//!     Cancelled,
+//! }
+//!
+//! let job = Job { id: 7, name: "résumé".into(), args: vec![1, -2, 3] };
+//! assert_eq!(codec::to_bytes(&job), codec::to_bytes(&(7u64, "résumé", vec![1i32, -2, 3])));
+//! assert_eq!(codec::from_bytes::<Job>(&codec::to_bytes(&job))?, job);
+//!
+//! let reply: Reply<i64> = Reply::Failed { job: 7, reason: "timeout".into() };
+//! assert_eq!(codec::to_bytes(&reply), codec::to_bytes(&(1u8, 7u64, "timeout")));
+//! assert_eq!(codec::from_bytes::<Reply<i64>>(&codec::to_bytes(&reply))?, reply);
+//! assert_eq!(
+//!     codec::from_bytes::<Reply<i64>>(&[3]),
+//!     Err(codec::DecodeError::InvalidTag { tag: 3, ty: "Reply" })
+//! );
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "derive"))]
+//! # fn main() {}
+//! ```
 //!
 //! # Wire format
 //!
@@ -36,6 +91,8 @@
 //! | `Result<T, E>` | `0` then the value for `Ok`; `1` then the error for `Err` |
 //! | `Box<T>`, `Rc<T>`, `Arc<T>`, `&T` | the same as `T` |
 //! | [`Duration`](std::time::Duration) | seconds (`u64`) then nanoseconds (`u32`, below 10^9) |
+//! | `#[derive(Encode, Decode)]` struct | each field in order, as a tuple of the fields |
+//! | `#[derive(Encode, Decode)]` enum | the variant index (one byte; `255` then a `u32` past 254), then the variant's fields |
 //!
 //! `Vec<u8>`, `[u8]` and `[u8; N]` are copied in bulk, and slices of the other fixed-width
 //! primitives are converted in one tight loop, so encoding a 1 KiB `Vec<u8>` is one length and one
