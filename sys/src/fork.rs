@@ -371,6 +371,24 @@ fn parse_threads_line(line: &[u8]) -> Option<usize> {
     Some(n)
 }
 
+/// `atexit(handler)` — runs `handler` when the process ends through `exit` (returning from
+/// `main`, or `std::process::exit`), after handlers registered later. Never on `_exit`
+/// ([`exit_now`]) or death by a signal, so a forked child that ends with [`exit_now`] does not
+/// run the handlers it inherited.
+///
+/// # Errors
+/// [`Errno::NOMEM`] if the handler table is full.
+///
+/// # References
+/// - [POSIX]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/atexit.html
+pub fn at_exit(handler: extern "C" fn()) -> Result<()> {
+    // SAFETY: `handler` is a valid `extern "C" fn()` for the life of the program (a function
+    // item); `atexit` only stores it.
+    if unsafe { libc::atexit(handler) } == 0 { Ok(()) } else { Err(Errno::NOMEM) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,22 +430,4 @@ mod tests {
         // "Threads" inside another line does not count.
         assert_eq!(scan_in_chunks(b"Name:\tThreads:\t4\n", 5), None);
     }
-}
-
-/// `atexit(handler)` — runs `handler` when the process ends through `exit` (returning from
-/// `main`, or `std::process::exit`), after handlers registered later. Never on `_exit`
-/// ([`exit_now`]) or death by a signal, so a forked child that ends with [`exit_now`] does not
-/// run the handlers it inherited.
-///
-/// # Errors
-/// [`Errno::NOMEM`] if the handler table is full.
-///
-/// # References
-/// - [POSIX]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/atexit.html
-pub fn at_exit(handler: extern "C" fn()) -> Result<()> {
-    // SAFETY: `handler` is a valid `extern "C" fn()` for the life of the program (a function
-    // item); `atexit` only stores it.
-    if unsafe { libc::atexit(handler) } == 0 { Ok(()) } else { Err(Errno::NOMEM) }
 }
