@@ -17,7 +17,8 @@
 //! `PoolError::InitializerFailed("worker N ended before it was ready (killed by signal 9)")`.
 //! `PoolError::InitializerFailed`'s docs say so ("or died before it was ready"), but the
 //! module docs promise that a worker killed by the OOM killer fails only its own task. Each
-//! task still gets exactly one outcome, which is what this file checks. The tests of this file
+//! task still gets exactly one outcome, which is what this file checks; the ignored test
+//! `a_worker_killed_while_starting_does_not_break_the_pool` reproduces the bug. The tests of this file
 //! run one at a time (they count fds and children). Hostile panics are kept quiet; Rust's
 //! "stack overflow" report of a hostile task on stderr is expected output.
 #![allow(clippy::undocumented_unsafe_blocks, unsafe_code)]
@@ -413,4 +414,46 @@ fn a_killed_fork_server_resolves_every_pending_task() {
     assert_eq!(done + broken + lost, rounds * 100);
     assert!(broken > 0);
     assert_eq!(fds_after, fds_before, "fd leak");
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// **Finds a crate bug; ignored so as not to fail CI until it is fixed** (run it with
+/// `cargo test --release --test stress_pool -- --ignored`).
+///
+/// A worker killed by an outside `SIGKILL` (the OOM killer, an operator) before it has told
+/// the pool it is ready breaks the whole pool, although the pool has no initializer: every
+/// pending and later task fails with `PoolError::InitializerFailed("worker N ended before it
+/// was ready (killed by signal 9 (SIGKILL))")`. `src/pool/core.rs`, `worker_exited`: any
+/// worker that dies while `!w.ready` calls `break_pool`, whatever killed it. The module docs
+/// promise that a worker killed by a signal fails only the task it was running and is
+/// replaced; a replacement worker (after a task's `_exit`, say) is exposed the same way. The
+/// stress tests above hit it in about one executor in eight and one pool in fifteen (20
+/// short runs: 562 of 4 771 executors, 18 of 274 pools).
+#[test]
+#[ignore = "crate bug: a worker killed before it is ready breaks the pool (see the doc comment)"]
+fn a_worker_killed_while_starting_does_not_break_the_pool() {
+    let _s = serial();
+    let _w = common::watchdog(Duration::from_secs(120));
+    for round in 0..50 {
+        let pool = Pool::new(2).unwrap();
+        let first = pool.apply_async(square, 1).unwrap();
+        // Drive the pool until its workers exist, then kill them at once.
+        let mut pids = Vec::new();
+        let start = Instant::now();
+        while pids.is_empty() && start.elapsed() < Duration::from_secs(10) {
+            let _ = first.ready();
+            pids = pool.worker_pids();
+        }
+        assert!(!pids.is_empty(), "no worker within 10 s");
+        for p in &pids {
+            assert_eq!(unsafe { libc::kill(p.as_raw_nonzero().get(), libc::SIGKILL) }, 0);
+        }
+        // The first task may be lost with its worker; later work must run.
+        let _ = first.get(Some(HANG));
+        let r = pool.apply_async(square, 3).and_then(|r| r.get(Some(HANG)));
+        assert!(matches!(r, Ok(9)), "round {round}: {r:?}");
+    }
 }
