@@ -12,7 +12,7 @@ use multiproc_sys::time::Deadline;
 
 use crate::codec::{Decode, Message};
 
-use super::core::{BatchId, ChunkOut, Completed, Core, Mode, Shared};
+use super::engine::{BatchId, ChunkOut, Completed, Core, Mode, Shared};
 use super::error::PoolError;
 use super::proto::ITEM_OK;
 use super::results::{IMap, finish_one};
@@ -113,7 +113,7 @@ impl ExecutorBuilder {
     pub fn build(self) -> Result<ProcessPoolExecutor, PoolError> {
         let method = self.inner.method;
         let cfg = self.inner.config()?;
-        Ok(ProcessPoolExecutor { shared: super::core::start(cfg, method)? })
+        Ok(ProcessPoolExecutor { shared: super::engine::start(cfg, method)? })
     }
 }
 
@@ -432,7 +432,7 @@ impl<R: 'static> Future<R> {
     /// executor when it finishes. Callbacks run in the order they were added. A panic in `f`
     /// is reported on stderr and ignored.
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<R>) + Send + 'static) {
-        let cb: super::core::Callback = Box::new(move |shared, batch, _| {
+        let cb: super::engine::Callback = Box::new(move |shared, batch, _| {
             shared.retain(batch);
             let fut = Future { shared: shared.clone(), batch, _r: PhantomData };
             f(&fut);

@@ -133,7 +133,8 @@
 //!   parent learns of every worker's death from the server, and the server watches a pidfd of
 //!   the parent, not only its control socket.
 
-mod core;
+mod config;
+mod engine;
 mod error;
 mod executor;
 mod proto;
@@ -151,7 +152,8 @@ use std::time::Duration;
 use crate::codec::{Encode, Message};
 use multiproc_sys::Pid;
 
-use self::core::{Config, Mode, Shared};
+use self::config::Config;
+use self::engine::{Mode, Shared};
 pub(crate) use self::proto::{ITEM_OK, ITEM_PANIC};
 use self::results::{finish_list, finish_one};
 use self::work::runner;
@@ -403,7 +405,7 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, PoolError> {
         let method = self.method;
         let cfg = self.config()?;
-        Ok(Pool { shared: core::start(cfg, method)? })
+        Ok(Pool { shared: engine::start(cfg, method)? })
     }
 }
 

@@ -11,7 +11,7 @@ use multiproc_sys::time::Deadline;
 
 use crate::codec::{Decode, Encode};
 
-use super::core::{BatchId, Completed, Mode, Shared};
+use super::engine::{BatchId, Completed, Mode, Shared};
 use super::error::PoolError;
 use super::work::{Job, decode_chunk, decode_chunk_into, encode_chunk};
 
@@ -148,7 +148,7 @@ impl<T: 'static> AsyncResult<T> {
     }
 
     fn on_done(&self, f: Box<dyn FnOnce(&Completed) + Send>) {
-        let cb: super::core::Callback = Box::new(move |_, _, done| f(done));
+        let cb: super::engine::Callback = Box::new(move |_, _, done| f(done));
         if let Some((done, cb)) = self.shared.on_done(self.batch, cb) {
             cb(&self.shared, self.batch, &done);
         }
