@@ -313,3 +313,159 @@ impl Core {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler on workers that are socketpairs (nobody reads them): no fork, no server.
+
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::sync::Arc;
+
+    use multiproc_sys::fork as sysfork;
+    use multiproc_sys::pipe as syspipe;
+
+    use crate::fd_registry::RegisteredFd;
+    use crate::pool::work::Job;
+
+    use super::super::channel::Worker;
+    use super::super::state::{Batch, Mode, Payload, TaskEntry};
+    use super::*;
+
+    /// A core of `n` slots, the given ones holding a ready worker; the peers' ends are returned
+    /// so the channels stay open.
+    fn core(n: usize, live: &[usize], budget: Option<u64>) -> (Core, Slots, Vec<OwnedFd>) {
+        let mut core = Core::new(n, None).unwrap();
+        let mut peers = Vec::new();
+        for &i in live {
+            let (a, b) = syspipe::socketpair().unwrap();
+            syspipe::set_nonblocking(a.as_fd(), true).unwrap();
+            let mut w = Worker::new(sysfork::getpid(), RegisteredFd::new(a), budget);
+            w.ready = true;
+            core.slots[i] = SlotState::Live(Box::new(w));
+            peers.push(b);
+        }
+        (core, Slots::new(n).unwrap(), peers)
+    }
+
+    /// Queues a collect batch of `k` one-item tasks.
+    fn queue(core: &mut Core, k: usize) {
+        let id = core.next_id();
+        core.batches.insert(id, Batch::new(Mode::Collect, k, true));
+        let buf = Arc::new(vec![0u8; 8]);
+        for chunk in 0..k {
+            let tid = core.tasks.insert(TaskEntry {
+                job: Job::Code { tramp: 1, ctx: 0 },
+                payload: Payload { buf: buf.clone(), range: 0..8 },
+                n: 1,
+                batch: id,
+                chunk,
+                state: TaskState::Queued,
+                timed_out: false,
+            });
+            core.queue.push_back(tid);
+            core.queued += 1;
+        }
+    }
+
+    fn inflight(core: &Core) -> Vec<usize> {
+        core.slots
+            .iter()
+            .map(|s| match s {
+                SlotState::Live(w) => w.inflight.len(),
+                _ => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_depth_follows_the_measured_task_time() {
+        assert_eq!(depth(0), 1, "nothing measured yet: one task at a time");
+        assert_eq!(depth(PIPELINE_NS * 3), 1, "long tasks: one at a time");
+        assert_eq!(depth(PIPELINE_NS / 4), 4);
+        assert_eq!(depth(1), RING, "tiny tasks: at most a ring's worth");
+    }
+
+    #[test]
+    fn before_any_result_each_worker_gets_one_task() {
+        let (mut core, slots, _peers) = core(3, &[0, 2], None);
+        queue(&mut core, 3);
+        core.dispatch(&slots);
+        assert_eq!(inflight(&core), [1, 0, 1]);
+        assert_eq!(core.queued, 1);
+        for i in [0, 2] {
+            let SlotState::Live(w) = &core.slots[i] else { unreachable!() };
+            assert_eq!(w.next_seq, 2);
+            assert!(w.wants_write(), "the task frame waits in the write buffer");
+            assert!(slots.get(i).cancel(1), "seq 1 was published, not started");
+        }
+    }
+
+    #[test]
+    fn short_tasks_are_pipelined_and_refilled_at_half_depth() {
+        let (mut core, slots, _peers) = core(2, &[0, 1], None);
+        core.ema_ns = PIPELINE_NS / 8; // depth 8
+        queue(&mut core, 20);
+        core.dispatch(&slots);
+        assert_eq!(inflight(&core), [8, 8]);
+        assert_eq!(core.queued, 4);
+        // Worker 0 finishes 3: 5 left is more than half the depth, so no refill yet.
+        let SlotState::Live(w) = &mut core.slots[0] else { unreachable!() };
+        w.inflight.drain(..3);
+        core.dispatch(&slots);
+        assert_eq!(inflight(&core), [5, 8]);
+        // One more: at half depth, it is refilled with what is left.
+        let SlotState::Live(w) = &mut core.slots[0] else { unreachable!() };
+        w.inflight.pop_front();
+        core.dispatch(&slots);
+        assert_eq!(inflight(&core), [8, 8]);
+        assert_eq!(core.queued, 0);
+    }
+
+    #[test]
+    fn the_task_budget_caps_what_a_worker_is_sent() {
+        let (mut core, slots, _peers) = core(2, &[0, 1], Some(1));
+        core.ema_ns = 1; // as deep as the ring
+        queue(&mut core, 5);
+        core.dispatch(&slots);
+        assert_eq!(inflight(&core), [1, 1]);
+        assert_eq!(core.queued, 3);
+    }
+
+    #[test]
+    fn an_idle_worker_takes_over_the_unstarted_tail_of_a_busy_one() {
+        let (mut core, slots, _peers) = core(2, &[0], None);
+        core.ema_ns = PIPELINE_NS / 8;
+        queue(&mut core, 6);
+        core.dispatch(&slots);
+        assert_eq!(inflight(&core), [6, 0]);
+        // Worker 0 starts its first task; worker 1 arrives, idle.
+        assert!(slots.get(0).claim(1, now_ns()));
+        let (a, _peer) = syspipe::socketpair().unwrap();
+        let w = Worker::new(sysfork::getpid(), RegisteredFd::new(a), None);
+        core.slots[1] = SlotState::Live(Box::new(w));
+        core.rebalance(&slots);
+        assert_eq!(inflight(&core), [3, 0]);
+        assert_eq!(core.queued, 3);
+        assert!(!slots.get(0).cancel(4), "the stolen seqs are cancelled in worker 0's ring");
+        // Both have room (3 is at most half the depth): one task each in turn, the least
+        // loaded first.
+        core.dispatch(&slots);
+        assert_eq!(inflight(&core), [4, 2]);
+        // The busy worker keeps the task it started.
+        let SlotState::Live(w) = &core.slots[0] else { unreachable!() };
+        assert_eq!(w.inflight.front().map(|&(seq, _)| seq), Some(1));
+    }
+
+    #[test]
+    fn a_closed_pool_stops_its_idle_workers_only() {
+        let (mut core, slots, _peers) = core(2, &[0, 1], None);
+        queue(&mut core, 1);
+        core.dispatch(&slots);
+        core.phase = Phase::Closed;
+        core.stop_idle();
+        let stop: Vec<bool> =
+            core.slots.iter().map(|s| matches!(s, SlotState::Live(w) if w.stop_sent)).collect();
+        assert_eq!(stop, [false, true]);
+        assert!(!core.want_workers());
+    }
+}
