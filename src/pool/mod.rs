@@ -137,6 +137,7 @@ mod config;
 mod engine;
 mod error;
 mod executor;
+mod handle;
 mod proto;
 mod results;
 mod secret;
