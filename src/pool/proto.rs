@@ -396,6 +396,14 @@ impl Ctl {
         b
     }
 
+    /// A `CTL_SPAWNED` message: the record, then the worker's secret.
+    pub(crate) fn with_secret(self, secret: &[u8; SECRET_LEN]) -> [u8; SPAWNED_LEN] {
+        let mut msg = [0u8; SPAWNED_LEN];
+        msg[..CTL_LEN].copy_from_slice(&self.to_bytes());
+        msg[CTL_LEN..].copy_from_slice(secret);
+        msg
+    }
+
     pub(crate) fn from_bytes(b: &[u8; CTL_LEN]) -> Ctl {
         let w32 = |at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
         Ctl {
@@ -406,6 +414,19 @@ impl Ctl {
             arg: u64_at(b, 16),
         }
     }
+}
+
+/// Decodes the `len` bytes of a server → parent message received into `buf`: a record, or a
+/// `CTL_SPAWNED` record followed by the secret (which stays in `buf`); `None` if malformed (a
+/// length of neither, or a secret present without `CTL_SPAWNED` or missing with it).
+pub(crate) fn decode_ctl(buf: &[u8; SPAWNED_LEN], len: usize) -> Option<Ctl> {
+    if len != CTL_LEN && len != SPAWNED_LEN {
+        return None;
+    }
+    let mut record = [0u8; CTL_LEN];
+    record.copy_from_slice(&buf[..CTL_LEN]);
+    let c = Ctl::from_bytes(&record);
+    ((c.kind == CTL_SPAWNED) == (len == SPAWNED_LEN)).then_some(c)
 }
 
 #[cfg(test)]
@@ -478,6 +499,15 @@ mod tests {
     fn control_records_round_trip() {
         let c = Ctl { kind: CTL_EXITED, slot: 7, pid: -3, value: 9, arg: u64::MAX - 1 };
         assert_eq!(Ctl::from_bytes(&c.to_bytes()), c);
+        let mut buf = [0u8; SPAWNED_LEN];
+        buf[..CTL_LEN].copy_from_slice(&c.to_bytes());
+        assert_eq!(decode_ctl(&buf, CTL_LEN), Some(c));
+        assert_eq!(decode_ctl(&buf, SPAWNED_LEN), None, "a secret without CTL_SPAWNED");
+        assert_eq!(decode_ctl(&buf, CTL_LEN - 1), None);
+        let spawned = Ctl::new(CTL_SPAWNED, 2);
+        let buf = spawned.with_secret(&[5; SECRET_LEN]);
+        assert_eq!(decode_ctl(&buf, SPAWNED_LEN), Some(spawned));
+        assert_eq!(decode_ctl(&buf, CTL_LEN), None, "CTL_SPAWNED without its secret");
     }
 
     #[test]

@@ -356,9 +356,7 @@ impl Server<'_> {
                 self.workers[i] = Some(Child { pid: child, pidfd });
                 let mut c = Ctl::new(proto::CTL_SPAWNED, i);
                 c.pid = child.as_raw_nonzero().get();
-                let mut msg = [0u8; proto::SPAWNED_LEN];
-                msg[..proto::CTL_LEN].copy_from_slice(&c.to_bytes());
-                msg[proto::CTL_LEN..].copy_from_slice(&secret);
+                let msg = c.with_secret(&secret);
                 self.send_bytes(&msg, Some(&p_end));
             }
         }

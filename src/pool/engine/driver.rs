@@ -157,8 +157,7 @@ impl Core {
             // Straight into the wiped page: a `CTL_SPAWNED` record is followed by a secret.
             let buf = self.secrets.recv_buf();
             let received = scm::recv_fds(ctl.fd.as_fd(), buf, &mut fds);
-            let mut record = [0u8; proto::CTL_LEN];
-            record.copy_from_slice(&buf[..proto::CTL_LEN]);
+            let record = received.as_ref().ok().and_then(|r| proto::decode_ctl(buf, r.bytes));
             // Registered at once, so that children forked from now on close it.
             let [fd] = fds;
             let fd = fd.map(RegisteredFd::new);
@@ -168,15 +167,13 @@ impl Core {
                     self.server_gone(sh);
                     return;
                 }
-                Ok(r) if r.bytes == proto::CTL_LEN || r.bytes == proto::SPAWNED_LEN => {
-                    let c = Ctl::from_bytes(&record);
-                    let with_secret = r.bytes == proto::SPAWNED_LEN;
-                    if (c.kind == proto::CTL_SPAWNED) == with_secret {
+                Ok(_) => {
+                    // A malformed record is ignored.
+                    if let Some(c) = record {
                         self.on_ctl(sh, c, fd);
                     }
                     self.secrets.clear_recv();
                 }
-                Ok(_) => self.secrets.clear_recv(), // a malformed record: ignore it
                 Err(_) => {
                     self.server_gone(sh);
                     return;
