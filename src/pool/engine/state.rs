@@ -284,7 +284,7 @@ pub(crate) struct Shared {
     pub(super) wake: OwnedFd,
     pub(crate) cfg: Arc<Config>,
     pub(super) slots: Slots,
-    /// The fork generation of the creating process (see [`fork_generation`]).
+    /// The fork generation of the creating process (see `spawn::fork_generation`).
     pub(super) creator: u64,
     pub(crate) server: Pid,
     /// The server process: a direct child (`fork`, `spawn`) or a child of the fork server.
