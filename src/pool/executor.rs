@@ -12,8 +12,9 @@ use multiproc_sys::time::Deadline;
 
 use crate::codec::{Decode, Message};
 
-use super::core::{BatchId, ChunkOut, Completed, Core, Mode, Shared};
+use super::engine::{BatchId, ChunkOut, Completed, Core, Mode, Shared};
 use super::error::PoolError;
+use super::handle::BatchHandle;
 use super::proto::ITEM_OK;
 use super::results::{IMap, finish_one};
 use super::work::{Task, Work, encode_chunk};
@@ -113,7 +114,7 @@ impl ExecutorBuilder {
     pub fn build(self) -> Result<ProcessPoolExecutor, PoolError> {
         let method = self.inner.method;
         let cfg = self.inner.config()?;
-        Ok(ProcessPoolExecutor { shared: super::core::start(cfg, method)? })
+        Ok(ProcessPoolExecutor { shared: super::engine::start(cfg, method)? })
     }
 }
 
@@ -180,7 +181,7 @@ impl ProcessPoolExecutor {
         encode_chunk(std::iter::once(&arg), &mut payload);
         let len = payload.len();
         let batch = self.shared.submit(Mode::Collect, job, payload, vec![(0..len, 1)], true)?;
-        Ok(Future { shared: self.shared.clone(), batch, _r: PhantomData })
+        Ok(Future { handle: BatchHandle::new(self.shared.clone(), batch), _r: PhantomData })
     }
 
     /// The results of `f` on each item, in order (Python's `map`), as a lazy iterator with
@@ -316,27 +317,19 @@ where
 /// # }
 /// ```
 pub struct Future<R> {
-    shared: Arc<Shared>,
-    batch: BatchId,
+    handle: BatchHandle,
     _r: PhantomData<fn() -> R>,
 }
 
 impl<R> fmt::Debug for Future<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Future").field("id", &self.batch).finish_non_exhaustive()
+        f.debug_struct("Future").field("id", &self.handle.batch).finish_non_exhaustive()
     }
 }
 
 impl<R> Clone for Future<R> {
     fn clone(&self) -> Self {
-        self.shared.retain(self.batch);
-        Future { shared: self.shared.clone(), batch: self.batch, _r: PhantomData }
-    }
-}
-
-impl<R> Drop for Future<R> {
-    fn drop(&mut self) {
-        self.shared.release(self.batch);
+        Future { handle: self.handle.clone(), _r: PhantomData }
     }
 }
 
@@ -355,41 +348,33 @@ fn outcome(done: &Completed) -> (bool, bool) {
 
 impl<R> Future<R> {
     fn key(&self) -> (*const Shared, BatchId) {
-        (Arc::as_ptr(&self.shared), self.batch)
-    }
-
-    /// Waits for the result's chunk.
-    fn chunks(&self, deadline: Deadline) -> Result<Option<Arc<Completed>>, PoolError> {
-        let batch = self.batch;
-        let mut done = None;
-        self.shared.wait_until(deadline, |c| {
-            done = c.done(batch);
-            done.is_some() || !c.has_batch(batch)
-        })?;
-        Ok(done)
+        self.handle.key()
     }
 
     /// Whether the call finished or was cancelled (collects arrived results first, without
     /// blocking).
     pub fn done(&self) -> bool {
-        matches!(self.chunks(Deadline::after(Some(Duration::ZERO))), Ok(Some(_)))
+        matches!(self.handle.wait(Deadline::after(Some(Duration::ZERO))), Ok(Some(_)))
     }
 
     /// Whether a worker is running the call now: true only once a worker has started it
     /// (Python also says so for calls merely queued, P18).
     pub fn running(&self) -> bool {
-        !self.done() && self.shared.running(self.batch)
+        !self.done() && self.handle.shared.running(self.handle.batch)
     }
 
     /// Whether the call was cancelled.
     pub fn cancelled(&self) -> bool {
-        self.shared.lock_checked().is_ok_and(|g| g.done(self.batch).is_some_and(|d| outcome(&d).0))
+        self.handle
+            .shared
+            .lock_checked()
+            .is_ok_and(|g| g.done(self.handle.batch).is_some_and(|d| outcome(&d).0))
     }
 
     /// Cancels the call if no worker has started it (even if it was already sent to one).
     /// Returns whether the future is now cancelled (`true` also if it already was).
     pub fn cancel(&self) -> bool {
-        self.shared.cancel(self.batch)
+        self.handle.shared.cancel(self.handle.batch)
     }
 
     /// Waits at most `timeout` for the call's error (Python's `exception`): `Ok(None)` if it
@@ -419,7 +404,7 @@ impl<R> Future<R> {
     where
         R: Decode,
     {
-        match self.chunks(Deadline::after(timeout))? {
+        match self.handle.wait(Deadline::after(timeout))? {
             Some(done) => finish_one::<R>(&done),
             None => Err(PoolError::Timeout),
         }
@@ -432,15 +417,14 @@ impl<R: 'static> Future<R> {
     /// executor when it finishes. Callbacks run in the order they were added. A panic in `f`
     /// is reported on stderr and ignored.
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<R>) + Send + 'static) {
-        let cb: super::core::Callback = Box::new(move |shared, batch, _| {
-            shared.retain(batch);
-            let fut = Future { shared: shared.clone(), batch, _r: PhantomData };
+        let cb: super::engine::Callback = Box::new(move |shared, batch, _| {
+            let fut = Future { handle: BatchHandle::retained(shared, batch), _r: PhantomData };
             f(&fut);
         });
-        if let Some((done, cb)) = self.shared.on_done(self.batch, cb) {
-            let shared = self.shared.clone();
+        if let Some((done, cb)) = self.handle.on_done(cb) {
+            let shared = self.handle.shared.clone();
             if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                cb(&shared, self.batch, &done)
+                cb(&shared, self.handle.batch, &done)
             })) {
                 eprintln!(
                     "multiproc: a future's done-callback panicked (ignored): {}",
@@ -543,12 +527,12 @@ fn drive_until<R>(
 ) -> Result<Vec<Option<(bool, bool)>>, PoolError> {
     let mut engines: Vec<&Arc<Shared>> = Vec::new();
     for f in fs {
-        if !engines.iter().any(|e| Arc::ptr_eq(e, &f.shared)) {
-            engines.push(&f.shared);
+        if !engines.iter().any(|e| Arc::ptr_eq(e, &f.handle.shared)) {
+            engines.push(&f.handle.shared);
         }
     }
     let snapshot = |fs: &[&Future<R>]| -> Result<Vec<Option<(bool, bool)>>, PoolError> {
-        fs.iter().map(|f| Ok(state_in(&*f.shared.lock_checked()?, f.batch))).collect()
+        fs.iter().map(|f| Ok(state_in(&*f.handle.shared.lock_checked()?, f.handle.batch))).collect()
     };
     if engines.len() == 1 {
         let engine = engines[0];
@@ -556,7 +540,7 @@ fn drive_until<R>(
         engine.wait_until(deadline, |core| {
             for (s, f) in states.iter_mut().zip(fs) {
                 if s.is_none() {
-                    *s = state_in(core, f.batch);
+                    *s = state_in(core, f.handle.batch);
                 }
             }
             cond(&states)

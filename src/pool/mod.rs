@@ -133,9 +133,11 @@
 //!   parent learns of every worker's death from the server, and the server watches a pidfd of
 //!   the parent, not only its control socket.
 
-mod core;
+mod config;
+mod engine;
 mod error;
 mod executor;
+mod handle;
 mod proto;
 mod results;
 mod secret;
@@ -151,7 +153,8 @@ use std::time::Duration;
 use crate::codec::{Encode, Message};
 use multiproc_sys::Pid;
 
-use self::core::{Config, Mode, Shared};
+use self::config::Config;
+use self::engine::{Mode, Shared};
 pub(crate) use self::proto::{ITEM_OK, ITEM_PANIC};
 use self::results::{finish_list, finish_one};
 use self::work::runner;
@@ -403,7 +406,7 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, PoolError> {
         let method = self.method;
         let cfg = self.config()?;
-        Ok(Pool { shared: core::start(cfg, method)? })
+        Ok(Pool { shared: engine::start(cfg, method)? })
     }
 }
 

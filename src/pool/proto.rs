@@ -35,6 +35,8 @@
 //! new worker's channel as `SCM_RIGHTS`, and is followed by the worker's secret
 //! ([`SPAWNED_LEN`] bytes in all).
 
+use crate::codec::Encode;
+
 /// Length of a frame header (the body length).
 pub(crate) const HEADER: usize = 8;
 
@@ -151,6 +153,191 @@ pub(crate) fn end_frame(out: &mut [u8], at: usize) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Worker-channel frames, typed: every encoder and decoder of the table above
+
+/// What a `TASK` frame asks the worker to run: the job kind and its two words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobWords {
+    /// [`JOB_CODE`] or [`JOB_REGISTERED`] (anything else runs nothing).
+    pub kind: u8,
+    pub a: u64,
+    pub b: u64,
+}
+
+/// A decoded `TASK` body.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TaskFrame<'a> {
+    pub seq: u64,
+    pub job: JobWords,
+    pub secret: [u8; SECRET_LEN],
+    pub payload: &'a [u8],
+}
+
+/// A frame the parent sends to a worker, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ToWorker<'a> {
+    Task(TaskFrame<'a>),
+    Stop,
+}
+
+/// A frame a worker sends to the parent, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FromWorker<'a> {
+    Ready,
+    /// The initializer failed: the reason.
+    InitFailed(String),
+    /// A chunk's results: `seq`, the measured time (at least 1 ns), the item results.
+    Result {
+        seq: u64,
+        elapsed_ns: u64,
+        items: &'a [u8],
+    },
+    /// The worker refused a frame: the reason.
+    Violation(String),
+}
+
+/// Appends a `TASK` frame, with zeros where the worker's secret goes; the secret's position
+/// is pushed on `secret_at` (the sender gathers the secret in from memory no fork copies).
+pub(crate) fn encode_task(
+    out: &mut Vec<u8>,
+    secret_at: &mut Vec<usize>,
+    seq: u64,
+    job: JobWords,
+    payload: &[u8],
+) {
+    let at = begin_frame(out, TASK);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.push(job.kind);
+    out.extend_from_slice(&job.a.to_le_bytes());
+    out.extend_from_slice(&job.b.to_le_bytes());
+    debug_assert_eq!(out.len() - at - HEADER, TASK_SECRET_AT);
+    secret_at.push(out.len());
+    out.extend_from_slice(&[0; SECRET_LEN]);
+    out.extend_from_slice(payload);
+    end_frame(out, at);
+}
+
+/// Appends a `STOP` frame, with zeros where the secret goes (see [`encode_task`]).
+pub(crate) fn encode_stop(out: &mut Vec<u8>, secret_at: &mut Vec<usize>) {
+    let at = begin_frame(out, STOP);
+    secret_at.push(out.len());
+    out.extend_from_slice(&[0; SECRET_LEN]);
+    debug_assert_eq!(out.len() - at - HEADER, STOP_LEN);
+    end_frame(out, at);
+}
+
+/// Decodes a parent → worker body whose secret [`check_front`] has accepted: a `STOP`, or a
+/// `TASK` with its fields, or why it cannot be run.
+pub(crate) fn decode_to_worker(body: &[u8]) -> Result<ToWorker<'_>, &'static str> {
+    match body.first() {
+        Some(&TASK) => {
+            if body.len() < TASK_PREFIX {
+                return Err("a task frame too short for its fields");
+            }
+            let mut secret = [0u8; SECRET_LEN];
+            secret.copy_from_slice(&body[TASK_SECRET_AT..TASK_PREFIX]);
+            Ok(ToWorker::Task(TaskFrame {
+                seq: u64_at(body, TASK_SEQ_AT),
+                job: JobWords {
+                    kind: body[TASK_JOB_AT],
+                    a: u64_at(body, TASK_A_AT),
+                    b: u64_at(body, TASK_B_AT),
+                },
+                secret,
+                payload: &body[TASK_PREFIX..],
+            }))
+        }
+        _ => Ok(ToWorker::Stop),
+    }
+}
+
+/// Appends a frame of `kind` whose body is `why` encoded ([`INIT_FAILED`], [`VIOLATION`]).
+pub(crate) fn encode_reason(out: &mut Vec<u8>, kind: u8, why: &str) {
+    let at = begin_frame(out, kind);
+    why.encode(out);
+    end_frame(out, at);
+}
+
+/// Appends a `READY` frame.
+pub(crate) fn encode_ready(out: &mut Vec<u8>) {
+    let at = begin_frame(out, READY);
+    end_frame(out, at);
+}
+
+/// Starts a `RESULT` frame for task `seq`; the caller appends the item results, then calls
+/// [`end_result`] with the value returned here.
+pub(crate) fn begin_result(out: &mut Vec<u8>, seq: u64) -> usize {
+    let at = begin_frame(out, RESULT);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes()); // elapsed, patched by `end_result`
+    at
+}
+
+/// Ends the `RESULT` frame started at `at`, with the measured time.
+pub(crate) fn end_result(out: &mut [u8], at: usize, elapsed_ns: u64) {
+    let field = at + HEADER + 1 + 8;
+    out[field..field + 8].copy_from_slice(&elapsed_ns.to_le_bytes());
+    end_frame(out, at);
+}
+
+/// Decodes a worker → parent body; `None` for an unknown kind or a short `RESULT`.
+pub(crate) fn decode_from_worker(body: &[u8]) -> Option<FromWorker<'_>> {
+    let reason = |rest: &[u8]| {
+        crate::codec::from_bytes::<String>(rest)
+            .unwrap_or_else(|e| format!("<unreadable reason: {e}>"))
+    };
+    match *body.first()? {
+        READY => Some(FromWorker::Ready),
+        VIOLATION => Some(FromWorker::Violation(reason(&body[1..]))),
+        INIT_FAILED => Some(FromWorker::InitFailed(reason(&body[1..]))),
+        RESULT if body.len() >= RESULT_PREFIX => Some(FromWorker::Result {
+            seq: u64_at(body, 1),
+            elapsed_ns: u64_at(body, 9).max(1),
+            items: &body[RESULT_PREFIX..],
+        }),
+        _ => None,
+    }
+}
+
+/// What a worker knows about the frame at the front of its buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Front {
+    /// Not enough bytes yet to authenticate it.
+    Incomplete,
+    /// It carries this worker's secret after its kind-specific fields.
+    Authentic,
+}
+
+/// Checks the frame at the front of `pending` (a worker's read buffer) as soon as its bytes up
+/// to and including the secret are in: `Ok(Front::Authentic)`, `Ok(Front::Incomplete)`, or why
+/// it cannot have come from this worker's pool.
+#[inline]
+pub(crate) fn check_front(pending: &[u8], secret: u64) -> Result<Front, String> {
+    if pending.len() <= HEADER {
+        return Ok(Front::Incomplete);
+    }
+    let kind = pending[HEADER];
+    let Some(at) = secret_at(kind) else {
+        return Err(format!("a frame of unknown kind {kind}"));
+    };
+    let body_len = u64_at(pending, 0);
+    if body_len < (at + SECRET_LEN) as u64 {
+        return Err(format!(
+            "a frame of kind {kind} too short to carry the secret ({body_len} bytes)"
+        ));
+    }
+    let end = HEADER + at + SECRET_LEN;
+    if pending.len() < end {
+        return Ok(Front::Incomplete);
+    }
+    if u64_at(pending, HEADER + at) != secret {
+        let what = if kind == TASK { "task" } else { "stop" };
+        return Err(format!("a {what} frame without this worker's secret"));
+    }
+    Ok(Front::Authentic)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Control records
 
 /// Bytes of one control record.
@@ -209,6 +396,14 @@ impl Ctl {
         b
     }
 
+    /// A `CTL_SPAWNED` message: the record, then the worker's secret.
+    pub(crate) fn with_secret(self, secret: &[u8; SECRET_LEN]) -> [u8; SPAWNED_LEN] {
+        let mut msg = [0u8; SPAWNED_LEN];
+        msg[..CTL_LEN].copy_from_slice(&self.to_bytes());
+        msg[CTL_LEN..].copy_from_slice(secret);
+        msg
+    }
+
     pub(crate) fn from_bytes(b: &[u8; CTL_LEN]) -> Ctl {
         let w32 = |at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
         Ctl {
@@ -221,14 +416,98 @@ impl Ctl {
     }
 }
 
+/// Decodes the `len` bytes of a server → parent message received into `buf`: a record, or a
+/// `CTL_SPAWNED` record followed by the secret (which stays in `buf`); `None` if malformed (a
+/// length of neither, or a secret present without `CTL_SPAWNED` or missing with it).
+pub(crate) fn decode_ctl(buf: &[u8; SPAWNED_LEN], len: usize) -> Option<Ctl> {
+    if len != CTL_LEN && len != SPAWNED_LEN {
+        return None;
+    }
+    let mut record = [0u8; CTL_LEN];
+    record.copy_from_slice(&buf[..CTL_LEN]);
+    let c = Ctl::from_bytes(&record);
+    ((c.kind == CTL_SPAWNED) == (len == SPAWNED_LEN)).then_some(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stop_frame(secret: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let at = begin_frame(&mut out, STOP);
+        out.extend_from_slice(&secret.to_le_bytes());
+        end_frame(&mut out, at);
+        out
+    }
+
+    #[test]
+    fn a_frame_is_trusted_only_once_its_secret_is_in_and_right() {
+        let secret = 0x005e_c2e7;
+        let good = stop_frame(secret);
+        for cut in 0..good.len() {
+            assert_eq!(check_front(&good[..cut], secret), Ok(Front::Incomplete), "cut {cut}");
+        }
+        assert_eq!(check_front(&good, secret), Ok(Front::Authentic));
+        assert!(check_front(&stop_frame(secret + 1), secret).is_err());
+        // Unknown kinds and lengths too short for a secret are refused at once.
+        let mut unknown = good.clone();
+        unknown[HEADER] = RESULT;
+        assert!(check_front(&unknown[..HEADER + 1], secret).is_err());
+        let mut short = good.clone();
+        short[..8].copy_from_slice(&1u64.to_le_bytes());
+        assert!(check_front(&short[..HEADER + 1], secret).is_err());
+        // A huge length does not matter until the secret is checked: a forged one is refused
+        // with a few bytes in, before anything is buffered for it.
+        let mut huge = stop_frame(0);
+        huge[..8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(check_front(&huge, secret).is_err());
+    }
+
+    #[test]
+    fn task_and_result_frames_round_trip() {
+        let (mut out, mut secrets) = (Vec::new(), Vec::new());
+        let job = JobWords { kind: JOB_CODE, a: 0x1234, b: 7 };
+        encode_task(&mut out, &mut secrets, 3, job, b"xyz");
+        encode_stop(&mut out, &mut secrets);
+        let (body, used) = split_frame(&out).unwrap();
+        assert_eq!(secrets, vec![HEADER + TASK_SECRET_AT, used + HEADER + STOP_SECRET_AT]);
+        let want = TaskFrame { seq: 3, job, secret: [0; SECRET_LEN], payload: b"xyz" };
+        assert_eq!(decode_to_worker(body), Ok(ToWorker::Task(want)));
+        assert!(decode_to_worker(&body[..TASK_PREFIX - 1]).is_err());
+        let (body, _) = split_frame(&out[used..]).unwrap();
+        assert_eq!(decode_to_worker(body), Ok(ToWorker::Stop));
+
+        let mut out = Vec::new();
+        let at = begin_result(&mut out, 9);
+        out.extend_from_slice(b"items");
+        end_result(&mut out, at, 0);
+        let (body, _) = split_frame(&out).unwrap();
+        let want = FromWorker::Result { seq: 9, elapsed_ns: 1, items: b"items" };
+        assert_eq!(decode_from_worker(body), Some(want));
+        assert_eq!(decode_from_worker(&body[..RESULT_PREFIX - 1]), None);
+        let mut out = Vec::new();
+        encode_reason(&mut out, VIOLATION, "why");
+        encode_ready(&mut out);
+        let (body, used) = split_frame(&out).unwrap();
+        assert_eq!(decode_from_worker(body), Some(FromWorker::Violation("why".into())));
+        let (body, _) = split_frame(&out[used..]).unwrap();
+        assert_eq!(decode_from_worker(body), Some(FromWorker::Ready));
+    }
 
     #[test]
     fn control_records_round_trip() {
         let c = Ctl { kind: CTL_EXITED, slot: 7, pid: -3, value: 9, arg: u64::MAX - 1 };
         assert_eq!(Ctl::from_bytes(&c.to_bytes()), c);
+        let mut buf = [0u8; SPAWNED_LEN];
+        buf[..CTL_LEN].copy_from_slice(&c.to_bytes());
+        assert_eq!(decode_ctl(&buf, CTL_LEN), Some(c));
+        assert_eq!(decode_ctl(&buf, SPAWNED_LEN), None, "a secret without CTL_SPAWNED");
+        assert_eq!(decode_ctl(&buf, CTL_LEN - 1), None);
+        let spawned = Ctl::new(CTL_SPAWNED, 2);
+        let buf = spawned.with_secret(&[5; SECRET_LEN]);
+        assert_eq!(decode_ctl(&buf, SPAWNED_LEN), Some(spawned));
+        assert_eq!(decode_ctl(&buf, CTL_LEN), None, "CTL_SPAWNED without its secret");
     }
 
     #[test]

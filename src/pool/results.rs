@@ -11,8 +11,9 @@ use multiproc_sys::time::Deadline;
 
 use crate::codec::{Decode, Encode};
 
-use super::core::{BatchId, Completed, Mode, Shared};
+use super::engine::{BatchId, Completed, Mode, Shared};
 use super::error::PoolError;
+use super::handle::BatchHandle;
 use super::work::{Job, decode_chunk, decode_chunk_into, encode_chunk};
 
 /// Turns a collect batch's chunks into the caller's value.
@@ -58,31 +59,19 @@ pub(crate) fn finish_list<R: Decode>(done: &Completed) -> Result<Vec<R>, PoolErr
 /// # }
 /// ```
 pub struct AsyncResult<T> {
-    shared: Arc<Shared>,
-    batch: BatchId,
+    handle: BatchHandle,
     finish: Finish<T>,
 }
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("batch", &self.batch).finish_non_exhaustive()
+        f.debug_struct("AsyncResult").field("batch", &self.handle.batch).finish_non_exhaustive()
     }
 }
 
 impl<T> AsyncResult<T> {
     pub(crate) fn new(shared: Arc<Shared>, batch: BatchId, finish: Finish<T>) -> Self {
-        AsyncResult { shared, batch, finish }
-    }
-
-    /// Waits for the chunks (at most until `deadline`).
-    fn chunks(&self, deadline: Deadline) -> Result<Option<Arc<Completed>>, PoolError> {
-        let batch = self.batch;
-        let mut done = None;
-        self.shared.wait_until(deadline, |c| {
-            done = c.done(batch);
-            done.is_some() || !c.has_batch(batch)
-        })?;
-        Ok(done)
+        AsyncResult { handle: BatchHandle::new(shared, batch), finish }
     }
 
     /// Waits at most `timeout` (`None`: forever) for the result and returns it, or the task's
@@ -93,7 +82,7 @@ impl<T> AsyncResult<T> {
     /// task's own error ([`PoolError::Panicked`], [`PoolError::WorkerLost`], ...). For a map,
     /// the first failed item's error, in input order, once every chunk has finished.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
-        match self.chunks(Deadline::after(timeout))? {
+        match self.handle.wait(Deadline::after(timeout))? {
             Some(done) => (self.finish)(&done),
             None => Err(PoolError::Timeout),
         }
@@ -102,7 +91,7 @@ impl<T> AsyncResult<T> {
     /// Waits at most `timeout` for the result to be ready; returns whether it is (Python's
     /// `wait`, which returns nothing).
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        matches!(self.chunks(Deadline::after(timeout)), Ok(Some(_)))
+        matches!(self.handle.wait(Deadline::after(timeout)), Ok(Some(_)))
     }
 
     /// Whether the result is ready (collects what has arrived, without blocking).
@@ -116,7 +105,7 @@ impl<T> AsyncResult<T> {
     /// [`PoolError::InvalidState`] if the result is not ready yet (Python raises
     /// `ValueError`).
     pub fn successful(&self) -> Result<bool, PoolError> {
-        match self.chunks(Deadline::after(Some(Duration::ZERO)))? {
+        match self.handle.wait(Deadline::after(Some(Duration::ZERO)))? {
             Some(done) => Ok((self.finish)(&done).is_ok()),
             None => Err(PoolError::InvalidState("the result is not ready")),
         }
@@ -148,16 +137,10 @@ impl<T: 'static> AsyncResult<T> {
     }
 
     fn on_done(&self, f: Box<dyn FnOnce(&Completed) + Send>) {
-        let cb: super::core::Callback = Box::new(move |_, _, done| f(done));
-        if let Some((done, cb)) = self.shared.on_done(self.batch, cb) {
-            cb(&self.shared, self.batch, &done);
+        let cb: super::engine::Callback = Box::new(move |_, _, done| f(done));
+        if let Some((done, cb)) = self.handle.on_done(cb) {
+            cb(&self.handle.shared, self.handle.batch, &done);
         }
-    }
-}
-
-impl<T> Drop for AsyncResult<T> {
-    fn drop(&mut self) {
-        self.shared.release(self.batch);
     }
 }
 

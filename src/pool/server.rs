@@ -37,7 +37,9 @@ use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 use multiproc_sys::{Errno, Pid, Signal};
 
-use super::core::Config;
+use crate::start::launch::Relocation;
+
+use super::config::{self, Config};
 use super::proto::{self, Ctl};
 use super::slots::Slots;
 
@@ -51,7 +53,7 @@ struct Child {
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
 /// The saved `SIGCHLD` disposition of the parent, restored in workers.
-pub(crate) struct SavedSigchld(libc::sigaction);
+struct SavedSigchld(libc::sigaction);
 
 /// Resets `SIGCHLD` to its default disposition, returning the previous one.
 fn reset_sigchld() -> Option<SavedSigchld> {
@@ -65,8 +67,8 @@ fn reset_sigchld() -> Option<SavedSigchld> {
     (r == 0).then_some(SavedSigchld(old))
 }
 
-/// Restores a saved `SIGCHLD` disposition (in a worker).
-pub(crate) fn restore_sigchld(saved: &Option<SavedSigchld>) {
+/// Restores a saved `SIGCHLD` disposition (in a worker, just after the fork).
+fn restore_sigchld(saved: &Option<SavedSigchld>) {
     if let Some(SavedSigchld(old)) = saved {
         // SAFETY: `old` was filled by `sigaction` in the server; a null old-action pointer is
         // allowed.
@@ -83,6 +85,20 @@ struct Server<'a> {
     parent_pidfd: Option<Pidfd>,
     workers: Vec<Option<Child>>,
     sigchld: Option<SavedSigchld>,
+}
+
+/// A launched pool server's life (see `start::launch`): descriptor 0 is the control socket,
+/// 1 the slots segment; the payload is [`config::encode_launch`]'s. Never returns.
+pub(crate) fn server_entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) -> ! {
+    let Some((cfg, parent)) = config::decode_launch(reloc, payload) else { sysfork::exit_now(127) };
+    if fds.len() != 2 {
+        sysfork::exit_now(127);
+    }
+    let slots_fd = fds.pop().unwrap_or_else(|| sysfork::exit_now(127));
+    let ctl = fds.pop().unwrap_or_else(|| sysfork::exit_now(127));
+    let Ok(slots) = Slots::from_fd(slots_fd, cfg.processes) else { sysfork::exit_now(127) };
+    let direct = sysfork::getppid() == Some(parent);
+    server_main(&cfg, ctl, parent, direct, &slots)
 }
 
 /// The fork server's life. Never returns.
@@ -330,15 +346,9 @@ impl Server<'_> {
                     // process never uses again (worker_main does not return).
                     unsafe { libc::close(fd) };
                 }
-                super::worker::worker_main(
-                    self.cfg,
-                    i,
-                    w_end,
-                    me,
-                    self.slots,
-                    &self.sigchld,
-                    secret,
-                )
+                // The worker gets the parent's disposition back.
+                restore_sigchld(&self.sigchld);
+                super::worker::worker_main(self.cfg, i, w_end, me, self.slots, secret)
             }
             Ok(ForkOutcome::Parent { child }) => {
                 drop(w_end);
@@ -346,9 +356,7 @@ impl Server<'_> {
                 self.workers[i] = Some(Child { pid: child, pidfd });
                 let mut c = Ctl::new(proto::CTL_SPAWNED, i);
                 c.pid = child.as_raw_nonzero().get();
-                let mut msg = [0u8; proto::SPAWNED_LEN];
-                msg[..proto::CTL_LEN].copy_from_slice(&c.to_bytes());
-                msg[proto::CTL_LEN..].copy_from_slice(&secret);
+                let msg = c.with_secret(&secret);
                 self.send_bytes(&msg, Some(&p_end));
             }
         }

@@ -19,13 +19,11 @@ use multiproc_sys::affinity::{CpuSet, sched_setaffinity};
 use multiproc_sys::fork as sysfork;
 use multiproc_sys::{Errno, Pid, Signal};
 
-use crate::codec::Encode;
 use crate::fd_registry::RegisteredFd;
 use crate::fork_safety::panic_message;
 
-use super::core::Config;
-use super::proto;
-use super::server::{SavedSigchld, restore_sigchld};
+use super::config::Config;
+use super::proto::{self, Front, JobWords, ToWorker};
 use super::slots::{MAX_SEQ, Slots, now_ns};
 use super::work::run_chunk;
 
@@ -62,51 +60,11 @@ fn setup(cfg: &Config, slot: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// What the worker knows about the frame at the front of its buffer.
-#[derive(Debug, PartialEq, Eq)]
-enum Front {
-    /// Not enough bytes yet to authenticate it.
-    Incomplete,
-    /// It carries this worker's secret after its kind-specific fields.
-    Authentic,
-}
-
-/// Checks the frame at the front of `pending` as soon as its bytes up to and including the
-/// secret are in: `Ok(Front::Authentic)`, `Ok(Front::Incomplete)`, or why it cannot have come
-/// from this worker's pool.
-#[inline]
-fn check_front(pending: &[u8], secret: u64) -> Result<Front, String> {
-    if pending.len() <= proto::HEADER {
-        return Ok(Front::Incomplete);
-    }
-    let kind = pending[proto::HEADER];
-    let Some(at) = proto::secret_at(kind) else {
-        return Err(format!("a frame of unknown kind {kind}"));
-    };
-    let body_len = proto::u64_at(pending, 0);
-    if body_len < (at + proto::SECRET_LEN) as u64 {
-        return Err(format!(
-            "a frame of kind {kind} too short to carry the secret ({body_len} bytes)"
-        ));
-    }
-    let end = proto::HEADER + at + proto::SECRET_LEN;
-    if pending.len() < end {
-        return Ok(Front::Incomplete);
-    }
-    if proto::u64_at(pending, proto::HEADER + at) != secret {
-        let what = if kind == proto::TASK { "task" } else { "stop" };
-        return Err(format!("a {what} frame without this worker's secret"));
-    }
-    Ok(Front::Authentic)
-}
-
 /// Reports a frame that did not come from this worker's pool, and exits: nothing after it on
 /// the channel can be trusted either. The parent breaks the pool with the reason.
 fn refuse(chan: &RegisteredFd, out: &mut Vec<u8>, why: &str) -> ! {
     out.clear();
-    let at = proto::begin_frame(out, proto::VIOLATION);
-    why.encode(out);
-    proto::end_frame(out, at);
+    proto::encode_reason(out, proto::VIOLATION, why);
     send(chan, out);
     finish(1)
 }
@@ -121,7 +79,6 @@ pub(crate) fn worker_main(
     chan: OwnedFd,
     server: Pid,
     slots: &Slots,
-    sigchld: &Option<SavedSigchld>,
     secret: [u8; proto::SECRET_LEN],
 ) -> ! {
     if sysfork::set_parent_death_signal(Signal::KILL, server).is_err() {
@@ -131,19 +88,15 @@ pub(crate) fn worker_main(
     // A `Process` a task forks closes the channel: it must not send results in our name.
     let chan = RegisteredFd::new(chan);
     let secret = u64::from_le_bytes(secret);
-    restore_sigchld(sigchld);
     let shm = slots.get(slot);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
 
     if let Err(msg) = setup(cfg, slot) {
-        let at = proto::begin_frame(&mut out, proto::INIT_FAILED);
-        msg.encode(&mut out);
-        proto::end_frame(&mut out, at);
+        proto::encode_reason(&mut out, proto::INIT_FAILED, &msg);
         send(&chan, &out);
         finish(1);
     }
-    let at = proto::begin_frame(&mut out, proto::READY);
-    proto::end_frame(&mut out, at);
+    proto::encode_ready(&mut out);
     send(&chan, &out);
 
     // rbuf[start..end] holds the bytes read and not yet handled; the whole buffer stays
@@ -156,7 +109,7 @@ pub(crate) fn worker_main(
     loop {
         // Run every whole frame in the buffer; authenticate each before trusting its length.
         let front = loop {
-            let front = match check_front(&rbuf[start..end], secret) {
+            let front = match proto::check_front(&rbuf[start..end], secret) {
                 Ok(front) => front,
                 Err(why) => refuse(&chan, &mut out, &why),
             };
@@ -165,42 +118,30 @@ pub(crate) fn worker_main(
             }
             let Some((body, len)) = proto::split_frame(&rbuf[start..end]) else { break front };
             start += len;
-            match body[0] {
-                proto::TASK => {
-                    if body.len() < proto::TASK_PREFIX {
-                        refuse(&chan, &mut out, "a task frame too short for its fields");
-                    }
-                    let seq = proto::u64_at(body, proto::TASK_SEQ_AT);
-                    if seq <= last_seq || seq > MAX_SEQ {
-                        let why = format!("task seq {seq} after {last_seq}");
-                        refuse(&chan, &mut out, &why);
-                    }
-                    last_seq = seq;
-                    let begun = now_ns();
-                    if !shm.claim(seq, begun) {
-                        continue; // cancelled by the parent
-                    }
-                    out.clear();
-                    let at = proto::begin_frame(&mut out, proto::RESULT);
-                    out.extend_from_slice(&seq.to_le_bytes());
-                    out.extend_from_slice(&0u64.to_le_bytes()); // elapsed, patched below
-                    let kind = body[proto::TASK_JOB_AT];
-                    let a = proto::u64_at(body, proto::TASK_A_AT);
-                    let b = proto::u64_at(body, proto::TASK_B_AT);
-                    let payload = &body[proto::TASK_PREFIX..];
-                    run_job(cfg, kind, a, b, payload, &mut out);
-                    let elapsed = now_ns().saturating_sub(begun);
-                    let field = at + proto::HEADER + 9;
-                    out[field..field + 8].copy_from_slice(&elapsed.to_le_bytes());
-                    proto::end_frame(&mut out, at);
-                    send(&chan, &out);
-                    done += 1;
-                    if cfg.max_tasks_per_child.is_some_and(|max| done >= max) {
-                        finish(0);
-                    }
-                }
-                // `check_front` let through only TASK and STOP.
-                _ => finish(0),
+            // `check_front` let through only TASK and STOP.
+            let task = match proto::decode_to_worker(body) {
+                Ok(ToWorker::Task(task)) => task,
+                Ok(ToWorker::Stop) => finish(0),
+                Err(why) => refuse(&chan, &mut out, why),
+            };
+            let seq = task.seq;
+            if seq <= last_seq || seq > MAX_SEQ {
+                let why = format!("task seq {seq} after {last_seq}");
+                refuse(&chan, &mut out, &why);
+            }
+            last_seq = seq;
+            let begun = now_ns();
+            if !shm.claim(seq, begun) {
+                continue; // cancelled by the parent
+            }
+            out.clear();
+            let at = proto::begin_result(&mut out, seq);
+            run_job(cfg, task.job, task.payload, &mut out);
+            proto::end_result(&mut out, at, now_ns().saturating_sub(begun));
+            send(&chan, &out);
+            done += 1;
+            if cfg.max_tasks_per_child.is_some_and(|max| done >= max) {
+                finish(0);
             }
         };
         // Keep the partial frame at the front, make room for the rest of it, read more.
@@ -234,7 +175,8 @@ pub(crate) fn worker_main(
 }
 
 /// Runs one chunk.
-fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec<u8>) {
+fn run_job(cfg: &Config, job: JobWords, payload: &[u8], out: &mut Vec<u8>) {
+    let JobWords { kind, a, b } = job;
     match kind {
         proto::JOB_CODE => {
             // SAFETY: `a` is the address of a `Tramp` and `b` its context word, both taken in
@@ -242,7 +184,7 @@ fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec
             // this process (zero when it is a fork of a fork of the parent, made when the pool
             // was created, so the code is mapped at the same addresses; the offset of a fresh
             // `exec` of the same executable otherwise). The frame came from the parent: it
-            // carried this worker's secret after these words (`check_front`), which only the
+            // carried this worker's secret after these words (`proto::check_front`), which only the
             // parent and this worker have (see `secret.rs`).
             unsafe { crate::start::launch::run_code(cfg.reloc, a, b, payload, out) }
         }
@@ -251,41 +193,5 @@ fn run_job(cfg: &Config, kind: u8, a: u64, b: u64, payload: &[u8], out: &mut Vec
             None => run_chunk(|_: ()| (), b"", out),
         },
         _ => run_chunk(|_: ()| (), b"", out),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stop_frame(secret: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        let at = proto::begin_frame(&mut out, proto::STOP);
-        out.extend_from_slice(&secret.to_le_bytes());
-        proto::end_frame(&mut out, at);
-        out
-    }
-
-    #[test]
-    fn a_frame_is_trusted_only_once_its_secret_is_in_and_right() {
-        let secret = 0x005e_c2e7;
-        let good = stop_frame(secret);
-        for cut in 0..good.len() {
-            assert_eq!(check_front(&good[..cut], secret), Ok(Front::Incomplete), "cut {cut}");
-        }
-        assert_eq!(check_front(&good, secret), Ok(Front::Authentic));
-        assert!(check_front(&stop_frame(secret + 1), secret).is_err());
-        // Unknown kinds and lengths too short for a secret are refused at once.
-        let mut unknown = good.clone();
-        unknown[proto::HEADER] = proto::RESULT;
-        assert!(check_front(&unknown[..proto::HEADER + 1], secret).is_err());
-        let mut short = good.clone();
-        short[..8].copy_from_slice(&1u64.to_le_bytes());
-        assert!(check_front(&short[..proto::HEADER + 1], secret).is_err());
-        // A huge length does not matter until the secret is checked: a forged one is refused
-        // with a few bytes in, before anything is buffered for it.
-        let mut huge = stop_frame(0);
-        huge[..8].copy_from_slice(&(1u64 << 60).to_le_bytes());
-        assert!(check_front(&huge, secret).is_err());
     }
 }

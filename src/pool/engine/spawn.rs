@@ -1,0 +1,124 @@
+//! Creating a pool's processes: the shared slot ring, the control socket and the server,
+//! forked here (`fork`) or launched by the start machinery (`spawn`, `forkserver`, which run
+//! [`server_entry`]); and the fork generation that tells a pool's creator from its forked
+//! children.
+#![allow(unsafe_code)] // the `fork` of the server and `pthread_atfork`: see their SAFETY comments.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Once};
+
+use multiproc_sys::fork::{self as sysfork, ForkOutcome};
+use multiproc_sys::pipe as syspipe;
+use multiproc_sys::scm;
+
+use crate::fd_registry::RegisteredFd;
+use crate::pool::config::{self, Config};
+use crate::pool::error::PoolError;
+use crate::pool::proto::{self, Ctl};
+use crate::pool::server::{server_entry, server_main};
+use crate::pool::slots::Slots;
+use crate::start::StartMethod;
+use crate::start::launch::Launched;
+
+use super::channel::Control;
+use super::state::{Core, Shared};
+
+/// Incremented in every child forked through libc's `fork` (a `pthread_atfork` handler), so a
+/// pool can tell, without a `getpid` system call per operation, that it is being used in a
+/// forked child of its creator (which it refuses: the child would write into the parent's
+/// channels).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn bump_fork_generation() {
+    // Async-signal-safe: one atomic add.
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The calling process's fork generation, registering the handler on first use.
+pub(super) fn fork_generation() -> u64 {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: the handler is a plain `extern "C" fn` that only does an atomic add, which is
+        // allowed in a forked child; registering it has no other effect.
+        unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
+    });
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// Creates the shared segment, the control socket and the fork server, and asks the server for
+/// the workers. Returns at once: the workers start while the caller goes on.
+pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shared>, PoolError> {
+    let has_closures = cfg.initializer.is_some() || !cfg.registered.is_empty();
+    let method = crate::start::resolve(method, has_closures).map_err(PoolError::InvalidArgument)?;
+    let n = cfg.processes;
+    let slots = Slots::new(n)?;
+    let (p_ctl, s_ctl) = scm::seqpacket_pair()?;
+    let wake = rustix::event::eventfd(
+        0,
+        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+    )?;
+    let cfg = Arc::new(cfg);
+    let parent = sysfork::getpid();
+    let generation = fork_generation();
+
+    let server_proc = if method != StartMethod::Fork {
+        let payload = config::encode_launch(&cfg, parent);
+        let fds = vec![s_ctl, slots.fd()?];
+        crate::start::launch(method, server_entry, &payload, fds)?
+    } else {
+        // Hold stdout's and stderr's locks across the fork: another thread holding one at that
+        // moment would leave it locked forever in the server and in every worker. Flush them too,
+        // or the server's copy of the buffers would be printed again by the workers.
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let plan = crate::fork_safety::before_fork();
+        let _ = out.flush();
+        let _ = err.flush();
+        // SAFETY: the child branch is the fork server. It runs single-threaded; it first releases
+        // the two stdio locks this thread holds (their owner is this thread, which is the one that
+        // exists in the child), then runs `server_main`, which never returns. The only locks it
+        // takes are those it owns; with glibc, malloc is reset for the child by fork itself.
+        let server = match unsafe { sysfork::fork() } {
+            Err(e) => return Err(e.into()),
+            Ok(ForkOutcome::Child) => {
+                crate::fork_safety::in_child(plan);
+                drop(p_ctl);
+                drop(wake);
+                drop(out);
+                drop(err);
+                server_main(&cfg, s_ctl, parent, true, &slots)
+            }
+            Ok(ForkOutcome::Parent { child }) => child,
+        };
+        drop(out);
+        drop(err);
+        drop(s_ctl);
+        Launched::direct(server)
+    };
+    let server = server_proc.pid;
+    syspipe::set_nonblocking(p_ctl.as_fd(), true)?;
+
+    let mut control = Control::new(RegisteredFd::new(p_ctl));
+    for i in 0..n {
+        control.send(Ctl::new(proto::CTL_SPAWN, i));
+    }
+    let mut core = Core::new(n, Some(control))?;
+    core.flush_control();
+    Ok(Arc::new(Shared {
+        core: Mutex::new(core),
+        cond: Condvar::new(),
+        wake,
+        cfg,
+        slots,
+        creator: generation,
+        server,
+        server_proc,
+    }))
+}
+
+/// Whether the calling process is the one whose fork generation is `creator` (no `getpid`).
+pub(super) fn is_generation(creator: u64) -> bool {
+    FORK_GENERATION.load(Ordering::Relaxed) == creator
+}
