@@ -420,20 +420,11 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// **Finds a crate bug; ignored so as not to fail CI until it is fixed** (run it with
-/// `cargo test --release --test stress_pool -- --ignored`).
-///
-/// A worker killed by an outside `SIGKILL` (the OOM killer, an operator) before it has told
-/// the pool it is ready breaks the whole pool, although the pool has no initializer: every
-/// pending and later task fails with `PoolError::InitializerFailed("worker N ended before it
-/// was ready (killed by signal 9 (SIGKILL))")`. `src/pool/core.rs`, `worker_exited`: any
-/// worker that dies while `!w.ready` calls `break_pool`, whatever killed it. The module docs
-/// promise that a worker killed by a signal fails only the task it was running and is
-/// replaced; a replacement worker (after a task's `_exit`, say) is exposed the same way. The
-/// stress tests above hit it in about one executor in eight and one pool in fifteen (20
-/// short runs: 562 of 4 771 executors, 18 of 274 pools).
+/// A worker killed by an outside `SIGKILL` (the OOM killer, an operator) before it has told the
+/// pool it is ready is replaced, like one killed later: the pool (which has no initializer)
+/// stays usable. It used to break the whole pool with `InitializerFailed("worker N ended before
+/// it was ready ...")`, in about one executor in eight of the stress runs above.
 #[test]
-#[ignore = "crate bug: a worker killed before it is ready breaks the pool (see the doc comment)"]
 fn a_worker_killed_while_starting_does_not_break_the_pool() {
     let _s = serial();
     let _w = common::watchdog(Duration::from_secs(120));

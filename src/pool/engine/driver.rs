@@ -11,7 +11,7 @@ use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
 use multiproc_sys::scm;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::ExitStatus;
-use multiproc_sys::{Errno, Pid};
+use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::fd_registry::RegisteredFd;
 use crate::pool::error::PoolError;
@@ -290,7 +290,10 @@ impl Core {
 
     fn on_frame(&mut self, _sh: &Shared, _i: usize, w: &mut Worker, body: &[u8]) {
         match proto::decode_from_worker(body) {
-            Some(FromWorker::Ready) => w.ready = true,
+            Some(FromWorker::Ready) => {
+                w.ready = true;
+                self.early_deaths = 0;
+            }
             Some(FromWorker::Violation(why)) => {
                 // Another process holds this worker's channel and wrote to it (issue 19). The
                 // worker ran none of it and exits; the pool cannot vouch for its channels any
@@ -378,7 +381,22 @@ impl Core {
                 self.queued += 1;
             }
         }
-        if running && !w.ready && !w.init_failed && !w.kill_sent && self.broken.is_none() {
+        // A worker that dies before it is ready is replaced, like one that dies later, unless
+        // that says something about the pool: its initializer may have killed it (any end but
+        // a kill from outside: SIGKILL or SIGTERM, from the OOM killer or an operator), or
+        // workers keep dying before any becomes ready (Python's endless respawning of a pool
+        // whose workers cannot start, gh-87472).
+        let killed = matches!(
+            status,
+            Some(ExitStatus::Signaled(s)) if s == Signal::KILL.as_raw() || s == Signal::TERM.as_raw()
+        );
+        let early = running && !w.ready && !w.init_failed && !w.kill_sent;
+        if early {
+            self.early_deaths += 1;
+        }
+        let hopeless = self.early_deaths > 2 * self.slots.len() + 3;
+        let initializer_may_have = sh.cfg.initializer.is_some() && !killed;
+        if early && (initializer_may_have || hopeless) && self.broken.is_none() {
             let mut why = String::new();
             let _ = std::fmt::Write::write_fmt(
                 &mut why,

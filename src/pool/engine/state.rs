@@ -258,6 +258,8 @@ pub(crate) struct Core {
     pub(super) polling: bool,
     pub(super) waiters: usize,
     pub(super) control: Option<Control>,
+    /// Workers that died before they were ready since one last was (see `worker_exited`).
+    pub(super) early_deaths: usize,
     pub(super) exit_sent: bool,
     pub(super) server_reaped: bool,
     pub(super) slots: Vec<SlotState>,
@@ -314,6 +316,7 @@ impl Core {
             polling: false,
             waiters: 0,
             control,
+            early_deaths: 0,
             exit_sent: false,
             server_reaped: false,
             slots: (0..n).map(|_| SlotState::Spawning).collect(),
