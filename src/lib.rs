@@ -16,6 +16,7 @@ pub mod queue;
 pub mod shared;
 mod shm;
 pub mod sync;
+mod wait;
 
 #[cfg(feature = "serde")]
 pub use codec::Serde;

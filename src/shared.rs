@@ -33,10 +33,10 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use multiproc_sys::shm_safe::{AtomicInteger, AtomicOps, ShmSafe};
-use multiproc_sys::time::Deadline;
 
 use crate::shm::ShmBox;
-use crate::sync::{AcquireError, Lock, LockGuard, Patience, retype};
+use crate::sync::{AcquireError, Lock, LockGuard};
+use crate::wait::Patience;
 
 /// Alignment of an array's elements in its segment (see `ShmBox`'s tail).
 const TAIL_ALIGN: usize = 64;
@@ -224,7 +224,7 @@ impl<T: ShmSafe> Value<T> {
     /// As [`Lock::lock`]: [`AcquireError::OwnerDied`] still carries the guard.
     #[inline]
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        self.lock_with(Patience::Until(Deadline::FOREVER))
+        self.lock_with(Patience::FOREVER)
     }
 
     /// Locks the value if nobody holds the lock, without waiting.
@@ -251,10 +251,8 @@ impl<T: ShmSafe> Value<T> {
         &self,
         patience: Patience,
     ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        match self.lock.lock_data(patience) {
-            Ok((got, guard)) => got.wrap(ValueGuard { slot: self.data.get(), _guard: guard }),
-            Err(e) => Err(retype(e)),
-        }
+        let slot = self.data.get();
+        self.lock.lock_data(patience, |guard| ValueGuard { slot, _guard: guard })
     }
 
     /// Reads the value under the lock (Python: `v.value`).
@@ -262,11 +260,7 @@ impl<T: ShmSafe> Value<T> {
     /// # Errors
     /// As [`lock`](Self::lock); [`AcquireError::OwnerDied`] carries the value read.
     pub fn load(&self) -> Result<T, AcquireError<T>> {
-        match self.lock() {
-            Ok(g) => Ok(*g),
-            Err(AcquireError::OwnerDied(g)) => Err(AcquireError::OwnerDied(*g)),
-            Err(e) => Err(retype(e.without_guard())),
-        }
+        self.lock().map(|g| *g).map_err(|e| e.map_guard(|g| *g))
     }
 
     /// Writes the value under the lock (Python: `v.value = x`).
@@ -462,7 +456,7 @@ impl<T: ShmSafe> Array<T> {
     /// As [`Lock::lock`]: [`AcquireError::OwnerDied`] still carries the guard.
     #[inline]
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        self.lock_with(Patience::Until(Deadline::FOREVER))
+        self.lock_with(Patience::FOREVER)
     }
 
     /// Locks the array if nobody holds the lock, without waiting.
@@ -489,15 +483,13 @@ impl<T: ShmSafe> Array<T> {
         &self,
         patience: Patience,
     ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        match self.lock.lock_data(patience) {
-            Ok((got, guard)) => got.wrap(ArrayGuard {
-                ptr: self.data.tail_ptr().cast::<T>(),
-                len: self.len,
-                _guard: guard,
-                _t: PhantomData,
-            }),
-            Err(e) => Err(retype(e)),
-        }
+        let (ptr, len) = (self.data.tail_ptr().cast::<T>(), self.len);
+        self.lock.lock_data(patience, |guard| ArrayGuard {
+            ptr,
+            len,
+            _guard: guard,
+            _t: PhantomData,
+        })
     }
 
     /// Copies the elements out under the lock (Python: `arr[:]`).
@@ -505,11 +497,7 @@ impl<T: ShmSafe> Array<T> {
     /// # Errors
     /// As [`lock`](Self::lock); [`AcquireError::OwnerDied`] carries the elements read.
     pub fn to_vec(&self) -> Result<Vec<T>, AcquireError<Vec<T>>> {
-        match self.lock() {
-            Ok(g) => Ok(g.to_vec()),
-            Err(AcquireError::OwnerDied(g)) => Err(AcquireError::OwnerDied(g.to_vec())),
-            Err(e) => Err(retype(e.without_guard())),
-        }
+        self.lock().map(|g| g.to_vec()).map_err(|e| e.map_guard(|g| g.to_vec()))
     }
 }
 

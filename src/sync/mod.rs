@@ -75,15 +75,20 @@ impl<G> AcquireError<G> {
         }
     }
 
-    /// Drops the guard (if any), keeping only the kind of error: for `?` into error types that
-    /// must be `'static`.
-    pub fn without_guard(self) -> AcquireError<()> {
+    /// The same error, its guard (if any) passed through `f`.
+    pub(crate) fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> AcquireError<H> {
         match self {
             AcquireError::Timeout => AcquireError::Timeout,
-            AcquireError::OwnerDied(_) => AcquireError::OwnerDied(()),
+            AcquireError::OwnerDied(g) => AcquireError::OwnerDied(f(g)),
             AcquireError::WouldDeadlock => AcquireError::WouldDeadlock,
             AcquireError::Os(e) => AcquireError::Os(e),
         }
+    }
+
+    /// Drops the guard (if any), keeping only the kind of error: for `?` into error types that
+    /// must be `'static`.
+    pub fn without_guard(self) -> AcquireError<()> {
+        self.map_guard(drop)
     }
 }
 
@@ -182,6 +187,10 @@ impl std::error::Error for ReleaseError {
     }
 }
 
+mod api;
+mod raw;
+mod tid;
+
 mod lock;
 pub use lock::{Lock, LockGuard};
 mod semaphore;
@@ -194,4 +203,3 @@ mod condition;
 pub use condition::{Condition, ConditionGuard, ConditionLock, NotifyError, WaitError};
 mod event;
 pub use event::Event;
-pub(crate) use lock::{Patience, retype};
