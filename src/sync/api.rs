@@ -13,8 +13,8 @@ use std::io;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use super::error::{AcquireError, ReleaseError};
 use super::raw::Got;
-use super::{AcquireError, ReleaseError};
 use crate::wait::Patience;
 
 /// How a level of a lock is held, and so what may release it. Stored in a `Lock`'s `mode`

@@ -54,10 +54,10 @@ use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
 use super::api::{Guard, RawAcquire, Via};
+use super::error::{AcquireError, ReleaseError};
 use super::lock::Lock;
 use super::raw::Got;
 use super::rlock::RLock;
-use super::{AcquireError, ReleaseError};
 use crate::shm::ShmBox;
 use crate::wait::{Patience, Spin};
 

@@ -17,8 +17,8 @@ use multiproc_sys::Errno;
 use multiproc_sys::pthread::{LockOutcome, RobustMutex};
 use multiproc_sys::time::Deadline;
 
+use super::error::{AcquireError, ReleaseError};
 use super::tid::current_tid;
-use super::{AcquireError, ReleaseError};
 use crate::wait::{Patience, Spin};
 
 /// What an acquire got: the lock, either cleanly or from a holder that died.

@@ -19,8 +19,8 @@ use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
 use super::api::{Guard, RawAcquire, Via};
+use super::error::{AcquireError, ReleaseError};
 use super::raw::{Got, RawLock, acquire_error, release_error};
-use super::{AcquireError, ReleaseError};
 use crate::shm::ShmBox;
 use crate::wait::{Patience, Spin};
 

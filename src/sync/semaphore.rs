@@ -45,7 +45,7 @@ use multiproc_sys::futex::{futex_wait, futex_wake_one};
 use multiproc_sys::time::Deadline;
 use static_assertions::{assert_eq_align, assert_eq_size, assert_impl_all};
 
-use super::{AcquireError, ReleaseError};
+use super::error::{AcquireError, ReleaseError};
 use crate::shm::ShmBox;
 use crate::wait::{Patience, Spin};
 
