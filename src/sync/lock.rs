@@ -335,6 +335,13 @@ impl LockGuard<'_> {
     }
 }
 
+impl Drop for LockGuard<'_> {
+    // Releases the lock (its inner `Guard` does, right after this body). Kept as an explicit
+    // impl so that the guard's public surface stays what it always was.
+    #[inline]
+    fn drop(&mut self) {}
+}
+
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard").finish_non_exhaustive()

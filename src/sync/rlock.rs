@@ -367,6 +367,13 @@ impl RLockGuard<'_> {
     }
 }
 
+impl Drop for RLockGuard<'_> {
+    // Releases the lock (its inner `Guard` does, right after this body). Kept as an explicit
+    // impl so that the guard's public surface stays what it always was.
+    #[inline]
+    fn drop(&mut self) {}
+}
+
 impl fmt::Debug for RLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLockGuard").finish_non_exhaustive()
