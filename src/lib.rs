@@ -18,6 +18,7 @@ pub mod shared;
 mod shm;
 mod start;
 pub mod sync;
+mod wait;
 
 #[cfg(feature = "serde")]
 pub use codec::Serde;

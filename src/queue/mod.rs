@@ -14,7 +14,8 @@ use std::thread::LocalKey;
 use std::time::Duration;
 
 use crate::codec::{self, DecodeError, Message};
-use ring::{Fail, Payload, RawQueue, Sink, Until};
+use crate::wait::Patience;
+use ring::{Fail, Payload, RawQueue, Sink};
 
 /// The ring size used when none is given: 1 MiB.
 pub const DEFAULT_CAPACITY_BYTES: usize = 1 << 20;
@@ -846,7 +847,7 @@ impl<T: Message> Queue<T> {
     /// [`PutError::Encode`] if encoding the item panicked, [`PutError::Corrupt`] if the shared
     /// state is garbled.
     pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        let until = Until::after(timeout);
+        let until = Patience::from_timeout(timeout);
         if let Some(bytes) = item.as_byte_string() {
             // A byte string (`Vec<u8>`, `String`, ...) is its own encoding after the length:
             // copied once, straight into the ring.
@@ -888,7 +889,7 @@ impl<T: Message> Queue<T> {
     /// queue is closed and empty, [`GetError::Decode`] if the item's bytes are not a `T`,
     /// [`GetError::Corrupt`] if the shared state is garbled.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        let until = Until::after(timeout);
+        let until = Patience::from_timeout(timeout);
         if T::BYTE_STRING {
             // Copied once, straight from the ring into the buffer the item will own.
             let mut buf = Vec::new();
@@ -978,7 +979,7 @@ impl<T> Queue<T> {
     }
 
     /// Gets an item encoded as a byte string into `buf`, length prefix stripped and checked.
-    fn get_byte_string(&self, buf: &mut Vec<u8>, until: Until) -> Result<usize, GetError> {
+    fn get_byte_string(&self, buf: &mut Vec<u8>, until: Patience) -> Result<usize, GetError> {
         let mut sink = Sink::new(buf, 8);
         self.raw.get(&mut sink, until).map_err(GetError::from_fail)?;
         let prefix = sink.prefix();
@@ -1036,7 +1037,7 @@ impl Queue<Vec<u8>> {
     pub fn put_bytes(&self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), PutError<()>> {
         let prefix = (bytes.len() as u64).to_le_bytes();
         self.raw
-            .put(Payload { head: &prefix, body: bytes }, Until::after(timeout))
+            .put(Payload { head: &prefix, body: bytes }, Patience::from_timeout(timeout))
             .map_err(|f| PutError::from_fail((), f))
     }
 
@@ -1055,7 +1056,7 @@ impl Queue<Vec<u8>> {
         buf: &mut Vec<u8>,
         timeout: Option<Duration>,
     ) -> Result<usize, GetError> {
-        self.get_byte_string(buf, Until::after(timeout))
+        self.get_byte_string(buf, Patience::from_timeout(timeout))
     }
 }
 
@@ -1283,7 +1284,7 @@ impl<T: Message> JoinableQueue<T> {
     /// [`QueueJoinError::Timeout`] if items were still unfinished at the timeout;
     /// [`QueueJoinError::Corrupt`] if the shared counters are garbled.
     pub fn join(&self, timeout: Option<Duration>) -> Result<(), QueueJoinError> {
-        match self.q.raw.join(Until::after(timeout)) {
+        match self.q.raw.join(Patience::from_timeout(timeout)) {
             Ok(true) => Ok(()),
             Ok(false) => Err(QueueJoinError::Timeout),
             Err(Fail::Corrupt(what)) => Err(QueueJoinError::Corrupt(Corruption { what })),

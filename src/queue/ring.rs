@@ -50,8 +50,8 @@
 //!
 //! # Waiting
 //!
-//! Spin briefly (re-checking the condition), then yield a few times, then sleep on a shared
-//! futex word: the sleeper increments the line's sleeper count, issues a `SeqCst` fence, reads
+//! As the crate's one waiting policy says (`crate::wait`): spin briefly (re-checking the
+//! condition, [`Spin::QUEUE`]), then yield a few times, then sleep on a shared futex word: the sleeper increments the line's sleeper count, issues a `SeqCst` fence, reads
 //! the word, re-checks the condition and sleeps on the value it read; the waker stores its
 //! change, orders it before reading the sleeper count, and makes the `futex_wake` system call
 //! only when the count is not zero. Either the waker sees the sleeper, or the sleeper sees the
@@ -62,7 +62,7 @@
 //! elsewhere it is a `SeqCst` fence. Only the holder of a lock sleeps on `data` or `space`, so a
 //! put or get on a busy queue makes no system call at all.
 //!
-//! Both sides of a stream (see above) spin longer (`STREAM_SPIN`) before sleeping: the other
+//! Both sides of a stream (see above) spin longer ([`Spin::STREAM`]) before sleeping: the other
 //! side is copying a piece of at most `PIECE` bytes, which takes less than a futex round trip.
 //!
 //! # When a process dies
@@ -135,6 +135,7 @@ use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
 use crate::shm::ShmBox;
+use crate::wait::{Patience, Spin};
 
 /// `"mpqueue"` and a layout version.
 const MAGIC: u64 = 0x0165_7565_7571_706d;
@@ -153,13 +154,6 @@ pub(crate) const MIN_CAPACITY: u64 = 64;
 pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
 /// How long a consumer waiting for a stream sleeps between checks that its producer is alive.
 const LIVENESS_SLICE: Duration = Duration::from_millis(20);
-/// Busy-wait rounds (each a `spin_loop` hint) before yielding, for an ordinary wait.
-const SPINS: u32 = 200;
-/// `sched_yield` rounds before sleeping on the futex.
-const YIELDS: u32 = 8;
-/// How long a side of a stream busy-waits for the other (which is copying a piece, typically
-/// a few microseconds) before it sleeps: a futex round trip costs more than the copy.
-const STREAM_SPIN: Duration = Duration::from_micros(100);
 /// Payloads from this size on are received into a buffer reserved whole, with huge pages.
 const BIG_PAYLOAD: u64 = 4 << 20;
 /// The most a consumer reserves for a payload before its bytes arrive.
@@ -327,26 +321,6 @@ pub(crate) enum Fail {
 
 type R<T> = Result<T, Fail>;
 
-/// A caller's deadline, and whether it was a zero timeout (one attempt, no spinning).
-#[derive(Clone, Copy)]
-pub(crate) struct Until {
-    deadline: Deadline,
-    immediate: bool,
-}
-
-impl Until {
-    #[inline]
-    pub(crate) fn after(timeout: Option<Duration>) -> Until {
-        Until { deadline: Deadline::after(timeout), immediate: timeout == Some(Duration::ZERO) }
-    }
-
-    const FOREVER: Until = Until { deadline: Deadline::FOREVER, immediate: false };
-
-    fn expired(&self) -> bool {
-        self.immediate || self.deadline.has_expired()
-    }
-}
-
 fn corrupt<T>(what: &'static str) -> R<T> {
     Err(Fail::Corrupt(what))
 }
@@ -376,15 +350,6 @@ enum Producer {
 enum BigEnd {
     Delivered,
     Aborted,
-}
-
-/// How long to spin before sleeping.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Spin {
-    /// A few microseconds: the usual wait for an item or for room.
-    Short,
-    /// Up to `STREAM_SPIN`: the two sides of a stream waiting for each other's next piece.
-    Stream,
 }
 
 /// A record's payload, given in two parts (a codec prefix and a body, or one empty part) so a
@@ -800,7 +765,7 @@ impl RawQueue {
     fn wait_on(
         &self,
         w: &Wait,
-        until: Until,
+        until: Patience,
         sliced: bool,
         spin: Spin,
         mut ready: impl FnMut(bool) -> R<bool>,
@@ -808,34 +773,15 @@ impl RawQueue {
         if ready(false)? {
             return Ok(true);
         }
-        if until.immediate {
+        if until.is_try() {
             return Ok(false);
         }
-        for _ in 0..SPINS {
-            std::hint::spin_loop();
-            if ready(false)? {
-                return Ok(true);
-            }
-        }
-        if spin == Spin::Stream {
-            let stop = Deadline::after(Some(STREAM_SPIN)).min(until.deadline);
-            'spin: loop {
-                for _ in 0..64 {
-                    std::hint::spin_loop();
-                    if ready(false)? {
-                        return Ok(true);
-                    }
-                }
-                if stop.has_expired() {
-                    break 'spin;
-                }
-            }
-        }
-        for _ in 0..YIELDS {
-            std::thread::yield_now();
-            if ready(false)? {
-                return Ok(true);
-            }
+        let spun = spin.run(until, || match ready(false) {
+            Ok(false) => None,
+            done => Some(done),
+        });
+        if let Some(done) = spun {
+            return done;
         }
         let mut check = sliced;
         loop {
@@ -848,14 +794,14 @@ impl RawQueue {
                 w.waiters.fetch_sub(1, Relaxed);
                 return r;
             }
-            if until.deadline.has_expired() {
+            if until.deadline().has_expired() {
                 w.waiters.fetch_sub(1, Relaxed);
                 return Ok(false);
             }
             let sleep_until = if sliced {
-                until.deadline.min(Deadline::after(Some(LIVENESS_SLICE)))
+                until.deadline().min(Deadline::after(Some(LIVENESS_SLICE)))
             } else {
-                until.deadline
+                until.deadline()
             };
             let res = futex::futex_wait(&w.seq, seen, sleep_until);
             w.waiters.fetch_sub(1, Relaxed);
@@ -870,9 +816,10 @@ impl RawQueue {
     // -----------------------------------------------------------------------------------------
     // Locks
 
-    fn lock_put(&self, until: Until) -> R<Unlock<'_>> {
+    fn lock_put(&self, until: Patience) -> R<Unlock<'_>> {
         let m = &self.shm.get().put_lock.v;
-        let outcome = if until.immediate { m.try_lock() } else { m.lock(until.deadline).map(Some) };
+        let outcome =
+            if until.is_try() { m.try_lock() } else { m.lock(until.deadline()).map(Some) };
         match outcome {
             Ok(Some(LockOutcome::Acquired)) => Ok(Unlock(m)),
             Ok(Some(LockOutcome::OwnerDied)) => {
@@ -886,9 +833,10 @@ impl RawQueue {
         }
     }
 
-    fn lock_get(&self, until: Until) -> R<Unlock<'_>> {
+    fn lock_get(&self, until: Patience) -> R<Unlock<'_>> {
         let m = &self.shm.get().get_lock.v;
-        let outcome = if until.immediate { m.try_lock() } else { m.lock(until.deadline).map(Some) };
+        let outcome =
+            if until.is_try() { m.try_lock() } else { m.lock(until.deadline()).map(Some) };
         match outcome {
             Ok(Some(LockOutcome::Acquired)) => Ok(Unlock(m)),
             Ok(Some(LockOutcome::OwnerDied)) => {
@@ -1028,7 +976,7 @@ impl RawQueue {
     }
 
     /// Puts one record holding `payload`.
-    pub(crate) fn put(&self, payload: Payload<'_>, until: Until) -> R<()> {
+    pub(crate) fn put(&self, payload: Payload<'_>, until: Patience) -> R<()> {
         let Some(need) = record_size(payload.len()) else {
             return corrupt("item too large");
         };
@@ -1050,7 +998,7 @@ impl RawQueue {
             return corrupt("positions out of range");
         }
         if self.maxsize != 0 && self.count_for_put(puts)? >= self.maxsize {
-            let ok = self.wait_on(&h.space.v, until, false, Spin::Short, |_| {
+            let ok = self.wait_on(&h.space.v, until, false, Spin::QUEUE, |_| {
                 if self.is_closed_word() {
                     return Err(Fail::Closed);
                 }
@@ -1064,7 +1012,7 @@ impl RawQueue {
             return self.put_stream(payload, tail, puts, need, until);
         }
         if need > self.free_space(tail, need)? {
-            let ok = self.wait_on(&h.space.v, until, false, Spin::Short, |_| {
+            let ok = self.wait_on(&h.space.v, until, false, Spin::QUEUE, |_| {
                 if self.is_closed_word() {
                     return Err(Fail::Closed);
                 }
@@ -1088,14 +1036,14 @@ impl RawQueue {
         start: u64,
         seq: u64,
         need: u64,
-        until: Until,
+        until: Patience,
     ) -> R<()> {
         let h = self.hdr();
         let p = &h.prod.v;
         let first = need.min(self.chunk());
         // Wait for room for a first chunk (which holds the whole record header), and until
         // consumers have passed the previous abort (only one may be pending).
-        let ok = self.wait_on(&h.space.v, until, false, Spin::Short, |_| {
+        let ok = self.wait_on(&h.space.v, until, false, Spin::QUEUE, |_| {
             if self.is_closed_word() {
                 return Err(Fail::Closed);
             }
@@ -1124,7 +1072,7 @@ impl RawQueue {
         start: u64,
         seq: u64,
         end: u64,
-        until: Until,
+        until: Patience,
     ) -> R<()> {
         let h = self.hdr();
         let p = &h.prod.v;
@@ -1149,7 +1097,7 @@ impl RawQueue {
                 self.wake_after_swap(&h.data.v);
             }
             let want = (end - pos).min(piece);
-            let ok = self.wait_on(&h.space.v, until, false, Spin::Stream, |_| {
+            let ok = self.wait_on(&h.space.v, until, false, Spin::STREAM, |_| {
                 Ok(self.free_space(pos, want)? >= want)
             })?;
             if !ok {
@@ -1287,7 +1235,7 @@ impl RawQueue {
     }
 
     /// Gets one record's payload into `out` (reset first).
-    pub(crate) fn get(&self, out: &mut Sink<'_>, until: Until) -> R<()> {
+    pub(crate) fn get(&self, out: &mut Sink<'_>, until: Patience) -> R<()> {
         out.reset();
         let _g = self.lock_get(until)?;
         self.check_config()?;
@@ -1339,7 +1287,7 @@ impl RawQueue {
                     return Err(Fail::Closed);
                 }
                 let sliced = self.streaming();
-                let ok = self.wait_on(&h.data.v, until, sliced, Spin::Short, |check| {
+                let ok = self.wait_on(&h.data.v, until, sliced, Spin::QUEUE, |check| {
                     if check && self.streaming() {
                         // Repairs (aborts) a stream whose producer died or left it; whatever
                         // it finds, the condition below is re-checked.
@@ -1520,7 +1468,7 @@ impl RawQueue {
                 return corrupt("a record longer than its producer's stream");
             }
             let mut idle = false;
-            self.wait_on(&h.data.v, Until::FOREVER, true, Spin::Stream, |check| {
+            self.wait_on(&h.data.v, Patience::FOREVER, true, Spin::STREAM, |check| {
                 if check {
                     idle = matches!(self.check_producer()?, Producer::Idle);
                 }
@@ -1694,8 +1642,8 @@ impl RawQueue {
     }
 
     /// Waits until no item is unfinished; `Ok(false)` on timeout.
-    pub(crate) fn join(&self, until: Until) -> R<bool> {
-        self.wait_on(&self.hdr().join.v.w, until, false, Spin::Short, |_| {
+    pub(crate) fn join(&self, until: Patience) -> R<bool> {
+        self.wait_on(&self.hdr().join.v.w, until, false, Spin::QUEUE, |_| {
             Ok(self.unfinished()? == 0)
         })
     }
@@ -1777,13 +1725,13 @@ mod tests {
     }
 
     fn put(q: &RawQueue, b: &[u8]) {
-        q.put(Payload { head: &[], body: b }, Until::FOREVER).unwrap();
+        q.put(Payload { head: &[], body: b }, Patience::FOREVER).unwrap();
     }
 
     fn get(q: &RawQueue, timeout: Option<Duration>) -> R<Vec<u8>> {
         let mut out = Vec::new();
         let mut sink = Sink::new(&mut out, 0);
-        q.get(&mut sink, Until::after(timeout))?;
+        q.get(&mut sink, Patience::from_timeout(timeout))?;
         Ok(out)
     }
 
@@ -2004,7 +1952,7 @@ mod tests {
         }
         assert_eq!(q.unfinished().unwrap(), 0);
         assert!(!q.task_done().unwrap());
-        assert!(q.join(Until::after(Some(Duration::ZERO))).unwrap());
+        assert!(q.join(Patience::from_timeout(Some(Duration::ZERO))).unwrap());
     }
 
     #[test]
@@ -2044,7 +1992,7 @@ mod tests {
         p.intent_tail.store(tail + need, Relaxed);
         p.puts.store(2, Release);
         {
-            let _g = q.lock_put(Until::FOREVER).unwrap();
+            let _g = q.lock_put(Patience::FOREVER).unwrap();
             q.repair_producer().unwrap();
         }
         assert_eq!(q.positions().1, tail + need);
@@ -2052,7 +2000,7 @@ mod tests {
         let c = bytes(3, 300);
         p.intent_puts.store(3, Relaxed);
         {
-            let _g = q.lock_put(Until::FOREVER).unwrap();
+            let _g = q.lock_put(Patience::FOREVER).unwrap();
             q.repair_producer().unwrap();
         }
         assert_eq!(q.positions().1, tail + need);

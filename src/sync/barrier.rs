@@ -50,12 +50,13 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use multiproc_sys::futex::{futex_wait, futex_wake_all};
-use multiproc_sys::pthread::{LockOutcome, RobustMutex};
+use multiproc_sys::pthread::RobustMutex;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, Pid};
 use rustix::fs::{Mode, OFlags};
 use static_assertions::{assert_impl_all, const_assert, const_assert_eq};
 
+use super::raw::{Got, lock_consistent};
 use crate::shm::ShmBox;
 
 /// How often a blocked party checks that the other parties are still alive.
@@ -780,14 +781,13 @@ impl Locked<'_> {
     /// Takes the mutex (again) and validates, or recovers after a dead owner.
     fn relock(&mut self, deadline: Deadline) -> Result<(), BarrierError> {
         debug_assert!(!self.held);
-        match self.hdr().mutex.lock(deadline) {
-            Ok(LockOutcome::Acquired) => {
+        match lock_consistent(&self.hdr().mutex, deadline) {
+            Ok(Got::Clean) => {
                 self.held = true;
                 self.validate()
             }
-            Ok(LockOutcome::OwnerDied) => {
+            Ok(Got::OwnerDied) => {
                 self.held = true;
-                self.hdr().mutex.consistent().map_err(os)?;
                 self.recover();
                 Ok(())
             }

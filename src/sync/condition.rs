@@ -12,7 +12,7 @@
 //! | `seq` | bumped by every notify; the word waiters spin on, then sleep on | notifiers, holding the lock |
 //! | `sleepers` | waits that are (about to be) asleep in the kernel on `seq` | waiters |
 //!
-//! - `wait`: with the lock held, read `seq`; release the lock; spin briefly ([`SPIN_LIMIT`]
+//! - `wait`: with the lock held, read `seq`; release the lock; spin briefly ([`Spin::WAKE`]
 //!   polls of `seq`); then increment `sleepers`, sleep while `seq` is unchanged (until the
 //!   deadline), and decrement `sleepers`; take the lock back.
 //! - `notify(n)`: with the lock held, bump `seq`, and if `sleepers` is not 0 wake up to `n`
@@ -53,15 +53,13 @@ use multiproc_sys::futex::{futex_wait, futex_wake};
 use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
-use super::lock::{Got, Lock, LockGuard, mode};
-use super::rlock::{RLock, RLockGuard};
-use super::{AcquireError, ReleaseError};
+use super::api::{Guard, RawAcquire, Via};
+use super::error::{AcquireError, ReleaseError};
+use super::lock::Lock;
+use super::raw::Got;
+use super::rlock::RLock;
 use crate::shm::ShmBox;
-
-/// How many times a waiter polls `seq` (one `pause` each, a few microseconds in all) before
-/// it goes to sleep in the kernel: a notify that comes that soon (a ping-pong between two
-/// processes, a producer that is just finishing) then costs neither side a system call.
-const SPIN_LIMIT: u32 = 100;
+use crate::wait::{Patience, Spin};
 
 /// The shared state of a [`Condition`] (see the module docs for the protocol).
 ///
@@ -114,6 +112,31 @@ impl ConditionLock {
         match self {
             ConditionLock::Lock(l) => l.held_by_current_thread(),
             ConditionLock::RLock(l) => l.held_by_current_thread(),
+        }
+    }
+}
+
+impl RawAcquire for ConditionLock {
+    #[inline]
+    fn acquire_via(&self, patience: Patience, via: Via) -> Result<Got, AcquireError<()>> {
+        match self {
+            ConditionLock::Lock(l) => l.acquire_via(patience, via),
+            ConditionLock::RLock(l) => l.acquire_via(patience, via),
+        }
+    }
+
+    #[inline]
+    fn unlock_guard(&self) {
+        match self {
+            ConditionLock::Lock(l) => l.unlock_guard(),
+            ConditionLock::RLock(l) => l.unlock_guard(),
+        }
+    }
+
+    fn release_call(&self) -> Result<(), ReleaseError> {
+        match self {
+            ConditionLock::Lock(l) => l.release_call(),
+            ConditionLock::RLock(l) => l.release_call(),
         }
     }
 }
@@ -324,28 +347,30 @@ pub struct Condition {
 /// # }
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
-#[derive(Debug)]
 pub struct ConditionGuard<'a> {
-    _inner: GuardInner<'a>,
+    inner: Guard<'a, ConditionLock>,
 }
 
-#[derive(Debug)]
-enum GuardInner<'a> {
-    Lock(#[allow(dead_code)] LockGuard<'a>),
-    RLock(#[allow(dead_code)] RLockGuard<'a>),
-}
-
-fn map_guard<'a, G>(
-    r: Result<G, AcquireError<G>>,
-    f: impl Fn(G) -> GuardInner<'a>,
-) -> Result<ConditionGuard<'a>, AcquireError<ConditionGuard<'a>>> {
-    let wrap = |g| ConditionGuard { _inner: f(g) };
-    match r {
-        Ok(g) => Ok(wrap(g)),
-        Err(AcquireError::OwnerDied(g)) => Err(AcquireError::OwnerDied(wrap(g))),
-        Err(AcquireError::Timeout) => Err(AcquireError::Timeout),
-        Err(AcquireError::WouldDeadlock) => Err(AcquireError::WouldDeadlock),
-        Err(AcquireError::Os(e)) => Err(AcquireError::Os(e)),
+impl fmt::Debug for ConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Prints `Lock(LockGuard { .. })` or `RLock(RLockGuard { .. })`.
+        struct Inner<'a>(&'a ConditionLock);
+        impl fmt::Debug for Inner<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                struct Named(&'static str);
+                impl fmt::Debug for Named {
+                    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.debug_struct(self.0).finish_non_exhaustive()
+                    }
+                }
+                let (kind, guard) = match self.0 {
+                    ConditionLock::Lock(_) => ("Lock", "LockGuard"),
+                    ConditionLock::RLock(_) => ("RLock", "RLockGuard"),
+                };
+                f.debug_tuple(kind).field(&Named(guard)).finish()
+            }
+        }
+        f.debug_struct("ConditionGuard").field("_inner", &Inner(self.inner.lock())).finish()
     }
 }
 
@@ -381,7 +406,7 @@ impl Condition {
     /// # Errors
     /// As [`Lock::lock`] or [`RLock::lock`].
     pub fn lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        self.lock_timeout(None)
+        self.lock.guarded(Patience::FOREVER, Via::Guard, |inner| ConditionGuard { inner })
     }
 
     /// Acquires the lock if it is free (or, for an [`RLock`], held by the calling thread),
@@ -390,7 +415,7 @@ impl Condition {
     /// # Errors
     /// As [`Lock::try_lock`] or [`RLock::try_lock`].
     pub fn try_lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        self.lock_timeout(Some(Duration::ZERO))
+        self.lock.guarded(Patience::Try, Via::Guard, |inner| ConditionGuard { inner })
     }
 
     /// Acquires the lock, waiting at most `timeout` (`None`: forever; `Some(ZERO)`: one try).
@@ -401,10 +426,8 @@ impl Condition {
         &self,
         timeout: Option<Duration>,
     ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        match &self.lock {
-            ConditionLock::Lock(l) => map_guard(l.lock_timeout(timeout), GuardInner::Lock),
-            ConditionLock::RLock(l) => map_guard(l.lock_timeout(timeout), GuardInner::RLock),
-        }
+        let patience = Patience::from_timeout(timeout);
+        self.lock.guarded(patience, Via::Guard, |inner| ConditionGuard { inner })
     }
 
     /// Python's `acquire(block=True, timeout=None)` on the lock.
@@ -412,10 +435,7 @@ impl Condition {
     /// # Errors
     /// As [`Lock::acquire`] or [`RLock::acquire`].
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
-        match &self.lock {
-            ConditionLock::Lock(l) => l.acquire(timeout),
-            ConditionLock::RLock(l) => l.acquire(timeout),
-        }
+        self.lock.acquire_timeout(timeout)
     }
 
     /// Python's `release()` on the lock.
@@ -423,10 +443,7 @@ impl Condition {
     /// # Errors
     /// As [`Lock::release`] or [`RLock::release`].
     pub fn release(&self) -> Result<(), ReleaseError> {
-        match &self.lock {
-            ConditionLock::Lock(l) => l.release(),
-            ConditionLock::RLock(l) => l.release(),
-        }
+        self.lock.release_call()
     }
 
     /// Releases the lock (fully, for an [`RLock`] at any depth), sleeps until notified or until
@@ -443,7 +460,7 @@ impl Condition {
     /// - [`WaitError::OwnerDied`]: woken, lock taken back, but a holder died meanwhile.
     /// - [`WaitError::Os`]: an unexpected system error.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
-        self.wait_until(Until::Timeout(timeout))
+        self.wait_until(Patience::lazy(timeout))
     }
 
     /// Python's `wait_for(predicate, timeout)`: checks `predicate` first, then waits and
@@ -468,13 +485,13 @@ impl Condition {
             if deadline.has_expired() {
                 break;
             }
-            self.wait_until(Until::Deadline(deadline))?;
+            self.wait_until(Patience::Until(deadline))?;
             result = predicate();
         }
         Ok(result)
     }
 
-    fn wait_until(&self, until: Until) -> Result<bool, WaitError> {
+    fn wait_until(&self, patience: Patience) -> Result<bool, WaitError> {
         let st = self.state.get();
         // Release the lock, after reading the sequence.
         let saved = match &self.lock {
@@ -482,7 +499,7 @@ impl Condition {
                 if !l.held_by_current_thread() {
                     return Err(WaitError::NotOwner);
                 }
-                if l.current_mode() == mode::DATA {
+                if l.current_mode() == Via::Data as u32 {
                     return Err(WaitError::LockedForData);
                 }
                 let seq = st.seq.load(Relaxed);
@@ -504,10 +521,13 @@ impl Condition {
         };
         let (seq, saved) = saved;
 
-        let woken = if until.may_spin() && spin_until_changed(&st.seq, seq) {
+        // No spinning for a zero timeout (Python's `wait(0)` just looks).
+        let spun = !patience.is_try()
+            && Spin::WAKE.run(patience, || (st.seq.load(Relaxed) != seq).then_some(())).is_some();
+        let woken = if spun {
             Ok(true)
         } else {
-            let deadline = until.deadline();
+            let deadline = patience.deadline();
             // SeqCst: pairs with the notifier's bump of `seq` and load of `sleepers`.
             st.sleepers.fetch_add(1, SeqCst);
             let woken = loop {
@@ -570,50 +590,6 @@ impl Condition {
     pub fn notify_all(&self) -> Result<(), NotifyError> {
         self.notify(usize::MAX)
     }
-}
-
-/// When a wait ends.
-#[derive(Clone, Copy, Debug)]
-enum Until {
-    /// `timeout` after the wait goes to sleep (`None`: never). The deadline is computed only
-    /// then, after the spin phase, which saves the clock read when a notify comes during the
-    /// spin; the timeout can only end later for it, never earlier.
-    Timeout(Option<Duration>),
-    /// At this deadline (`wait_for`, whose timeout covers several waits).
-    Deadline(Deadline),
-}
-
-impl Until {
-    /// Whether to spin first: not for a zero timeout (Python's `wait(0)` just looks).
-    #[inline]
-    fn may_spin(self) -> bool {
-        match self {
-            Until::Timeout(t) => t != Some(Duration::ZERO),
-            // `wait_for` checked the deadline just before.
-            Until::Deadline(_) => true,
-        }
-    }
-
-    #[inline]
-    fn deadline(self) -> Deadline {
-        match self {
-            Until::Timeout(t) => Deadline::after(t),
-            Until::Deadline(d) => d,
-        }
-    }
-}
-
-/// The spin phase of a wait: polls `seq` up to [`SPIN_LIMIT`] times; `true` as soon as it
-/// differs from `seen`.
-#[inline]
-fn spin_until_changed(seq: &AtomicU32, seen: u32) -> bool {
-    for _ in 0..SPIN_LIMIT {
-        if seq.load(Relaxed) != seen {
-            return true;
-        }
-        std::hint::spin_loop();
-    }
-    false
 }
 
 /// The error of a wait whose lock release failed (nothing else happened).

@@ -32,17 +32,14 @@ use std::time::Duration;
 
 use multiproc_sys::Errno;
 use multiproc_sys::futex::{futex_wait, futex_wake_all};
-use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
 use crate::shm::ShmBox;
+use crate::wait::{Patience, Spin};
 
 const SET: u32 = 1;
 const WAITERS: u32 = 2;
 const GENERATION: u32 = 4;
-
-/// How many times a waiter checks the flag (one `pause` each) before it goes to sleep.
-const SPIN_LIMIT: u32 = 100;
 
 /// The shared state of an [`Event`]: the futex word described in the module docs.
 #[repr(C)]
@@ -169,19 +166,20 @@ impl Event {
             return true;
         }
         let generation = w & !(SET | WAITERS);
-        if timeout == Some(Duration::ZERO) {
+        let patience = Patience::lazy(timeout);
+        if patience.is_try() {
             return false;
         }
-        for _ in 0..SPIN_LIMIT {
-            std::hint::spin_loop();
+        let spun = Spin::WAKE.run(patience, || {
             w = word.load(Ordering::Acquire);
-            if w & SET != 0 || w & !(SET | WAITERS) != generation {
-                return true;
-            }
+            (w & SET != 0 || w & !(SET | WAITERS) != generation).then_some(())
+        });
+        if spun.is_some() {
+            return true;
         }
         // Only now, after the spin phase: a `set` during the spin then costs no clock read, and
         // the timeout can only end later for it, never earlier.
-        let deadline = Deadline::after(timeout);
+        let deadline = patience.deadline();
         loop {
             if w & SET != 0 || w & !(SET | WAITERS) != generation {
                 return true;

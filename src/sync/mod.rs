@@ -7,180 +7,30 @@
 //! waits forever, `Some(ZERO)` tries once), and none of them hangs because another process
 //! died: see each type's "When a process dies" section.
 
-use std::fmt;
-use std::io;
+// Layout (for maintainers; not in the public docs)
+//
+// The lock-like types follow `lock_api`'s split between a raw lock and a safe API written
+// once over it:
+//
+// | file | holds |
+// |---|---|
+// | `raw` | `RawLock`: the one raw robust lock (robust mutex + holder hint + a kind's bookkeeping): try, lock until a deadline, repair after a dead holder, unlock |
+// | `api` | the safe half, written once: the `RawAcquire` trait, the generic `Guard`, the body of every `lock`/`try_lock`/`lock_timeout` and of Python's `acquire` |
+// | `lock`, `rlock` | `Lock` and `RLock`: their bookkeeping over `RawLock`, and their public API |
+// | `condition` | `Condition` (a futex sequence counter) over a `ConditionLock` |
+// | `semaphore`, `event`, `barrier` | the primitives with algorithms of their own |
+// | `error` | `AcquireError`, `ReleaseError` |
+// | `tid` | the calling thread's cached kernel thread id |
+//
+// How every primitive waits (spin briefly, then sleep in the kernel until a deadline) is the
+// crate's one waiting policy, in `crate::wait`.
 
-/// Why an acquire did not simply return a guard.
-///
-/// `G` is the guard type. [`AcquireError::OwnerDied`] still carries it: the caller holds the
-/// lock, like a poisoned [`std::sync::Mutex`].
-///
-/// Python's `acquire` returns `False` on a timeout, hangs when the thread already holds a
-/// `Lock`, and waits forever for a holder that died; here a timeout is
-/// [`Timeout`](Self::Timeout) (or `Ok(false)` from the Python-style `acquire`), and the other
-/// two cases are the errors [`WouldDeadlock`](Self::WouldDeadlock) and
-/// [`OwnerDied`](Self::OwnerDied).
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use multiproc::{AcquireError, Lock, Process};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let lock = Lock::new()?;
-/// // A child takes the lock and exits without releasing it, as if it had been killed.
-/// let child = {
-///     let lock = lock.clone();
-///     Process::new(move || std::mem::forget(lock.lock().expect("lock")))
-/// };
-/// child.start()?;
-/// child.join(Some(Duration::from_secs(10)))?;
-///
-/// // Python's Lock would stay locked forever; here the next acquirer is told, and holds it.
-/// match lock.lock_timeout(Some(Duration::from_secs(10))) {
-///     Err(AcquireError::OwnerDied(guard)) => drop(guard), // check the protected data here
-///     Ok(_) => panic!("the dead holder was not reported"),
-///     Err(e) => return Err(e.without_guard().into()),
-/// }
-///
-/// // The lock works normally again; taking it twice in one thread is an error, not a hang.
-/// let guard = lock.try_lock().map_err(AcquireError::without_guard)?;
-/// assert!(matches!(lock.try_lock(), Err(AcquireError::WouldDeadlock)));
-/// drop(guard);
-/// # Ok(())
-/// # }
-/// ```
-#[non_exhaustive]
-pub enum AcquireError<G> {
-    /// The timeout passed (with a zero timeout: the lock was busy).
-    Timeout,
-    /// The lock was acquired, but the process or thread that held it before died while holding
-    /// it: the data it protects may be half-updated. The guard is inside; the lock has been
-    /// made consistent and keeps working.
-    OwnerDied(G),
-    /// The calling thread already holds this (non-recursive) lock: waiting would deadlock
-    /// forever (Python would hang here).
-    WouldDeadlock,
-    /// An operating-system error (for example a lock whose state a buggy peer garbled).
-    Os(io::Error),
-}
+mod error;
+pub use error::{AcquireError, ReleaseError};
 
-impl<G> AcquireError<G> {
-    /// The guard, if the lock was acquired after all ([`AcquireError::OwnerDied`]).
-    pub fn into_guard(self) -> Option<G> {
-        match self {
-            AcquireError::OwnerDied(g) => Some(g),
-            _ => None,
-        }
-    }
-
-    /// Drops the guard (if any), keeping only the kind of error: for `?` into error types that
-    /// must be `'static`.
-    pub fn without_guard(self) -> AcquireError<()> {
-        match self {
-            AcquireError::Timeout => AcquireError::Timeout,
-            AcquireError::OwnerDied(_) => AcquireError::OwnerDied(()),
-            AcquireError::WouldDeadlock => AcquireError::WouldDeadlock,
-            AcquireError::Os(e) => AcquireError::Os(e),
-        }
-    }
-}
-
-impl<G> fmt::Debug for AcquireError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AcquireError::Timeout => f.write_str("Timeout"),
-            AcquireError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
-            AcquireError::WouldDeadlock => f.write_str("WouldDeadlock"),
-            AcquireError::Os(e) => f.debug_tuple("Os").field(e).finish(),
-        }
-    }
-}
-
-impl<G> fmt::Display for AcquireError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AcquireError::Timeout => f.write_str("timed out waiting for the lock"),
-            AcquireError::OwnerDied(_) => {
-                f.write_str("the previous holder died while holding the lock (now acquired)")
-            }
-            AcquireError::WouldDeadlock => f.write_str(
-                "the calling thread already holds this lock: acquiring it would deadlock",
-            ),
-            AcquireError::Os(e) => write!(f, "lock error: {e}"),
-        }
-    }
-}
-
-impl<G> std::error::Error for AcquireError<G> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            AcquireError::Os(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-/// Misuse of a `release` (Python raises `ValueError`, `AssertionError` or `RuntimeError`).
-///
-/// # Examples
-///
-/// ```
-/// use multiproc::{BoundedSemaphore, Lock, ReleaseError};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let lock = Lock::new()?;
-/// // Python: ValueError('semaphore or lock released too many times')
-/// match lock.release() {
-///     Err(ReleaseError::NotHeld) => {}
-///     other => panic!("unexpected {other:?}"),
-/// }
-///
-/// let sem = BoundedSemaphore::new(1)?;
-/// match sem.release() {
-///     Err(ReleaseError::TooManyReleases) => assert_eq!(sem.get_value(), 1),
-///     other => panic!("unexpected {other:?}"),
-/// }
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ReleaseError {
-    /// The lock is not held (Python: "semaphore or lock released too many times").
-    NotHeld,
-    /// The lock is held by another process or thread (Python: "attempt to release recursive
-    /// lock not owned by thread").
-    NotOwner,
-    /// A `BoundedSemaphore` would go above its initial value (Python: "semaphore or lock
-    /// released too many times"); the value is unchanged.
-    TooManyReleases,
-    /// An operating-system error.
-    Os(io::Error),
-}
-
-impl fmt::Display for ReleaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReleaseError::NotHeld => f.write_str("release of a lock that is not held"),
-            ReleaseError::NotOwner => {
-                f.write_str("release of a lock held by another process or thread")
-            }
-            ReleaseError::TooManyReleases => f.write_str("semaphore released too many times"),
-            ReleaseError::Os(e) => write!(f, "release failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ReleaseError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReleaseError::Os(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+mod api;
+mod raw;
+mod tid;
 
 mod lock;
 pub use lock::{Lock, LockGuard};
@@ -194,4 +44,3 @@ mod condition;
 pub use condition::{Condition, ConditionGuard, ConditionLock, NotifyError, WaitError};
 mod event;
 pub use event::Event;
-pub(crate) use lock::{Patience, retype};

@@ -1,46 +1,48 @@
 //! [`RLock`]: a process-shared, robust, recursive lock — Python's `multiprocessing.RLock`.
 //!
+//! A [`RawLock`] whose bookkeeping is the recursion depth, with the safe API of
+//! [`api`](super::api).
+//!
 //! # Unsafe in this file
 //!
-//! One fenced spot: initialising the mutex in place in its fresh segment ([`RLock::new`]).
+//! One fenced spot: initialising the lock in place in its fresh segment ([`RLock::new`]).
 #![allow(unsafe_code)]
 
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
-use multiproc_sys::pthread::{LockOutcome, RobustMutex};
 use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
-use super::lock::{Got, Patience, current_tid, os, retype, spin_try_lock};
-use super::{AcquireError, ReleaseError};
+use super::api::{Guard, RawAcquire, Via};
+use super::error::{AcquireError, ReleaseError};
+use super::raw::{Got, RawLock, acquire_error, release_error};
 use crate::shm::ShmBox;
+use crate::wait::{Patience, Spin};
 
-/// The shared state of an [`RLock`].
+/// The bookkeeping of an [`RLock`] in its [`RawLock`] (whose `holder` is the owner).
 ///
 /// | field | meaning | written by |
 /// |---|---|---|
-/// | `mutex` | robust, process-shared, error-checking pthread mutex | libc |
-/// | `owner` | kernel thread id of the owner, 0 when free | the owner, while holding `mutex` |
-/// | `count` | recursion depth: acquires not yet matched by a release | the owner, while holding `mutex` |
-/// | `guards` | how many of those levels belong to live guards | the owner, while holding `mutex` |
+/// | `count` | recursion depth: acquires not yet matched by a release | the owner, while holding the mutex |
+/// | `guards` | how many of those levels belong to live guards | the owner, while holding the mutex |
 ///
 /// The mutex alone decides who holds the lock; a recursive acquire is recognised by the mutex
-/// itself refusing the owner (`EDEADLK`), so a stale `owner` word can never let a thread in.
-/// `owner` serves [`RLock::release`]'s ownership check and `Condition`. An owner that dies
-/// leaves `owner` and `count` behind; the next acquirer gets `OwnerDied` and resets both.
+/// itself refusing the owner (`EDEADLK`), so a stale `holder` word can never let a thread in.
+/// `holder` serves [`RLock::release`]'s ownership check and `Condition`. An owner that dies
+/// leaves `holder` and `count` behind; the next acquirer gets `OwnerDied` and resets both.
 #[repr(C)]
-pub(crate) struct RLockState {
-    mutex: RobustMutex,
-    owner: AtomicU32,
+pub(crate) struct RLockBook {
     count: AtomicU32,
     guards: AtomicU32,
 }
+
+/// The shared state of an [`RLock`].
+pub(crate) type RLockState = RawLock<RLockBook>;
 
 const_assert_eq!(
     size_of::<RLockState>(),
@@ -125,8 +127,7 @@ pub struct RLock {
 /// ```
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
-    lock: &'a RLock,
-    _not_send: PhantomData<*const ()>,
+    inner: Guard<'a, RLock>,
 }
 
 /// What [`RLock::unlock_for_wait`] saved, for [`RLock::relock_after_wait`].
@@ -146,11 +147,7 @@ impl RLock {
         // segment (which never moves); the other fields are atomics for which zero is valid
         // (no owner, depth 0). `RLockState` is used only through shared references and
         // process-shared objects, and needs no `Drop`.
-        let state = unsafe {
-            ShmBox::new(0, |p: *mut RLockState| {
-                RobustMutex::init(&raw mut (*p).mutex).map_err(io::Error::from)
-            })?
-        };
+        let state = unsafe { ShmBox::new(0, |p: *mut RLockState| RawLock::init(p))? };
         Ok(RLock { state })
     }
 
@@ -168,7 +165,7 @@ impl RLock {
     ///   `u32::MAX` (`EAGAIN`).
     #[inline]
     pub fn lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        self.lock_with(Patience::Until(Deadline::FOREVER))
+        self.guarded(Patience::FOREVER, Via::Guard, |inner| RLockGuard { inner })
     }
 
     /// Acquires one level if the lock is free or already held by the calling thread, without
@@ -179,7 +176,7 @@ impl RLock {
     /// [`lock`](Self::lock).
     #[inline]
     pub fn try_lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        self.lock_with(Patience::Try)
+        self.guarded(Patience::Try, Via::Guard, |inner| RLockGuard { inner })
     }
 
     /// Acquires one level, waiting at most `timeout` (`None`: forever; `Some(ZERO)`: one try).
@@ -192,21 +189,7 @@ impl RLock {
         &self,
         timeout: Option<Duration>,
     ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        self.lock_with(Patience::from_timeout(timeout))
-    }
-
-    fn lock_with(
-        &self,
-        patience: Patience,
-    ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        match self.acquire_level(patience) {
-            Ok(got) => {
-                let st = self.st();
-                st.guards.store(st.guards.load(Relaxed) + 1, Relaxed);
-                got.wrap(RLockGuard { lock: self, _not_send: PhantomData })
-            }
-            Err(e) => Err(retype(e)),
-        }
+        self.guarded(Patience::from_timeout(timeout), Via::Guard, |inner| RLockGuard { inner })
     }
 
     /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` once one more level is held,
@@ -218,11 +201,7 @@ impl RLock {
     ///   previous owner died holding the lock.
     /// - [`AcquireError::Os`]: as for [`lock`](Self::lock).
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
-        match self.acquire_level(Patience::from_timeout(timeout)) {
-            Ok(got) => got.wrap(true).map_err(|e| e.without_guard()),
-            Err(AcquireError::Timeout) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.acquire_timeout(timeout)
     }
 
     /// Python's `release()`: releases one level taken with [`acquire`](Self::acquire); the
@@ -233,126 +212,90 @@ impl RLock {
     /// - [`ReleaseError::NotOwner`]: another thread or process holds it, or every level the
     ///   calling thread holds belongs to a guard (drop the guard instead).
     pub fn release(&self) -> Result<(), ReleaseError> {
-        let st = self.st();
-        let owner = st.owner.load(Relaxed);
-        if owner != current_tid() {
-            return Err(if owner == 0 { ReleaseError::NotHeld } else { ReleaseError::NotOwner });
-        }
-        let count = st.count.load(Relaxed);
-        if count <= st.guards.load(Relaxed) {
-            return Err(ReleaseError::NotOwner);
-        }
-        self.release_level().map_err(|e| match e {
-            // A dead owner's stale thread id that this thread now happens to carry.
-            Errno::PERM => ReleaseError::NotOwner,
-            e => ReleaseError::Os(e.into()),
-        })
+        self.release_call()
     }
 
     /// Whether the calling thread owns the lock.
     #[inline]
     pub(crate) fn held_by_current_thread(&self) -> bool {
-        self.st().owner.load(Relaxed) == current_tid()
+        self.st().held_by_current_thread()
     }
 
     /// Takes one more level: the mutex if the caller does not hold it, else depth + 1.
     fn acquire_level(&self, patience: Patience) -> Result<Got, AcquireError<()>> {
-        let st = self.st();
-        let outcome = match st.mutex.try_lock() {
-            Ok(Some(outcome)) => outcome,
+        let got = match self.st().try_lock() {
+            Ok(Some(got)) => got,
             // glibc: the caller holds it.
             Err(Errno::DEADLK) => return self.recurse(),
             Ok(None) => match self.lock_contended(patience)? {
-                Some(outcome) => outcome,
+                Some(got) => got,
                 None => return self.recurse(),
             },
-            Err(e) => return Err(os(e)),
+            Err(e) => return Err(acquire_error(e)),
         };
-        self.took(outcome)
+        Ok(self.took(got))
     }
 
     /// The mutex is busy: spin a little, then wait per `patience`. `Ok(None)` means the caller
     /// holds it already (musl's `trylock` says busy for its own lock; a timed lock says
     /// `EDEADLK`).
     #[cold]
-    fn lock_contended(&self, patience: Patience) -> Result<Option<LockOutcome>, AcquireError<()>> {
+    fn lock_contended(&self, patience: Patience) -> Result<Option<Got>, AcquireError<()>> {
         let st = self.st();
-        let probably_mine = st.owner.load(Relaxed) == current_tid();
         let deadline = match patience {
-            Patience::Until(deadline) => deadline,
             // One try: ask the blocking call only whether we are the owner (it checks that
             // before waiting).
-            Patience::Try if probably_mine => Deadline::after(Some(Duration::ZERO)),
+            Patience::Try if st.held_by_current_thread() => Deadline::after(Some(Duration::ZERO)),
             Patience::Try => return Err(AcquireError::Timeout),
+            p => p.deadline(),
         };
-        if !probably_mine {
-            match spin_try_lock(&st.mutex, &st.owner) {
-                Ok(Some(outcome)) => return Ok(Some(outcome)),
-                Ok(None) => {}
-                Err(Errno::DEADLK) => return Ok(None),
-                Err(e) => return Err(os(e)),
-            }
-        }
-        match st.mutex.lock(deadline) {
-            Ok(outcome) => Ok(Some(outcome)),
+        match st.lock_contended(deadline, Spin::LOCK) {
+            Ok(got) => Ok(Some(got)),
             Err(Errno::DEADLK) => Ok(None),
-            Err(Errno::TIMEDOUT) => Err(AcquireError::Timeout),
-            Err(e) => Err(os(e)),
+            Err(e) => Err(acquire_error(e)),
         }
     }
 
     /// One more level for the owner.
     fn recurse(&self) -> Result<Got, AcquireError<()>> {
-        let st = self.st();
-        let count = st.count.load(Relaxed);
+        let book = &self.st().book;
+        let count = book.count.load(Relaxed);
         if count == u32::MAX {
-            return Err(os(Errno::AGAIN));
+            return Err(AcquireError::Os(Errno::AGAIN.into()));
         }
-        st.count.store(count + 1, Relaxed);
+        book.count.store(count + 1, Relaxed);
         Ok(Got::Clean)
     }
 
-    /// Bookkeeping right after the mutex was acquired: repair after a dead owner, depth 1.
-    fn took(&self, outcome: LockOutcome) -> Result<Got, AcquireError<()>> {
-        let st = self.st();
-        let got = match outcome {
-            LockOutcome::Acquired => Got::Clean,
-            LockOutcome::OwnerDied => {
-                if let Err(e) = st.mutex.consistent() {
-                    // Cannot happen (we hold a mutex in the owner-died state).
-                    let _ = st.mutex.unlock();
-                    return Err(os(e));
-                }
-                Got::OwnerDied
-            }
-        };
-        st.owner.store(current_tid(), Relaxed);
-        st.count.store(1, Relaxed);
-        st.guards.store(0, Relaxed);
-        Ok(got)
+    /// Bookkeeping right after the mutex was acquired (and repaired): depth 1.
+    fn took(&self, got: Got) -> Got {
+        let book = &self.st().book;
+        book.count.store(1, Relaxed);
+        book.guards.store(0, Relaxed);
+        got
     }
 
     /// Releases one level held by the caller; the last one unlocks the mutex.
     fn release_level(&self) -> Result<(), Errno> {
         let st = self.st();
-        let count = st.count.load(Relaxed);
+        let count = st.book.count.load(Relaxed);
         if count > 1 {
-            st.count.store(count - 1, Relaxed);
+            st.book.count.store(count - 1, Relaxed);
             return Ok(());
         }
         // Published to the next owner by the unlock.
-        st.count.store(0, Relaxed);
-        st.owner.store(0, Relaxed);
-        st.mutex.unlock()
+        st.book.count.store(0, Relaxed);
+        st.unlock()
     }
 
     /// For `Condition::wait`: releases every level the calling thread holds (which the caller
     /// has checked) and returns them, for [`relock_after_wait`](Self::relock_after_wait).
     pub(crate) fn unlock_for_wait(&self) -> Result<SavedLevels, Errno> {
-        let st = self.st();
-        let saved = SavedLevels { count: st.count.load(Relaxed), guards: st.guards.load(Relaxed) };
-        st.guards.store(0, Relaxed);
-        st.count.store(1, Relaxed);
+        let book = &self.st().book;
+        let saved =
+            SavedLevels { count: book.count.load(Relaxed), guards: book.guards.load(Relaxed) };
+        book.guards.store(0, Relaxed);
+        book.count.store(1, Relaxed);
         self.release_level().map(|()| saved)
     }
 
@@ -360,50 +303,75 @@ impl RLock {
     /// the depth that [`unlock_for_wait`](Self::unlock_for_wait) saved.
     pub(crate) fn relock_after_wait(&self, saved: SavedLevels) -> Result<Got, AcquireError<()>> {
         let st = self.st();
-        let outcome = match st.mutex.try_lock() {
-            Ok(Some(outcome)) => outcome,
-            Ok(None) | Err(Errno::DEADLK) => {
-                match self.lock_contended(Patience::Until(Deadline::FOREVER))? {
-                    Some(outcome) => outcome,
-                    None => return Err(AcquireError::WouldDeadlock),
-                }
-            }
-            Err(e) => return Err(os(e)),
+        let got = match st.try_lock() {
+            Ok(Some(got)) => got,
+            Ok(None) | Err(Errno::DEADLK) => match self.lock_contended(Patience::FOREVER)? {
+                Some(got) => got,
+                None => return Err(AcquireError::WouldDeadlock),
+            },
+            Err(e) => return Err(acquire_error(e)),
         };
-        let got = self.took(outcome)?;
-        st.count.store(saved.count, Relaxed);
-        st.guards.store(saved.guards, Relaxed);
+        st.book.count.store(saved.count, Relaxed);
+        st.book.guards.store(saved.guards, Relaxed);
         Ok(got)
+    }
+}
+
+impl RawAcquire for RLock {
+    #[inline]
+    fn acquire_via(&self, patience: Patience, via: Via) -> Result<Got, AcquireError<()>> {
+        debug_assert_ne!(via, Via::Data, "an RLock protects no Value or Array");
+        let got = self.acquire_level(patience)?;
+        if via == Via::Guard {
+            let guards = &self.st().book.guards;
+            guards.store(guards.load(Relaxed) + 1, Relaxed);
+        }
+        Ok(got)
+    }
+
+    fn unlock_guard(&self) {
+        let guards = &self.st().book.guards;
+        // The guard proves the calling thread owns the lock (except after a `Condition` wait
+        // whose re-acquire failed with an OS error, which robust mutexes we always make
+        // consistent do not produce; then the unlock fails with EPERM).
+        guards.store(guards.load(Relaxed).saturating_sub(1), Relaxed);
+        let _ = self.release_level();
+    }
+
+    fn release_call(&self) -> Result<(), ReleaseError> {
+        let st = self.st();
+        st.check_holder()?;
+        // Every level this thread holds belongs to a guard: drop the guard instead.
+        if st.book.count.load(Relaxed) <= st.book.guards.load(Relaxed) {
+            return Err(ReleaseError::NotOwner);
+        }
+        self.release_level().map_err(release_error)
     }
 }
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.st();
-        let owner = st.owner.load(Relaxed);
+        let owner = st.holder();
         f.debug_struct("RLock")
             .field("owner_tid", &(owner != 0).then_some(owner))
-            .field("count", &st.count.load(Relaxed))
+            .field("count", &st.book.count.load(Relaxed))
             .finish()
-    }
-}
-
-impl Drop for RLockGuard<'_> {
-    fn drop(&mut self) {
-        let st = self.lock.st();
-        // The guard proves the calling thread owns the lock (except after a `Condition` wait
-        // whose re-acquire failed with an OS error, which robust mutexes we always make
-        // consistent do not produce; then the unlock fails with EPERM).
-        st.guards.store(st.guards.load(Relaxed).saturating_sub(1), Relaxed);
-        let _ = self.lock.release_level();
     }
 }
 
 impl RLockGuard<'_> {
     /// The lock this guard holds a level of.
     pub fn lock(&self) -> &RLock {
-        self.lock
+        self.inner.lock()
     }
+}
+
+impl Drop for RLockGuard<'_> {
+    // Releases the lock (its inner `Guard` does, right after this body). Kept as an explicit
+    // impl so that the guard's public surface stays what it always was.
+    #[inline]
+    fn drop(&mut self) {}
 }
 
 impl fmt::Debug for RLockGuard<'_> {

@@ -35,7 +35,6 @@
 #![allow(unsafe_code)] // Only `ShmBox::new`, whose initialiser writes the three words.
 
 use std::fmt;
-use std::hint::spin_loop;
 use std::io;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -46,15 +45,12 @@ use multiproc_sys::futex::{futex_wait, futex_wake_one};
 use multiproc_sys::time::Deadline;
 use static_assertions::{assert_eq_align, assert_eq_size, assert_impl_all};
 
-use super::{AcquireError, ReleaseError};
+use super::error::{AcquireError, ReleaseError};
 use crate::shm::ShmBox;
+use crate::wait::{Patience, Spin};
 
 /// `max` of a semaphore without a bound.
 const UNBOUNDED: u32 = u32::MAX;
-
-/// How many times an acquirer re-reads `count` before it goes to sleep: long enough to cover a
-/// short critical section on another CPU, short enough not to matter when it does not.
-const SPIN_LIMIT: u32 = 100;
 
 /// The state in the shared segment (see the [module docs](self)).
 #[repr(C)]
@@ -128,11 +124,13 @@ impl SemCore {
             // A zero timeout: we tried once.
             return Ok(false);
         }
-        for _ in 0..SPIN_LIMIT {
-            spin_loop();
-            if self.state().count.load(Ordering::Relaxed) > 0 && self.try_take() {
-                return Ok(true);
-            }
+        // Re-read `count` a while before sleeping: long enough to cover a short critical
+        // section on another CPU, short enough not to matter when it does not.
+        let taken = Spin::WAKE.run(Patience::Until(deadline), || {
+            (self.state().count.load(Ordering::Relaxed) > 0 && self.try_take()).then_some(())
+        });
+        if taken.is_some() {
+            return Ok(true);
         }
         self.acquire_slow(deadline)
     }

@@ -16,6 +16,8 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::marker::PhantomPinned;
 use core::mem::MaybeUninit;
+#[cfg(multiproc_glibc)]
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use static_assertions::{assert_eq_align, assert_eq_size, assert_impl_all, assert_not_impl_any};
 
@@ -104,6 +106,38 @@ assert_eq_size!(RobustMutex, libc::pthread_mutex_t);
 assert_eq_align!(RobustMutex, libc::pthread_mutex_t);
 assert_impl_all!(RobustMutex: Sync, Send);
 assert_not_impl_any!(RobustMutex: Unpin, Clone, Copy);
+
+/// glibc's private layout of a robust mutex, which [`RobustMutex::looks_locked`] and
+/// [`RobustMutex::try_lock_quiet`] rely on.
+///
+/// The lock word is the `int` at offset 0 of `pthread_mutex_t` (`__data.__lock`), fixed by
+/// glibc's ABI (static initialisers write it), in the robust futex format the kernel defines
+/// (`get_robust_list(2)`): the owner's thread id in the low 30 bits, "owner died" in bit 30,
+/// "waiters" in bit 31. glibc and the kernel access it atomically. The offset is checked at
+/// run time by `tests::glibc_lock_word_names_the_holder` (the `libc` crate declares
+/// `pthread_mutex_t` opaque, so it cannot be asserted at compile time).
+#[cfg(multiproc_glibc)]
+mod glibc {
+    /// The owner's thread id in a robust futex word (the kernel's `FUTEX_TID_MASK`).
+    pub(super) const TID_MASK: u32 = 0x3fff_ffff;
+    /// "Someone sleeps on the word" (the kernel's `FUTEX_WAITERS`).
+    pub(super) const WAITERS: u32 = 0x8000_0000;
+    /// Byte offset of the lock word in `pthread_mutex_t`.
+    pub(super) const LOCK_WORD_OFFSET: usize = 0;
+}
+
+#[cfg(multiproc_glibc)]
+static_assertions::const_assert!(
+    glibc::LOCK_WORD_OFFSET + core::mem::size_of::<u32>()
+        <= core::mem::size_of::<libc::pthread_mutex_t>()
+);
+#[cfg(multiproc_glibc)]
+static_assertions::const_assert_eq!(
+    glibc::LOCK_WORD_OFFSET % core::mem::align_of::<AtomicU32>(),
+    0
+);
+#[cfg(multiproc_glibc)]
+assert_eq_size!(libc::c_int, u32);
 
 // SAFETY: a pthread mutex is designed to be operated on concurrently, through a pointer, by many
 // threads (and, being PTHREAD_PROCESS_SHARED, many processes); libc synchronises every access to
@@ -397,6 +431,119 @@ impl RobustMutex {
         lock_outcome(unsafe { libc::pthread_mutex_trylock(self.raw()) })
     }
 
+    /// `pthread_mutex_trylock(self)` — one attempt that leaves no trace when the mutex is busy.
+    ///
+    /// [`try_lock`](Self::try_lock) is, on glibc, `pthread_mutex_clocklock` with an expired
+    /// deadline. On a busy mutex that makes a `futex` system call and sets the futex's "waiters"
+    /// bit, so the holder's next unlock makes a wake-up system call as well. That is fine for
+    /// one try, but a spinning acquirer would pay two system calls per failed attempt (and slow
+    /// the holder down). `pthread_mutex_trylock` fails with a plain compare-and-swap instead.
+    ///
+    /// [`try_lock`](Self::try_lock) avoids `pthread_mutex_trylock` because glibc's leaves a
+    /// mutex that is *not recoverable* owned by the caller (see there). A mutex becomes not
+    /// recoverable only when a holder that got [`LockOutcome::OwnerDied`] unlocks it without
+    /// [`consistent`](Self::consistent); use this method on mutexes whose every locker calls
+    /// `consistent` before anything else (a holder killed before that leaves the mutex "owner
+    /// died" again, through the kernel's robust list, not unrecoverable). If
+    /// `pthread_mutex_trylock` reports `ENOTRECOVERABLE` all the same (a peer scribbled over the
+    /// segment), this method gives the lock word back the way glibc's own unlock would (clears
+    /// it if it names the calling thread, and wakes its sleepers; `pthread_mutex_unlock` must
+    /// not be called, since the mutex is not on the thread's robust list), so the other
+    /// processes keep getting the error instead of hanging.
+    ///
+    /// Elsewhere (musl) this is [`try_lock`](Self::try_lock), which already is
+    /// `pthread_mutex_trylock`.
+    ///
+    /// # Errors
+    /// As [`try_lock`](Self::try_lock).
+    ///
+    /// # References
+    /// - [POSIX `pthread_mutex_trylock`]
+    /// - [Linux `pthread_mutex_trylock(3p)`]
+    ///
+    /// [POSIX `pthread_mutex_trylock`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/pthread_mutex_trylock.html
+    /// [Linux `pthread_mutex_trylock(3p)`]: https://man7.org/linux/man-pages/man3/pthread_mutex_trylock.3p.html
+    #[doc(alias = "pthread_mutex_trylock")]
+    #[inline]
+    pub fn try_lock_quiet(&self) -> Result<Option<LockOutcome>> {
+        #[cfg(multiproc_glibc)]
+        {
+            // SAFETY: `raw()` is an initialised mutex (type invariant).
+            match unsafe { libc::pthread_mutex_trylock(self.raw()) } {
+                0 => Ok(Some(LockOutcome::Acquired)),
+                libc::EBUSY => Ok(None),
+                libc::EOWNERDEAD => Ok(Some(LockOutcome::OwnerDied)),
+                libc::ENOTRECOVERABLE => {
+                    self.release_unrecoverable();
+                    Err(Errno::NOTRECOVERABLE)
+                }
+                e => Err(Errno::from_raw_os_error(e)),
+            }
+        }
+        #[cfg(not(multiproc_glibc))]
+        {
+            self.try_lock()
+        }
+    }
+
+    /// Whether the mutex looks held: a hint read without locking, for the "test" of test and
+    /// test-and-set (the lock attempt that follows decides). `None` where the libc's layout is
+    /// not known (only glibc's is; see the `glibc` layout notes in this file).
+    ///
+    /// On glibc this reads the owner field of the lock word, which turns free exactly when the
+    /// holder's unlock is done, so a spinner that tries only when this says `Some(false)` tries
+    /// exactly when a `trylock` can succeed. A holder that died leaves its thread id out of the
+    /// word (the kernel sets "owner died" instead), so the mutex then looks free and the lock
+    /// attempt reports [`LockOutcome::OwnerDied`]. A relaxed load: no system call, no write.
+    #[inline]
+    #[must_use]
+    pub fn looks_locked(&self) -> Option<bool> {
+        #[cfg(multiproc_glibc)]
+        {
+            Some(self.lock_word().load(Ordering::Relaxed) & glibc::TID_MASK != 0)
+        }
+        #[cfg(not(multiproc_glibc))]
+        {
+            None
+        }
+    }
+
+    /// glibc's lock word (see the `glibc` layout notes in this file).
+    #[cfg(multiproc_glibc)]
+    #[inline]
+    fn lock_word(&self) -> &AtomicU32 {
+        // SAFETY: `self.inner` is an `UnsafeCell<pthread_mutex_t>` (the whole of this
+        // `repr(C)` type), initialised (type invariant), and glibc keeps its `int` lock word at
+        // `LOCK_WORD_OFFSET`, in bounds and aligned for an `AtomicU32` (asserted above); the
+        // `UnsafeCell` makes shared mutation through it sound, it lives as long as `&self`, and
+        // every access to that word (glibc's, the kernel's, ours) is atomic.
+        unsafe {
+            AtomicU32::from_ptr(self.raw().cast::<u8>().add(glibc::LOCK_WORD_OFFSET).cast::<u32>())
+        }
+    }
+
+    /// After glibc's `pthread_mutex_trylock` returned `ENOTRECOVERABLE` (see
+    /// [`try_lock_quiet`](Self::try_lock_quiet)): if the lock word still names the calling
+    /// thread, clears it and wakes its sleepers, as glibc's unlock of a robust mutex does.
+    #[cfg(multiproc_glibc)]
+    #[cold]
+    fn release_unrecoverable(&self) {
+        let word = self.lock_word();
+        let me = crate::fork::gettid().as_raw_nonzero().get() as u32;
+        let mut old = word.load(Ordering::Relaxed);
+        while old & glibc::TID_MASK == me {
+            match word.compare_exchange(old, 0, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    if old & glibc::WAITERS != 0 {
+                        let _ = crate::futex::futex_wake_all(word);
+                    }
+                    return;
+                }
+                Err(now) => old = now,
+            }
+        }
+    }
+
     /// `pthread_mutex_consistent(self)` — marks the state protected by the mutex as repaired
     /// after [`LockOutcome::OwnerDied`].
     ///
@@ -470,6 +617,36 @@ mod tests {
         unsafe { RobustMutex::init(slot.as_mut_ptr()) }.unwrap();
         // SAFETY: initialised just above.
         unsafe { slot.assume_init_ref() }
+    }
+
+    #[test]
+    fn quiet_trylock_takes_a_free_mutex_and_reports_a_busy_or_own_one() {
+        let m = new_mutex();
+        assert_eq!(m.try_lock_quiet(), Ok(Some(LockOutcome::Acquired)));
+        // glibc: the owner's relock is EDEADLK; musl: busy.
+        assert!(matches!(m.try_lock_quiet(), Err(Errno::DEADLK) | Ok(None)));
+        let (held_tx, held_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            held_tx.send(m.try_lock_quiet()).unwrap();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(held_rx.recv().unwrap(), Ok(None));
+        m.unlock().unwrap();
+    }
+
+    #[cfg(multiproc_glibc)]
+    #[test]
+    fn glibc_lock_word_names_the_holder() {
+        let m = new_mutex();
+        assert_eq!(m.looks_locked(), Some(false));
+        assert_eq!(m.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
+        assert_eq!(m.looks_locked(), Some(true));
+        let me = crate::fork::gettid().as_raw_nonzero().get() as u32;
+        assert_eq!(m.lock_word().load(Ordering::Relaxed) & glibc::TID_MASK, me);
+        m.unlock().unwrap();
+        assert_eq!(m.looks_locked(), Some(false));
+        assert_eq!(m.lock_word().load(Ordering::Relaxed), 0);
     }
 
     #[test]
