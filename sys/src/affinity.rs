@@ -81,6 +81,7 @@ pub struct CpuSet {
 
 static_assertions::const_assert_eq!(MAX_CPUS % WORD_BITS, 0);
 static_assertions::assert_eq_size!(CpuSet, [u8; MAX_CPUS / 8]);
+static_assertions::assert_impl_all!(CpuSet: ShmSafe);
 static_assertions::const_assert_eq!(core::mem::align_of::<CpuSet>(), core::mem::align_of::<Word>());
 // Strictly larger than libc's mask: the point of the type.
 static_assertions::const_assert!(

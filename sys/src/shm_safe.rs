@@ -326,7 +326,6 @@ static_assertions::assert_impl_all!(u8: ShmSafe);
 static_assertions::assert_impl_all!(i128: ShmSafe);
 static_assertions::assert_impl_all!(f64: ShmSafe);
 static_assertions::assert_impl_all!([[u32; 4]; 8]: ShmSafe);
-static_assertions::assert_impl_all!(crate::affinity::CpuSet: ShmSafe);
 static_assertions::assert_not_impl_any!(bool: ShmSafe);
 static_assertions::assert_not_impl_any!(char: ShmSafe);
 static_assertions::assert_not_impl_any!([bool; 4]: ShmSafe);
