@@ -34,8 +34,6 @@ pub(super) struct Globals {
     pub(super) self_info: AtomicPtr<SelfInfo>,
     /// Counter for default names (`Process-N`), one per process as in Python.
     pub(super) name_counter: AtomicUsize,
-    /// This process's id once known, `0` before (see [`my_pid`]).
-    pub(super) pid: AtomicI32,
     /// Spin lock guarding `registry` (an atomic word, not a `Mutex`, so a forked child can
     /// reset it without touching a lock another thread may hold).
     pub(super) registry_lock: AtomicU32,
@@ -51,7 +49,6 @@ unsafe impl Sync for Globals {}
 pub(super) static GLOBALS: Globals = Globals {
     self_info: AtomicPtr::new(std::ptr::null_mut()),
     name_counter: AtomicUsize::new(0),
-    pid: AtomicI32::new(0),
     registry_lock: AtomicU32::new(0),
     registry: std::cell::UnsafeCell::new(None),
 };
@@ -159,39 +156,10 @@ pub(super) fn reset_after_fork(info: &SelfInfo) {
 }
 
 /// The calling process's id, cached: `getpid` is a system call, and every method checks that
-/// it runs in the handle's creator.
-///
-/// The cache is cleared in every forked child by a `pthread_atfork` child handler (registered
-/// before the first caching), so a child forked by anyone through libc's `fork` re-reads it.
+/// it runs in the handle's creator. The crate's one fork detection
+/// ([`current_pid`](sysfork::current_pid)) keeps it right in every forked child.
 pub(super) fn my_pid() -> Pid {
-    let cached = GLOBALS.pid.load(Ordering::Relaxed);
-    if cached > 0
-        && let Some(pid) = Pid::from_raw(cached)
-    {
-        return pid;
-    }
-    static ATFORK: std::sync::Once = std::sync::Once::new();
-    ATFORK.call_once(|| {
-        extern "C" fn forget_pid() {
-            GLOBALS.pid.store(0, Ordering::Relaxed);
-        }
-        // SAFETY: registers a handler that only does an atomic store (async-signal-safe, as
-        // a handler running in a freshly forked child must be). If registration fails (ENOMEM)
-        // nothing is cached below.
-        let ok = unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) } == 0;
-        if !ok {
-            GLOBALS.pid.store(-1, Ordering::Relaxed);
-        }
-    });
-    let pid = sysfork::getpid();
-    // -1 marks "cannot cache" (registration failed): keep asking the kernel.
-    let _ = GLOBALS.pid.compare_exchange(
-        0,
-        pid.as_raw_nonzero().get(),
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    pid
+    sysfork::current_pid()
 }
 
 pub(super) fn self_info() -> Option<&'static SelfInfo> {

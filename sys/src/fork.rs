@@ -181,6 +181,67 @@ pub fn getpid() -> Pid {
     rustix::process::getpid()
 }
 
+/// The calling process's id, cached: the one fork detection of the crate.
+///
+/// The pid is kept in a private page mapped with `MADV_WIPEONFORK`, which the kernel zero-fills
+/// in every child however it was made (libc `fork`, `_Fork`, `vfork`, a raw `clone`), so a child
+/// never sees its parent's value: it finds zero, asks the kernel once, and caches its own. No
+/// `pthread_atfork` handler is involved. Costs one atomic load after the first call; where the
+/// kernel lacks `MADV_WIPEONFORK` (Linux < 4.14) it is a `getpid` system call every time.
+///
+/// Async-signal-safe once the page exists (the first call maps it: call it once before forking
+/// from a multithreaded process, as the crate does).
+#[must_use]
+pub fn current_pid() -> Pid {
+    use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+    let page = PID_PAGE.load(Acquire);
+    // SAFETY: a non-null pointer is a page mapped read-write for the life of the process (never
+    // unmapped; a child inherits it zero-filled) holding an `AtomicI32`, valid when zeroed.
+    let word = match unsafe { page.as_ref() } {
+        Some(word) => word,
+        None => match map_pid_page() {
+            Some(word) => word,
+            None => return getpid(),
+        },
+    };
+    if let Some(pid) = Pid::from_raw(word.load(Relaxed)) {
+        return pid;
+    }
+    let pid = getpid();
+    word.store(pid.as_raw_nonzero().get(), Release);
+    pid
+}
+
+/// The page behind [`current_pid`]; null until first use.
+static PID_PAGE: core::sync::atomic::AtomicPtr<core::sync::atomic::AtomicI32> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+#[cold]
+fn map_pid_page() -> Option<&'static core::sync::atomic::AtomicI32> {
+    use core::sync::atomic::Ordering::{Acquire, Release};
+    static UNAVAILABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if UNAVAILABLE.load(Acquire) {
+        return None;
+    }
+    let Ok(page) = crate::mmap::WipeOnFork::new(1) else {
+        UNAVAILABLE.store(true, Release);
+        return None;
+    };
+    let ptr = page.as_ptr().cast::<core::sync::atomic::AtomicI32>();
+    match PID_PAGE.compare_exchange(core::ptr::null_mut(), ptr, Release, Acquire) {
+        Ok(_) => {
+            // Kept for the life of the process.
+            core::mem::forget(page);
+            // SAFETY: the page is mapped read-write, page-aligned and zero-filled, and now never
+            // unmapped.
+            Some(unsafe { &*ptr })
+        }
+        // Another thread mapped one first: ours is unmapped on drop.
+        // SAFETY: as above, for the winner's page.
+        Err(winner) => Some(unsafe { &*winner }),
+    }
+}
+
 /// `getppid()` — returns the parent process's id.
 ///
 /// `None` when the parent is outside the caller's PID namespace (the kernel reports 0), as for

@@ -264,3 +264,32 @@ fn close_inherited_closes_the_childs_copy_only() {
     // Closing a number that is not open is harmless.
     unsafe { multiproc_sys::fork::close_inherited(-1) };
 }
+
+/// `current_pid`, the crate's one fork detection: cached in the parent, right (not the parent's)
+/// in a child made by libc's `fork` and in one made by a raw `clone` that runs no atfork handler.
+#[test]
+fn current_pid_is_right_in_every_kind_of_child() {
+    let _w = watchdog(TEST_LIMIT);
+    let me = multiproc_sys::fork::current_pid();
+    assert_eq!(me, getpid());
+    assert_eq!(multiproc_sys::fork::current_pid(), me);
+    let parent = me.as_raw_nonzero().get();
+    let child = fork_child(move || {
+        let mine = multiproc_sys::fork::current_pid();
+        i32::from(mine.as_raw_nonzero().get() == parent || mine != getpid())
+    });
+    assert_eq!(child.wait(TEST_LIMIT), Exit::Code(0));
+    // A raw clone(SIGCHLD): no libc fork handlers run in it.
+    // SAFETY: the child only makes raw system calls and `_exit`s; it shares nothing (a copy of
+    // the address space, as fork makes).
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+    if pid == 0 {
+        let mine = multiproc_sys::fork::current_pid().as_raw_nonzero().get();
+        // SAFETY: a raw system call.
+        let real = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
+        exit_now(i32::from(mine == parent || mine != real));
+    }
+    assert!(pid > 0);
+    let pid = Pid::from_raw(pid as i32).unwrap();
+    assert_eq!(waitpid(pid, true).unwrap(), Some(ExitStatus::Exited(0)));
+}

@@ -124,7 +124,7 @@ impl Shared {
     }
 
     pub(crate) fn is_creator(&self) -> bool {
-        spawn::is_generation(self.creator)
+        spawn::is_creator(self.creator)
     }
 
     /// Tells a driver blocked in `poll` to look at the state again.

@@ -1,13 +1,11 @@
 //! Creating a pool's processes: the shared slot ring, the control socket and the server,
 //! forked here (`fork`) or launched by the start machinery (`spawn`, `forkserver`, which run
-//! [`server_entry`]); and the fork generation that tells a pool's creator from its forked
-//! children.
-#![allow(unsafe_code)] // the `fork` of the server and `pthread_atfork`: see their SAFETY comments.
+//! [`server_entry`]); and telling a pool's creator from its forked children.
+#![allow(unsafe_code)] // the `fork` of the server: see its SAFETY comment.
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex};
 
 use multiproc_sys::fork::{self as sysfork, ForkOutcome};
 use multiproc_sys::pipe as syspipe;
@@ -25,28 +23,6 @@ use crate::start::launch::Launched;
 use super::channel::Control;
 use super::state::{Core, Shared};
 
-/// Incremented in every child forked through libc's `fork` (a `pthread_atfork` handler), so a
-/// pool can tell, without a `getpid` system call per operation, that it is being used in a
-/// forked child of its creator (which it refuses: the child would write into the parent's
-/// channels).
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn bump_fork_generation() {
-    // Async-signal-safe: one atomic add.
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The calling process's fork generation, registering the handler on first use.
-pub(super) fn fork_generation() -> u64 {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // SAFETY: the handler is a plain `extern "C" fn` that only does an atomic add, which is
-        // allowed in a forked child; registering it has no other effect.
-        unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
-    });
-    FORK_GENERATION.load(Ordering::Relaxed)
-}
-
 /// Creates the shared segment, the control socket and the fork server, and asks the server for
 /// the workers. Returns at once: the workers start while the caller goes on.
 pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shared>, PoolError> {
@@ -61,7 +37,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
     )?;
     let cfg = Arc::new(cfg);
     let parent = sysfork::getpid();
-    let generation = fork_generation();
+    let creator = sysfork::current_pid();
 
     let server_proc = if method != StartMethod::Fork {
         let payload = config::encode_launch(&cfg, parent);
@@ -112,13 +88,14 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
         wake,
         cfg,
         slots,
-        creator: generation,
+        creator,
         server,
         server_proc,
     }))
 }
 
-/// Whether the calling process is the one whose fork generation is `creator` (no `getpid`).
-pub(super) fn is_generation(creator: u64) -> bool {
-    FORK_GENERATION.load(Ordering::Relaxed) == creator
+/// Whether the calling process is `creator` (cached: no `getpid`; see
+/// [`current_pid`](sysfork::current_pid), the crate's one fork detection).
+pub(super) fn is_creator(creator: multiproc_sys::Pid) -> bool {
+    sysfork::current_pid() == creator
 }

@@ -286,8 +286,8 @@ pub(crate) struct Shared {
     pub(super) wake: OwnedFd,
     pub(crate) cfg: Arc<Config>,
     pub(super) slots: Slots,
-    /// The fork generation of the creating process (see `spawn::fork_generation`).
-    pub(super) creator: u64,
+    /// The creating process: a pool is used only there (see `spawn::is_creator`).
+    pub(super) creator: Pid,
     pub(crate) server: Pid,
     /// The server process: a direct child (`fork`, `spawn`) or a child of the fork server.
     pub(super) server_proc: Launched,
