@@ -281,7 +281,8 @@ fn pool_survives_hostile_tasks_and_worker_kills_with_one_outcome_each() {
     assert_eq!(t.hangs, 0, "results not in within {HANG:?}");
     assert!(t.collateral <= t.ext_kills, "{} tasks lost to {} kills", t.collateral, t.ext_kills);
     assert!(t.ok > 0 && t.panicked > 0 && t.lost > 0);
-    assert_eq!(fds_after, fds_before, "fd leak");
+    // A leak is a descriptor more; the test harness may close one of its own meanwhile.
+    assert!(fds_after <= fds_before, "fd leak: {fds_before} -> {fds_after}");
 }
 
 #[test]
@@ -357,7 +358,8 @@ fn executor_survives_hostile_tasks_and_worker_kills_with_one_outcome_each() {
     assert_eq!(t.hangs, 0, "results not in within {HANG:?}");
     assert!(t.collateral <= t.ext_kills, "{} tasks lost to {} kills", t.collateral, t.ext_kills);
     assert!(t.ok > 0 && t.panicked > 0 && t.lost > 0);
-    assert_eq!(fds_after, fds_before, "fd leak");
+    // A leak is a descriptor more; the test harness may close one of its own meanwhile.
+    assert!(fds_after <= fds_before, "fd leak: {fds_before} -> {fds_after}");
 }
 
 fn slow(x: u64) -> u64 {
@@ -413,7 +415,8 @@ fn a_killed_fork_server_resolves_every_pending_task() {
     );
     assert_eq!(done + broken + lost, rounds * 100);
     assert!(broken > 0);
-    assert_eq!(fds_after, fds_before, "fd leak");
+    // A leak is a descriptor more; the test harness may close one of its own meanwhile.
+    assert!(fds_after <= fds_before, "fd leak: {fds_before} -> {fds_after}");
 }
 
 fn square(x: u64) -> u64 {
