@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 std::thread::sleep(Duration::from_millis(100 * i));
                 let me = current_process().name;
                 println!("{me} arrives ({} already waiting)", bar.n_waiting());
-                match bar.wait(Some(Duration::from_secs(1))) {
+                match bar.wait_timeout(Duration::from_secs(1)) {
                     Ok(index) => println!(
                         "{me} goes on at {:.1?}: arrival index {index} in its group of three",
                         start.elapsed()
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for w in &workers {
-        w.join(None)?;
+        w.join()?;
     }
     println!("Without a timeout, as in the Python program, the last two would wait forever.");
     print!("broken() = {}", bar.broken());

@@ -29,7 +29,7 @@ fn stage_2(cond: &Condition, done: &RawValue<u32>, waiting: &RawValue<u32>) {
     // Python's `cond.wait()` would miss a notify that came before it started waiting (the
     // tutorial sleeps a second to make that unlikely) and may wake spuriously. `wait_for`
     // checks the flag that stage 1 sets, under the lock, before and after each wait.
-    cond.wait_for(|| done.load() == 1, None).expect("wait");
+    cond.wait_for(|| done.load() == 1).expect("wait");
     println!("{name} running");
 }
 
@@ -60,9 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (cond, done) = (condition.clone(), done.clone());
         ProcessBuilder::new().name("s1").spawn(move || stage_1(&cond, &done))?
     };
-    s1.join(None)?;
+    s1.join()?;
     for c in &s2_clients {
-        c.join(None)?;
+        c.join()?;
     }
     Ok(())
 }

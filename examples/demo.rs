@@ -57,11 +57,11 @@ fn headline() -> Result<(), Box<dyn std::error::Error>> {
         let lo = i * chunk + 1;
         let hi = if i == WORKERS - 1 { N } else { (i + 1) * chunk };
         let p = ProcessBuilder::new().name(format!("summer-{i}")).cpu(cpu).spawn(move || {
-            start_gun.wait(None); // every worker starts at the same moment
+            start_gun.wait(); // every worker starts at the same moment
             let t = Instant::now();
             let sum = sum_range(lo, hi);
             let cpu_now = multiproc::sys::affinity::sched_getcpu().unwrap_or(cpu) as u64;
-            results.put((i, cpu_now, sum, t.elapsed()), None).expect("queue put");
+            results.put((i, cpu_now, sum, t.elapsed())).expect("queue put");
         })?;
         workers.push(p);
     }
@@ -69,13 +69,13 @@ fn headline() -> Result<(), Box<dyn std::error::Error>> {
     start_gun.set();
     let mut total = 0u64;
     for _ in 0..WORKERS {
-        let (i, cpu, sum, took) = results.get(Some(Duration::from_secs(60)))?;
+        let (i, cpu, sum, took) = results.get_timeout(Duration::from_secs(60))?;
         println!("   worker {i} on CPU {cpu}:     {sum:>16} in {took:>9.2?}");
         total += sum;
     }
     let parallel = start.elapsed();
     for w in &workers {
-        w.join(None)?;
+        w.join()?;
     }
     println!(
         "   {WORKERS} processes, {cpus} CPUs:  {total} in {parallel:>9.2?}  speed-up {:.2}x {}",
@@ -96,7 +96,7 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| {
             let (racy, gate) = (racy.clone(), gate.clone());
             Process::new(move || {
-                gate.wait(None);
+                gate.wait();
                 for _ in 0..50_000 {
                     let v = racy.load(); // read ...
                     std::hint::spin_loop();
@@ -110,7 +110,7 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     }
     gate.set();
     for c in &children {
-        c.join(None)?;
+        c.join()?;
     }
     println!(
         "   10 x 50 000 unlocked increments of a RawValue: {} (updates were lost)",
@@ -133,7 +133,7 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
         c.start()?;
     }
     for c in &children {
-        c.join(None)?;
+        c.join()?;
     }
     println!("   10 x 50 locked increments of a Value:         {}", counter.load()?);
 
@@ -149,10 +149,10 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     holder.start()?;
-    held.wait(None);
+    held.wait();
     holder.kill()?;
-    let _ = holder.join(None);
-    match lock.lock_timeout(Some(Duration::from_secs(5))) {
+    let _ = holder.join();
+    match lock.lock_timeout(Duration::from_secs(5)) {
         Err(AcquireError::OwnerDied(_guard)) => {
             println!(
                 "   Lock holder killed (exit code {:?}): next acquire reports OwnerDied, lock still works",
@@ -183,7 +183,7 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
         c.start()?;
     }
     for c in &children {
-        c.join(None)?;
+        c.join()?;
     }
     println!("   Semaphore(2), 5 processes: at most {} inside at once", most.load());
 
@@ -192,13 +192,13 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     let children = (0..3)
         .map(|_| {
             let barrier = barrier.clone();
-            Process::new(move || barrier.wait(None).expect("barrier") as u64)
+            Process::new(move || barrier.wait().expect("barrier") as u64)
         })
         .collect::<Vec<_>>();
     for c in &children {
         c.start()?;
     }
-    let mut indices = children.iter().map(|c| c.join(None)).collect::<Result<Vec<_>, _>>()?;
+    let mut indices = children.iter().map(|c| c.join()).collect::<Result<Vec<_>, _>>()?;
     indices.sort();
     println!("   Barrier(3): arrival indices {indices:?}");
 
@@ -211,7 +211,7 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     child.start()?;
     here.send("parent")?;
     let reply: String = here.recv()?;
-    child.join(None)?;
+    child.join()?;
     println!("   Pipe: sent \"parent\", child replied {reply:?}");
 
     // Exit codes, as Python reports them: 1 after a panic (with its message), -9 after SIGKILL.
@@ -220,13 +220,13 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     std::io::Write::flush(&mut std::io::stdout())?;
     let panicker = Process::new(|| -> u32 { panic!("something went wrong in the child") });
     panicker.start()?;
-    if let Err(JoinError::Panicked(msg)) = panicker.join(None) {
+    if let Err(JoinError::Panicked(msg)) = panicker.join() {
         println!("   a panicking child: exit code {:?}, message {msg:?}", panicker.exitcode());
     }
     let sleeper = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
     sleeper.start()?;
     sleeper.kill()?;
-    let _ = sleeper.join(None);
+    let _ = sleeper.join();
     println!("   a killed child: exit code {:?}", sleeper.exitcode());
     Ok(())
 }

@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p.start()?;
     }
     for p in &procs {
-        p.join(None)?; // each child's Duration comes back through join
+        p.join()?; // each child's Duration comes back through join
     }
     let parallel = start.elapsed();
     println!(

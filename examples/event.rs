@@ -13,9 +13,9 @@ use multiproc::{Event, ProcessBuilder};
 /// Python: `wait_for_event(e)`: blocks until the event is set.
 fn wait_for_event(e: &Event, start: Instant) {
     println!("wait_for_event: starting");
-    let woken = e.wait(None);
+    e.wait();
     println!(
-        "wait_for_event: wait() returned {woken} after {:.1?}, e.is_set() -> {}",
+        "wait_for_event: wait() returned after {:.1?}, e.is_set() -> {}",
         start.elapsed(),
         e.is_set()
     );
@@ -24,7 +24,7 @@ fn wait_for_event(e: &Event, start: Instant) {
 /// Python: `wait_for_event_timeout(e, t)`: gives up after `t`.
 fn wait_for_event_timeout(e: &Event, t: Duration, start: Instant) {
     println!("wait_for_event_timeout: starting");
-    let woken = e.wait(Some(t));
+    let woken = e.wait_timeout(t);
     println!(
         "wait_for_event_timeout: wait({t:?}) returned {woken} after {:.1?}, e.is_set() -> {}",
         start.elapsed(),
@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::thread::sleep(Duration::from_millis(1500));
     e.set();
     println!("main: event is set (after {:.1?})", start.elapsed());
-    w1.join(None)?;
-    w2.join(None)?;
+    w1.join()?;
+    w2.join()?;
     Ok(())
 }

@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0..5).map(|x| pool.submit(return_after_a_while, x)).collect::<Result<Vec<_>, _>>()?;
     println!("1: submitted 5 calls, in the order 0, 1, 2, 3, 4");
     for f in as_completed(&futures, None) {
-        println!("  at {:.1} s: {}", start.elapsed().as_secs_f64(), f?.result(None)?);
+        println!("  at {:.1} s: {}", start.elapsed().as_secs_f64(), f?.result()?);
     }
     println!("2: all done");
     pool.shutdown(true, false)?; // Python: the end of `with ProcessPoolExecutor() as pool:`

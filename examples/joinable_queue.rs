@@ -12,7 +12,7 @@ use multiproc::{JoinableQueue, ProcessBuilder};
 /// Python: `while True: res = q.get(); print(...); q.task_done()`.
 fn consumer(q: JoinableQueue<String>) {
     loop {
-        let res = q.get(None).expect("get");
+        let res = q.get().expect("get");
         println!("  consumer got {res}");
         std::thread::sleep(Duration::from_millis(50)); // processing takes a moment
         q.task_done().expect("task_done");
@@ -24,10 +24,10 @@ fn producer(seq: impl Iterator<Item = String>, q: &JoinableQueue<String>) {
     for item in seq {
         std::thread::sleep(Duration::from_millis(100)); // Python: time.sleep(1)
         println!("producer made {item}");
-        q.put(item, None).expect("put");
+        q.put(item).expect("put");
     }
     let t = Instant::now();
-    q.join(None).expect("join");
+    q.join().expect("join");
     println!(
         "producer: join() returned after {:.0?}: all items processed ({} unfinished)",
         t.elapsed(),
@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("main: done; the consumer is still waiting in get(): alive = {}", c.is_alive());
     // Python terminates daemon children at exit; dropping `c` would kill it too. Explicitly:
     c.terminate()?;
-    let _ = c.join(None); // Err(Signaled): it had no value to return
+    let _ = c.join(); // Err(Signaled): it had no value to return
     println!("main: terminated the daemon consumer (exit code {:?})", c.exitcode());
     Ok(())
 }

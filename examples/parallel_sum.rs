@@ -49,12 +49,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Python: psutil.Process().cpu_affinity([cpu_id]) in the child; here the builder pins
         // the child before the closure runs.
         let p = ProcessBuilder::new().cpu(cpu_id).spawn(move || {
-            start_event.wait(None); // wait for the start signal from the main process
+            start_event.wait(); // wait for the start signal from the main process
             let start_time = Instant::now();
             let subtotal = sum_range(lo, hi);
             let took = start_time.elapsed();
             let ran_on = sched_getcpu().unwrap_or(cpu_id) as u64;
-            result_queue.put((subtotal, ran_on, took), None).expect("put");
+            result_queue.put((subtotal, ran_on, took)).expect("put");
         })?;
         processes.push(p);
     }
@@ -62,11 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     start_event.set(); // every worker starts now
     for p in &processes {
-        p.join(None)?;
+        p.join()?;
     }
     let mut total = 0;
     for _ in 0..PROCESSES {
-        let (subtotal, cpu_id, took) = result_queue.get(Some(Duration::from_secs(10)))?;
+        let (subtotal, cpu_id, took) = result_queue.get_timeout(Duration::from_secs(10))?;
         total += subtotal;
         println!("Process on CPU {cpu_id} took: {:.3} seconds", took.as_secs_f64());
     }

@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pong = Process::new(|| sub_task("Pong"));
     ping.start()?;
     pong.start()?;
-    let (a, b) = (ping.join(None)?, pong.join(None)?);
+    let (a, b) = (ping.join()?, pong.join()?);
     println!();
     println!("Ping's process counted to {a}, Pong's to {b}: each had its own copy of COUNTER.");
     println!("The parent's COUNTER is still {}.", COUNTER.load(Ordering::Relaxed));

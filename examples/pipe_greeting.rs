@@ -19,6 +19,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let greeting: String = parent_end.recv()?;
     println!("parent got: {greeting}");
     parent_end.send("nice to meet you, child")?;
-    child.join(None)?;
+    child.join()?;
     Ok(())
 }

@@ -36,8 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let results = (1..=5).map(|i| p.apply_async(task, i)).collect::<Result<Vec<_>, _>>()?;
     p.close()?; // no more tasks
     println!("waiting for the tasks...");
-    p.join(None)?; // runs the submitted tasks to completion
-    let busy: Duration = results.iter().map(|r| r.get(None)).sum::<Result<_, _>>()?;
+    p.join()?; // runs the submitted tasks to completion
+    let busy: Duration = results.iter().map(|r| r.get()).sum::<Result<_, _>>()?;
     println!("-----------------------------------");
     println!(
         "all tasks done in {:.2} s ({:.2} s of sleeping spread over 4 workers); main process {}",

@@ -13,7 +13,7 @@ fn write(q: Queue<char>) {
     println!("Process to write: {}", std::process::id());
     for (i, value) in ['A', 'B', 'C'].into_iter().enumerate() {
         println!("Put {value} to queue...");
-        q.put(value, None).expect("put");
+        q.put(value).expect("put");
         // Python sleeps `random.random()` seconds; a fixed, shorter pause keeps this quick.
         std::thread::sleep(Duration::from_millis(100 + 97 * i as u64));
     }
@@ -24,7 +24,7 @@ fn read(q: Queue<char>, start: Instant) -> usize {
     println!("Process to read: {}", std::process::id());
     let mut got = 0;
     loop {
-        match q.get(None) {
+        match q.get() {
             Ok(value) => {
                 got += 1;
                 println!("Get {value} from queue. ({:.0?} after the start)", start.elapsed());
@@ -49,13 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     pw.start()?;
     pr.start()?;
-    pw.join(None)?; // wait for the writer to finish
+    pw.join()?; // wait for the writer to finish
 
     // Python's reader loops forever, so the tutorial ends it with `pr.terminate()`, which may
     // kill it before it has printed the last letter. Closing the queue instead lets the reader
     // take what is left, then see `GetError::Closed` and return.
     q.close();
-    let got = pr.join(None)?;
+    let got = pr.join()?;
     println!("The reader got {got} letters and ended by itself (exit code {:?}).", pr.exitcode());
     Ok(())
 }

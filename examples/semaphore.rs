@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         u.start()?;
     }
     for u in &users {
-        u.join(None)?;
+        u.join()?;
     }
     println!(
         "At most {} of the 5 processes were inside at once; value now {}.",

@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         move || f(&num, &arr)
     });
     p.start()?;
-    p.join(None)?;
+    p.join()?;
 
     // The child wrote into shared memory, so the parent's handles see its writes (a plain
     // variable would have changed only in the child's copy; see the ping_pong example).

@@ -22,7 +22,7 @@ fn run_all(body: impl Fn() + Clone + Send + 'static) -> Result<(), Box<dyn std::
         .map(|_| {
             let (gun, body) = (gun.clone(), body.clone());
             Process::new(move || {
-                gun.wait(None);
+                gun.wait();
                 body();
             })
         })
@@ -32,7 +32,7 @@ fn run_all(body: impl Fn() + Clone + Send + 'static) -> Result<(), Box<dyn std::
     }
     gun.set();
     for c in &children {
-        c.join(None)?;
+        c.join()?;
     }
     Ok(())
 }

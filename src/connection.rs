@@ -15,7 +15,7 @@
 //! let greeting: String = parent_end.recv()?;
 //! assert_eq!(greeting, "hello from the child");
 //! parent_end.send(&"hi!".to_string())?;
-//! assert_eq!(p.join(None)?, 3);
+//! assert_eq!(p.join()?, 3);
 //! # Ok(())
 //! # }
 //! ```
@@ -129,7 +129,7 @@ const GROW_AHEAD: usize = 1 << 20;
 /// let (a, b) = pipe(true)?;
 /// a.send_bytes(b"a long message")?;
 /// // Python: OSError('bad message length'); here the message is skipped and `b` stays usable.
-/// match b.recv_bytes(Some(4)) {
+/// match b.recv_bytes_max(4) {
 ///     Err(ConnectionError::TooLong { len, max }) => assert_eq!((len, max), (14, 4)),
 ///     other => panic!("unexpected {other:?}"),
 /// }
@@ -295,13 +295,13 @@ enum Kind {
 /// // Python: reader, writer = Pipe(duplex=False)
 /// let (reader, writer) = pipe(false)?;
 /// writer.send(&("job", 42u32))?; // Python: writer.send(("job", 42))
-/// assert!(reader.poll(Some(Duration::ZERO))?);
+/// assert!(reader.poll_timeout(Duration::ZERO)?);
 /// let (name, n): (String, u32) = reader.recv()?;
 /// assert_eq!((name.as_str(), n), ("job", 42));
 ///
 /// writer.send_bytes(b"raw bytes")?;
-/// assert_eq!(reader.recv_bytes(None)?, b"raw bytes");
-/// assert!(!reader.poll(Some(Duration::from_millis(1)))?); // nothing left
+/// assert_eq!(reader.recv_bytes()?, b"raw bytes");
+/// assert!(!reader.poll_timeout(Duration::from_millis(1))?); // nothing left
 /// // Python: OSError('connection is read-only')
 /// assert!(matches!(reader.send(&1u8), Err(ConnectionError::ReadOnly)));
 /// # Ok(())
@@ -417,11 +417,20 @@ impl Connection {
         self.send_bytes(&buf[offset..end])
     }
 
-    /// Receives one whole message as bytes. Blocks until it has arrived.
-    ///
-    /// With `maxlength`, a longer message is skipped and reported as
-    /// [`ConnectionError::TooLong`]; the connection stays usable.
-    pub fn recv_bytes(&self, maxlength: Option<usize>) -> Result<Vec<u8>, ConnectionError> {
+    /// Receives one whole message as bytes (Python's `recv_bytes()`). Blocks until it has
+    /// arrived.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, ConnectionError> {
+        self.recv_bytes_within(None)
+    }
+
+    /// As [`recv_bytes`](Self::recv_bytes), refusing a message longer than `maxlength` bytes
+    /// (Python's `recv_bytes(maxlength)`): it is skipped and reported as
+    /// [`ConnectionError::TooLong`], and the connection stays usable.
+    pub fn recv_bytes_max(&self, maxlength: usize) -> Result<Vec<u8>, ConnectionError> {
+        self.recv_bytes_within(Some(maxlength))
+    }
+
+    fn recv_bytes_within(&self, maxlength: Option<usize>) -> Result<Vec<u8>, ConnectionError> {
         self.check_readable()?;
         let start = self.read_frame_start()?;
         if let Some(max) = maxlength
@@ -468,14 +477,20 @@ impl Connection {
         Ok(len)
     }
 
-    /// Whether a message (or end-of-file) is ready to be received, waiting at most `timeout`:
-    /// `Some(ZERO)` checks without blocking (Python's `poll()`), `None` waits forever.
+    /// Whether a message (or end-of-file) is ready to be received right now, without blocking
+    /// (Python's `poll()`, whose timeout defaults to 0).
     ///
     /// Never consumes anything. A `true` may mean only the first bytes of a message have
     /// arrived; `recv` then waits for the rest.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
+    pub fn poll(&self) -> Result<bool, ConnectionError> {
+        self.poll_timeout(Duration::ZERO)
+    }
+
+    /// As [`poll`](Self::poll), waiting at most `timeout` for a message (Python's
+    /// `poll(timeout)`; `Duration::MAX` waits as long as needed, Python's `poll(None)`).
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, ConnectionError> {
         self.check_readable()?;
-        Ok(syspipe::wait_readable(self.fd.as_fd(), Deadline::after(timeout))?)
+        Ok(syspipe::wait_readable(self.fd.as_fd(), Deadline::after(Some(timeout)))?)
     }
 
     /// Closes this end (Python's `close`). Dropping the connection does the same; `close`

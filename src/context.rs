@@ -42,7 +42,7 @@
 //! assert_eq!(ctx.start_method(), StartMethod::Forkserver);
 //! let p = ctx.process(square, 7);
 //! p.start()?;
-//! assert_eq!(p.join(None)?, 49);
+//! assert_eq!(p.join()?, 49);
 //! let pool = ctx.pool(2)?;
 //! assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
 //! # Ok(())

@@ -55,7 +55,7 @@ fn generations_stay_in_lockstep_over_1000_rounds() {
         let round = |i: usize| unsafe { page.get::<AtomicU32>(4 + 4 * i) };
         for r in 0..ROUNDS {
             round(me).store(r, Ordering::SeqCst);
-            let index = match barrier.wait(None) {
+            let index = match barrier.wait() {
                 Ok(i) if i < PARTIES => i,
                 _ => return 1,
             };
@@ -102,9 +102,9 @@ fn barrier_of_one_returns_zero_at_once_and_runs_the_action_each_time() {
     .unwrap();
     let start = Instant::now();
     for _ in 0..10 {
-        assert_eq!(b.wait(Some(Duration::ZERO)).unwrap(), 0);
+        assert_eq!(b.wait_timeout(Duration::ZERO).unwrap(), 0);
     }
-    assert_eq!(b.wait(None).unwrap(), 0);
+    assert_eq!(b.wait().unwrap(), 0);
     assert!(start.elapsed() < Duration::from_secs(1));
     assert_eq!(runs.load(Ordering::SeqCst), 11);
     assert_eq!(b.parties(), 1);
@@ -123,17 +123,17 @@ fn a_timeout_breaks_the_barrier_for_everyone() {
     let _w = watchdog(TEST_LIMIT);
     let b = Barrier::new(3).unwrap();
     let bc = b.clone();
-    let child = fork_child(move || code(bc.wait(None)));
+    let child = fork_child(move || code(bc.wait()));
     wait_for_waiters(&b, 1);
     let t = Duration::from_millis(100);
     let start = Instant::now();
-    assert!(matches!(b.wait(Some(t)), Err(BarrierError::Timeout)));
+    assert!(matches!(b.wait_timeout(t), Err(BarrierError::Timeout)));
     assert!(start.elapsed() >= t, "timed out early: {:?}", start.elapsed());
     assert_eq!(child.wait(Duration::from_secs(10)), BROKEN);
     assert!(b.broken());
     assert_eq!(b.n_waiting(), 0);
     // Later callers too, until reset.
-    assert!(matches!(b.wait(None), Err(BarrierError::Broken)));
+    assert!(matches!(b.wait(), Err(BarrierError::Broken)));
     b.reset().unwrap();
     assert!(!b.broken());
 }
@@ -142,18 +142,18 @@ fn a_timeout_breaks_the_barrier_for_everyone() {
 fn a_zero_timeout_breaks_the_barrier_at_once() {
     let b = Barrier::new(2).unwrap();
     let start = Instant::now();
-    assert!(matches!(b.wait(Some(Duration::ZERO)), Err(BarrierError::Timeout)));
+    assert!(matches!(b.wait_timeout(Duration::ZERO), Err(BarrierError::Timeout)));
     assert!(start.elapsed() < Duration::from_secs(1));
     assert!(b.broken());
-    assert!(matches!(b.wait(Some(Duration::ZERO)), Err(BarrierError::Broken)));
+    assert!(matches!(b.wait_timeout(Duration::ZERO), Err(BarrierError::Broken)));
 }
 
 #[test]
 fn the_default_timeout_applies_when_wait_gets_none() {
-    let b = Barrier::builder(2).timeout(Some(Duration::from_millis(30))).build().unwrap();
+    let b = Barrier::builder(2).timeout(Duration::from_millis(30)).build().unwrap();
     assert_eq!(b.timeout(), Some(Duration::from_millis(30)));
     let start = Instant::now();
-    assert!(matches!(b.wait(None), Err(BarrierError::Timeout)));
+    assert!(matches!(b.wait(), Err(BarrierError::Timeout)));
     assert!(start.elapsed() >= Duration::from_millis(30));
     assert!(b.broken());
 }
@@ -163,18 +163,18 @@ fn abort_breaks_waiters_and_later_callers_until_reset() {
     let _w = watchdog(TEST_LIMIT);
     let b = Barrier::new(2).unwrap();
     let bc = b.clone();
-    let child = fork_child(move || code(bc.wait(None)));
+    let child = fork_child(move || code(bc.wait()));
     wait_for_waiters(&b, 1);
     b.abort().unwrap();
     assert_eq!(child.wait(Duration::from_secs(10)), BROKEN);
     assert!(b.broken());
-    assert!(matches!(b.wait(None), Err(BarrierError::Broken)));
+    assert!(matches!(b.wait(), Err(BarrierError::Broken)));
 
     b.reset().unwrap();
     assert!(!b.broken());
     let bc = b.clone();
-    let child = fork_child(move || code(bc.wait(Some(Duration::from_secs(20)))));
-    let mine = b.wait(Some(Duration::from_secs(20))).unwrap();
+    let child = fork_child(move || code(bc.wait_timeout(Duration::from_secs(20))));
+    let mine = b.wait_timeout(Duration::from_secs(20)).unwrap();
     let Exit::Code(theirs) = child.wait(Duration::from_secs(10)) else { panic!("child killed") };
     let mut both = [mine as i32, theirs];
     both.sort();
@@ -188,7 +188,7 @@ fn reset_fails_the_waiters_and_leaves_an_empty_unbroken_barrier() {
     let children: Vec<_> = (0..2)
         .map(|_| {
             let bc = b.clone();
-            fork_child(move || code(bc.wait(None)))
+            fork_child(move || code(bc.wait()))
         })
         .collect();
     wait_for_waiters(&b, 2);
@@ -204,10 +204,10 @@ fn reset_fails_the_waiters_and_leaves_an_empty_unbroken_barrier() {
         let children: Vec<_> = (0..2)
             .map(|_| {
                 let bc = b.clone();
-                fork_child(move || code(bc.wait(Some(Duration::from_secs(20)))))
+                fork_child(move || code(bc.wait_timeout(Duration::from_secs(20))))
             })
             .collect();
-        let mut seen = vec![b.wait(Some(Duration::from_secs(20))).unwrap() as i32];
+        let mut seen = vec![b.wait_timeout(Duration::from_secs(20)).unwrap() as i32];
         for c in children {
             let Exit::Code(i) = c.wait(Duration::from_secs(10)) else { panic!("child killed") };
             seen.push(i);
@@ -223,10 +223,10 @@ fn a_party_killed_inside_wait_breaks_the_barrier_promptly() {
     for reap in [false, true] {
         let b = Barrier::new(3).unwrap();
         let bc = b.clone();
-        let mut victim = fork_child(move || code(bc.wait(None)));
+        let mut victim = fork_child(move || code(bc.wait()));
         wait_for_waiters(&b, 1);
         let bc = b.clone();
-        let survivor = fork_child(move || code(bc.wait(None)));
+        let survivor = fork_child(move || code(bc.wait()));
         wait_for_waiters(&b, 2);
 
         let start = Instant::now();
@@ -242,16 +242,16 @@ fn a_party_killed_inside_wait_breaks_the_barrier_promptly() {
         eprintln!("killed party noticed after {took:?}");
         assert!(took < Duration::from_secs(3), "broken only after {took:?}");
         assert!(b.broken());
-        assert!(matches!(b.wait(None), Err(BarrierError::Broken)));
+        assert!(matches!(b.wait(), Err(BarrierError::Broken)));
         drop(victim);
 
         // Reset makes it usable again, without the dead party.
         b.reset().unwrap();
         let bc = b.clone();
-        let c1 = fork_child(move || code(bc.wait(Some(Duration::from_secs(20)))));
+        let c1 = fork_child(move || code(bc.wait_timeout(Duration::from_secs(20))));
         let bc = b.clone();
-        let c2 = fork_child(move || code(bc.wait(Some(Duration::from_secs(20)))));
-        let mine = b.wait(Some(Duration::from_secs(20))).unwrap();
+        let c2 = fork_child(move || code(bc.wait_timeout(Duration::from_secs(20))));
+        let mine = b.wait_timeout(Duration::from_secs(20)).unwrap();
         assert!(mine < 3);
         for c in [c1, c2] {
             assert!(matches!(c.wait(Duration::from_secs(10)), Exit::Code(0..=2)));
@@ -265,7 +265,7 @@ fn a_panicking_action_breaks_the_barrier_and_panics_only_in_its_party() {
     let b = Barrier::with_action(3, || panic!("action failed")).unwrap();
     // 0: Ok, 1: Broken, 2: the action's panic, 3: anything else.
     let party = |b: Barrier| -> u8 {
-        match catch_unwind(AssertUnwindSafe(|| b.wait(Some(Duration::from_secs(20))))) {
+        match catch_unwind(AssertUnwindSafe(|| b.wait_timeout(Duration::from_secs(20)))) {
             Ok(Ok(_)) => 0,
             Ok(Err(BarrierError::Broken)) => 1,
             Err(_) => 2,
@@ -283,7 +283,7 @@ fn a_panicking_action_breaks_the_barrier_and_panics_only_in_its_party() {
     }
     let mut outcomes = vec![party(b.clone())];
     for p in &procs {
-        outcomes.push(p.join(Some(Duration::from_secs(20))).unwrap());
+        outcomes.push(p.join_timeout(Duration::from_secs(20)).unwrap());
     }
     outcomes.sort();
     assert_eq!(outcomes, [1, 1, 2], "one party panics, the others see a broken barrier");
@@ -296,12 +296,12 @@ fn n_waiting_counts_the_parties_of_the_current_cycle() {
     let b = Barrier::new(3).unwrap();
     assert_eq!(b.n_waiting(), 0);
     let bc = b.clone();
-    let c1 = fork_child(move || code(bc.wait(Some(Duration::from_secs(20)))));
+    let c1 = fork_child(move || code(bc.wait_timeout(Duration::from_secs(20))));
     wait_for_waiters(&b, 1);
     let bc = b.clone();
-    let c2 = fork_child(move || code(bc.wait(Some(Duration::from_secs(20)))));
+    let c2 = fork_child(move || code(bc.wait_timeout(Duration::from_secs(20))));
     wait_for_waiters(&b, 2);
-    assert_eq!(b.wait(None).unwrap(), 2, "the last to arrive gets parties - 1");
+    assert_eq!(b.wait().unwrap(), 2, "the last to arrive gets parties - 1");
     assert_eq!(c1.wait(Duration::from_secs(10)), Exit::Code(0));
     assert_eq!(c2.wait(Duration::from_secs(10)), Exit::Code(1));
     assert!(eventually(Duration::from_secs(10), || b.n_waiting() == 0));
@@ -317,13 +317,13 @@ fn a_party_that_dies_running_the_action_breaks_the_barrier() {
     let waiters: Vec<_> = (1..=2)
         .map(|n| {
             let bc = b.clone();
-            let c = fork_child(move || code(bc.wait(None)));
+            let c = fork_child(move || code(bc.wait()));
             wait_for_waiters(&b, n);
             c
         })
         .collect();
     let bc = b.clone();
-    let last = fork_child(move || code(bc.wait(None)));
+    let last = fork_child(move || code(bc.wait()));
     assert_eq!(last.wait(Duration::from_secs(10)), Exit::Code(7));
     for c in waiters {
         assert_eq!(c.wait(Duration::from_secs(10)), BROKEN);
@@ -346,7 +346,7 @@ fn threads_of_one_process_can_be_parties_too() {
             std::thread::spawn(move || {
                 let mut sum = 0;
                 for _ in 0..200 {
-                    sum += b.wait(Some(Duration::from_secs(20))).unwrap();
+                    sum += b.wait_timeout(Duration::from_secs(20)).unwrap();
                 }
                 sum
             })

@@ -813,7 +813,7 @@ fn a_serde_struct_crosses_a_pipe_to_a_child_and_back() {
         assert_eq!(got, sent);
     }
     parent_end.send(&Serde(None::<Job>)).unwrap();
-    let Serde(last) = child.join(None).unwrap();
+    let Serde(last) = child.join().unwrap();
     assert_eq!(last, Shape::Poly { points: vec![(50, 0)], closed: true });
     // A message that is not a `Job` is a decode error on the receiving side.
     let (a, b) = pipe(true).unwrap();

@@ -30,7 +30,7 @@ fn waiter(cond: &Condition, registered: &RawValue<u32>, woken: &RawValue<u32>) -
     let p = Process::new(move || {
         let _g = cond.lock().expect("lock");
         registered.fetch_add(1);
-        let r = cond.wait(None).expect("wait");
+        let r = cond.wait_timeout(TEST_LIMIT).expect("wait");
         woken.fetch_add(1);
         r
     });
@@ -49,7 +49,7 @@ fn tutorial_stage_1_notify_all_wakes_the_stage_2_processes() {
             let p = ProcessBuilder::new().name(format!("stage_2[{i}]")).target(move || -> bool {
                 let _g = cond.lock().expect("lock");
                 registered.fetch_add(1);
-                cond.wait(None).expect("wait")
+                cond.wait_timeout(TEST_LIMIT).expect("wait")
             });
             p.start().unwrap();
             p
@@ -66,9 +66,9 @@ fn tutorial_stage_1_notify_all_wakes_the_stage_2_processes() {
         })
     };
     s1.start().unwrap();
-    s1.join(None).unwrap();
+    s1.join().unwrap();
     for c in &stage_2 {
-        assert!(c.join(None).unwrap());
+        assert!(c.join().unwrap());
     }
 }
 
@@ -97,7 +97,7 @@ fn notify_1_wakes_exactly_one_of_two_sleeping_waiters() {
         cond.notify(1).unwrap();
     }
     for w in &waiters {
-        assert!(w.join(None).unwrap());
+        assert!(w.join().unwrap());
     }
     assert_eq!(woken.load(), 2);
 }
@@ -115,7 +115,7 @@ fn notify_all_and_notify_n_above_the_waiter_count_wake_everyone() {
         cond.notify_all().unwrap();
     }
     for w in &first {
-        assert!(w.join(None).unwrap());
+        assert!(w.join().unwrap());
     }
 
     let second: Vec<_> = (0..2).map(|_| waiter(&cond, &registered, &woken)).collect();
@@ -125,7 +125,7 @@ fn notify_all_and_notify_n_above_the_waiter_count_wake_everyone() {
         cond.notify(10).unwrap();
     }
     for w in &second {
-        assert!(w.join(None).unwrap());
+        assert!(w.join().unwrap());
     }
     // Sleepers minus woken = 0.
     assert_eq!(woken.load(), registered.load());
@@ -144,8 +144,8 @@ fn notify_with_nobody_waiting_is_a_no_op() {
 #[test]
 fn wait_and_notify_without_the_lock_are_errors() {
     let cond = Condition::new().unwrap();
-    assert!(matches!(cond.wait(None), Err(WaitError::NotOwner)));
-    assert!(matches!(cond.wait_for(|| true, None), Err(WaitError::NotOwner)));
+    assert!(matches!(cond.wait(), Err(WaitError::NotOwner)));
+    assert!(matches!(cond.wait_for(|| true), Err(WaitError::NotOwner)));
     assert!(matches!(cond.notify(1), Err(NotifyError::NotOwner)));
     assert!(matches!(cond.notify_all(), Err(NotifyError::NotOwner)));
     assert_eq!(WaitError::NotOwner.to_string(), "must acquire() condition before using wait()");
@@ -156,7 +156,7 @@ fn wait_and_notify_without_the_lock_are_errors() {
     let other = cond.clone();
     let (wait, notify) = std::thread::spawn(move || {
         (
-            matches!(other.wait(Some(Duration::ZERO)), Err(WaitError::NotOwner)),
+            matches!(other.wait_timeout(Duration::ZERO), Err(WaitError::NotOwner)),
             matches!(other.notify(1), Err(NotifyError::NotOwner)),
         )
     })
@@ -169,9 +169,9 @@ fn wait_and_notify_without_the_lock_are_errors() {
 fn acquire_and_release_delegate_to_the_lock() {
     let rlock = RLock::new().unwrap();
     let cond = Condition::with_lock(rlock.clone()).unwrap();
-    assert!(cond.acquire(None).unwrap());
-    assert!(cond.acquire(Some(Duration::ZERO)).unwrap());
-    assert!(!cond.wait(Some(Duration::ZERO)).unwrap());
+    cond.acquire().unwrap();
+    assert!(cond.acquire_timeout(Duration::ZERO).unwrap());
+    assert!(!cond.wait_timeout(Duration::ZERO).unwrap());
     cond.release().unwrap();
     rlock.release().unwrap(); // the same lock
     assert!(matches!(cond.release(), Err(ReleaseError::NotHeld)));
@@ -188,11 +188,11 @@ fn a_timed_wait_returns_false_and_is_never_early() {
     let _w = watchdog(TEST_LIMIT);
     for cond in [Condition::new().unwrap(), Condition::with_lock(Lock::new().unwrap()).unwrap()] {
         let _g = cond.lock().unwrap();
-        assert!(!cond.wait(Some(Duration::ZERO)).unwrap());
+        assert!(!cond.wait_timeout(Duration::ZERO).unwrap());
         for ms in [1u64, 30] {
             let t = Duration::from_millis(ms);
             let start = Instant::now();
-            assert!(!cond.wait(Some(t)).unwrap());
+            assert!(!cond.wait_timeout(t).unwrap());
             assert!(start.elapsed() >= t, "wait({t:?}) returned after {:?}", start.elapsed());
         }
     }
@@ -206,12 +206,12 @@ fn wait_for_checks_first_and_returns_the_last_predicate_value_after_the_timeout(
 
     let mut calls = 0;
     assert!(
-        cond.wait_for(
+        cond.wait_for_timeout(
             || {
                 calls += 1;
                 true
             },
-            Some(Duration::ZERO)
+            Duration::ZERO
         )
         .unwrap()
     );
@@ -222,12 +222,12 @@ fn wait_for_checks_first_and_returns_the_last_predicate_value_after_the_timeout(
     let start = Instant::now();
     assert!(
         !cond
-            .wait_for(
+            .wait_for_timeout(
                 || {
                     calls += 1;
                     false
                 },
-                Some(t)
+                t
             )
             .unwrap()
     );
@@ -260,19 +260,19 @@ fn wait_for_timeout_covers_the_whole_call_despite_wakeups() {
         let _g = cond.lock().unwrap();
         assert!(
             !cond
-                .wait_for(
+                .wait_for_timeout(
                     || {
                         checks += 1;
                         false
                     },
-                    Some(t)
+                    t
                 )
                 .unwrap()
         );
     }
     let elapsed = start.elapsed();
     stop.store(1);
-    assert!(notifier.join(None).unwrap() > 0);
+    assert!(notifier.join().unwrap() > 0);
     assert!(elapsed >= t);
     assert!(elapsed < Duration::from_secs(10), "the timeout restarted on each wake-up");
 }
@@ -285,10 +285,10 @@ fn wait_releases_an_rlock_fully_and_restores_its_depth() {
     let waiter = {
         let (cond, registered) = (cond.clone(), registered.clone());
         Process::new(move || {
-            assert!(cond.acquire(None).expect("acquire"));
+            cond.acquire().expect("acquire");
             let _g = cond.lock().expect("lock"); // depth 2
             registered.store(1);
-            let woken = cond.wait(None).expect("wait");
+            let woken = cond.wait_timeout(TEST_LIMIT).expect("wait");
             // Depth 2 again: the acquire()d level, then the guard's.
             cond.release().expect("release");
             let third = matches!(cond.release(), Err(ReleaseError::NotOwner));
@@ -299,10 +299,10 @@ fn wait_releases_an_rlock_fully_and_restores_its_depth() {
     assert!(eventually(TEST_LIMIT, || registered.load() == 1));
     {
         // Another process takes the lock while the waiter was nested two deep.
-        let _g = cond.lock_timeout(Some(TEST_LIMIT)).unwrap();
+        let _g = cond.lock_timeout(TEST_LIMIT).unwrap();
         cond.notify(1).unwrap();
     }
-    assert_eq!(waiter.join(None).unwrap(), (true, true));
+    assert_eq!(waiter.join().unwrap(), (true, true));
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn a_waiter_killed_inside_wait_blocks_no_later_notify_or_wait() {
         let pid = victim.pid().unwrap();
         assert!(eventually(TEST_LIMIT, || asleep_in_futex(pid)), "round {round}");
         victim.kill().unwrap();
-        assert!(victim.join(None).is_err());
+        assert!(victim.join().is_err());
 
         let survivor = waiter(&cond, &registered, &woken);
         let pid = survivor.pid().unwrap();
@@ -327,10 +327,10 @@ fn a_waiter_killed_inside_wait_blocks_no_later_notify_or_wait() {
             // Timed waits still honour their timeout.
             let t = Duration::from_millis(5);
             let start = Instant::now();
-            assert!(!cond.wait(Some(t)).unwrap());
+            assert!(!cond.wait_timeout(t).unwrap());
             assert!(start.elapsed() >= t);
         }
-        assert!(survivor.join(None).unwrap(), "round {round}");
+        assert!(survivor.join().unwrap(), "round {round}");
     }
     assert_eq!(woken.load(), 5);
 }
@@ -346,7 +346,7 @@ fn a_holder_killed_while_a_waiter_sleeps_hands_the_waiter_owner_died() {
         Process::new(move || {
             let _g = cond.lock().expect("lock");
             registered.store(1);
-            let r = matches!(cond.wait(None), Err(WaitError::OwnerDied));
+            let r = matches!(cond.wait(), Err(WaitError::OwnerDied));
             // The lock is held again and works.
             cond.notify_all().expect("held after OwnerDied");
             r
@@ -369,8 +369,8 @@ fn a_holder_killed_while_a_waiter_sleeps_hands_the_waiter_owner_died() {
     holder.start().unwrap();
     assert!(eventually(TEST_LIMIT, || holding.load() == 1));
     holder.kill().unwrap();
-    assert!(waiter.join(None).unwrap());
-    let _ = holder.join(None);
+    assert!(waiter.join().unwrap());
+    let _ = holder.join();
     drop(cond.lock().unwrap());
 }
 
@@ -380,7 +380,7 @@ fn waiting_on_a_lock_held_by_a_value_guard_is_refused() {
     let cond = Condition::with_lock(lock.clone()).unwrap();
     let value = Value::with_lock(7u32, lock).unwrap();
     let g = value.lock().unwrap();
-    assert!(matches!(cond.wait(Some(Duration::ZERO)), Err(WaitError::LockedForData)));
+    assert!(matches!(cond.wait_timeout(Duration::ZERO), Err(WaitError::LockedForData)));
     // Notify is fine: it releases nothing.
     cond.notify_all().unwrap();
     assert_eq!(*g, 7);

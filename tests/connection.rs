@@ -133,7 +133,7 @@ fn send_and_recv_several_types_in_process() {
     // And the other direction.
     b.send(&3.25f32).unwrap();
     assert_eq!(a.recv::<f32>().unwrap(), 3.25);
-    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!a.poll_timeout(Duration::ZERO).unwrap());
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn send_and_recv_across_processes_both_ways() {
         assert_eq!((text, n), (format!("MSG {i}"), i));
     }
     parent_end.send("stop").unwrap();
-    assert_eq!(p.join(None).unwrap(), 1000);
+    assert_eq!(p.join().unwrap(), 1000);
     assert_eof(parent_end.recv::<String>());
 }
 
@@ -177,11 +177,11 @@ fn many_messages_of_varied_sizes_arrive_in_order() {
         });
         p.start().unwrap();
         for i in 0..5000usize {
-            let got = rx.recv_bytes(None).unwrap();
+            let got = rx.recv_bytes().unwrap();
             assert_eq!(got, pattern(i % 3000, i as u64), "message {i} (duplex {duplex})");
         }
-        p.join(None).unwrap();
-        assert_eof(rx.recv_bytes(None));
+        p.join().unwrap();
+        assert_eof(rx.recv_bytes());
     }
 }
 
@@ -210,11 +210,11 @@ fn send_bytes_and_recv_bytes() {
         tx.send_bytes_range(b"0123456789", 7, None).unwrap();
         tx.send_bytes_range(b"0123456789", 10, None).unwrap(); // empty, legal
         tx.send_bytes_range(b"0123456789", 4, Some(0)).unwrap(); // empty, legal
-        assert_eq!(rx.recv_bytes(None).unwrap(), b"hello");
-        assert_eq!(rx.recv_bytes(None).unwrap(), b"234");
-        assert_eq!(rx.recv_bytes(None).unwrap(), b"789");
-        assert_eq!(rx.recv_bytes(None).unwrap(), b"");
-        assert_eq!(rx.recv_bytes(None).unwrap(), b"");
+        assert_eq!(rx.recv_bytes().unwrap(), b"hello");
+        assert_eq!(rx.recv_bytes().unwrap(), b"234");
+        assert_eq!(rx.recv_bytes().unwrap(), b"789");
+        assert_eq!(rx.recv_bytes().unwrap(), b"");
+        assert_eq!(rx.recv_bytes().unwrap(), b"");
         // Python's argument checks.
         assert!(matches!(
             tx.send_bytes_range(b"abc", 4, None),
@@ -229,7 +229,7 @@ fn send_bytes_and_recv_bytes() {
             Err(ConnectionError::InvalidArgument("buffer length < offset + size"))
         ));
         // Nothing was sent by the failed calls.
-        assert!(!rx.poll(Some(Duration::ZERO)).unwrap());
+        assert!(!rx.poll_timeout(Duration::ZERO).unwrap());
     }
 }
 
@@ -238,15 +238,15 @@ fn empty_messages_are_separate_messages_and_make_poll_true() {
     let _s = serial();
     let _w = common::watchdog(common::TEST_LIMIT);
     let (a, b) = pipe(true).unwrap();
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.poll_timeout(Duration::ZERO).unwrap());
     a.send_bytes(b"").unwrap();
-    assert!(b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(b.poll_timeout(Duration::ZERO).unwrap());
     a.send_bytes(&[]).unwrap();
     a.send_bytes(b"x").unwrap();
-    assert_eq!(b.recv_bytes(None).unwrap(), b"");
-    assert_eq!(b.recv_bytes(Some(0)).unwrap(), b"");
-    assert_eq!(b.recv_bytes(None).unwrap(), b"x");
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+    assert_eq!(b.recv_bytes_max(0).unwrap(), b"");
+    assert_eq!(b.recv_bytes().unwrap(), b"x");
+    assert!(!b.poll_timeout(Duration::ZERO).unwrap());
     // Into a zero-length buffer, at offset == len.
     a.send_bytes(b"").unwrap();
     let mut buf = [0u8; 4];
@@ -261,13 +261,13 @@ fn recv_bytes_too_long_is_skipped_and_the_next_message_arrives() {
     a.send_bytes(&[7u8; 100]).unwrap();
     a.send_bytes(b"next").unwrap();
     a.send_bytes(&[9u8; 100_000]).unwrap(); // fits in the socket buffer: no reader needed yet
-    match b.recv_bytes(Some(99)) {
+    match b.recv_bytes_max(99) {
         Err(ConnectionError::TooLong { len: 100, max: 99 }) => {}
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(b.recv_bytes(Some(4)).unwrap(), b"next", "exactly maxlength is fine");
-    assert!(matches!(b.recv_bytes(Some(1000)), Err(ConnectionError::TooLong { len: 100_000, .. })));
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap(), "the long message was skipped whole");
+    assert_eq!(b.recv_bytes_max(4).unwrap(), b"next", "exactly maxlength is fine");
+    assert!(matches!(b.recv_bytes_max(1000), Err(ConnectionError::TooLong { len: 100_000, .. })));
+    assert!(!b.poll_timeout(Duration::ZERO).unwrap(), "the long message was skipped whole");
     a.send(&5u8).unwrap();
     assert_eq!(b.recv::<u8>().unwrap(), 5);
 }
@@ -291,7 +291,7 @@ fn recv_bytes_into_with_offset_too_short_and_offset_too_large() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(&buf, b"..abc.....", "a too-short buffer is not written");
-    assert_eq!(b.recv_bytes(None).unwrap(), b"after");
+    assert_eq!(b.recv_bytes().unwrap(), b"after");
 
     // Exactly fits.
     a.send_bytes(b"0123456789").unwrap();
@@ -304,8 +304,8 @@ fn recv_bytes_into_with_offset_too_short_and_offset_too_large() {
         b.recv_bytes_into(&mut buf, 11),
         Err(ConnectionError::InvalidArgument("offset too large"))
     ));
-    assert!(b.poll(Some(Duration::ZERO)).unwrap());
-    assert_eq!(b.recv_bytes(None).unwrap(), b"queued");
+    assert!(b.poll_timeout(Duration::ZERO).unwrap());
+    assert_eq!(b.recv_bytes().unwrap(), b"queued");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,25 +317,25 @@ fn poll_zero_is_false_then_true_and_never_consumes() {
     let _s = serial();
     let _w = common::watchdog(common::TEST_LIMIT);
     let (a, b) = pipe(true).unwrap();
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.poll_timeout(Duration::ZERO).unwrap());
     for timeout in [Duration::from_millis(1), Duration::from_millis(50)] {
         let t = Instant::now();
-        assert!(!b.poll(Some(timeout)).unwrap());
+        assert!(!b.poll_timeout(timeout).unwrap());
         assert!(t.elapsed() >= timeout, "poll({timeout:?}) returned early: {:?}", t.elapsed());
     }
     a.send(&1u8).unwrap();
-    assert!(b.poll(Some(Duration::ZERO)).unwrap());
-    assert!(b.poll(Some(Duration::ZERO)).unwrap(), "poll consumed the message");
-    assert!(b.poll(None).unwrap());
+    assert!(b.poll_timeout(Duration::ZERO).unwrap());
+    assert!(b.poll_timeout(Duration::ZERO).unwrap(), "poll consumed the message");
+    assert!(b.poll_timeout(Duration::MAX).unwrap());
     assert_eq!(b.recv::<u8>().unwrap(), 1);
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.poll_timeout(Duration::ZERO).unwrap());
 
     // Only part of a frame: poll may say true, but it must not eat those bytes.
     let frame = wire_frame(b"xyz");
     raw_write(&a, &frame[..5]);
-    let _ = b.poll(Some(Duration::ZERO)).unwrap();
+    let _ = b.poll_timeout(Duration::ZERO).unwrap();
     raw_write(&a, &frame[5..]);
-    assert_eq!(b.recv_bytes(None).unwrap(), b"xyz");
+    assert_eq!(b.recv_bytes().unwrap(), b"xyz");
 }
 
 #[test]
@@ -349,11 +349,11 @@ fn poll_wakes_when_a_child_sends() {
         b.send("late").unwrap();
     });
     p.start().unwrap();
-    assert!(!a.poll(Some(Duration::from_millis(20))).unwrap());
+    assert!(!a.poll_timeout(Duration::from_millis(20)).unwrap());
     a.send(&0u8).unwrap();
-    assert!(a.poll(Some(Duration::from_secs(20))).unwrap());
+    assert!(a.poll_timeout(Duration::from_secs(20)).unwrap());
     assert_eq!(a.recv::<String>().unwrap(), "late");
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 #[test]
@@ -364,19 +364,19 @@ fn recv_after_the_peer_closed_is_eof_and_poll_says_true() {
         let (rx, tx) = pipe(duplex).unwrap();
         tx.send_bytes(b"last").unwrap();
         drop(tx);
-        assert!(rx.poll(Some(Duration::ZERO)).unwrap());
-        assert_eq!(rx.recv_bytes(None).unwrap(), b"last", "queued data comes first");
-        assert!(rx.poll(Some(Duration::ZERO)).unwrap(), "EOF makes poll true");
-        assert!(rx.poll(None).unwrap());
-        assert_eof(rx.recv_bytes(None));
+        assert!(rx.poll_timeout(Duration::ZERO).unwrap());
+        assert_eq!(rx.recv_bytes().unwrap(), b"last", "queued data comes first");
+        assert!(rx.poll_timeout(Duration::ZERO).unwrap(), "EOF makes poll true");
+        assert!(rx.poll_timeout(Duration::MAX).unwrap());
+        assert_eof(rx.recv_bytes());
         assert_eof(rx.recv::<u32>());
         assert_eof(rx.recv_bytes_into(&mut [0u8; 8], 0));
-        assert_eof(rx.recv_bytes(None)); // again
+        assert_eof(rx.recv_bytes()); // again
     }
     // Through `close` too.
     let (a, b) = pipe(true).unwrap();
     a.close().unwrap();
-    assert_eof(b.recv_bytes(None));
+    assert_eof(b.recv_bytes());
 }
 
 #[test]
@@ -389,8 +389,8 @@ fn recv_after_a_peer_that_left_our_message_unread_is_eof() {
     a.send("never read").unwrap();
     let p = Process::new(move || drop(b));
     p.start().unwrap();
-    p.join(None).unwrap();
-    assert!(a.poll(Some(Duration::ZERO)).unwrap());
+    p.join().unwrap();
+    assert!(a.poll_timeout(Duration::ZERO).unwrap());
     assert_eof(a.recv::<String>());
     assert_eof(a.recv::<String>());
     assert!(matches!(a.send("more"), Err(ConnectionError::BrokenPipe)));
@@ -416,7 +416,7 @@ fn send_to_a_dead_reader(duplex: bool, len: usize) -> (String, bool) {
         (format!("{r:?}"), pending)
     });
     p.start().unwrap();
-    match p.join(None) {
+    match p.join() {
         Ok(v) => v,
         Err(JoinError::Signaled(sig)) => panic!("the child was killed by signal {sig}"),
         Err(e) => panic!("{e}"),
@@ -454,7 +454,7 @@ fn a_reader_that_dies_mid_message_gives_the_writer_broken_pipe() {
         p.start().unwrap();
         let r = tx.send_bytes(&vec![3u8; 8 << 20]);
         assert!(matches!(r, Err(ConnectionError::BrokenPipe)), "duplex {duplex}: {r:?}");
-        p.join(None).unwrap();
+        p.join().unwrap();
     }
 }
 
@@ -469,9 +469,9 @@ fn read_only_and_write_only_ends() {
     assert!(matches!(r.send_bytes(b"x"), Err(ConnectionError::ReadOnly)));
     assert!(matches!(r.send_bytes_range(b"x", 0, None), Err(ConnectionError::ReadOnly)));
     assert!(matches!(w.recv::<u8>(), Err(ConnectionError::WriteOnly)));
-    assert!(matches!(w.recv_bytes(None), Err(ConnectionError::WriteOnly)));
+    assert!(matches!(w.recv_bytes(), Err(ConnectionError::WriteOnly)));
     assert!(matches!(w.recv_bytes_into(&mut [0u8; 4], 0), Err(ConnectionError::WriteOnly)));
-    assert!(matches!(w.poll(Some(Duration::ZERO)), Err(ConnectionError::WriteOnly)));
+    assert!(matches!(w.poll_timeout(Duration::ZERO), Err(ConnectionError::WriteOnly)));
     assert_eq!(ConnectionError::ReadOnly.to_string(), "connection is read-only");
     assert_eq!(ConnectionError::WriteOnly.to_string(), "connection is write-only");
     // The ends still work the right way round.
@@ -491,10 +491,10 @@ fn the_wire_format_is_a_length_then_the_payload_padded_to_64_bytes() {
         a.send_bytes(&payload).unwrap();
         let want = wire_frame(&payload);
         assert_eq!(raw_read(&b, want.len()), want, "send_bytes of {len} bytes");
-        assert!(!b.poll(Some(Duration::ZERO)).unwrap(), "more than one frame for {len} bytes");
+        assert!(!b.poll_timeout(Duration::ZERO).unwrap(), "more than one frame for {len} bytes");
         // And a raw frame in that format is read back.
         raw_write(&a, &want);
-        assert_eq!(b.recv_bytes(None).unwrap(), payload);
+        assert_eq!(b.recv_bytes().unwrap(), payload);
     }
     a.send(&7u32).unwrap();
     assert_eq!(raw_read(&b, 64), wire_frame(&7u32.to_le_bytes()));
@@ -502,16 +502,16 @@ fn the_wire_format_is_a_length_then_the_payload_padded_to_64_bytes() {
     let mut two = wire_frame(b"one");
     two.extend_from_slice(&wire_frame(b"two"));
     raw_write(&a, &two);
-    assert_eq!(b.recv_bytes(None).unwrap(), b"one");
-    assert!(b.poll(Some(Duration::ZERO)).unwrap());
-    assert_eq!(b.recv_bytes(None).unwrap(), b"two");
+    assert_eq!(b.recv_bytes().unwrap(), b"one");
+    assert!(b.poll_timeout(Duration::ZERO).unwrap());
+    assert_eq!(b.recv_bytes().unwrap(), b"two");
     // A short frame without its padding, then EOF, is a truncated frame.
     let mut short = 3u64.to_le_bytes().to_vec();
     short.extend_from_slice(b"xyz");
     raw_write(&a, &short);
     drop(a);
     assert!(matches!(
-        b.recv_bytes(None),
+        b.recv_bytes(),
         Err(ConnectionError::Truncated { expected: 64, received: 11 })
     ));
 }
@@ -539,14 +539,14 @@ fn a_peer_killed_mid_frame_is_truncated() {
             0
         });
         drop(tx);
-        match rx.recv_bytes(None) {
+        match rx.recv_bytes() {
             Err(ConnectionError::Truncated { expected, received }) => {
                 assert_eq!(expected, 8 + (1 << 20));
                 assert_eq!(received, 8 + 10);
             }
             other => panic!("duplex {duplex}: unexpected {other:?}"),
         }
-        assert_eof(rx.recv_bytes(None));
+        assert_eof(rx.recv_bytes());
         child.join_ok();
 
         // Mid-header.
@@ -554,7 +554,7 @@ fn a_peer_killed_mid_frame_is_truncated() {
         raw_write(&tx, &[1, 0, 0]);
         drop(tx);
         assert!(matches!(
-            rx.recv_bytes(None),
+            rx.recv_bytes(),
             Err(ConnectionError::Truncated { expected: 8, received: 3 })
         ));
     }
@@ -581,7 +581,7 @@ fn a_hostile_length_prefix_costs_nothing() {
         raw_write(&tx, &claimed.to_le_bytes());
         raw_write(&tx, b"tiny");
         drop(tx);
-        match rx.recv_bytes(None) {
+        match rx.recv_bytes() {
             Err(ConnectionError::Truncated { expected, received }) => {
                 assert_eq!(expected, claimed.saturating_add(8));
                 assert_eq!(received, 12);
@@ -604,7 +604,7 @@ fn a_hostile_length_prefix_costs_nothing() {
         let (rx, tx) = pipe(true).unwrap();
         raw_write(&tx, &claimed.to_le_bytes());
         drop(tx);
-        let r = rx.recv_bytes(Some(1000));
+        let r = rx.recv_bytes_max(1000);
         assert!(
             matches!(r, Err(ConnectionError::TooLong { .. } | ConnectionError::Truncated { .. })),
             "{r:?}"
@@ -636,7 +636,7 @@ fn a_hostile_length_prefix_allocates_only_what_arrives() {
             let rl = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             // SAFETY: valid rlimit pointer.
             assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
-            match rx.recv_bytes(None) {
+            match rx.recv_bytes() {
                 Err(ConnectionError::Truncated { expected, received }) => (expected, received),
                 other => panic!("unexpected {other:?}"),
             }
@@ -645,7 +645,7 @@ fn a_hostile_length_prefix_allocates_only_what_arrives() {
         raw_write(&tx, &claimed.to_le_bytes());
         raw_write(&tx, &vec![0x5au8; 3 << 20]);
         drop(tx);
-        match p.join(None) {
+        match p.join() {
             Ok((expected, received)) => {
                 assert_eq!(expected, claimed + 8);
                 assert_eq!(received, 8 + (3 << 20));
@@ -669,7 +669,7 @@ fn wait_returns_exactly_the_ready_objects() {
     let (gate_rx, gate_tx) = pipe(false).unwrap();
     let finished = Process::new(|| ());
     finished.start().unwrap();
-    finished.join(None).unwrap();
+    finished.join().unwrap();
     let running = doomed(move || {
         let _: u8 = gate_rx.recv().unwrap();
     });
@@ -686,7 +686,7 @@ fn wait_returns_exactly_the_ready_objects() {
     assert_eq!(wait(&objs, Some(Duration::from_secs(20))).unwrap(), vec![0, 2, 3]);
     assert_eq!(wait(&objs, None).unwrap(), vec![0, 2, 3], "wait consumes nothing");
     assert_eq!(a1.recv::<u8>().unwrap(), 1);
-    assert_eq!(r3.recv_bytes(None).unwrap(), b"");
+    assert_eq!(r3.recv_bytes().unwrap(), b"");
     assert_eq!(wait(&objs, Some(Duration::ZERO)).unwrap(), vec![2]);
 
     // A timeout with nothing ready returns an empty list, never early.
@@ -709,7 +709,7 @@ fn wait_returns_exactly_the_ready_objects() {
     gate_tx.send(&0u8).unwrap();
     let only_run: [&dyn AsFd; 2] = [&a1, &s_run];
     assert_eq!(wait(&only_run, Some(Duration::from_secs(20))).unwrap(), vec![1]);
-    running.join(None).unwrap();
+    running.join().unwrap();
     drop((w3, b2));
 }
 
@@ -729,14 +729,14 @@ fn a_64_mib_message_arrives_intact_both_ways() {
         let data = pattern(BIG, 1);
         child_end.send_bytes(&data).unwrap();
         drop(data);
-        let back = child_end.recv_bytes(None).unwrap();
+        let back = child_end.recv_bytes().unwrap();
         let mut into = vec![0u8; BIG + 3];
         let n = child_end.recv_bytes_into(&mut into, 3).unwrap();
         let typed: Vec<u8> = child_end.recv().unwrap();
         (checksum(&back), n, checksum(&into[3..3 + n]), checksum(&typed))
     });
     p.start().unwrap();
-    let got = parent_end.recv_bytes(None).unwrap();
+    let got = parent_end.recv_bytes().unwrap();
     let want = pattern(BIG, 1);
     assert_eq!(checksum(&got), checksum(&want));
     assert!(got == want);
@@ -745,7 +745,7 @@ fn a_64_mib_message_arrives_intact_both_ways() {
     parent_end.send_bytes(&data).unwrap();
     parent_end.send_bytes(&data).unwrap();
     parent_end.send(&data).unwrap();
-    let (back, n, into, typed) = p.join(None).unwrap();
+    let (back, n, into, typed) = p.join().unwrap();
     let sum = checksum(&data);
     assert_eq!((back, n, into, typed), (sum, BIG, sum, sum));
 }
@@ -757,9 +757,9 @@ fn a_64_mib_message_through_a_simplex_pipe() {
     let (rx, tx) = pipe(false).unwrap();
     let p = doomed(move || tx.send_bytes(&pattern(BIG, 3)).unwrap());
     p.start().unwrap();
-    let got = rx.recv_bytes(None).unwrap();
+    let got = rx.recv_bytes().unwrap();
     assert_eq!(checksum(&got), checksum(&pattern(BIG, 3)));
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 #[test]
@@ -780,7 +780,7 @@ fn a_non_blocking_fd_still_reads_whole_messages() {
         });
         p.start().unwrap();
         for i in 0..10u64 {
-            let got = rx.recv_bytes(None).unwrap();
+            let got = rx.recv_bytes().unwrap();
             assert_eq!(got, pattern(300_000 + i as usize, i), "duplex {duplex}, message {i}");
         }
         for i in 10..20u64 {
@@ -788,10 +788,10 @@ fn a_non_blocking_fd_still_reads_whole_messages() {
             let n = rx.recv_bytes_into(&mut buf, 0).unwrap();
             assert_eq!(&buf[..n], &pattern(300_000 + i as usize, i)[..]);
         }
-        assert!(matches!(rx.recv_bytes(Some(10)), Err(ConnectionError::TooLong { .. })));
-        assert_eq!(rx.recv_bytes(None).unwrap(), b"end");
-        p.join(None).unwrap();
-        assert_eof(rx.recv_bytes(None));
+        assert!(matches!(rx.recv_bytes_max(10), Err(ConnectionError::TooLong { .. })));
+        assert_eq!(rx.recv_bytes().unwrap(), b"end");
+        p.join().unwrap();
+        assert_eof(rx.recv_bytes());
     }
 }
 
@@ -805,7 +805,7 @@ fn a_connection_moves_to_another_thread() {
         b.send_bytes(&data).unwrap();
         b.recv::<String>().unwrap()
     });
-    let got = a.recv_bytes(None).unwrap();
+    let got = a.recv_bytes().unwrap();
     assert_eq!(checksum(&got), checksum(&pattern(8 << 20, 9)));
     a.send("thanks").unwrap();
     assert_eq!(t.join().unwrap(), "thanks");

@@ -578,5 +578,5 @@ fn a_derived_type_crosses_a_pipe_to_a_child_and_back() {
     );
     parent_end.send(&Reply::<Batch>::Cancelled).unwrap();
     // The child's return value is a derived type too.
-    assert_eq!(child.join(None).unwrap(), Maybe::Just(Point(3, -1)));
+    assert_eq!(child.join().unwrap(), Maybe::Just(Point(3, -1)));
 }

@@ -25,13 +25,13 @@ fn set_clear_and_is_set() {
     assert!(e.is_set());
     e.set();
     assert!(e.is_set());
-    assert!(e.wait(None));
-    assert!(e.wait(Some(Duration::ZERO)));
+    e.wait();
+    assert!(e.wait_timeout(Duration::ZERO));
     e.clear();
     assert!(!e.is_set());
     e.clear();
     assert!(!e.is_set());
-    assert!(!e.wait(Some(Duration::ZERO)));
+    assert!(!e.wait_timeout(Duration::ZERO));
     // Clones are the same event.
     let c = e.clone();
     c.set();
@@ -45,7 +45,7 @@ fn a_timed_wait_returns_false_and_is_never_early() {
     for ms in [1u64, 10, 50] {
         let t = Duration::from_millis(ms);
         let start = Instant::now();
-        assert!(!e.wait(Some(t)));
+        assert!(!e.wait_timeout(t));
         assert!(start.elapsed() >= t, "wait({t:?}) returned after {:?}", start.elapsed());
     }
 }
@@ -69,7 +69,7 @@ fn start_gun_for_8_pinned_processes() {
                 .cpu(allowed[(i as usize) % allowed.len()])
                 .spawn(move || {
                     waiting.fetch_add(1);
-                    let ok = start_event.wait(None);
+                    let ok = start_event.wait_timeout(Duration::from_secs(60));
                     // Nobody got through before the gun.
                     let gun_fired = fired.load() == 1;
                     let pinned = multiproc::sys::affinity::sched_getaffinity(None)
@@ -87,7 +87,7 @@ fn start_gun_for_8_pinned_processes() {
     start_event.set();
     let mut total = 0;
     for w in &workers {
-        let (ok, sum) = w.join(None).unwrap();
+        let (ok, sum) = w.join().unwrap();
         assert!(ok);
         total += sum;
     }
@@ -103,7 +103,7 @@ fn a_waiter_in_another_process_wakes_on_set() {
         let (e, ready) = (e.clone(), ready.clone());
         fork_child(move || {
             ready.store(1);
-            if e.wait(Some(TEST_LIMIT)) { 0 } else { 1 }
+            if e.wait_timeout(TEST_LIMIT) { 0 } else { 1 }
         })
     };
     assert!(eventually(TEST_LIMIT, || ready.load() == 1));
@@ -118,7 +118,7 @@ fn a_set_then_clear_pulse_still_wakes_every_sleeping_waiter() {
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let e = e.clone();
-            let p = Process::new(move || e.wait(Some(TEST_LIMIT)));
+            let p = Process::new(move || e.wait_timeout(TEST_LIMIT));
             p.start().unwrap();
             p
         })
@@ -129,7 +129,7 @@ fn a_set_then_clear_pulse_still_wakes_every_sleeping_waiter() {
     e.set();
     e.clear();
     for w in &waiters {
-        assert!(w.join(None).unwrap());
+        assert!(w.join().unwrap());
     }
     assert!(!e.is_set());
 }
@@ -141,7 +141,7 @@ fn a_waiter_killed_while_waiting_blocks_nobody() {
     let mut victim = {
         let e = e.clone();
         fork_child(move || {
-            e.wait(None);
+            e.wait();
             0
         })
     };
@@ -149,7 +149,7 @@ fn a_waiter_killed_while_waiting_blocks_nobody() {
     victim.kill_and_reap();
     let survivor = {
         let e = e.clone();
-        fork_child(move || if e.wait(Some(TEST_LIMIT)) { 0 } else { 1 })
+        fork_child(move || if e.wait_timeout(TEST_LIMIT) { 0 } else { 1 })
     };
     e.set();
     survivor.join_ok();

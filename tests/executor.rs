@@ -90,18 +90,18 @@ fn submit_and_result() {
             (0..20).map(|i| ex.submit(square, round * 100 + i).unwrap()).collect();
         for (i, f) in fs.iter().enumerate() {
             let x = round * 100 + i as u64;
-            assert_eq!(f.result(Some(Duration::from_secs(10))).unwrap(), x * x);
-            assert_eq!(f.result(Some(Duration::ZERO)).unwrap(), x * x, "again");
+            assert_eq!(f.result_timeout(Duration::from_secs(10)).unwrap(), x * x);
+            assert_eq!(f.result_timeout(Duration::ZERO).unwrap(), x * x, "again");
             assert!(f.done() && !f.running() && !f.cancelled());
-            assert!(f.exception(None).unwrap().is_none());
+            assert!(f.exception().unwrap().is_none());
         }
     }
     let f = ex.submit(fail_if_odd, 3).unwrap();
-    match f.exception(None).unwrap() {
+    match f.exception().unwrap() {
         Some(PoolError::Panicked(msg)) => assert_eq!(msg, "odd: 3"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(f.result(None), Err(PoolError::Panicked(_))));
+    assert!(matches!(f.result(), Err(PoolError::Panicked(_))));
     let g = f.clone();
     drop(f);
     assert!(g.done());
@@ -118,11 +118,11 @@ fn a_result_wait_times_out_and_the_future_stays_pending() {
     let _open = flags.opener();
     let f = ex.submit(gated, (0, flags.addr(0), 7)).unwrap();
     let t = Instant::now();
-    assert!(matches!(f.result(Some(Duration::from_millis(50))), Err(PoolError::Timeout)));
+    assert!(matches!(f.result_timeout(Duration::from_millis(50)), Err(PoolError::Timeout)));
     assert!(t.elapsed() >= Duration::from_millis(50));
-    assert!(matches!(f.exception(Some(Duration::ZERO)), Err(PoolError::Timeout)));
+    assert!(matches!(f.exception_timeout(Duration::ZERO), Err(PoolError::Timeout)));
     flags.set(0);
-    assert_eq!(f.result(None).unwrap(), 7);
+    assert_eq!(f.result().unwrap(), 7);
 }
 
 #[test]
@@ -147,13 +147,13 @@ fn cancel_works_until_a_worker_starts_the_task() {
         assert!(rest[0].cancel() && rest[2].cancel());
         assert!(rest[0].cancelled() && rest[0].done());
         assert!(rest[0].cancel(), "cancelling twice still says cancelled");
-        assert!(matches!(rest[0].result(None), Err(PoolError::Cancelled)));
-        assert!(matches!(rest[0].exception(None), Err(PoolError::Cancelled)));
+        assert!(matches!(rest[0].result(), Err(PoolError::Cancelled)));
+        assert!(matches!(rest[0].exception(), Err(PoolError::Cancelled)));
         flags.set(0);
-        assert_eq!(first.result(None).unwrap(), 1);
-        assert_eq!(rest[1].result(None).unwrap(), 3);
-        assert_eq!(rest[3].result(None).unwrap(), 5);
-        assert!(matches!(rest[2].result(None), Err(PoolError::Cancelled)));
+        assert_eq!(first.result().unwrap(), 1);
+        assert_eq!(rest[1].result().unwrap(), 3);
+        assert_eq!(rest[3].result().unwrap(), 5);
+        assert!(matches!(rest[2].result(), Err(PoolError::Cancelled)));
         assert!(!rest[1].cancel() && !rest[1].cancelled());
     }
 }
@@ -178,7 +178,7 @@ fn shutdown_with_cancel_futures_cancels_what_has_not_started() {
         let cancelled: Vec<bool> = fs.iter().map(Future::cancelled).collect();
         assert_eq!(cancelled, [false, true, true, true, true]);
         flags.set(0);
-        assert_eq!(fs[0].result(None).unwrap(), 0);
+        assert_eq!(fs[0].result().unwrap(), 0);
         ex.shutdown(true, false).unwrap();
         assert!(ex.worker_pids().is_empty());
     }
@@ -197,12 +197,12 @@ fn done_callbacks_run_in_order_and_at_once_when_done() {
     for i in 0..3 {
         let log = log.clone();
         f.add_done_callback(move |fut: &Future<u64>| {
-            log.lock().unwrap().push((i, fut.result(Some(Duration::ZERO)).unwrap()));
+            log.lock().unwrap().push((i, fut.result_timeout(Duration::ZERO).unwrap()));
         });
     }
     assert!(log.lock().unwrap().is_empty());
     flags.set(0);
-    f.result(None).unwrap();
+    f.result().unwrap();
     assert_eq!(*log.lock().unwrap(), [(0, 11), (1, 11), (2, 11)]);
     let l2 = log.clone();
     f.add_done_callback(move |_| l2.lock().unwrap().push((3, 0)));
@@ -210,7 +210,7 @@ fn done_callbacks_run_in_order_and_at_once_when_done() {
     // A panicking callback does not poison anything.
     let g = ex.submit(square, 2).unwrap();
     g.add_done_callback(|_| panic!("callback panics"));
-    assert_eq!(g.result(None).unwrap(), 4);
+    assert_eq!(g.result().unwrap(), 4);
     // A cancelled future runs its callbacks too.
     let busy = ex.submit(gated, (flags2.addr(1), flags2.addr(0), 0)).unwrap();
     assert!(eventually(Duration::from_secs(10), || busy.running()));
@@ -221,7 +221,7 @@ fn done_callbacks_run_in_order_and_at_once_when_done() {
     assert!(h.cancel(), "the only worker is busy: h has not started");
     assert_eq!(seen.load(Ordering::SeqCst), 1, "the callback ran, seeing a cancelled future");
     flags2.set(0);
-    assert_eq!(busy.result(None).unwrap(), 0);
+    assert_eq!(busy.result().unwrap(), 0);
 }
 
 #[test]
@@ -232,17 +232,17 @@ fn as_completed_yields_finished_ones_first_then_in_completion_order() {
         let ex = ProcessPoolExecutor::new(3).unwrap();
         let _open = flags.opener();
         let done0 = ex.submit(square, 3).unwrap();
-        done0.result(None).unwrap();
+        done0.result().unwrap();
         let a = ex.submit(gated, (0, flags.addr(0), 100)).unwrap();
         let b = ex.submit(gated, (0, flags.addr(1), 200)).unwrap();
         let fs = vec![a.clone(), done0.clone(), b.clone(), done0.clone()];
         let mut it = as_completed(&fs, Some(Duration::from_secs(10)));
         // Already finished first (and duplicates once).
-        assert_eq!(it.next().unwrap().unwrap().result(None).unwrap(), 9);
+        assert_eq!(it.next().unwrap().unwrap().result().unwrap(), 9);
         flags.set(1);
-        assert_eq!(it.next().unwrap().unwrap().result(None).unwrap(), 200);
+        assert_eq!(it.next().unwrap().unwrap().result().unwrap(), 200);
         flags.set(0);
-        assert_eq!(it.next().unwrap().unwrap().result(None).unwrap(), 100);
+        assert_eq!(it.next().unwrap().unwrap().result().unwrap(), 100);
         assert!(it.next().is_none());
     }
     // Timeout: "N (of M) futures unfinished".
@@ -254,7 +254,7 @@ fn as_completed_yields_finished_ones_first_then_in_completion_order() {
         ex.submit(gated, (0, flags.addr(0), 1)).unwrap(),
         ex.submit(gated, (0, flags.addr(0), 2)).unwrap(),
     ];
-    fs[0].result(None).unwrap();
+    fs[0].result().unwrap();
     let t = Instant::now();
     let got: Vec<_> = as_completed(&fs, Some(Duration::from_millis(100))).collect();
     assert!(t.elapsed() >= Duration::from_millis(100));
@@ -286,7 +286,7 @@ fn wait_behaves_like_concurrent_futures_wait() {
         assert!(r.not_done.iter().any(|f| !f.done()));
 
         let r = wait(&fs, Some(Duration::from_secs(10)), ReturnWhen::FirstException).unwrap();
-        assert!(r.done.iter().any(|f| matches!(f.exception(Some(Duration::ZERO)), Ok(Some(_)))));
+        assert!(r.done.iter().any(|f| matches!(f.exception_timeout(Duration::ZERO), Ok(Some(_)))));
         assert!(r.not_done.iter().any(|f| !f.done()), "the gated one is not done");
         assert!(r.not_done.len() <= 2);
 
@@ -350,7 +350,7 @@ fn max_tasks_per_child_works_with_fork() {
             ProcessPoolExecutor::builder().max_workers(1).max_tasks_per_child(2).build().unwrap();
         let fs: Vec<_> = (0..10).map(|_| ex.submit(my_pid, ()).unwrap()).collect();
         let pids: Vec<i32> =
-            fs.iter().map(|f| f.result(Some(Duration::from_secs(10))).unwrap()).collect();
+            fs.iter().map(|f| f.result_timeout(Duration::from_secs(10)).unwrap()).collect();
         assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 5, "{pids:?}");
         for pair in pids.chunks(2) {
             assert_eq!(pair[0], pair[1]);
@@ -390,7 +390,7 @@ fn a_dead_worker_fails_only_its_future_by_default() {
         }));
         let pid = slot.load(Ordering::SeqCst);
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        match victim.result(Some(Duration::from_secs(10))) {
+        match victim.result_timeout(Duration::from_secs(10)) {
             Err(PoolError::WorkerLost { pid: p, exitcode: Some(-9) }) => {
                 assert_eq!(p.as_raw_nonzero().get(), pid)
             }
@@ -398,7 +398,7 @@ fn a_dead_worker_fails_only_its_future_by_default() {
         }
         for (i, f) in others.iter().enumerate() {
             let x = round + i as u64;
-            assert_eq!(f.result(Some(Duration::from_secs(10))).unwrap(), x * x);
+            assert_eq!(f.result_timeout(Duration::from_secs(10)).unwrap(), x * x);
         }
     }
 }
@@ -424,7 +424,7 @@ fn break_on_worker_death_gives_python_broken_process_pool() {
             at::<AtomicI32>(addr).load(Ordering::SeqCst) != 0
         }));
         unsafe { libc::kill(at::<AtomicI32>(addr).load(Ordering::SeqCst), libc::SIGKILL) };
-        match victim.result(Some(Duration::from_secs(10))) {
+        match victim.result_timeout(Duration::from_secs(10)) {
             Err(PoolError::BrokenPool(msg)) => {
                 assert!(msg.contains("terminated abruptly"), "{msg}")
             }
@@ -433,7 +433,7 @@ fn break_on_worker_death_gives_python_broken_process_pool() {
         // Every future resolves: the pending ones fail too, and later submits are refused.
         for f in &pending {
             assert!(matches!(
-                f.result(Some(Duration::from_secs(10))),
+                f.result_timeout(Duration::from_secs(10)),
                 Err(PoolError::BrokenPool(_))
             ));
         }
@@ -459,7 +459,7 @@ fn a_failing_initializer_breaks_the_executor() {
         .unwrap();
     let f = ex.submit(square, 1).unwrap();
     assert!(
-        matches!(f.result(Some(Duration::from_secs(10))), Err(PoolError::InitializerFailed(m)) if m == "bad config")
+        matches!(f.result_timeout(Duration::from_secs(10)), Err(PoolError::InitializerFailed(m)) if m == "bad config")
     );
     assert!(matches!(ex.submit(square, 1), Err(PoolError::InitializerFailed(_))));
 }
@@ -475,7 +475,7 @@ fn dropping_the_executor_waits_for_its_futures() {
         }
         for (i, f) in fs.iter().enumerate() {
             assert!(f.done());
-            assert_eq!(f.result(Some(Duration::ZERO)).unwrap(), (i * i) as u64);
+            assert_eq!(f.result_timeout(Duration::ZERO).unwrap(), (i * i) as u64);
         }
     }
 }
@@ -488,7 +488,7 @@ fn futures_from_two_executors_can_be_waited_on_together() {
     let fs = vec![a.submit(square, 2).unwrap(), b.submit(square, 3).unwrap()];
     let r = wait(&fs, Some(Duration::from_secs(10)), ReturnWhen::AllCompleted).unwrap();
     assert_eq!(r.done.len(), 2);
-    let sum: u64 = as_completed(&fs, None).map(|f| f.unwrap().result(None).unwrap()).sum();
+    let sum: u64 = as_completed(&fs, None).map(|f| f.unwrap().result().unwrap()).sum();
     assert_eq!(sum, 13);
 }
 
@@ -504,7 +504,7 @@ fn tutorial_as_completed() {
     let ex = ProcessPoolExecutor::new(5).unwrap();
     let fs: Vec<_> = (0..5).map(|x| ex.submit(return_after, x).unwrap()).collect();
     let mut got: Vec<String> =
-        as_completed(&fs, None).map(|f| f.unwrap().result(None).unwrap()).collect();
+        as_completed(&fs, None).map(|f| f.unwrap().result().unwrap()).collect();
     got.sort();
     assert_eq!(got, (0..5).map(|x| format!("Return of {x}")).collect::<Vec<_>>());
 }

@@ -34,7 +34,7 @@ fn main() {
     let ctx = Context::new(StartMethod::Forkserver);
     let p = ctx.process(square, 6);
     p.start().expect("a fork server made by spawn starts the process");
-    assert_eq!(p.join(Some(Duration::from_secs(20))).unwrap(), 36);
+    assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 36);
     let pool = ctx.pool(2).unwrap();
     assert_eq!(pool.map(square, [1u64, 2, 3]).unwrap(), [1, 4, 9]);
     drop(pool);

@@ -52,11 +52,11 @@ fn guard_and_python_acquire_release_lock_and_unlock() {
         let _g = lock.try_lock().unwrap();
     }
     {
-        let _g = lock.lock_timeout(Some(Duration::from_millis(10))).unwrap();
+        let _g = lock.lock_timeout(Duration::from_millis(10)).unwrap();
     }
-    assert!(lock.acquire(None).unwrap());
+    lock.acquire().unwrap();
     lock.release().unwrap();
-    assert!(lock.acquire(Some(Duration::ZERO)).unwrap());
+    assert!(lock.acquire_timeout(Duration::ZERO).unwrap());
     lock.release().unwrap();
     let _g = lock.lock().unwrap();
 }
@@ -65,7 +65,7 @@ fn guard_and_python_acquire_release_lock_and_unlock() {
 fn release_of_an_unheld_lock_is_not_held() {
     let lock = Lock::new().unwrap();
     assert!(matches!(lock.release(), Err(ReleaseError::NotHeld)));
-    assert!(lock.acquire(None).unwrap());
+    lock.acquire().unwrap();
     lock.release().unwrap();
     assert!(matches!(lock.release(), Err(ReleaseError::NotHeld)));
 }
@@ -88,17 +88,14 @@ fn relock_by_the_holder_is_would_deadlock_not_a_hang() {
     let _g = lock.lock().unwrap();
     assert!(matches!(lock.lock(), Err(AcquireError::WouldDeadlock)));
     assert!(matches!(lock.try_lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(
-        lock.lock_timeout(Some(Duration::from_secs(5))),
-        Err(AcquireError::WouldDeadlock)
-    ));
-    assert!(matches!(lock.acquire(None), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(lock.lock_timeout(Duration::from_secs(5)), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(lock.acquire(), Err(AcquireError::WouldDeadlock)));
 }
 
 #[test]
 fn release_by_another_thread_is_not_owner() {
     let lock = Lock::new().unwrap();
-    assert!(lock.acquire(None).unwrap());
+    lock.acquire().unwrap();
     let other = lock.clone();
     let r = std::thread::spawn(move || other.release()).join().unwrap();
     assert!(matches!(r, Err(ReleaseError::NotOwner)), "{r:?}");
@@ -109,7 +106,7 @@ fn release_by_another_thread_is_not_owner() {
 fn release_by_another_process_is_not_owner_and_a_forked_child_does_not_hold_its_parents_lock() {
     let _w = watchdog(TEST_LIMIT);
     let lock = Lock::new().unwrap();
-    assert!(lock.acquire(None).unwrap());
+    lock.acquire().unwrap();
     // The child is a copy of this very thread: same memory, same thread-local cache.
     let child = Process::new({
         let lock = lock.clone();
@@ -126,7 +123,7 @@ fn release_by_another_process_is_not_owner_and_a_forked_child_does_not_hold_its_
         }
     });
     child.start().unwrap();
-    assert_eq!(child.join(None).unwrap(), 0);
+    assert_eq!(child.join().unwrap(), 0);
     lock.release().unwrap();
 }
 
@@ -139,8 +136,8 @@ fn try_lock_and_zero_timeout_on_a_busy_lock_time_out_at_once() {
 
     let start = Instant::now();
     assert!(matches!(lock.try_lock(), Err(AcquireError::Timeout)));
-    assert!(matches!(lock.lock_timeout(Some(Duration::ZERO)), Err(AcquireError::Timeout)));
-    assert!(!lock.acquire(Some(Duration::ZERO)).unwrap());
+    assert!(matches!(lock.lock_timeout(Duration::ZERO), Err(AcquireError::Timeout)));
+    assert!(!lock.acquire_timeout(Duration::ZERO).unwrap());
     assert!(start.elapsed() < Duration::from_secs(1), "a try must not wait");
 
     word(&page, 1).store(1, SeqCst);
@@ -158,10 +155,10 @@ fn timed_acquire_of_a_busy_lock_is_never_early() {
     for ms in [1u64, 20, 60] {
         let t = Duration::from_millis(ms);
         let start = Instant::now();
-        assert!(matches!(lock.lock_timeout(Some(t)), Err(AcquireError::Timeout)));
+        assert!(matches!(lock.lock_timeout(t), Err(AcquireError::Timeout)));
         assert!(start.elapsed() >= t, "lock_timeout({t:?}) returned after {:?}", start.elapsed());
         let start = Instant::now();
-        assert!(!lock.acquire(Some(t)).unwrap());
+        assert!(!lock.acquire_timeout(t).unwrap());
         assert!(start.elapsed() >= t, "acquire({t:?}) returned after {:?}", start.elapsed());
     }
 
@@ -178,7 +175,7 @@ fn a_timed_acquire_gets_the_lock_when_the_holder_releases_it() {
     let go = word(&page, 1);
     std::thread::scope(|s| {
         s.spawn(|| go.store(1, SeqCst));
-        drop(lock.lock_timeout(Some(TEST_LIMIT)).unwrap());
+        drop(lock.lock_timeout(TEST_LIMIT).unwrap());
     });
     child.join_ok();
 }
@@ -243,7 +240,7 @@ fn a_holder_killed_mid_critical_section_gives_owner_died_then_the_lock_works_100
         }
         // Made consistent: normal from now on.
         drop(lock.lock().unwrap());
-        assert!(lock.acquire(None).unwrap());
+        lock.acquire().unwrap();
         lock.release().unwrap();
     }
 }
@@ -283,7 +280,7 @@ fn a_killed_holder_wakes_a_process_already_waiting_for_the_lock() {
 fn a_thread_that_exits_holding_the_lock_is_a_dead_owner() {
     let lock = Lock::new().unwrap();
     let other = lock.clone();
-    std::thread::spawn(move || assert!(other.acquire(None).unwrap())).join().unwrap();
+    std::thread::spawn(move || other.acquire().unwrap()).join().unwrap();
     assert!(matches!(lock.try_lock(), Err(AcquireError::OwnerDied(_))));
     drop(lock.try_lock().unwrap());
 }

@@ -70,11 +70,11 @@ fn tutorial_pool_of_four_runs_five_tasks() {
     let pool = Pool::new(4).unwrap();
     let results: Vec<_> = (1..=5).map(|_| pool.apply_async(timed_task, addr).unwrap()).collect();
     pool.close().unwrap();
-    pool.join(Some(Duration::from_secs(20))).unwrap();
+    pool.join_timeout(Duration::from_secs(20)).unwrap();
     let mut pids = HashSet::new();
     for r in &results {
         assert!(r.ready());
-        let (pid, _) = r.get(Some(Duration::ZERO)).unwrap();
+        let (pid, _) = r.get_timeout(Duration::ZERO).unwrap();
         pids.insert(pid);
     }
     assert!(pids.len() <= 4, "more than 4 workers: {pids:?}");
@@ -101,8 +101,8 @@ fn map_returns_results_in_order_at_every_chunksize() {
     assert!(matches!(pool.map_chunksize(square, 0..3, 0), Err(PoolError::InvalidArgument(_))));
     let r =
         pool.map_async(|s: String| s.len(), ["a", "bb", "ccc"].map(String::from), Some(2)).unwrap();
-    assert_eq!(r.get(None).unwrap(), [1, 2, 3]);
-    assert_eq!(r.get(None).unwrap(), [1, 2, 3], "a result can be fetched again");
+    assert_eq!(r.get().unwrap(), [1, 2, 3]);
+    assert_eq!(r.get().unwrap(), [1, 2, 3], "a result can be fetched again");
     assert_eq!(pool.apply(|v: Vec<i32>| v.iter().sum::<i32>(), vec![1, -2, 30]).unwrap(), 29);
 }
 
@@ -129,7 +129,7 @@ fn starmap_spreads_tuples() {
         ["1xtrue"]
     );
     let r = pool.starmap_async(|a: i32| a * 2, [(4,), (5,)], None).unwrap();
-    assert_eq!(r.get(None).unwrap(), [8, 10]);
+    assert_eq!(r.get().unwrap(), [8, 10]);
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn task_errors_reach_the_caller_with_their_message() {
     let r = pool.apply_async(fails_on_odd, 9).unwrap();
     r.on_error(move |e| *s.lock().unwrap() = Some(e.to_string()));
     r.on_success(|_| panic!("not a success"));
-    assert!(r.get(None).is_err());
+    assert!(r.get().is_err());
     assert!(!r.successful().unwrap());
     assert_eq!(seen.lock().unwrap().as_deref(), Some("the task panicked: odd input 9"));
     // The worker survived every panic.
@@ -348,7 +348,7 @@ fn a_worker_killed_mid_task_fails_exactly_that_task_100_times() {
         }));
         let pid = slot.load(Ordering::SeqCst);
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-        match v.get(Some(Duration::from_secs(10))) {
+        match v.get_timeout(Duration::from_secs(10)) {
             Err(PoolError::WorkerLost { pid: p, exitcode }) => {
                 assert_eq!(p.as_raw_nonzero().get(), pid);
                 assert_eq!(exitcode, Some(-9));
@@ -358,7 +358,7 @@ fn a_worker_killed_mid_task_fails_exactly_that_task_100_times() {
         for (i, r) in before.iter().chain(&after).enumerate() {
             let x = round * 10 + i as u64;
             assert_eq!(
-                r.get(Some(Duration::from_secs(10))).unwrap(),
+                r.get_timeout(Duration::from_secs(10)).unwrap(),
                 x * x,
                 "round {round} task {i}"
             );
@@ -393,10 +393,10 @@ fn max_tasks_per_child_recycles_workers() {
         let pool = Pool::builder().processes(1).max_tasks_per_child(2).build().unwrap();
         let rs: Vec<_> = (0..10).map(|_| pool.apply_async(my_pid, ()).unwrap()).collect();
         let pids: Vec<i32> =
-            rs.iter().map(|r| r.get(Some(Duration::from_secs(10))).unwrap()).collect();
+            rs.iter().map(|r| r.get_timeout(Duration::from_secs(10)).unwrap()).collect();
         assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 5);
         pool.close().unwrap();
-        pool.join(Some(Duration::from_secs(10))).unwrap();
+        pool.join_timeout(Duration::from_secs(10)).unwrap();
     }
     assert!(matches!(
         Pool::builder().max_tasks_per_child(0).build(),
@@ -451,7 +451,7 @@ fn a_failing_initializer_breaks_the_pool_promptly() {
                 .unwrap()
         };
         let r = pool.apply_async(square, 2).unwrap();
-        let e = r.get(Some(Duration::from_secs(10))).unwrap_err();
+        let e = r.get_timeout(Duration::from_secs(10)).unwrap_err();
         match &e {
             PoolError::InitializerFailed(msg) if round % 2 == 0 => assert_eq!(msg, "no database"),
             PoolError::InitializerFailed(msg) => {
@@ -471,7 +471,7 @@ fn a_failing_initializer_breaks_the_pool_promptly() {
         std::thread::sleep(Duration::from_millis(20));
         assert!(children_of(server).is_empty(), "a worker was restarted");
         pool.close().unwrap();
-        pool.join(Some(Duration::from_secs(5))).unwrap();
+        pool.join_timeout(Duration::from_secs(5)).unwrap();
     }
 }
 
@@ -513,7 +513,7 @@ fn terminate_is_bounded_even_with_endless_tasks() {
             assert!(took >= grace, "SIGTERM is ignored: SIGKILL comes after the grace period");
         }
         for r in &rs {
-            assert!(matches!(r.get(Some(Duration::ZERO)), Err(PoolError::Terminated)));
+            assert!(matches!(r.get_timeout(Duration::ZERO), Err(PoolError::Terminated)));
         }
         for w in workers {
             let pid = w.as_raw_nonzero().get();
@@ -524,7 +524,7 @@ fn terminate_is_bounded_even_with_endless_tasks() {
         }
         assert!(matches!(pool.apply_async(square, 1), Err(PoolError::NotRunning)));
         pool.terminate().unwrap(); // idempotent
-        pool.join(Some(Duration::ZERO)).unwrap();
+        pool.join_timeout(Duration::ZERO).unwrap();
     }
 }
 
@@ -540,13 +540,13 @@ fn a_task_past_its_timeout_is_killed_and_the_pool_goes_on() {
         let t = Instant::now();
         let stuck = pool.apply_async(endless, addr).unwrap();
         let quick: Vec<_> = (0..10).map(|i| pool.apply_async(square, i).unwrap()).collect();
-        match stuck.get(Some(Duration::from_secs(10))) {
+        match stuck.get_timeout(Duration::from_secs(10)) {
             Err(PoolError::TaskTimeout { timeout: t2, .. }) => assert_eq!(t2, timeout),
             other => panic!("{other:?}"),
         }
         assert!(t.elapsed() >= timeout);
         for (i, q) in quick.iter().enumerate() {
-            assert_eq!(q.get(Some(Duration::from_secs(10))).unwrap(), (i * i) as u64);
+            assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), (i * i) as u64);
         }
     }
     assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
@@ -558,16 +558,16 @@ fn close_join_and_misuse_follow_python() {
     let _w = watchdog(TEST_LIMIT);
     for _ in 0..10 {
         let pool = Pool::new(2).unwrap();
-        assert!(matches!(pool.join(None), Err(PoolError::InvalidState("Pool is still running"))));
+        assert!(matches!(pool.join(), Err(PoolError::InvalidState("Pool is still running"))));
         let r = pool.map_async(square, 0..100, Some(3)).unwrap();
         pool.close().unwrap();
         assert!(matches!(pool.apply(square, 1), Err(PoolError::NotRunning)));
         assert_eq!(PoolError::NotRunning.to_string(), "Pool not running");
-        pool.join(Some(Duration::from_secs(10))).unwrap();
-        assert_eq!(r.get(Some(Duration::ZERO)).unwrap().len(), 100);
+        pool.join_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(r.get_timeout(Duration::ZERO).unwrap().len(), 100);
         assert!(pool.worker_pids().is_empty());
         pool.close().unwrap();
-        pool.join(None).unwrap();
+        pool.join().unwrap();
     }
 }
 
@@ -585,7 +585,7 @@ fn many_threads_can_share_a_pool_and_callbacks_may_terminate_it() {
                     let got = pool.map_chunksize(square, base..base + 10, 2).unwrap();
                     assert_eq!(got, (base..base + 10).map(|x| x * x).collect::<Vec<_>>());
                     let r = pool.apply_async(square, base).unwrap();
-                    assert_eq!(r.get(None).unwrap(), base * base);
+                    assert_eq!(r.get().unwrap(), base * base);
                 }
             })
         })
@@ -604,7 +604,7 @@ fn many_threads_can_share_a_pool_and_callbacks_may_terminate_it() {
         p.terminate().unwrap();
         d.store(1, Ordering::SeqCst);
     });
-    assert_eq!(r.get(None).unwrap(), 25);
+    assert_eq!(r.get().unwrap(), 25);
     assert!(eventually(Duration::from_secs(5), || done.load(Ordering::SeqCst) == 1));
     assert!(matches!(pool2.apply(square, 1), Err(PoolError::NotRunning)));
 }
@@ -667,7 +667,7 @@ fn a_pool_is_only_usable_by_its_creator() {
         _ => 0u8,
     });
     child.start().unwrap();
-    assert_eq!(child.join(Some(Duration::from_secs(10))).unwrap(), 1);
+    assert_eq!(child.join_timeout(Duration::from_secs(10)).unwrap(), 1);
     // The child's drop of its copy did not terminate ours.
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
@@ -701,7 +701,7 @@ fn no_process_is_left_after_a_pool_is_dropped() {
             drop(pool);
         } else {
             pool.close().unwrap();
-            pool.join(Some(Duration::from_secs(10))).unwrap();
+            pool.join_timeout(Duration::from_secs(10)).unwrap();
             drop(pool);
         }
         // The server was reaped (not a zombie, not running), its workers are gone.
@@ -746,7 +746,7 @@ fn workers_die_when_the_parent_is_killed() {
     let pids: Vec<i32> = slots.iter().map(|s| s.load(Ordering::SeqCst)).collect();
     let starts: Vec<Option<u64>> = pids.iter().map(|&p| start_time(p)).collect();
     owner.kill().unwrap();
-    let _ = owner.join(Some(Duration::from_secs(10)));
+    let _ = owner.join_timeout(Duration::from_secs(10));
     // The server sees its parent die and kills its workers; they are reaped (by init or a
     // subreaper), never left running.
     assert!(eventually(Duration::from_secs(10), || {
@@ -782,12 +782,12 @@ fn flag_gated_tasks_run_concurrently() {
     let pool = Pool::new(2).unwrap();
     let gated: Vec<_> =
         (0..2).map(|_| pool.apply_async(|a: usize| wait_for_flag(a), flag).unwrap()).collect();
-    assert!(!gated[0].wait(Some(Duration::from_millis(50))));
-    assert!(matches!(gated[0].get(Some(Duration::ZERO)), Err(PoolError::Timeout)));
+    assert!(!gated[0].wait_timeout(Duration::from_millis(50)));
+    assert!(matches!(gated[0].get_timeout(Duration::ZERO), Err(PoolError::Timeout)));
     assert!(matches!(gated[0].successful(), Err(PoolError::InvalidState(_))));
     at::<AtomicU32>(flag).store(1, Ordering::Release);
     for g in &gated {
-        g.get(Some(Duration::from_secs(10))).unwrap();
+        g.get_timeout(Duration::from_secs(10)).unwrap();
         assert!(g.successful().unwrap());
     }
 }

@@ -86,7 +86,7 @@ fn a_process_forked_after_a_pool_holds_none_of_its_channels() {
 
     let child = Process::new(|| inodes("self").into_iter().collect::<Vec<u64>>());
     child.start().unwrap();
-    let held: HashSet<u64> = child.join(Some(TEST_LIMIT)).unwrap().into_iter().collect();
+    let held: HashSet<u64> = child.join_timeout(TEST_LIMIT).unwrap().into_iter().collect();
 
     let leaked: Vec<_> = held.intersection(&pool_sockets).collect();
     assert!(leaked.is_empty(), "the child holds the pool's sockets {leaked:?}");

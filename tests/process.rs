@@ -183,20 +183,20 @@ fn join_returns_the_typed_value() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let p = Process::new(|| (1..=1000u64).sum::<u64>());
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), 500_500);
+    assert_eq!(p.join().unwrap(), 500_500);
     assert_eq!(p.exitcode(), Some(0));
 
     let p = Process::new(|| (String::from("héllo"), vec![1u8, 2, 3], Some(-7i64)));
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), ("héllo".to_string(), vec![1, 2, 3], Some(-7)));
+    assert_eq!(p.join().unwrap(), ("héllo".to_string(), vec![1, 2, 3], Some(-7)));
 
     let p = Process::new(|| -> Result<u8, String> { Err("nope".into()) });
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), Err("nope".to_string()));
+    assert_eq!(p.join().unwrap(), Err("nope".to_string()));
 
     let p = Process::new(|| ());
     p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn a_large_return_value_flows_through_the_result_pipe() {
     // Far more than a pipe buffer: the child blocks writing until the parent drains.
     let p = Process::new(|| (0..4_000_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     p.start().unwrap();
-    let v = p.join(None).unwrap();
+    let v = p.join().unwrap();
     assert_eq!(v.len(), 4_000_000);
     assert!(v.iter().enumerate().all(|(i, &b)| b == (i as u32 % 251) as u8));
 }
@@ -218,7 +218,7 @@ fn start_twice_is_already_started() {
     let p = Process::new(|| 1u8);
     p.start().unwrap();
     assert!(matches!(p.start(), Err(StartError::AlreadyStarted)));
-    assert_eq!(p.join(None).unwrap(), 1);
+    assert_eq!(p.join().unwrap(), 1);
     // Still refused after the child ended.
     assert!(matches!(p.start(), Err(StartError::AlreadyStarted)));
     assert_eq!(StartError::AlreadyStarted.to_string(), "cannot start a process twice");
@@ -229,8 +229,8 @@ fn join_before_start_is_not_started() {
     let _s = serial();
     let _w = common::watchdog(common::TEST_LIMIT);
     let p = Process::new(|| 1u8);
-    assert!(matches!(p.join(None), Err(JoinError::NotStarted)));
-    assert!(matches!(p.join(Some(Duration::ZERO)), Err(JoinError::NotStarted)));
+    assert!(matches!(p.join(), Err(JoinError::NotStarted)));
+    assert!(matches!(p.join_timeout(Duration::ZERO), Err(JoinError::NotStarted)));
     assert!(!p.is_alive());
     assert_eq!(p.exitcode(), None);
     assert_eq!(p.pid(), None);
@@ -239,7 +239,7 @@ fn join_before_start_is_not_started() {
     assert_eq!(p.sentinel().err(), Some(ProcessStateError::NotStarted));
     // It can still be started afterwards.
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), 1);
+    assert_eq!(p.join().unwrap(), 1);
 }
 
 #[test]
@@ -255,17 +255,17 @@ fn join_zero_does_not_block_and_a_later_join_gets_the_value() {
     p.start().unwrap();
     let t = Instant::now();
     for _ in 0..10 {
-        assert!(matches!(p.join(Some(Duration::ZERO)), Err(JoinError::Timeout)));
+        assert!(matches!(p.join_timeout(Duration::ZERO), Err(JoinError::Timeout)));
     }
     assert!(t.elapsed() < Duration::from_secs(5), "join(Some(ZERO)) blocked: {:?}", t.elapsed());
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
     gate.open();
-    assert_eq!(p.join(None).unwrap(), 42);
+    assert_eq!(p.join().unwrap(), 42);
     assert!(!p.is_alive());
     // The value was handed out once; the exit code stays.
-    assert!(matches!(p.join(Some(Duration::ZERO)), Err(JoinError::ResultTaken)));
-    assert!(matches!(p.join(None), Err(JoinError::ResultTaken)));
+    assert!(matches!(p.join_timeout(Duration::ZERO), Err(JoinError::ResultTaken)));
+    assert!(matches!(p.join(), Err(JoinError::ResultTaken)));
     assert_eq!(p.exitcode(), Some(0));
 }
 
@@ -278,14 +278,14 @@ fn join_timeout_is_never_early_and_a_later_join_works() {
     for timeout in [Duration::from_millis(1), Duration::from_millis(50), Duration::from_millis(200)]
     {
         let t = Instant::now();
-        assert!(matches!(p.join(Some(timeout)), Err(JoinError::Timeout)));
+        assert!(matches!(p.join_timeout(timeout), Err(JoinError::Timeout)));
         let took = t.elapsed();
         assert!(took >= timeout, "join({timeout:?}) returned early, after {took:?}");
         assert!(took < timeout + Duration::from_secs(5), "join({timeout:?}) took {took:?}");
     }
     assert!(p.is_alive());
     p.kill().unwrap();
-    assert!(matches!(p.join(Some(Duration::from_secs(20))), Err(JoinError::Signaled(9))));
+    assert!(matches!(p.join_timeout(Duration::from_secs(20)), Err(JoinError::Signaled(9))));
     assert_eq!(p.exitcode(), Some(-9));
 
     // And a child that ends while `join(timeout)` waits is seen at once.
@@ -296,9 +296,9 @@ fn join_timeout_is_never_early_and_a_later_join_works() {
         7u8
     });
     p.start().unwrap();
-    assert!(matches!(p.join(Some(Duration::from_millis(20))), Err(JoinError::Timeout)));
+    assert!(matches!(p.join_timeout(Duration::from_millis(20)), Err(JoinError::Timeout)));
     gate.open();
-    assert_eq!(p.join(Some(Duration::from_secs(20))).unwrap(), 7);
+    assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 7);
 }
 
 #[test]
@@ -318,7 +318,7 @@ fn is_alive_before_during_and_after() {
     assert!(!is_unreaped_child(raw(p.pid().unwrap())), "is_alive() left a zombie");
     assert_eq!(p.exitcode(), Some(0));
     // The value is still there for `join`.
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ fn exitcode_is_1_on_panic_and_the_message_reaches_the_parent() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let p = Process::new(|| -> u32 { panic!("bad input: {}", 17) });
     p.start().unwrap();
-    match p.join(None) {
+    match p.join() {
         Err(JoinError::Panicked(msg)) => assert_eq!(msg, "bad input: 17"),
         other => panic!("unexpected {other:?}"),
     }
@@ -339,11 +339,11 @@ fn exitcode_is_1_on_panic_and_the_message_reaches_the_parent() {
 
     let p = Process::new(|| -> u32 { panic!("static message") });
     p.start().unwrap();
-    assert!(matches!(p.join(None), Err(JoinError::Panicked(m)) if m == "static message"));
+    assert!(matches!(p.join(), Err(JoinError::Panicked(m)) if m == "static message"));
 
     let p = Process::new(|| -> u32 { std::panic::panic_any(42i32) });
     p.start().unwrap();
-    assert!(matches!(p.join(None), Err(JoinError::Panicked(_))));
+    assert!(matches!(p.join(), Err(JoinError::Panicked(_))));
     assert_eq!(p.exitcode(), Some(1));
 }
 
@@ -354,13 +354,13 @@ fn exitcode_is_n_for_process_exit() {
     for (n, expected) in [(3, 3), (255, 255), (300, 44), (-1, 255)] {
         let p = Process::new(move || -> u8 { std::process::exit(n) });
         p.start().unwrap();
-        assert!(matches!(p.join(None), Err(JoinError::Exited(c)) if c == expected), "exit({n})");
+        assert!(matches!(p.join(), Err(JoinError::Exited(c)) if c == expected), "exit({n})");
         assert_eq!(p.exitcode(), Some(expected));
     }
     // exit(0) without a value: exit code 0, no result.
     let p = Process::new(|| -> u8 { std::process::exit(0) });
     p.start().unwrap();
-    assert!(matches!(p.join(None), Err(JoinError::NoResult)));
+    assert!(matches!(p.join(), Err(JoinError::NoResult)));
     assert_eq!(p.exitcode(), Some(0));
 }
 
@@ -371,7 +371,7 @@ fn exitcode_is_minus_15_on_terminate_and_minus_9_on_kill() {
     let p = doomed(|| -> u8 { sleep_forever() });
     p.start().unwrap();
     p.terminate().unwrap();
-    assert!(matches!(p.join(None), Err(JoinError::Signaled(15))));
+    assert!(matches!(p.join(), Err(JoinError::Signaled(15))));
     assert_eq!(p.exitcode(), Some(-15));
     // No-op once the child has ended.
     assert_eq!(p.terminate(), Ok(()));
@@ -380,14 +380,14 @@ fn exitcode_is_minus_15_on_terminate_and_minus_9_on_kill() {
     let p = doomed(|| -> u8 { sleep_forever() });
     p.start().unwrap();
     p.kill().unwrap();
-    assert!(matches!(p.join(None), Err(JoinError::Signaled(9))));
+    assert!(matches!(p.join(), Err(JoinError::Signaled(9))));
     assert_eq!(p.exitcode(), Some(-9));
     assert!(!p.is_alive());
 
     let p = doomed(|| -> u8 { sleep_forever() });
     p.start().unwrap();
     p.signal(multiproc::Signal::USR1).unwrap();
-    assert!(matches!(p.join(None), Err(JoinError::Signaled(s)) if s == libc::SIGUSR1));
+    assert!(matches!(p.join(), Err(JoinError::Signaled(s)) if s == libc::SIGUSR1));
     assert_eq!(p.exitcode(), Some(-libc::SIGUSR1));
 }
 
@@ -399,7 +399,7 @@ fn terminate_while_another_thread_joins() {
     p.start().unwrap();
     let joiner = {
         let p = Arc::clone(&p);
-        std::thread::spawn(move || p.join(None))
+        std::thread::spawn(move || p.join())
     };
     // Whether or not the joiner holds the handle's lock yet, terminate neither blocks nor fails.
     let t = Instant::now();
@@ -427,7 +427,7 @@ fn nothing_waits_behind_another_threads_join() {
     std::thread::scope(|scope| {
         let joiner = scope.spawn(|| {
             tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();
-            p.join(None)
+            p.join()
         });
         // Opens the gate when the checks are done, or after 10 s if a check blocked (so a
         // regression fails the asserts below instead of hanging).
@@ -446,7 +446,7 @@ fn nothing_waits_behind_another_threads_join() {
         assert!(in_poll, "the joiner never blocked in join");
         for _ in 0..200 {
             let t = Instant::now();
-            assert!(matches!(p.join(Some(Duration::ZERO)), Err(JoinError::Timeout)));
+            assert!(matches!(p.join_timeout(Duration::ZERO), Err(JoinError::Timeout)));
             assert!(p.is_alive());
             assert_eq!(p.exitcode(), None);
             let _ = p.sentinel().unwrap();
@@ -454,11 +454,11 @@ fn nothing_waits_behind_another_threads_join() {
             std::thread::yield_now();
         }
         let t = Instant::now();
-        assert!(matches!(p.join(Some(Duration::from_millis(50))), Err(JoinError::Timeout)));
+        assert!(matches!(p.join_timeout(Duration::from_millis(50)), Err(JoinError::Timeout)));
         assert!(t.elapsed() >= Duration::from_millis(50));
         assert!(t.elapsed() < Duration::from_secs(2), "join(50ms) took {:?}", t.elapsed());
         done_tx.send(()).unwrap();
-        let mine = p.join(None);
+        let mine = p.join();
         let theirs = joiner.join().unwrap();
         let (value, other) = if mine.is_ok() { (mine, theirs) } else { (theirs, mine) };
         assert_eq!(value.unwrap(), 3);
@@ -481,7 +481,7 @@ fn two_threads_join_the_same_process() {
     let threads: Vec<_> = (0..2)
         .map(|_| {
             let p = Arc::clone(&p);
-            std::thread::spawn(move || p.join(None))
+            std::thread::spawn(move || p.join())
         })
         .collect();
     gate.open();
@@ -504,7 +504,7 @@ fn a_child_reaped_elsewhere_reads_as_status_unknown() {
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(r, pid);
     assert!(!p.is_alive(), "is_alive must not stay true for a child reaped elsewhere");
-    assert!(matches!(p.join(Some(Duration::from_secs(20))), Err(JoinError::StatusUnknown)));
+    assert!(matches!(p.join_timeout(Duration::from_secs(20)), Err(JoinError::StatusUnknown)));
     assert_eq!(p.exitcode(), None);
 }
 
@@ -515,12 +515,12 @@ fn join_in_another_process_is_not_creator() {
     let inner = Process::new(|| 1u8);
     let outer = Process::new(move || {
         let start = matches!(inner.start(), Err(StartError::NotCreator));
-        let join = matches!(inner.join(Some(Duration::ZERO)), Err(JoinError::NotCreator));
+        let join = matches!(inner.join_timeout(Duration::ZERO), Err(JoinError::NotCreator));
         let term = inner.terminate() == Err(ProcessStateError::NotCreator);
         (start, join, term, inner.is_alive(), inner.exitcode())
     });
     outer.start().unwrap();
-    assert_eq!(outer.join(None).unwrap(), (true, true, true, false, None));
+    assert_eq!(outer.join().unwrap(), (true, true, true, false, None));
 }
 
 #[test]
@@ -533,12 +533,12 @@ fn a_child_forked_by_raw_libc_fork_is_not_the_creator() {
     assert!(!p.is_alive() && p.exitcode().is_none()); // the pid is cached by now
     let child = common::fork_child(|| {
         let refused = matches!(p.start(), Err(StartError::NotCreator));
-        let join = matches!(p.join(Some(Duration::ZERO)), Err(JoinError::NotCreator));
+        let join = matches!(p.join_timeout(Duration::ZERO), Err(JoinError::NotCreator));
         if refused && join { 0 } else { 1 }
     });
     child.join_ok();
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), 1);
+    assert_eq!(p.join().unwrap(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,14 +562,14 @@ fn names_default_to_process_n_and_nest_as_process_n_m() {
     let nb = process_number(&b.name().expect("a name before start"));
     assert!(nb > na, "{na} then {nb}");
     a.start().unwrap();
-    a.join(None).unwrap();
+    a.join().unwrap();
     assert_eq!(a.name().unwrap(), format!("Process-{na}"), "the name survives the join");
     drop(b);
 
     let named = ProcessBuilder::new().name("worker").target(|| current_process().name);
     assert_eq!(named.name().as_deref(), Some("worker"));
     named.start().unwrap();
-    assert_eq!(named.join(None).unwrap(), "worker");
+    assert_eq!(named.join().unwrap(), "worker");
 
     let outer = Process::new(|| {
         let me = current_process().name;
@@ -577,11 +577,11 @@ fn names_default_to_process_n_and_nest_as_process_n_m() {
         let c2 = Process::new(|| current_process().name);
         c1.start().unwrap();
         c2.start().unwrap();
-        (me, c1.join(None).unwrap(), c2.join(None).unwrap(), c1.name(), c2.name())
+        (me, c1.join().unwrap(), c2.join().unwrap(), c1.name(), c2.name())
     });
     let n = process_number(&outer.name().unwrap());
     outer.start().unwrap();
-    let (me, c1, c2, c1_name, c2_name) = outer.join(None).unwrap();
+    let (me, c1, c2, c1_name, c2_name) = outer.join().unwrap();
     assert_eq!(me, format!("Process-{n}"));
     assert_eq!(c1, format!("Process-{n}:1"));
     assert_eq!(c2, format!("Process-{n}:2"));
@@ -593,10 +593,10 @@ fn names_default_to_process_n_and_nest_as_process_n_m() {
     let outer = ProcessBuilder::new().name("boss").target(|| {
         let c = Process::new(|| current_process().name);
         c.start().unwrap();
-        c.join(None).unwrap()
+        c.join().unwrap()
     });
     outer.start().unwrap();
-    let child = outer.join(None).unwrap();
+    let child = outer.join().unwrap();
     assert!(child.starts_with("Process-") && child.ends_with(":1"), "{child}");
 }
 
@@ -626,7 +626,7 @@ fn current_and_parent_process_in_main_and_in_child() {
     });
     p.start().unwrap();
     let pid = raw(p.pid().unwrap());
-    let (name, cpid, daemon, os_pid, pname, ppid, palive) = p.join(None).unwrap();
+    let (name, cpid, daemon, os_pid, pname, ppid, palive) = p.join().unwrap();
     assert_eq!(name, "kid");
     assert_eq!(cpid, pid);
     assert_eq!(os_pid, pid);
@@ -638,7 +638,7 @@ fn current_and_parent_process_in_main_and_in_child() {
     let p = ProcessBuilder::new().daemon(true).target(|| current_process().daemon);
     assert!(p.daemon());
     p.start().unwrap();
-    assert!(p.join(None).unwrap());
+    assert!(p.join().unwrap());
 }
 
 #[test]
@@ -668,7 +668,7 @@ fn parent_process_is_not_alive_after_the_parent_dies() {
     assert_eq!(ppid, raw(middle.pid().unwrap()));
     assert!(before);
     middle.kill().unwrap();
-    assert!(matches!(middle.join(None), Err(JoinError::Signaled(9))));
+    assert!(matches!(middle.join(), Err(JoinError::Signaled(9))));
     gate.open();
     let after: bool = report_rx.recv().unwrap();
     assert!(!after);
@@ -690,7 +690,7 @@ fn active_children_lists_live_children_and_reaps_the_dropped_ones() {
     assert!(live.contains(&(pb, "bee".to_string())), "{live:?}");
 
     gate.open();
-    a.join(None).unwrap();
+    a.join().unwrap();
     let live = active_children();
     assert!(!live.iter().any(|(p, _)| *p == pa), "{live:?}");
 
@@ -708,9 +708,9 @@ fn active_children_lists_live_children_and_reaps_the_dropped_ones() {
     sibling.start().unwrap();
     let p = Process::new(|| active_children().len());
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), 0);
+    assert_eq!(p.join().unwrap(), 0);
     sibling_gate.open();
-    sibling.join(None).unwrap();
+    sibling.join().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,7 +729,7 @@ fn a_daemon_cannot_start_children() {
     });
     p.start().unwrap();
     // Python: "daemonic processes are not allowed to have children"; `daemon=None` inherits.
-    assert_eq!(p.join(None).unwrap(), (true, true));
+    assert_eq!(p.join().unwrap(), (true, true));
     assert_eq!(
         StartError::DaemonicParent.to_string(),
         "daemonic processes are not allowed to have children"
@@ -757,7 +757,7 @@ fn a_daemon_child_dies_with_its_sigkilled_parent() {
     let plain_fd = pidfd_of(plain_pid);
     assert!(!readable_within(&daemon_fd, Duration::ZERO));
     middle.kill().unwrap();
-    assert!(matches!(middle.join(None), Err(JoinError::Signaled(9))));
+    assert!(matches!(middle.join(), Err(JoinError::Signaled(9))));
     assert!(
         readable_within(&daemon_fd, Duration::from_secs(20)),
         "the daemon grandchild outlived its SIGKILLed parent"
@@ -786,7 +786,7 @@ fn an_explicit_death_signal_applies_to_a_non_daemon() {
     let pid: i32 = rx.recv().unwrap();
     let fd = pidfd_of(pid);
     middle.kill().unwrap();
-    let _ = middle.join(None);
+    let _ = middle.join();
     assert!(readable_within(&fd, Duration::from_secs(20)));
 }
 
@@ -828,10 +828,10 @@ fn close_while_running_is_still_running() {
     assert_eq!(p.close(), Err(ProcessStateError::StillRunning));
     assert!(p.is_alive(), "a refused close must leave the process usable");
     gate.open();
-    assert_eq!(p.join(None).unwrap(), 9);
+    assert_eq!(p.join().unwrap(), 9);
     p.close().unwrap();
     p.close().unwrap(); // twice is fine
-    assert!(matches!(p.join(None), Err(JoinError::Closed)));
+    assert!(matches!(p.join(), Err(JoinError::Closed)));
     assert_eq!(p.sentinel().err(), Some(ProcessStateError::Closed));
     assert_eq!(p.terminate(), Err(ProcessStateError::Closed));
     assert!(!p.is_alive());
@@ -856,7 +856,7 @@ fn the_sentinel_becomes_readable_when_the_child_ends() {
     let ready =
         multiproc::wait(&[&a as &dyn AsFd, &sentinel], Some(Duration::from_secs(20))).unwrap();
     assert_eq!(ready, vec![1]);
-    p.join(None).unwrap();
+    p.join().unwrap();
     // Still valid (and readable) after the join, until close.
     assert!(readable_within(p.sentinel().unwrap(), Duration::ZERO));
 }
@@ -876,7 +876,7 @@ fn cpu_affinity_is_applied_in_the_child() {
     };
     let p = ProcessBuilder::new().cpu(cpu).target(read_back);
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), vec![cpu]);
+    assert_eq!(p.join().unwrap(), vec![cpu]);
 
     let first = allowed.first().unwrap();
     let set = CpuSet::from_cpus(&[first, cpu]).unwrap();
@@ -884,7 +884,7 @@ fn cpu_affinity_is_applied_in_the_child() {
     p.start().unwrap();
     let mut want = vec![first, cpu];
     want.dedup();
-    assert_eq!(p.join(None).unwrap(), want);
+    assert_eq!(p.join().unwrap(), want);
 
     // The parent's own mask is untouched.
     assert_eq!(multiproc::sys::affinity::sched_getaffinity(None).unwrap(), allowed);
@@ -897,7 +897,7 @@ fn a_setup_failure_is_join_error_setup() {
     for cpu in [multiproc::cpu_count() + 64, multiproc::sys::affinity::MAX_CPUS + 5, usize::MAX] {
         let p = ProcessBuilder::new().cpu(cpu).target(|| 1u8);
         p.start().unwrap();
-        match p.join(None) {
+        match p.join() {
             Err(JoinError::Setup(e)) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}"),
             other => panic!("cpu {cpu}: unexpected {other:?}"),
         }
@@ -917,10 +917,10 @@ fn require_single_threaded_refuses_a_multithreaded_parent() {
     let outer = Process::new(|| {
         let p = ProcessBuilder::new().require_single_threaded(true).target(|| 2u8);
         p.start().map_err(|e| e.to_string())?;
-        p.join(None).map_err(|e| e.to_string())
+        p.join().map_err(|e| e.to_string())
     });
     outer.start().unwrap();
-    assert_eq!(outer.join(None).unwrap(), Ok(2));
+    assert_eq!(outer.join().unwrap(), Ok(2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,12 +946,12 @@ fn the_child_does_not_repeat_buffered_output_and_flushes_its_own() {
             std::io::stdout().write_all(b"child-unflushed").unwrap();
         });
         child.start().unwrap();
-        child.join(None).unwrap();
+        child.join().unwrap();
         out.write_all(b" parent-done\n").unwrap();
         out.flush().unwrap();
     });
     writer.start().unwrap();
-    writer.join(None).unwrap();
+    writer.join().unwrap();
     let mut text = Vec::new();
     let fd = rx.as_raw_fd();
     loop {
@@ -1000,7 +1000,7 @@ fn children_never_hang_on_a_stdout_lock_another_thread_held_at_fork() {
             i
         });
         p.start().unwrap();
-        assert_eq!(p.join(Some(Duration::from_secs(10))).unwrap(), i, "child {i} hung");
+        assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), i, "child {i} hung");
     }
     stop.store(true, Ordering::Relaxed);
     hammer.join().unwrap();
@@ -1014,7 +1014,7 @@ fn many_start_join_cycles_leave_no_zombies_and_no_fds() {
     for i in 0..1000u32 {
         let p = Process::new(move || i);
         p.start().unwrap();
-        assert_eq!(p.join(None).unwrap(), i);
+        assert_eq!(p.join().unwrap(), i);
     }
     // Dropped handles (finished or not) and `is_alive` reaping too.
     for i in 0..200u32 {
@@ -1067,8 +1067,8 @@ fn tutorial_ping_pong_children_do_not_share_a_global() {
     ping.start().unwrap();
     pong.start().unwrap();
     // "Ping and Pong were each printed 10 times. Why?": each child has its own copy.
-    assert_eq!(ping.join(None).unwrap(), ("Ping".repeat(10), 10));
-    assert_eq!(pong.join(None).unwrap(), ("Pong".repeat(10), 10));
+    assert_eq!(ping.join().unwrap(), ("Ping".repeat(10), 10));
+    assert_eq!(pong.join().unwrap(), ("Pong".repeat(10), 10));
     assert_eq!(COUNTER.load(Ordering::Relaxed), 0, "the parent's global changed");
 }
 
@@ -1082,7 +1082,7 @@ fn tutorial_hello_with_an_argument_runs_in_another_pid() {
     let name = String::from("shiyanlou");
     let p = Process::new(move || hello(name));
     p.start().unwrap();
-    let (greeting, pid) = p.join(None).unwrap();
+    let (greeting, pid) = p.join().unwrap();
     assert_eq!(greeting, "Hello shiyanlou");
     assert_ne!(pid, std::process::id());
     assert_eq!(pid as i32, raw(p.pid().unwrap()));
@@ -1094,7 +1094,7 @@ fn tutorial_hello_with_an_argument_runs_in_another_pid() {
     }
     let mut pids = HashSet::new();
     for (i, p) in procs.iter().enumerate() {
-        let (j, pid) = p.join(None).unwrap();
+        let (j, pid) = p.join().unwrap();
         assert_eq!(i, j);
         pids.insert(pid);
     }
@@ -1115,7 +1115,7 @@ fn tutorial_parent_and_child_exchange_greetings_over_a_pipe() {
     let greeting: String = parent_conn.recv().unwrap();
     assert_eq!(greeting, "吃了吗");
     parent_conn.send("嗯").unwrap();
-    assert_eq!(p.join(None).unwrap(), "嗯");
+    assert_eq!(p.join().unwrap(), "嗯");
     // The child is gone and held the only other end: EOF.
     assert!(matches!(parent_conn.recv::<String>(), Err(multiproc::ConnectionError::Eof)));
 }
@@ -1130,8 +1130,8 @@ fn tutorial_two_children_talk_through_a_shared_pipe() {
     let receiver = Process::new(move || conn2.recv::<String>().unwrap());
     sender.start().unwrap();
     receiver.start().unwrap();
-    sender.join(None).unwrap();
-    assert_eq!(receiver.join(None).unwrap(), "hello shiyanlou");
+    sender.join().unwrap();
+    assert_eq!(receiver.join().unwrap(), "hello shiyanlou");
 }
 
 /// Python: after `close()`, `exitcode` raises "process object is closed". Here the code known at
@@ -1142,11 +1142,11 @@ fn close_keeps_the_known_exit_code() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let mut p = multiproc::Process::new(|| -> u8 { std::process::exit(7) });
     p.start().unwrap();
-    assert!(matches!(p.join(None), Err(multiproc::JoinError::Exited(7))));
+    assert!(matches!(p.join(), Err(multiproc::JoinError::Exited(7))));
     p.close().unwrap();
     assert_eq!(p.exitcode(), Some(7));
     assert!(!p.is_alive());
-    assert!(matches!(p.join(None), Err(multiproc::JoinError::Closed)));
+    assert!(matches!(p.join(), Err(multiproc::JoinError::Closed)));
     p.close().unwrap(); // again: still fine, still known
     assert_eq!(p.exitcode(), Some(7));
 }

@@ -81,12 +81,12 @@ fn items_come_out_in_order_with_exact_counts() {
     assert_eq!(q.maxsize(), 0);
     assert_eq!(q.capacity_bytes(), 1 << 20);
     for i in 0..100 {
-        q.put((i, format!("item {i}")), None).unwrap();
+        q.put((i, format!("item {i}"))).unwrap();
         assert_eq!(q.qsize(), i as usize + 1);
         assert!(!q.empty());
     }
     for i in 0..100 {
-        assert_eq!(q.get(None).unwrap(), (i, format!("item {i}")));
+        assert_eq!(q.get().unwrap(), (i, format!("item {i}")));
     }
     assert!(q.empty());
     assert_eq!(q.qsize(), 0);
@@ -101,24 +101,24 @@ fn items_of_every_small_size_come_out_intact_whether_read_at_once_or_later() {
     let item = |n: usize| (0..n).map(|i| (i * 7 + n) as u8).collect::<Vec<u8>>();
     for n in 0..=80 {
         let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(256).build().unwrap();
-        q.put(item(n), None).unwrap();
-        assert_eq!(q.get(None).unwrap(), item(n), "fresh queue, {n} bytes");
+        q.put(item(n)).unwrap();
+        assert_eq!(q.get().unwrap(), item(n), "fresh queue, {n} bytes");
         let mut b = Vec::new();
-        q.put_bytes(&item(n), None).unwrap();
-        assert_eq!(q.get_bytes_into(&mut b, None).unwrap(), n);
+        q.put_bytes(&item(n)).unwrap();
+        assert_eq!(q.get_bytes_into(&mut b).unwrap(), n);
         assert_eq!(b, item(n));
     }
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4096).build().unwrap();
     for round in 0..3 {
         for n in 0..=48 {
-            q.put(item(n), None).unwrap();
+            q.put(item(n)).unwrap();
             if round == 0 {
-                assert_eq!(q.get(None).unwrap(), item(n), "read at once, {n} bytes");
+                assert_eq!(q.get().unwrap(), item(n), "read at once, {n} bytes");
             }
         }
         if round > 0 {
             for n in 0..=48 {
-                assert_eq!(q.get(None).unwrap(), item(n), "read later, {n} bytes");
+                assert_eq!(q.get().unwrap(), item(n), "read later, {n} bytes");
             }
         }
     }
@@ -141,7 +141,7 @@ fn handles_are_send_and_sync_whatever_the_item_type() {
             let q = &q;
             s.spawn(move || {
                 for i in 0..1000 {
-                    q.put(t * 1000 + i, None).unwrap();
+                    q.put(t * 1000 + i).unwrap();
                 }
             });
         }
@@ -205,18 +205,18 @@ impl multiproc::codec::Decode for Picky {
 fn an_encoding_failure_is_returned_by_put_with_the_item() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<Picky> = Queue::new().unwrap();
-    q.put(Picky(1), None).unwrap();
-    match q.put(Picky(0), None) {
+    q.put(Picky(1)).unwrap();
+    match q.put(Picky(0)) {
         Err(PutError::Encode(item, msg)) => {
             assert_eq!(item, Picky(0));
             assert!(msg.contains("cannot encode zero"), "{msg}");
         }
         other => panic!("{other:?}"),
     }
-    q.put(Picky(2), None).unwrap();
+    q.put(Picky(2)).unwrap();
     assert_eq!(q.qsize(), 2);
-    assert_eq!(q.get(None).unwrap(), Picky(1));
-    assert_eq!(q.get(None).unwrap(), Picky(2));
+    assert_eq!(q.get().unwrap(), Picky(1));
+    assert_eq!(q.get().unwrap(), Picky(2));
 }
 
 #[test]
@@ -226,24 +226,24 @@ fn timeouts_are_never_early_and_zero_is_immediate() {
     for ms in [1u64, 30, 80] {
         let t = Duration::from_millis(ms);
         let start = Instant::now();
-        assert!(matches!(q.get(Some(t)), Err(GetError::Empty)));
+        assert!(matches!(q.get_timeout(t), Err(GetError::Empty)));
         assert!(start.elapsed() >= t, "get returned after {:?} < {t:?}", start.elapsed());
     }
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     for ms in [1u64, 30, 80] {
         let t = Duration::from_millis(ms);
         let start = Instant::now();
-        assert!(matches!(q.put(2, Some(t)), Err(PutError::Full(2))));
+        assert!(matches!(q.put_timeout(2, t), Err(PutError::Full(2))));
         assert!(start.elapsed() >= t, "put returned after {:?} < {t:?}", start.elapsed());
     }
     let start = Instant::now();
     for _ in 0..1000 {
-        assert!(matches!(q.put(2, Some(Duration::ZERO)), Err(PutError::Full(2))));
+        assert!(matches!(q.put_timeout(2, Duration::ZERO), Err(PutError::Full(2))));
         assert!(q.put_nowait(2).is_err());
     }
-    assert_eq!(q.get(Some(Duration::ZERO)).unwrap(), 1);
+    assert_eq!(q.get_timeout(Duration::ZERO).unwrap(), 1);
     for _ in 0..1000 {
-        assert!(matches!(q.get(Some(Duration::ZERO)), Err(GetError::Empty)));
+        assert!(matches!(q.get_timeout(Duration::ZERO), Err(GetError::Empty)));
         assert!(q.get_nowait().is_err());
     }
     // 4000 immediate attempts: far below what waiting even 1 ms each would take.
@@ -262,17 +262,17 @@ fn a_busy_producer_lock_makes_put_time_out_not_hang() {
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4096).build().unwrap();
     let cq = q.clone();
     let p = child(move || {
-        let _ = cq.put(vec![1; 100_000], Some(Duration::from_secs(20)));
+        let _ = cq.put_timeout(vec![1; 100_000], Duration::from_secs(20));
     });
     p.start().unwrap();
     assert!(common::eventually(SECS, || q.positions_for_tests().1 > 0));
     let start = Instant::now();
     let t = Duration::from_millis(50);
-    assert!(matches!(q.put(vec![2; 10], Some(t)), Err(PutError::Full(_))));
+    assert!(matches!(q.put_timeout(vec![2; 10], t), Err(PutError::Full(_))));
     assert!(start.elapsed() >= t);
     assert!(q.put_nowait(vec![2; 10]).unwrap_err().is_full());
     p.kill().unwrap();
-    let _ = p.join(None);
+    let _ = p.join();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,22 +282,22 @@ fn a_busy_producer_lock_makes_put_time_out_not_hang() {
 fn close_fails_later_puts_and_drains_then_reports_closed() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<u32> = Queue::new().unwrap();
-    q.put(1, None).unwrap();
-    q.put(2, None).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
     assert!(!q.is_closed());
     q.close();
     q.close(); // idempotent
     assert!(q.is_closed());
-    match q.put(3, None) {
+    match q.put(3) {
         Err(PutError::Closed(3)) => {}
         other => panic!("{other:?}"),
     }
     assert!(q.put_nowait(3).unwrap_err().is_closed());
-    assert_eq!(q.get(None).unwrap(), 1);
+    assert_eq!(q.get().unwrap(), 1);
     assert_eq!(q.get_nowait().unwrap(), 2);
-    assert!(matches!(q.get(None), Err(GetError::Closed)));
+    assert!(matches!(q.get(), Err(GetError::Closed)));
     assert!(matches!(q.get_nowait(), Err(GetError::Closed)));
-    let e: QueueError = q.get(None).unwrap_err().into();
+    let e: QueueError = q.get().unwrap_err().into();
     assert!(matches!(e, QueueError::Closed));
 
     let s: SimpleQueue<u8> = SimpleQueue::new().unwrap();
@@ -316,22 +316,22 @@ fn close_wakes_a_sleeping_consumer_and_a_sleeping_producer_in_other_processes() 
     for _ in 0..3 {
         let q: Queue<u64> = Queue::with_maxsize(1).unwrap();
         let cq = q.clone();
-        let consumer = child(move || matches!(cq.get(None), Err(GetError::Closed)));
+        let consumer = child(move || matches!(cq.get(), Err(GetError::Closed)));
         consumer.start().unwrap();
         assert!(common::eventually(SECS, || sleepers(&q, DATA) == 1));
         q.close();
-        assert!(consumer.join(None).unwrap(), "the consumer did not see Closed");
+        assert!(consumer.join().unwrap(), "the consumer did not see Closed");
 
         let q: Queue<u64> = Queue::with_maxsize(1).unwrap();
-        q.put(1, None).unwrap();
+        q.put(1).unwrap();
         let pq = q.clone();
-        let producer = child(move || matches!(pq.put(2, None), Err(PutError::Closed(2))));
+        let producer = child(move || matches!(pq.put(2), Err(PutError::Closed(2))));
         producer.start().unwrap();
         assert!(common::eventually(SECS, || sleepers(&q, SPACE) == 1));
         q.close();
-        assert!(producer.join(None).unwrap(), "the producer did not see Closed");
-        assert_eq!(q.get(None).unwrap(), 1);
-        assert!(matches!(q.get(None), Err(GetError::Closed)));
+        assert!(producer.join().unwrap(), "the producer did not see Closed");
+        assert_eq!(q.get().unwrap(), 1);
+        assert!(matches!(q.get(), Err(GetError::Closed)));
     }
 }
 
@@ -348,7 +348,7 @@ fn four_producers_four_consumers_deliver_every_item_once_in_producer_order() {
             let q = q.clone();
             child(move || {
                 let mut got = Vec::new();
-                while let Some(item) = q.get(None).unwrap() {
+                while let Some(item) = q.get().unwrap() {
                     got.push(item);
                 }
                 got
@@ -360,7 +360,7 @@ fn four_producers_four_consumers_deliver_every_item_once_in_producer_order() {
             let q = q.clone();
             child(move || {
                 for i in 0..per_producer {
-                    q.put(Some((p, i)), None).unwrap();
+                    q.put(Some((p, i))).unwrap();
                 }
             })
         })
@@ -372,14 +372,14 @@ fn four_producers_four_consumers_deliver_every_item_once_in_producer_order() {
         p.start().unwrap();
     }
     for p in &producers {
-        p.join(None).unwrap();
+        p.join().unwrap();
     }
     for _ in 0..4 {
-        q.put(None, None).unwrap();
+        q.put(None).unwrap();
     }
     let mut seen = HashSet::new();
     for c in &consumers {
-        let got = c.join(None).unwrap();
+        let got = c.join().unwrap();
         let mut last = [None::<u32>; 4];
         for (p, i) in got {
             assert!(seen.insert((p, i)), "({p}, {i}) delivered twice");
@@ -403,7 +403,7 @@ fn items_larger_than_the_ring_from_several_producers_arrive_intact_and_whole() {
             let q = q.clone();
             child(move || {
                 for (i, &len) in sizes.iter().enumerate() {
-                    q.put(pattern(p << 32 | i as u64, len), None).unwrap();
+                    q.put(pattern(p << 32 | i as u64, len)).unwrap();
                 }
             })
         })
@@ -414,7 +414,7 @@ fn items_larger_than_the_ring_from_several_producers_arrive_intact_and_whole() {
             child(move || {
                 let mut ids = Vec::new();
                 loop {
-                    let v = q.get(None).unwrap();
+                    let v = q.get().unwrap();
                     if v.is_empty() {
                         return ids;
                     }
@@ -430,13 +430,13 @@ fn items_larger_than_the_ring_from_several_producers_arrive_intact_and_whole() {
         c.start().unwrap();
     }
     for p in &producers {
-        p.join(None).unwrap();
+        p.join().unwrap();
     }
-    q.put(Vec::new(), None).unwrap();
-    q.put(Vec::new(), None).unwrap();
+    q.put(Vec::new()).unwrap();
+    q.put(Vec::new()).unwrap();
     let mut all = HashSet::new();
     for c in &consumers {
-        let ids = c.join(None).unwrap();
+        let ids = c.join().unwrap();
         let mut last = [None::<u64>; 3];
         for id in ids {
             assert!(all.insert(id));
@@ -455,16 +455,16 @@ fn a_child_puts_ten_mib_and_is_joined_before_anyone_reads() {
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(16 << 20).build().unwrap();
     let cq = q.clone();
     let p = child(move || {
-        cq.put(pattern(10, 10 << 20), None).unwrap();
-        cq.put(pattern(11, 100), None).unwrap();
+        cq.put(pattern(10, 10 << 20)).unwrap();
+        cq.put(pattern(11, 100)).unwrap();
     });
     p.start().unwrap();
-    p.join(Some(Duration::from_secs(20))).expect("the producer exits without a reader");
+    p.join_timeout(Duration::from_secs(20)).expect("the producer exits without a reader");
     assert_eq!(q.qsize(), 2);
-    let big = q.get(None).unwrap();
+    let big = q.get().unwrap();
     assert_eq!(big.len(), 10 << 20);
     assert_eq!(check_pattern(&big), Some(10));
-    assert_eq!(check_pattern(&q.get(None).unwrap()), Some(11));
+    assert_eq!(check_pattern(&q.get().unwrap()), Some(11));
 }
 
 #[test]
@@ -477,9 +477,9 @@ fn put_bytes_and_get_bytes_into_interoperate_with_put_and_get() {
         for (i, &len) in sizes.iter().enumerate() {
             let item = if len >= 8 { pattern(i as u64, len) } else { vec![i as u8; len] };
             if i % 2 == 0 {
-                pq.put_bytes(&item, None).unwrap();
+                pq.put_bytes(&item).unwrap();
             } else {
-                pq.put(item, None).unwrap();
+                pq.put(item).unwrap();
             }
         }
     });
@@ -488,21 +488,21 @@ fn put_bytes_and_get_bytes_into_interoperate_with_put_and_get() {
     for (i, &len) in sizes.iter().enumerate() {
         let want = if len >= 8 { pattern(i as u64, len) } else { vec![i as u8; len] };
         if i % 3 == 0 {
-            assert_eq!(q.get(None).unwrap(), want);
+            assert_eq!(q.get().unwrap(), want);
         } else {
-            assert_eq!(q.get_bytes_into(&mut buf, None).unwrap(), len);
+            assert_eq!(q.get_bytes_into(&mut buf).unwrap(), len);
             assert_eq!(buf, want);
         }
     }
-    p.join(None).unwrap();
-    assert!(matches!(q.get_bytes_into(&mut buf, Some(Duration::ZERO)), Err(GetError::Empty)));
+    p.join().unwrap();
+    assert!(matches!(q.get_bytes_into_timeout(&mut buf, Duration::ZERO), Err(GetError::Empty)));
     let small: Queue<Vec<u8>> = Queue::with_maxsize(1).unwrap();
-    small.put_bytes(b"x", None).unwrap();
-    assert!(matches!(small.put_bytes(b"y", Some(Duration::ZERO)), Err(PutError::Full(()))));
+    small.put_bytes(b"x").unwrap();
+    assert!(matches!(small.put_bytes_timeout(b"y", Duration::ZERO), Err(PutError::Full(()))));
     small.close();
-    assert!(matches!(small.put_bytes(b"y", None), Err(PutError::Closed(()))));
-    assert_eq!(small.get_bytes_into(&mut buf, None).unwrap(), 1);
-    assert!(matches!(small.get_bytes_into(&mut buf, None), Err(GetError::Closed)));
+    assert!(matches!(small.put_bytes(b"y"), Err(PutError::Closed(()))));
+    assert_eq!(small.get_bytes_into(&mut buf).unwrap(), 1);
+    assert!(matches!(small.get_bytes_into(&mut buf), Err(GetError::Closed)));
 }
 
 /// The tutorial: `f1` puts a string, `f2` (another process) gets it.
@@ -511,13 +511,13 @@ fn tutorial_one_child_puts_and_another_gets() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let queue: Queue<String> = Queue::new().unwrap();
     let q1 = queue.clone();
-    let f1 = child(move || q1.put("Hello shiyanlou".to_string(), None).unwrap());
+    let f1 = child(move || q1.put("Hello shiyanlou".to_string()).unwrap());
     let q2 = queue.clone();
-    let f2 = child(move || q2.get(None).unwrap());
+    let f2 = child(move || q2.get().unwrap());
     f1.start().unwrap();
     f2.start().unwrap();
-    assert_eq!(f2.join(None).unwrap(), "Hello shiyanlou");
-    f1.join(None).unwrap();
+    assert_eq!(f2.join().unwrap(), "Hello shiyanlou");
+    f1.join().unwrap();
     assert!(queue.empty());
 }
 
@@ -538,7 +538,7 @@ fn tutorial_parallel_sum_over_eight_processes() {
                 for number in lo..=hi {
                     total += std::hint::black_box(number);
                 }
-                q.put(total, None).unwrap();
+                q.put(total).unwrap();
             })
         })
         .collect();
@@ -546,11 +546,11 @@ fn tutorial_parallel_sum_over_eight_processes() {
         p.start().unwrap();
     }
     for p in &processes {
-        p.join(None).unwrap();
+        p.join().unwrap();
     }
     let mut total = 0;
     while !result_queue.empty() {
-        total += result_queue.get(None).unwrap();
+        total += result_queue.get().unwrap();
     }
     assert_eq!(total, 5_000_000_050_000_000);
     eprintln!("parallel sum over 8 processes: {:?}", start.elapsed());
@@ -569,7 +569,7 @@ fn tutorial_joinable_queue_producer_waits_for_consumer() {
         .daemon(true)
         .death_signal(Some(multiproc::Signal::KILL))
         .spawn(move || {
-            while let Ok(res) = cq.get(None) {
+            while let Ok(res) = cq.get() {
                 assert!(res.starts_with("product"));
                 processed.fetch_add(1, Ordering::SeqCst);
                 cq.task_done().unwrap();
@@ -577,15 +577,15 @@ fn tutorial_joinable_queue_producer_waits_for_consumer() {
         });
     let consumer = consumer.unwrap();
     for i in 0..50 {
-        q.put(format!("product {i}"), None).unwrap();
+        q.put(format!("product {i}")).unwrap();
     }
-    q.join(None).unwrap();
+    q.join().unwrap();
     // join returned: every put item was processed (and task_done'd).
     assert_eq!(processed.load(Ordering::SeqCst), 50);
     assert_eq!(q.unfinished_tasks(), 0);
     assert!(q.empty());
     q.close();
-    consumer.join(None).unwrap();
+    consumer.join().unwrap();
 }
 
 #[test]
@@ -593,23 +593,23 @@ fn joinable_queue_counts_tasks_like_python() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: JoinableQueue<u8> = JoinableQueue::with_maxsize(10).unwrap();
     assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
-    q.join(Some(Duration::ZERO)).unwrap();
-    q.put(1, None).unwrap();
-    q.put(2, None).unwrap();
+    q.join_timeout(Duration::ZERO).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
     assert_eq!(q.unfinished_tasks(), 2);
     let start = Instant::now();
-    assert_eq!(q.join(Some(Duration::from_millis(30))), Err(QueueJoinError::Timeout));
+    assert_eq!(q.join_timeout(Duration::from_millis(30)), Err(QueueJoinError::Timeout));
     assert!(start.elapsed() >= Duration::from_millis(30));
-    assert_eq!(q.get(None).unwrap(), 1);
+    assert_eq!(q.get().unwrap(), 1);
     q.task_done().unwrap();
     assert_eq!(q.unfinished_tasks(), 1);
     q.task_done().unwrap(); // Python allows task_done before the get, too
     assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
-    q.join(Some(Duration::ZERO)).unwrap();
-    assert_eq!(q.get(None).unwrap(), 2);
+    q.join_timeout(Duration::ZERO).unwrap();
+    assert_eq!(q.get().unwrap(), 2);
     // A rejected put is not a task.
     q.close();
-    assert!(q.put(3, None).is_err());
+    assert!(q.put(3).is_err());
     assert_eq!(q.unfinished_tasks(), 0);
 }
 
@@ -618,14 +618,14 @@ fn join_wakes_when_another_process_finishes_the_last_task() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
     for i in 0..1000 {
-        q.put(i, None).unwrap();
+        q.put(i).unwrap();
     }
     let workers: Vec<Process<u32>> = (0..3)
         .map(|_| {
             let q = q.clone();
             child(move || {
                 let mut n = 0;
-                while let Ok(_item) = q.get(Some(Duration::ZERO)) {
+                while let Ok(_item) = q.get_timeout(Duration::ZERO) {
                     q.task_done().unwrap();
                     n += 1;
                 }
@@ -636,8 +636,8 @@ fn join_wakes_when_another_process_finishes_the_last_task() {
     for w in &workers {
         w.start().unwrap();
     }
-    q.join(Some(Duration::from_secs(20))).unwrap();
-    let n: u32 = workers.iter().map(|w| w.join(None).unwrap()).sum();
+    q.join_timeout(Duration::from_secs(20)).unwrap();
+    let n: u32 = workers.iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(n, 1000);
 }
 
@@ -650,16 +650,16 @@ fn a_big_item_that_fits_is_put_at_once_while_an_abandoned_one_waits_to_be_skippe
     // A 4 MiB ring: items over 1 MiB (a quarter) may stream.
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4 << 20).build().unwrap();
     let x = pattern(1, 1536 << 10);
-    q.put(x.clone(), None).unwrap();
+    q.put(x.clone()).unwrap();
     // A 3 MiB item with no consumer: it fills the ring, runs out of time mid-stream and is
     // abandoned; consumers will skip its bytes when they reach them.
     let y = pattern(2, 3 << 20);
-    match q.put(y, Some(Duration::from_millis(50))) {
+    match q.put_timeout(y, Duration::from_millis(50)) {
         Err(PutError::Full(back)) => assert_eq!(check_pattern(&back), Some(2)),
         other => panic!("the 3 MiB put should have timed out: {other:?}"),
     }
     // Reading the first item frees 1.5 MiB in front of the abandoned bytes.
-    assert_eq!(q.get(Some(SECS)).unwrap(), x);
+    assert_eq!(q.get_timeout(SECS).unwrap(), x);
     // An item that fits in that room goes in now (Python: `put_nowait` fails only when the
     // queue is full), although consumers have not passed the abandoned item yet.
     let z = pattern(3, 1200 << 10);
@@ -667,7 +667,7 @@ fn a_big_item_that_fits_is_put_at_once_while_an_abandoned_one_waits_to_be_skippe
         Ok(()) => {}
         Err(e) => panic!("a fitting item was refused: {e:?}"),
     }
-    assert_eq!(q.get(Some(SECS)).unwrap(), z);
+    assert_eq!(q.get_timeout(SECS).unwrap(), z);
     assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
     assert_eq!(q.lost(), 0, "an item its producer got back is not lost");
 }
@@ -679,23 +679,23 @@ fn a_producer_killed_mid_stream_is_detected_by_a_waiting_consumer() {
         let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
         let cq = q.clone();
         let p = child(move || {
-            cq.put(pattern(1, 1 << 20), None).unwrap();
+            cq.put(pattern(1, 1 << 20)).unwrap();
         });
         p.start().unwrap();
         // The ring fills with the first 64 KiB and the producer waits for a reader.
         assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
         p.kill().unwrap();
-        assert!(p.join(None).is_err());
+        assert!(p.join().is_err());
         assert_eq!(q.lost(), 0);
         // The consumer starts reading the stream, finds its producer dead, discards it.
         let start = Instant::now();
-        assert!(matches!(q.get(Some(Duration::from_secs(2))), Err(GetError::Empty)));
+        assert!(matches!(q.get_timeout(Duration::from_secs(2)), Err(GetError::Empty)));
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(q.lost(), 1);
         assert_eq!(q.qsize(), 0);
         // The queue works as before.
-        q.put(pattern(2, 100), None).unwrap();
-        assert_eq!(check_pattern(&q.get(None).unwrap()), Some(2));
+        q.put(pattern(2, 100)).unwrap();
+        assert_eq!(check_pattern(&q.get().unwrap()), Some(2));
         assert_eq!(q.lost(), 1);
     }
 }
@@ -705,19 +705,19 @@ fn a_lost_item_is_not_an_unfinished_task() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: JoinableQueue<Vec<u8>> =
         JoinableQueue::builder().capacity_bytes(64 << 10).build().unwrap();
-    q.put(pattern(0, 100), None).unwrap();
+    q.put(pattern(0, 100)).unwrap();
     let cq = q.clone();
-    let p = child(move || cq.put(pattern(1, 1 << 20), None).unwrap());
+    let p = child(move || cq.put(pattern(1, 1 << 20)).unwrap());
     p.start().unwrap();
     assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
     p.kill().unwrap();
-    assert!(p.join(None).is_err());
-    assert_eq!(check_pattern(&q.get(None).unwrap()), Some(0));
+    assert!(p.join().is_err());
+    assert_eq!(check_pattern(&q.get().unwrap()), Some(0));
     q.task_done().unwrap();
-    assert!(matches!(q.get(Some(Duration::from_millis(100))), Err(GetError::Empty)));
+    assert!(matches!(q.get_timeout(Duration::from_millis(100)), Err(GetError::Empty)));
     assert_eq!(q.lost(), 1);
     assert_eq!(q.unfinished_tasks(), 0);
-    q.join(Some(Duration::ZERO)).unwrap();
+    q.join_timeout(Duration::ZERO).unwrap();
     assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
 }
 
@@ -725,25 +725,25 @@ fn a_lost_item_is_not_an_unfinished_task() {
 fn a_producer_killed_mid_stream_is_repaired_by_the_next_producer() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
-    q.put(pattern(0, 1000), None).unwrap();
+    q.put(pattern(0, 1000)).unwrap();
     let cq = q.clone();
     let dead = child(move || {
-        cq.put(pattern(1, 1 << 20), None).unwrap();
+        cq.put(pattern(1, 1 << 20)).unwrap();
     });
     dead.start().unwrap();
     assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
     dead.kill().unwrap();
-    assert!(dead.join(None).is_err());
+    assert!(dead.join().is_err());
     // The next producer repairs (marks the stream aborted), then waits for room.
     let cq = q.clone();
-    let next = child(move || cq.put(pattern(2, 5000), Some(Duration::from_secs(20))).is_ok());
+    let next = child(move || cq.put_timeout(pattern(2, 5000), Duration::from_secs(20)).is_ok());
     next.start().unwrap();
     assert!(common::eventually(SECS, || q.lost() == 1));
     assert_eq!(q.qsize(), 1);
-    assert_eq!(check_pattern(&q.get(None).unwrap()), Some(0));
+    assert_eq!(check_pattern(&q.get().unwrap()), Some(0));
     // The aborted item is skipped; the next producer's item follows.
-    assert_eq!(check_pattern(&q.get(Some(Duration::from_secs(20))).unwrap()), Some(2));
-    assert!(next.join(None).unwrap());
+    assert_eq!(check_pattern(&q.get_timeout(Duration::from_secs(20)).unwrap()), Some(2));
+    assert!(next.join().unwrap());
     assert_eq!(q.lost(), 1);
     assert!(q.empty());
 }
@@ -755,8 +755,8 @@ fn a_consumer_killed_mid_stream_leaves_the_rest_discarded_and_counted() {
         let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
         let pq = q.clone();
         let producer = child(move || {
-            pq.put(pattern(round * 10 + 1, 1 << 20), None).unwrap();
-            pq.put(pattern(round * 10 + 2, 3000), None).unwrap();
+            pq.put(pattern(round * 10 + 1, 1 << 20)).unwrap();
+            pq.put(pattern(round * 10 + 2, 3000)).unwrap();
         });
         producer.start().unwrap();
         assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
@@ -764,7 +764,7 @@ fn a_consumer_killed_mid_stream_leaves_the_rest_discarded_and_counted() {
         signal(&producer, libc::SIGSTOP);
         let cq = q.clone();
         let consumer = child(move || {
-            let _ = cq.get(None);
+            let _ = cq.get();
         });
         consumer.start().unwrap();
         assert!(common::eventually(SECS, || {
@@ -772,13 +772,13 @@ fn a_consumer_killed_mid_stream_leaves_the_rest_discarded_and_counted() {
             head == tail
         }));
         consumer.kill().unwrap();
-        assert!(consumer.join(None).is_err());
+        assert!(consumer.join().is_err());
         signal(&producer, libc::SIGCONT);
         // The next consumer discards the rest of the item, then gets the next one.
-        let v = q.get(Some(Duration::from_secs(20))).unwrap();
+        let v = q.get_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(check_pattern(&v), Some(round * 10 + 2));
         assert_eq!(q.lost(), 1);
-        producer.join(None).unwrap();
+        producer.join().unwrap();
         assert!(q.empty());
     }
 }
@@ -807,14 +807,14 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
         let lens: Vec<usize> = (0..200).map(|_| 8 + (rnd() % 40_000) as usize).collect();
         let producer = child(move || {
             for (i, &len) in lens.iter().enumerate() {
-                pq.put(pattern(first + i as u64, len), None).unwrap();
+                pq.put(pattern(first + i as u64, len)).unwrap();
                 puts.fetch_add(1, Ordering::SeqCst);
             }
         });
         let cq = q.clone();
         let consumer = child(move || {
             loop {
-                match cq.get(Some(Duration::from_millis(300))) {
+                match cq.get_timeout(Duration::from_millis(300)) {
                     Ok(v) => {
                         assert!(check_pattern(&v).is_some(), "torn item delivered");
                         gets.fetch_add(1, Ordering::SeqCst);
@@ -850,7 +850,7 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
         let mut mine = 0;
         let (mut producer_done, mut consumer_done) = (false, false);
         loop {
-            match q.get(Some(Duration::from_millis(20))) {
+            match q.get_timeout(Duration::from_millis(20)) {
                 Ok(v) => {
                     assert!(check_pattern(&v).is_some(), "torn item delivered");
                     mine += 1;
@@ -860,10 +860,10 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
             }
             if !producer_done {
                 producer_done =
-                    !matches!(producer.join(Some(Duration::ZERO)), Err(JoinError::Timeout));
+                    !matches!(producer.join_timeout(Duration::ZERO), Err(JoinError::Timeout));
             }
             if !consumer_done {
-                match consumer.join(Some(Duration::ZERO)) {
+                match consumer.join_timeout(Duration::ZERO) {
                     Err(JoinError::Timeout) => {}
                     Ok(()) => consumer_done = true,
                     Err(JoinError::Panicked(msg)) => panic!("consumer: {msg}"),
@@ -890,13 +890,13 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
         assert!(q.lost() - lost_before <= 1);
     }
     // Still fully usable, for small items and items larger than the ring.
-    q.put(pattern(7, 5000), None).unwrap();
-    assert_eq!(check_pattern(&q.get(None).unwrap()), Some(7));
+    q.put(pattern(7, 5000)).unwrap();
+    assert_eq!(check_pattern(&q.get().unwrap()), Some(7));
     let pq = q.clone();
-    let p = child(move || pq.put(pattern(8, 50_000), None).unwrap());
+    let p = child(move || pq.put(pattern(8, 50_000)).unwrap());
     p.start().unwrap();
-    assert_eq!(check_pattern(&q.get(None).unwrap()), Some(8));
-    p.join(None).unwrap();
+    assert_eq!(check_pattern(&q.get().unwrap()), Some(8));
+    p.join().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -906,32 +906,32 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
 fn a_garbled_header_gives_corrupt_not_a_crash() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     let (hdr, _, _, _) = q.raw_parts_for_tests();
     // Magic number.
     unsafe { (*hdr.cast::<std::sync::atomic::AtomicU64>()).fetch_xor(1, Ordering::SeqCst) };
-    assert!(matches!(q.put(2, None), Err(PutError::Corrupt(2, _))));
-    assert!(matches!(q.get(None), Err(GetError::Corrupt(_))));
-    let e: QueueError = q.get(None).unwrap_err().into();
+    assert!(matches!(q.put(2), Err(PutError::Corrupt(2, _))));
+    assert!(matches!(q.get(), Err(GetError::Corrupt(_))));
+    let e: QueueError = q.get().unwrap_err().into();
     assert!(e.to_string().contains("corrupt queue"), "{e}");
 
     // `tail` far past `head`.
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
-    q.put(1, None).unwrap();
+    q.put(1).unwrap();
     let (hdr, _, _, _) = q.raw_parts_for_tests();
     unsafe {
         (*hdr.add(128).cast::<std::sync::atomic::AtomicU64>()).store(1 << 40, Ordering::SeqCst)
     };
-    assert!(matches!(q.get(None), Err(GetError::Corrupt(_))));
-    assert!(matches!(q.put(2, None), Err(PutError::Corrupt(2, _))));
+    assert!(matches!(q.get(), Err(GetError::Corrupt(_))));
+    assert!(matches!(q.put(2), Err(PutError::Corrupt(2, _))));
 
     // A record whose sequence number is wrong (the first of two).
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
-    q.put(1, None).unwrap();
-    q.put(2, None).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
     let (_, _, ring, _) = q.raw_parts_for_tests();
     unsafe { *ring.add(8) = 9 };
-    assert!(matches!(q.get(None), Err(GetError::Corrupt(_))));
+    assert!(matches!(q.get(), Err(GetError::Corrupt(_))));
 }
 
 #[test]
@@ -975,10 +975,12 @@ fn random_garbage_over_header_and_ring_never_panics_or_hangs() {
             let r = match rnd() % 9 {
                 0 | 1 => q.put_nowait(vec![1; (rnd() % 300) as usize]).err().map(QueueError::from),
                 2 | 3 => q.get_nowait().err().map(QueueError::from),
-                4 => q.put(vec![2; 20], Some(Duration::from_millis(1))).err().map(QueueError::from),
-                5 => q.get(Some(Duration::from_millis(1))).err().map(QueueError::from),
+                4 => {
+                    q.put_timeout(vec![2; 20], Duration::from_millis(1)).err().map(QueueError::from)
+                }
+                5 => q.get_timeout(Duration::from_millis(1)).err().map(QueueError::from),
                 6 => q.task_done().err().map(QueueError::from),
-                7 => q.join(Some(Duration::ZERO)).err().map(QueueError::from),
+                7 => q.join_timeout(Duration::ZERO).err().map(QueueError::from),
                 _ => {
                     let _ = (q.qsize(), q.empty(), q.full(), q.lost(), q.unfinished_tasks());
                     None
@@ -1095,7 +1097,7 @@ fn queue_matches_a_vecdeque_model() {
                     let got = if rnd() % 2 == 0 {
                         q.put_nowait(item.clone())
                     } else {
-                        q.put(item.clone(), Some(Duration::ZERO))
+                        q.put_timeout(item.clone(), Duration::ZERO)
                     };
                     match (want, got) {
                         (Ok(()), Ok(())) => {}
@@ -1136,16 +1138,16 @@ fn queue_matches_a_vecdeque_model() {
 fn byte_strings_go_straight_through_and_bad_utf8_is_a_decode_error() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<String> = Queue::builder().capacity_bytes(4096).build().unwrap();
-    q.put("abc".to_string(), None).unwrap();
-    q.put("d\u{e9}f".to_string(), None).unwrap();
+    q.put("abc".to_string()).unwrap();
+    q.put("d\u{e9}f".to_string()).unwrap();
     // Garble the first record's payload (16-byte record header, 8-byte length, then "abc").
     let (_, _, ring, _) = q.raw_parts_for_tests();
     unsafe { *ring.add(16 + 8 + 1) = 0xff };
     assert!(matches!(
-        q.get(None),
+        q.get(),
         Err(GetError::Decode(multiproc::codec::DecodeError::InvalidUtf8 { valid_up_to: 1 }))
     ));
-    assert_eq!(q.get(None).unwrap(), "d\u{e9}f");
+    assert_eq!(q.get().unwrap(), "d\u{e9}f");
     assert!(q.empty());
 
     // Big items of every kind of ring: larger than the ring, larger than a quarter of it but
@@ -1158,16 +1160,16 @@ fn byte_strings_go_straight_through_and_bad_utf8_is_a_decode_error() {
         let cq = q.clone();
         let p = child(move || {
             for id in 0..3 {
-                cq.put(std::sync::Arc::new(pattern(id, len + id as usize)), None).unwrap();
+                cq.put(std::sync::Arc::new(pattern(id, len + id as usize))).unwrap();
             }
         });
         p.start().unwrap();
         for id in 0..3 {
-            let v = q.get(None).unwrap();
+            let v = q.get().unwrap();
             assert_eq!(v.len(), len + id as usize, "ring {ring}");
             assert_eq!(check_pattern(&v), Some(id), "ring {ring}, item {id}");
         }
-        p.join(None).unwrap();
+        p.join().unwrap();
         assert_eq!(q.lost(), 0);
     }
 }
@@ -1181,18 +1183,18 @@ fn issue_19_an_overwritten_length_word_is_corrupt_at_once_not_a_sink_for_later_i
     // behind it. The get must honour its timeout and take none of the producer's bytes.
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
-    q.put(pattern(1, 100), None).unwrap();
+    q.put(pattern(1, 100)).unwrap();
     let (_, _, ring, _) = q.raw_parts_for_tests();
     let (head, _) = q.positions_for_tests();
     let off = (head & (q.capacity_bytes() as u64 - 1)) as usize;
     unsafe { std::ptr::write_unaligned(ring.add(off).cast::<u64>(), (1u64 << 40).to_le()) };
     let pq = q.clone();
     let producer =
-        std::thread::spawn(move || pq.put(pattern(2, 8 << 20), Some(Duration::from_secs(2))));
+        std::thread::spawn(move || pq.put_timeout(pattern(2, 8 << 20), Duration::from_secs(2)));
     // The producer is streaming (the ring is full of its first bytes).
     assert!(common::eventually(SECS, || q.positions_for_tests().1 >= (64 << 10)));
     let start = Instant::now();
-    let r = q.get(Some(Duration::from_millis(10)));
+    let r = q.get_timeout(Duration::from_millis(10));
     assert!(start.elapsed() < Duration::from_secs(1), "get took {:?}", start.elapsed());
     assert!(matches!(r, Err(GetError::Corrupt(_))), "{r:?}");
     // Nobody read the producer's item: its put times out and hands it back.

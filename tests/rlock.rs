@@ -38,9 +38,9 @@ fn free_for_another_process(rlock: &RLock) -> bool {
 fn recursion_needs_one_release_per_acquire() {
     let _w = watchdog(TEST_LIMIT);
     let rlock = RLock::new().unwrap();
-    assert!(rlock.acquire(None).unwrap());
-    assert!(rlock.acquire(None).unwrap());
-    assert!(rlock.acquire(Some(Duration::ZERO)).unwrap());
+    rlock.acquire().unwrap();
+    rlock.acquire().unwrap();
+    assert!(rlock.acquire_timeout(Duration::ZERO).unwrap());
     rlock.release().unwrap();
     rlock.release().unwrap();
     assert!(!free_for_another_process(&rlock), "still held at depth 1");
@@ -57,7 +57,7 @@ fn guards_nest_and_mix_with_acquire_release() {
     let g2 = rlock.try_lock().unwrap();
     // Levels held by guards are not `release`'s to give back.
     assert!(matches!(rlock.release(), Err(ReleaseError::NotOwner)));
-    assert!(rlock.acquire(None).unwrap());
+    rlock.acquire().unwrap();
     drop(g1);
     drop(g2);
     assert!(!free_for_another_process(&rlock), "the acquire()d level is still held");
@@ -68,10 +68,10 @@ fn guards_nest_and_mix_with_acquire_release() {
 #[test]
 fn release_by_another_thread_is_not_owner() {
     let rlock = RLock::new().unwrap();
-    assert!(rlock.acquire(None).unwrap());
+    rlock.acquire().unwrap();
     let other = rlock.clone();
     let (release, acquire) =
-        std::thread::spawn(move || (other.release(), other.acquire(Some(Duration::ZERO))))
+        std::thread::spawn(move || (other.release(), other.acquire_timeout(Duration::ZERO)))
             .join()
             .unwrap();
     assert!(matches!(release, Err(ReleaseError::NotOwner)), "{release:?}");
@@ -83,20 +83,20 @@ fn release_by_another_thread_is_not_owner() {
 fn release_by_another_process_is_not_owner_and_a_forked_child_owns_nothing() {
     let _w = watchdog(TEST_LIMIT);
     let rlock = RLock::new().unwrap();
-    assert!(rlock.acquire(None).unwrap());
-    assert!(rlock.acquire(None).unwrap());
+    rlock.acquire().unwrap();
+    rlock.acquire().unwrap();
     // The child is a copy of the owning thread (same thread-local cache, same `owner` word).
     let child = Process::new({
         let rlock = rlock.clone();
         move || {
             let release = matches!(rlock.release(), Err(ReleaseError::NotOwner));
-            let acquire = matches!(rlock.acquire(Some(Duration::ZERO)), Ok(false));
+            let acquire = matches!(rlock.acquire_timeout(Duration::ZERO), Ok(false));
             let try_lock = matches!(rlock.try_lock(), Err(AcquireError::Timeout));
             (release, acquire, try_lock)
         }
     });
     child.start().unwrap();
-    assert_eq!(child.join(None).unwrap(), (true, true, true));
+    assert_eq!(child.join().unwrap(), (true, true, true));
     rlock.release().unwrap();
     rlock.release().unwrap();
     assert!(free_for_another_process(&rlock));
@@ -124,15 +124,15 @@ fn timed_acquire_of_an_rlock_held_elsewhere_is_never_early() {
     assert!(eventually(TEST_LIMIT, || held.load(SeqCst) == 1));
     let start = Instant::now();
     assert!(matches!(rlock.try_lock(), Err(AcquireError::Timeout)));
-    assert!(!rlock.acquire(Some(Duration::ZERO)).unwrap());
+    assert!(!rlock.acquire_timeout(Duration::ZERO).unwrap());
     assert!(start.elapsed() < Duration::from_secs(1), "a try must not wait");
     for ms in [1u64, 30] {
         let t = Duration::from_millis(ms);
         let start = Instant::now();
-        assert!(matches!(rlock.lock_timeout(Some(t)), Err(AcquireError::Timeout)));
+        assert!(matches!(rlock.lock_timeout(t), Err(AcquireError::Timeout)));
         assert!(start.elapsed() >= t);
         let start = Instant::now();
-        assert!(!rlock.acquire(Some(t)).unwrap());
+        assert!(!rlock.acquire_timeout(t).unwrap());
         assert!(start.elapsed() >= t);
     }
     go.store(1, SeqCst);
@@ -180,7 +180,7 @@ fn an_owner_killed_at_depth_3_gives_owner_died_at_depth_1_then_the_lock_works_10
             let rlock = rlock.clone();
             fork_child(move || {
                 for _ in 0..3 {
-                    if rlock.acquire(None).is_err() {
+                    if rlock.acquire().is_err() {
                         return 10;
                     }
                 }
@@ -193,7 +193,7 @@ fn an_owner_killed_at_depth_3_gives_owner_died_at_depth_1_then_the_lock_works_10
         };
         assert!(eventually(TEST_LIMIT, || held.load(SeqCst) == 1), "round {round}");
         child.kill_and_reap();
-        match rlock.acquire(None) {
+        match rlock.acquire() {
             Err(AcquireError::OwnerDied(())) => {}
             other => panic!("round {round}: expected OwnerDied, got {other:?}"),
         }

@@ -72,12 +72,12 @@ fn get_value_is_exact_across_processes() {
     let _w = watchdog(TEST_LIMIT);
     let sem = Semaphore::new(5).unwrap();
     assert_eq!(sem.get_value(), 5);
-    assert!(sem.acquire(None).unwrap());
+    sem.acquire().unwrap();
     assert_eq!(sem.get_value(), 4);
     let s = sem.clone();
     fork_child(move || {
         for _ in 0..3 {
-            if !s.acquire(Some(Duration::ZERO)).unwrap_or(false) {
+            if !s.acquire_timeout(Duration::ZERO).unwrap_or(false) {
                 return 1;
             }
         }
@@ -99,9 +99,9 @@ fn semaphore_release_above_initial_value_is_allowed() {
     sem.release().unwrap();
     assert_eq!(sem.get_value(), 4);
     for _ in 0..4 {
-        assert!(sem.acquire(Some(Duration::ZERO)).unwrap());
+        assert!(sem.acquire_timeout(Duration::ZERO).unwrap());
     }
-    assert!(!sem.acquire(Some(Duration::ZERO)).unwrap());
+    assert!(!sem.acquire_timeout(Duration::ZERO).unwrap());
     assert_eq!(sem.get_value(), 0);
 }
 
@@ -122,7 +122,7 @@ fn bounded_over_release_is_too_many_releases_and_keeps_the_value() {
     assert_eq!(sem.max_value(), 2);
     assert!(matches!(sem.release(), Err(ReleaseError::TooManyReleases)));
     assert_eq!(sem.get_value(), 2);
-    assert!(sem.acquire(None).unwrap());
+    sem.acquire().unwrap();
     sem.release().unwrap();
     assert!(matches!(sem.release(), Err(ReleaseError::TooManyReleases)));
     assert_eq!(sem.get_value(), 2);
@@ -130,7 +130,7 @@ fn bounded_over_release_is_too_many_releases_and_keeps_the_value() {
 
     let zero = BoundedSemaphore::new(0).unwrap();
     assert!(matches!(zero.release(), Err(ReleaseError::TooManyReleases)));
-    assert!(!zero.acquire(Some(Duration::ZERO)).unwrap());
+    assert!(!zero.acquire_timeout(Duration::ZERO).unwrap());
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn bounded_check_is_atomic_when_processes_release_at_once() {
     for _ in 0..5 {
         let sem = BoundedSemaphore::new(4).unwrap();
         for _ in 0..4 {
-            assert!(sem.acquire(Some(Duration::ZERO)).unwrap());
+            assert!(sem.acquire_timeout(Duration::ZERO).unwrap());
         }
         let page = SharedPage::new(4096);
         // SAFETY: zeroed atomics at aligned, distinct offsets inside the page.
@@ -180,16 +180,13 @@ fn timed_acquire_never_returns_early() {
     for ms in [1u64, 20, 60] {
         let t = Duration::from_millis(ms);
         let start = Instant::now();
-        assert!(!sem.acquire(Some(t)).unwrap());
+        assert!(!sem.acquire_timeout(t).unwrap());
         assert!(start.elapsed() >= t, "timed out after {:?} < {t:?}", start.elapsed());
     }
     let bounded = BoundedSemaphore::new(1).unwrap();
     let _g = bounded.guard().unwrap();
     let start = Instant::now();
-    assert!(matches!(
-        bounded.acquire_guard(Some(Duration::from_millis(30))),
-        Err(AcquireError::Timeout)
-    ));
+    assert!(matches!(bounded.guard_timeout(Duration::from_millis(30)), Err(AcquireError::Timeout)));
     assert!(start.elapsed() >= Duration::from_millis(30));
 }
 
@@ -197,9 +194,9 @@ fn timed_acquire_never_returns_early() {
 fn zero_timeout_tries_once_without_waiting() {
     let sem = Semaphore::new(1).unwrap();
     let start = Instant::now();
-    assert!(sem.acquire(Some(Duration::ZERO)).unwrap());
-    assert!(!sem.acquire(Some(Duration::ZERO)).unwrap());
-    assert!(matches!(sem.acquire_guard(Some(Duration::ZERO)), Err(AcquireError::Timeout)));
+    assert!(sem.acquire_timeout(Duration::ZERO).unwrap());
+    assert!(!sem.acquire_timeout(Duration::ZERO).unwrap());
+    assert!(matches!(sem.guard_timeout(Duration::ZERO), Err(AcquireError::Timeout)));
     assert!(start.elapsed() < Duration::from_secs(1), "a zero timeout must not wait");
     assert_eq!(sem.get_value(), 0);
 }
@@ -208,7 +205,7 @@ fn zero_timeout_tries_once_without_waiting() {
 fn guard_releases_on_drop_and_explicit_release_reports() {
     let sem = Semaphore::new(1).unwrap();
     {
-        let g = sem.acquire_guard(Some(Duration::from_secs(1))).unwrap();
+        let g = sem.guard_timeout(Duration::from_secs(1)).unwrap();
         assert_eq!(sem.get_value(), 0);
         assert_eq!(format!("{g:?}"), "SemaphoreGuard { value: 0 }");
     }
@@ -237,8 +234,8 @@ fn release_in_one_process_wakes_a_waiter_in_another() {
     let s = sem.clone();
     let child = fork_child(move || {
         ready.store(1, Ordering::Release);
-        match s.acquire(None) {
-            Ok(true) => 0,
+        match s.acquire() {
+            Ok(()) => 0,
             _ => 1,
         }
     });
@@ -258,7 +255,7 @@ fn ping_pong_between_processes_loses_no_wake_up() {
     let (pi, po) = (ping.clone(), pong.clone());
     let child = fork_child(move || {
         for _ in 0..ROUNDS {
-            if !matches!(pi.acquire(None), Ok(true)) || po.release().is_err() {
+            if pi.acquire().is_err() || po.release().is_err() {
                 return 1;
             }
         }
@@ -266,7 +263,7 @@ fn ping_pong_between_processes_loses_no_wake_up() {
     });
     for _ in 0..ROUNDS {
         ping.release().unwrap();
-        assert!(pong.acquire(None).unwrap());
+        pong.acquire().unwrap();
     }
     child.join_ok();
     assert_eq!((ping.get_value(), pong.get_value()), (0, 0));
@@ -283,13 +280,13 @@ fn a_waiter_killed_while_blocked_does_not_prevent_others_from_acquiring() {
     let s = sem.clone();
     let mut victim = fork_child(move || {
         ready_k.store(1, Ordering::Release);
-        let _ = s.acquire(None);
+        let _ = s.acquire();
         0
     });
     let s = sem.clone();
     let survivor = fork_child(move || {
         ready_w.store(1, Ordering::Release);
-        match s.acquire(Some(Duration::from_secs(20))) {
+        match s.acquire_timeout(Duration::from_secs(20)) {
             Ok(true) => 0,
             Ok(false) => 3,
             Err(_) => 1,
@@ -308,6 +305,6 @@ fn a_waiter_killed_while_blocked_does_not_prevent_others_from_acquiring() {
 
     // And the semaphore keeps working in this process.
     sem.release().unwrap();
-    assert!(sem.acquire(Some(Duration::ZERO)).unwrap());
-    assert!(!sem.acquire(Some(Duration::from_millis(5))).unwrap());
+    assert!(sem.acquire_timeout(Duration::ZERO).unwrap());
+    assert!(!sem.acquire_timeout(Duration::from_millis(5)).unwrap());
 }

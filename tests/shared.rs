@@ -30,7 +30,7 @@ where
         p.start().unwrap();
     }
     for p in &procs {
-        p.join(None).unwrap();
+        p.join().unwrap();
     }
 }
 
@@ -96,7 +96,7 @@ fn tutorial_value_and_array_modified_by_a_child_are_seen_by_the_parent() {
         })
     };
     p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     // print(num.value); print(arr[:])
     assert_eq!(num.load().unwrap(), 3.14);
     assert_eq!(arr.to_vec().unwrap(), [5, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -158,7 +158,7 @@ fn an_array_of_a_user_struct() {
         })
     };
     p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(pts.lock().unwrap()[2], Point { x: 2.0, y: -2.0, tag: *b"abc\0" });
 }
 
@@ -174,12 +174,9 @@ fn value_guard_derefs_and_store_load_round_trip() {
     assert_eq!(v.load().unwrap(), [4, 5, 6]);
     let g = v.try_lock().unwrap();
     assert!(matches!(v.try_lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(
-        v.lock_timeout(Some(Duration::from_millis(5))),
-        Err(AcquireError::WouldDeadlock)
-    ));
+    assert!(matches!(v.lock_timeout(Duration::from_millis(5)), Err(AcquireError::WouldDeadlock)));
     drop(g);
-    assert_eq!(*v.lock_timeout(Some(Duration::ZERO)).unwrap(), [4, 5, 6]);
+    assert_eq!(*v.lock_timeout(Duration::ZERO).unwrap(), [4, 5, 6]);
 }
 
 #[test]
@@ -225,7 +222,7 @@ fn a_value_lock_held_elsewhere_times_out() {
     assert!(matches!(v.try_lock(), Err(AcquireError::Timeout)));
     let t = Duration::from_millis(20);
     let start = std::time::Instant::now();
-    assert!(matches!(v.lock_timeout(Some(t)), Err(AcquireError::Timeout)));
+    assert!(matches!(v.lock_timeout(t), Err(AcquireError::Timeout)));
     assert!(start.elapsed() >= t);
     go.store(1, std::sync::atomic::Ordering::SeqCst);
     child.join_ok();
@@ -290,10 +287,10 @@ fn a_condition_may_share_a_values_lock_but_not_wait_under_its_guard() {
     let cond = multiproc::Condition::with_lock(lock).unwrap();
     {
         let _g = v.lock().unwrap();
-        assert!(matches!(cond.wait(Some(Duration::ZERO)), Err(WaitError::LockedForData)));
+        assert!(matches!(cond.wait_timeout(Duration::ZERO), Err(WaitError::LockedForData)));
     }
     let _g = cond.lock().unwrap();
-    assert!(!cond.wait(Some(Duration::ZERO)).unwrap());
+    assert!(!cond.wait_timeout(Duration::ZERO).unwrap());
 }
 
 #[test]
@@ -366,7 +363,7 @@ fn raw_float_value_and_array_under_the_unsafe_contract() {
         })
     };
     p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     // SAFETY: the child has exited.
     unsafe {
         assert_eq!(v.read(), 3.0);

@@ -21,7 +21,7 @@ fn square(x: u64) -> u64 {
 fn start(ctx: &Context) -> Result<u64, String> {
     let p = ctx.process(square, 3);
     match p.start() {
-        Ok(()) => p.join(None).map_err(|e| e.to_string()),
+        Ok(()) => p.join().map_err(|e| e.to_string()),
         Err(StartError::Launch(e)) => Err(e.to_string()),
         Err(e) => panic!("unexpected start error {e:?}"),
     }

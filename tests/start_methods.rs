@@ -20,7 +20,7 @@ use multiproc::{
 multiproc::init_before_main!();
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Forkserver, StartMethod::Spawn];
-const WAIT: Option<Duration> = Some(Duration::from_secs(20));
+const WAIT: Duration = Duration::from_secs(20);
 
 fn square(x: u64) -> u64 {
     x * x
@@ -78,12 +78,12 @@ fn function_processes_return_values_under_every_method() {
         let ctx = Context::new(m);
         let p = ctx.process(square, 12);
         p.start().unwrap_or_else(|e| panic!("{m}: {e}"));
-        assert_eq!(p.join(WAIT).unwrap(), 144, "{m}");
+        assert_eq!(p.join_timeout(WAIT).unwrap(), 144, "{m}");
         assert_eq!(p.exitcode(), Some(0), "{m}");
 
         let p = ctx.process(fails, 3);
         p.start().unwrap();
-        match p.join(WAIT) {
+        match p.join_timeout(WAIT) {
             Err(JoinError::Panicked(msg)) => assert_eq!(msg, "odd input 3", "{m}"),
             other => panic!("{m}: {other:?}"),
         }
@@ -99,7 +99,7 @@ fn children_come_from_where_the_method_says() {
     for m in METHODS {
         let p = Context::new(m).process(whoami, ());
         p.start().unwrap();
-        let (pid, ppid) = p.join(WAIT).unwrap();
+        let (pid, ppid) = p.join_timeout(WAIT).unwrap();
         assert_eq!(pid, p.pid().unwrap().as_raw_nonzero().get() as u32, "{m}");
         match m {
             // The fork server is this process's child, and the process its child.
@@ -109,7 +109,7 @@ fn children_come_from_where_the_method_says() {
         // Clean children start with one thread whatever this process has.
         let p = Context::new(m).process(threads, ());
         p.start().unwrap();
-        assert_eq!(p.join(WAIT).unwrap(), 1, "{m}");
+        assert_eq!(p.join_timeout(WAIT).unwrap(), 1, "{m}");
     }
 }
 
@@ -121,10 +121,10 @@ fn a_forked_child_uses_a_fork_server_of_its_own() {
     let child = multiproc::Process::new(|| -> u64 {
         let p = Context::new(StartMethod::Forkserver).process(square, 4);
         p.start().unwrap();
-        p.join(Some(Duration::from_secs(10))).unwrap()
+        p.join_timeout(Duration::from_secs(10)).unwrap()
     });
     child.start().unwrap();
-    assert_eq!(child.join(WAIT).unwrap(), 16);
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 16);
 }
 
 #[test]
@@ -137,10 +137,10 @@ fn pools_and_executors_under_every_method() {
         let r = pool.map(fails, [0u32, 1]);
         assert!(matches!(r, Err(PoolError::Panicked(ref s)) if s == "odd input 1"), "{m}: {r:?}");
         pool.close().unwrap();
-        pool.join(WAIT).unwrap();
+        pool.join_timeout(WAIT).unwrap();
 
         let ex = ctx.executor(1).unwrap();
-        assert_eq!(ex.submit(square, 9).unwrap().result(WAIT).unwrap(), 81, "{m}");
+        assert_eq!(ex.submit(square, 9).unwrap().result_timeout(WAIT).unwrap(), 81, "{m}");
         ex.shutdown(true, false).unwrap();
     }
 }
@@ -183,7 +183,7 @@ fn spawn_from_eight_busy_threads() {
     for k in &kids {
         k.start().unwrap();
     }
-    let got: Vec<u64> = kids.iter().map(|k| k.join(WAIT).unwrap()).collect();
+    let got: Vec<u64> = kids.iter().map(|k| k.join_timeout(WAIT).unwrap()).collect();
     assert_eq!(got, (0..8u64).map(square).collect::<Vec<_>>());
     stop.store(true, Ordering::Relaxed);
     for t in busy {
@@ -220,7 +220,7 @@ fn hammer(method: StartMethod, rounds: usize) {
     let mut stuck = 0;
     for _ in 0..rounds {
         let pool = ctx.pool(1).unwrap();
-        match pool.map_async(work, [1u32, 2], None).unwrap().get(Some(Duration::from_secs(5))) {
+        match pool.map_async(work, [1u32, 2], None).unwrap().get_timeout(Duration::from_secs(5)) {
             Err(PoolError::Panicked(_)) => {}
             Err(PoolError::Timeout) => stuck += 1,
             other => panic!("{method}: {other:?}"),

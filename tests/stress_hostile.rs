@@ -144,10 +144,10 @@ fn hostile_frames_on_a_connection_give_clear_errors() {
             let how = rng.below(5);
             let t0 = Instant::now();
             let r = catch_unwind(AssertUnwindSafe(|| match how {
-                0 => rx.recv_bytes(None).map(|v| v == *p),
+                0 => rx.recv_bytes().map(|v| v == *p),
                 1 => {
                     let max = rng.below(6000) as usize;
-                    match rx.recv_bytes(Some(max)) {
+                    match rx.recv_bytes_max(max) {
                         Ok(v) => Ok(v == *p && p.len() <= max),
                         Err(ConnectionError::TooLong { len, max: m }) => {
                             f.too_long += 1;
@@ -177,8 +177,8 @@ fn hostile_frames_on_a_connection_give_clear_errors() {
                     Err(e) => Err(e),
                 },
                 _ => rx
-                    .poll(Some(Duration::from_secs(5)))
-                    .and_then(|ready| Ok(ready && rx.recv_bytes(None)? == *p)),
+                    .poll_timeout(Duration::from_secs(5))
+                    .and_then(|ready| Ok(ready && rx.recv_bytes()? == *p)),
             }));
             if t0.elapsed() > MARGIN + Duration::from_secs(5) {
                 f.hangs += 1;
@@ -202,8 +202,8 @@ fn hostile_frames_on_a_connection_give_clear_errors() {
             let how = rng.below(4);
             let t0 = Instant::now();
             let r = catch_unwind(AssertUnwindSafe(|| match how {
-                0 => rx.recv_bytes(None).map(|_| ()),
-                1 => rx.recv_bytes(Some(rng.below(300) as usize)).map(|_| ()),
+                0 => rx.recv_bytes().map(|_| ()),
+                1 => rx.recv_bytes_max(rng.below(300) as usize).map(|_| ()),
                 2 => rx.recv_bytes_into(&mut [0u8; 100], 0).map(|_| ()),
                 _ => rx.recv::<Vec<u8>>().map(|_| ()),
             }));
@@ -295,9 +295,9 @@ fn queue_op(q: &Queue<Vec<u8>>, rng: &mut Rng, f: &mut QueueFigures) {
         }
     };
     let r = catch_unwind(AssertUnwindSafe(|| match kind {
-        0 | 1 => get(q.get(Some(t))),
+        0 | 1 => get(q.get_timeout(t)),
         2 => get(q.get_nowait()),
-        3 | 4 => match q.put(vec![7u8; len], Some(t)) {
+        3 | 4 => match q.put_timeout(vec![7u8; len], t) {
             Ok(()) | Err(PutError::Full(_)) | Err(PutError::Closed(_)) => 0,
             Err(PutError::Corrupt(..)) => 2,
             Err(e) => {
@@ -413,7 +413,7 @@ fn scribbles_under_a_live_producer_never_hang_a_consumer() {
                         0 => rng.below(3 * cap as u64),
                         _ => rng.below(200),
                     } as usize;
-                    if q.put(vec![3u8; n], Some(Duration::from_millis(5))).is_ok() {
+                    if q.put_timeout(vec![3u8; n], Duration::from_millis(5)).is_ok() {
                         puts += 1;
                     }
                 }
@@ -430,7 +430,7 @@ fn scribbles_under_a_live_producer_never_hang_a_consumer() {
         }
         words[0].store(1, SeqCst);
         // The producer stops within its own timeouts (its puts are bounded too).
-        match producer.join(Some(Duration::from_secs(10))) {
+        match producer.join_timeout(Duration::from_secs(10)) {
             Ok(_) => {}
             Err(e) => panic!("producer: {e}"),
         }

@@ -50,7 +50,7 @@ fn quiet_hostile_panics() {
     ONCE.call_once(|| {
         let p = multiproc::Process::new(|| ());
         p.start().unwrap();
-        p.join(Some(HANG)).unwrap();
+        p.join_timeout(HANG).unwrap();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if info.payload().downcast_ref::<&str>() != Some(&"hostile task") {
@@ -231,12 +231,12 @@ fn pool_survives_hostile_tasks_and_worker_kills_with_one_outcome_each() {
             if rng.below(20) == 0 && kill_a_worker(&mut rng, pool.worker_pids()) {
                 t.ext_kills += 1;
             }
-            let out = r.get(Some(HANG));
+            let out = r.get_timeout(HANG);
             t.tasks += 1;
             judge(&mut t, *kind, *x, &out);
             broken |= startup_kill(&out);
             // Asked again: the same outcome (not a second one).
-            let again = r.get(Some(Duration::ZERO));
+            let again = r.get_timeout(Duration::ZERO);
             assert_eq!(format!("{out:?}"), format!("{again:?}"), "a second, different outcome");
         }
         if broken {
@@ -249,7 +249,7 @@ fn pool_survives_hostile_tasks_and_worker_kills_with_one_outcome_each() {
             }
         }
         pool.close().unwrap();
-        pool.join(Some(HANG)).unwrap();
+        pool.join_timeout(HANG).unwrap();
         // Each callback ran exactly once.
         for (i, c) in calls.iter().enumerate() {
             assert_eq!(c.load(SeqCst), 1, "task {i}: {} callbacks", c.load(SeqCst));
@@ -321,7 +321,7 @@ fn executor_survives_hostile_tasks_and_worker_kills_with_one_outcome_each() {
             if rng.below(20) == 0 && kill_a_worker(&mut rng, ex.worker_pids()) {
                 t.ext_kills += 1;
             }
-            let out = f.result(Some(HANG));
+            let out = f.result_timeout(HANG);
             t.tasks += 1;
             judge(&mut t, *kind, *x, &out);
             broken |= startup_kill(&out);
@@ -386,12 +386,12 @@ fn a_killed_fork_server_resolves_every_pending_task() {
         // The server dies after a random number of results are in (often none).
         let kill_at = rng.below(40) as usize;
         for (i, r) in rs.iter().enumerate().take(kill_at) {
-            assert_eq!(r.get(Some(HANG)).unwrap(), i as u64);
+            assert_eq!(r.get_timeout(HANG).unwrap(), i as u64);
         }
         let server = pool.server_pid().as_raw_nonzero().get();
         assert_eq!(unsafe { libc::kill(server, libc::SIGKILL) }, 0);
         for (i, r) in rs.iter().enumerate() {
-            match r.get(Some(HANG)) {
+            match r.get_timeout(HANG) {
                 Ok(v) => {
                     assert_eq!(v, i as u64);
                     done += 1;
@@ -402,7 +402,7 @@ fn a_killed_fork_server_resolves_every_pending_task() {
             }
         }
         // Broken for good: new work is refused, clearly.
-        let e = pool.apply_async(slow, 1).and_then(|r| r.get(Some(HANG)));
+        let e = pool.apply_async(slow, 1).and_then(|r| r.get_timeout(HANG));
         assert!(matches!(&e, Err(e) if e.is_broken()), "{e:?}");
         drop(rs);
         drop(pool);
@@ -446,8 +446,8 @@ fn a_worker_killed_while_starting_does_not_break_the_pool() {
             assert_eq!(unsafe { libc::kill(p.as_raw_nonzero().get(), libc::SIGKILL) }, 0);
         }
         // The first task may be lost with its worker; later work must run.
-        let _ = first.get(Some(HANG));
-        let r = pool.apply_async(square, 3).and_then(|r| r.get(Some(HANG)));
+        let _ = first.get_timeout(HANG);
+        let r = pool.apply_async(square, 3).and_then(|r| r.get_timeout(HANG));
         assert!(matches!(r, Ok(9)), "round {round}: {r:?}");
     }
 }

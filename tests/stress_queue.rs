@@ -135,7 +135,12 @@ fn producer(q: JoinableQueue<Vec<u8>>, b: &'static Board, slot: usize, seed: u64
         };
         let st = b.status(id).unwrap();
         st.fetch_or(ATTEMPT, SeqCst);
-        match q.put(std::mem::take(&mut buf), timeout) {
+        let item = std::mem::take(&mut buf);
+        let put = match timeout {
+            Some(t) => q.put_timeout(item, t),
+            None => q.put(item),
+        };
+        match put {
             Ok(()) => {
                 st.fetch_or(ACKED, SeqCst);
             }
@@ -155,9 +160,9 @@ fn consumer(q: JoinableQueue<Vec<u8>>, b: &'static Board, c: usize, seed: u64) {
     let mut last = [None::<u64>; NP];
     let mut scratch = Vec::new();
     loop {
-        let timeout = Some(Duration::from_millis(1 + rng.below(50)));
+        let timeout = Duration::from_millis(1 + rng.below(50));
         b.in_get[c].store(1, SeqCst);
-        match q.get(timeout) {
+        match q.get_timeout(timeout) {
             Ok(v) => {
                 b.g[G_GETS].fetch_add(1, SeqCst);
                 b.g[G_BYTES].fetch_add(v.len() as u64, SeqCst);
@@ -238,13 +243,13 @@ fn kill_storm(ring: usize, secs: u64, seed: u64) {
         inc += 1;
         if k < NP {
             prods[k].kill().unwrap();
-            assert!(prods[k].join(Some(Duration::from_secs(10))).is_err());
+            assert!(prods[k].join_timeout(Duration::from_secs(10)).is_err());
             prods[k] = spawn_p(k, inc);
             kills_p += 1;
         } else {
             let c = k - NP;
             cons[c].kill().unwrap();
-            assert!(cons[c].join(Some(Duration::from_secs(10))).is_err());
+            assert!(cons[c].join_timeout(Duration::from_secs(10)).is_err());
             if b.in_get[c].swap(0, SeqCst) != 0 {
                 kills_in_get += 1;
             }
@@ -255,15 +260,15 @@ fn kill_storm(ring: usize, secs: u64, seed: u64) {
     // Drain: producers stop, then consumers empty the queue and stop.
     b.g[G_STOP_P].store(1, SeqCst);
     for p in &prods {
-        p.join(Some(Duration::from_secs(30))).expect("producer stops");
+        p.join_timeout(Duration::from_secs(30)).expect("producer stops");
     }
     b.g[G_STOP_C].store(1, SeqCst);
     for c in &cons {
-        c.join(Some(Duration::from_secs(30))).expect("consumer stops");
+        c.join_timeout(Duration::from_secs(30)).expect("consumer stops");
     }
     let mut scratch = Vec::new();
     let mut leftovers = 0u64;
-    while let Ok(v) = q.get(Some(Duration::from_millis(50))) {
+    while let Ok(v) = q.get_timeout(Duration::from_millis(50)) {
         leftovers += 1;
         match check_pattern(&v, &mut scratch).and_then(|id| b.status(id)) {
             Some(st) => {
@@ -335,11 +340,11 @@ fn kill_storm(ring: usize, secs: u64, seed: u64) {
         pattern_into(id, len, &mut v);
         let pq = q.clone();
         let w = v.clone();
-        let p = child(move || pq.put(w, None).is_ok());
+        let p = child(move || pq.put(w).is_ok());
         p.start().unwrap();
-        let got = q.get(Some(Duration::from_secs(20))).unwrap();
+        let got = q.get_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(check_pattern(&got, &mut scratch), Some(id));
-        assert!(p.join(None).unwrap());
+        assert!(p.join().unwrap());
     }
 }
 
@@ -368,7 +373,7 @@ fn task_done_and_join_stay_exact_under_concurrency() {
             let p = child(move || {
                 let mut n = 0u64;
                 while b.g[G_STOP_P].load(SeqCst) == 0 {
-                    if pq.put(n, Some(Duration::from_millis(100))).is_ok() {
+                    if pq.put_timeout(n, Duration::from_millis(100)).is_ok() {
                         n += 1;
                     }
                 }
@@ -384,7 +389,7 @@ fn task_done_and_join_stay_exact_under_concurrency() {
             let p = child(move || {
                 let mut n = 0u64;
                 loop {
-                    match cq.get(Some(Duration::from_millis(20))) {
+                    match cq.get_timeout(Duration::from_millis(20)) {
                         Ok(_) => {
                             n += 1;
                             if let Err(e) = cq.task_done() {
@@ -412,18 +417,18 @@ fn task_done_and_join_stay_exact_under_concurrency() {
     let mut joins = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
         // A join while items flow: it may time out, but never fails otherwise.
-        match q.join(Some(Duration::from_millis(5))) {
+        match q.join_timeout(Duration::from_millis(5)) {
             Ok(()) | Err(multiproc::QueueJoinError::Timeout) => joins += 1,
             Err(e) => panic!("join: {e}"),
         }
     }
     b.g[G_STOP_P].store(1, SeqCst);
-    let put: u64 = prods.iter().map(|p| p.join(Some(Duration::from_secs(30))).unwrap()).sum();
+    let put: u64 = prods.iter().map(|p| p.join_timeout(Duration::from_secs(30)).unwrap()).sum();
     // Every item put is now done or about to be: join returns.
-    q.join(Some(Duration::from_secs(30))).expect("join after the producers stopped");
+    q.join_timeout(Duration::from_secs(30)).expect("join after the producers stopped");
     assert_eq!(q.unfinished_tasks(), 0);
     b.g[G_STOP_C].store(1, SeqCst);
-    let got: u64 = cons.iter().map(|c| c.join(Some(Duration::from_secs(30))).unwrap()).sum();
+    let got: u64 = cons.iter().map(|c| c.join_timeout(Duration::from_secs(30)).unwrap()).sum();
     println!(
         "stress_queue task_done/join, {secs} s: put {put}, got {got}, joins while busy {joins}, \
          TooManyCalls {}, errors {}",

@@ -135,7 +135,7 @@ fn storm(
         if Instant::now() >= next_kill {
             let c = rng.below(n as u64) as usize;
             kids[c].kill().unwrap();
-            assert!(kids[c].join(Some(Duration::from_secs(10))).is_err(), "killed child exited");
+            assert!(kids[c].join_timeout(Duration::from_secs(10)).is_err(), "killed child exited");
             let state = w[ST + c].swap(IDLE, SeqCst);
             kills.total += 1;
             match state {
@@ -154,7 +154,7 @@ fn storm(
         {
             w[STOP].store(1, SeqCst);
             for k in &kids {
-                k.join(Some(Duration::from_secs(30))).expect("a child stops when asked");
+                k.join_timeout(Duration::from_secs(30)).expect("a child stops when asked");
             }
             hook();
             w[STOP].store(0, SeqCst);
@@ -174,7 +174,7 @@ fn storm(
         f();
     }
     for k in &kids {
-        k.join(Some(Duration::from_secs(30))).expect("a child stops when asked");
+        k.join_timeout(Duration::from_secs(30)).expect("a child stops when asked");
     }
     kills
 }
@@ -234,7 +234,7 @@ fn lock_holder_and_waiter_kill_storm() {
             let mut rng = Rng::new(seed);
             while w[STOP].load(SeqCst) == 0 {
                 w[ST + c].store(WAIT, SeqCst);
-                let g = match lock.lock_timeout(Some(HANG)) {
+                let g = match lock.lock_timeout(HANG) {
                     Ok(g) => g,
                     Err(AcquireError::OwnerDied(g)) => {
                         add(w, DIED);
@@ -261,7 +261,7 @@ fn lock_holder_and_waiter_kill_storm() {
         })
     };
     let k = storm(w, 4, secs, 0x10c4, &spawn, Hooks::default());
-    let g = final_acquire(w, lock.lock_timeout(Some(HANG)));
+    let g = final_acquire(w, lock.lock_timeout(HANG));
     cs_enter(w);
     cs_exit(w);
     drop(g);
@@ -280,7 +280,7 @@ fn rlock_holder_and_waiter_kill_storm_at_any_depth() {
             let mut rng = Rng::new(seed);
             while w[STOP].load(SeqCst) == 0 {
                 w[ST + c].store(WAIT, SeqCst);
-                let first = match rl.lock_timeout(Some(HANG)) {
+                let first = match rl.lock_timeout(HANG) {
                     Ok(g) => g,
                     Err(AcquireError::OwnerDied(g)) => {
                         add(w, DIED);
@@ -304,12 +304,12 @@ fn rlock_holder_and_waiter_kill_storm_at_any_depth() {
                 let mut python_levels = 0;
                 for _ in 0..rng.below(3) {
                     if rng.below(2) == 0 {
-                        match rl.lock_timeout(Some(Duration::ZERO)) {
+                        match rl.lock_timeout(Duration::ZERO) {
                             Ok(g) => guards.push(g),
                             Err(_) => add(w, ERR),
                         }
                     } else {
-                        match rl.acquire(Some(Duration::ZERO)) {
+                        match rl.acquire_timeout(Duration::ZERO) {
                             Ok(true) => python_levels += 1,
                             _ => add(w, ERR),
                         }
@@ -332,7 +332,7 @@ fn rlock_holder_and_waiter_kill_storm_at_any_depth() {
         })
     };
     let k = storm(w, 4, secs, 0x2210c4, &spawn, Hooks::default());
-    let g = final_acquire(w, rl.lock_timeout(Some(HANG)));
+    let g = final_acquire(w, rl.lock_timeout(HANG));
     cs_enter(w);
     cs_exit(w);
     drop(g);
@@ -354,7 +354,7 @@ fn value_lock_holder_and_waiter_kill_storm_sees_every_half_update() {
             let mut rng = Rng::new(seed);
             while w[STOP].load(SeqCst) == 0 {
                 w[ST + c].store(WAIT, SeqCst);
-                let mut g = match v.lock_timeout(Some(HANG)) {
+                let mut g = match v.lock_timeout(HANG) {
                     Ok(g) => g,
                     Err(AcquireError::OwnerDied(mut g)) => {
                         add(w, DIED);
@@ -394,7 +394,7 @@ fn value_lock_holder_and_waiter_kill_storm_sees_every_half_update() {
         })
     };
     let k = storm(w, 4, secs, 0x7a1e, &spawn, Hooks::default());
-    let mut g = final_acquire(w, v.lock_timeout(Some(HANG)));
+    let mut g = final_acquire(w, v.lock_timeout(HANG));
     if *g & 1 == 1 {
         add(w, DIRTY);
         *g += 1;
@@ -417,8 +417,8 @@ enum Sem {
 impl Sem {
     fn acquire(&self, t: Duration) -> std::io::Result<bool> {
         match self {
-            Sem::Plain(s) => s.acquire(Some(t)),
-            Sem::Bounded(s) => s.acquire(Some(t)),
+            Sem::Plain(s) => s.acquire_timeout(t),
+            Sem::Bounded(s) => s.acquire_timeout(t),
         }
     }
     fn release(&self) -> Result<(), multiproc::ReleaseError> {
@@ -576,7 +576,7 @@ fn condition_notifier_holder_and_waiter_kill_storm() {
             let mut rng = Rng::new(seed);
             while w[STOP].load(SeqCst) == 0 {
                 w[ST + c].store(WAIT, SeqCst);
-                let g = match cond.lock_timeout(Some(HANG)) {
+                let g = match cond.lock_timeout(HANG) {
                     Ok(g) => g,
                     Err(AcquireError::OwnerDied(g)) => {
                         add(w, DIED);
@@ -607,7 +607,7 @@ fn condition_notifier_holder_and_waiter_kill_storm() {
                     w[CS].store(0, SeqCst);
                     w[ST + c].store(OTHER, SeqCst);
                     let moved = || w[GEN].load(SeqCst) != g0 || w[STOP].load(SeqCst) != 0;
-                    match cond.wait_for(moved, Some(HANG)) {
+                    match cond.wait_for_timeout(moved, HANG) {
                         Ok(true) => add(waits, 0),
                         Ok(false) => add(w, TMO),
                         Err(WaitError::OwnerDied) => {
@@ -630,7 +630,7 @@ fn condition_notifier_holder_and_waiter_kill_storm() {
     // At the end the notifiers stop first: the parent notifies until every waiter has left.
     let mut after_stop = || {
         let all_out = common::eventually(HANG, || {
-            let g = final_acquire(w, cond.lock_timeout(Some(HANG)));
+            let g = final_acquire(w, cond.lock_timeout(HANG));
             cond.notify_all().unwrap();
             drop(g);
             (0..N).all(|c| w[AUX + c].load(SeqCst) == 1)
@@ -639,7 +639,7 @@ fn condition_notifier_holder_and_waiter_kill_storm() {
     };
     let hooks = Hooks { after_stop: Some(&mut after_stop), ..Hooks::default() };
     let k = storm(w, N, secs, 0xc0d1, &spawn, hooks);
-    let g = final_acquire(w, cond.lock_timeout(Some(HANG)));
+    let g = final_acquire(w, cond.lock_timeout(HANG));
     cs_enter(w);
     cs_exit(w);
     drop(g);
@@ -672,7 +672,7 @@ fn barrier_party_kill_storm_breaks_and_recovers() {
                 let g0 = w[GEN].load(SeqCst);
                 w[AUX + c].store(g0, SeqCst);
                 w[ST + c].store(WAIT, SeqCst);
-                let r = b.wait(Some(HANG));
+                let r = b.wait_timeout(HANG);
                 let g1 = w[GEN].load(SeqCst);
                 match r {
                     Ok(_) => {
@@ -784,14 +784,14 @@ fn barrier_party_kill_storm_breaks_and_recovers() {
     b.reset().unwrap();
     let p = {
         let b = b.clone();
-        spawn_child(move || b.wait(Some(HANG)).is_ok())
+        spawn_child(move || b.wait_timeout(HANG).is_ok())
     };
     let q = {
         let b = b.clone();
-        spawn_child(move || b.wait(Some(HANG)).is_ok())
+        spawn_child(move || b.wait_timeout(HANG).is_ok())
     };
-    assert!(b.wait(Some(HANG)).is_ok());
-    assert!(p.join(Some(HANG)).unwrap() && q.join(Some(HANG)).unwrap());
+    assert!(b.wait_timeout(HANG).is_ok());
+    assert!(p.join_timeout(HANG).unwrap() && q.join_timeout(HANG).unwrap());
 }
 
 #[test]
@@ -821,7 +821,7 @@ fn event_setter_and_waiter_kill_storm() {
                     w[ST + c].store(WAIT, SeqCst);
                     let start = Instant::now();
                     loop {
-                        if e.wait(Some(Duration::from_millis(50))) {
+                        if e.wait_timeout(Duration::from_millis(50)) {
                             add(w, OPS);
                             break;
                         }
@@ -854,7 +854,7 @@ fn event_setter_and_waiter_kill_storm() {
     assert_eq!(rd(w, TMO), 0, "hangs (a wait missed every set for {HANG:?})");
     // Still an event: set wakes, clear resets.
     e.set();
-    assert!(e.wait(Some(HANG)) && e.is_set());
+    assert!(e.wait_timeout(HANG) && e.is_set());
     e.clear();
-    assert!(!e.wait(Some(Duration::ZERO)));
+    assert!(!e.wait_timeout(Duration::ZERO));
 }

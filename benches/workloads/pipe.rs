@@ -194,7 +194,7 @@ fn round_trip(at: Placement) {
     let inherited = [raw_parent, p1[1], p2[0], ours.as_raw_fd()];
     let echo = Process::builder().cpu(at.child).target(move || {
         close_in_child(&inherited);
-        while let Ok(m) = theirs.recv_bytes(None) {
+        while let Ok(m) = theirs.recv_bytes() {
             if theirs.send_bytes(&m).is_err() {
                 break;
             }
@@ -231,7 +231,7 @@ fn round_trip(at: Placement) {
         }),
         Case::new("multiproc send_bytes/recv_bytes", || {
             ours.send_bytes(&msg).unwrap();
-            let m = ours.recv_bytes(None).unwrap();
+            let m = ours.recv_bytes().unwrap();
             assert_eq!(m.len(), 8);
         }),
         Case::new("multiproc send(&u64)/recv::<u64>", || {
@@ -310,9 +310,9 @@ fn round_trip(at: Placement) {
     raw_reap(raw_pid);
     raw_reap(pipe_pid);
     drop(ours);
-    echo.join(None).unwrap();
+    echo.join().unwrap();
     drop(down_w);
-    simplex_echo.join(None).unwrap();
+    simplex_echo.join().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,7 +407,7 @@ fn big(at: Placement) {
     let sender = Process::builder().cpu(at.child).target(move || {
         close_in_child(&inherited);
         let data = vec![1u8; BIG];
-        while theirs.recv_bytes(None).is_ok() {
+        while theirs.recv_bytes().is_ok() {
             if theirs.send_bytes(&data).is_err() {
                 break;
             }
@@ -425,7 +425,7 @@ fn big(at: Placement) {
         }),
         Case::new("multiproc recv_bytes (fresh Vec)", || {
             ours.send_bytes(b"r").unwrap();
-            let m = ours.recv_bytes(None).unwrap();
+            let m = ours.recv_bytes().unwrap();
             assert_eq!(m.len(), BIG);
         }),
         Case::new("multiproc recv_bytes_into (reused buffer)", || {
@@ -477,7 +477,7 @@ fn big(at: Placement) {
     unsafe { libc::close(raw_parent) };
     raw_reap(raw_pid);
     drop(ours);
-    sender.join(None).unwrap();
+    sender.join().unwrap();
 }
 
 /// Runs every case of this file and prints its tables.

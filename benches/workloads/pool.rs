@@ -401,7 +401,7 @@ pub fn run() {
         let mut create = [Case::new("multiproc Pool::new(2) + close + join", || {
             let p = Pool::new(2).unwrap();
             p.close().unwrap();
-            p.join(None).unwrap();
+            p.join().unwrap();
         })];
         let ours = compare(rounds(20), 5, &mut create)[0];
         let py = python(
@@ -476,7 +476,7 @@ report(s[3:])
         let mut rt = [
             Case::new("multiproc submit().result()", || {
                 i += 1;
-                black_box(ex.submit(square, i).unwrap().result(None).unwrap());
+                black_box(ex.submit(square, i).unwrap().result().unwrap());
             }),
             Case::new("raw socketpair ping-pong (floor)", || echo.round_trip()),
         ];

@@ -28,7 +28,7 @@ fn empty(_: ()) {}
 fn function_process(method: StartMethod) {
     let p = Context::new(method).process(empty, ());
     p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 /// Raw baseline: `fork`, the child `_exit(0)`s at once, the parent `waitpid`s.
@@ -74,19 +74,19 @@ fn raw_fork_memfd_pidfd() {
 fn ours() {
     let p = Process::new(|| ());
     p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 fn ours_returning_a_value() {
     let p = Process::new(|| 42u64);
     p.start().unwrap();
-    assert_eq!(p.join(None).unwrap(), 42);
+    assert_eq!(p.join().unwrap(), 42);
 }
 
 fn ours_daemon() {
     let p = ProcessBuilder::new().daemon(true).target(|| ());
     p.start().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 const PY_SPAWN: &str = r#"

@@ -316,7 +316,7 @@ fn throughput_8() {
         let mut seen = 0;
         while ctl.next(&mut seen) {
             for i in 0..n as u64 {
-                cq.put(i, None).unwrap();
+                cq.put(i).unwrap();
             }
         }
     });
@@ -356,7 +356,7 @@ fn throughput_8() {
                 qctl.request();
                 let mut sum = 0u64;
                 for _ in 0..n {
-                    sum = sum.wrapping_add(q.get(None).unwrap());
+                    sum = sum.wrapping_add(q.get().unwrap());
                 }
                 std::hint::black_box(sum);
             }),
@@ -378,9 +378,9 @@ fn throughput_8() {
     qctl.stop();
     rctl.stop();
     pctl.stop();
-    qp.join(None).unwrap();
-    rp.join(None).unwrap();
-    pp.join(None).unwrap();
+    qp.join().unwrap();
+    rp.join().unwrap();
+    pp.join().unwrap();
     unsafe { libc::close(prd) };
 
     let ours = per_item(&stats[0], n);
@@ -428,7 +428,7 @@ fn throughput_1k() {
         let mut seen = 0;
         while ctl.next(&mut seen) {
             for _ in 0..n {
-                cq.put(Arc::clone(&item), None).unwrap();
+                cq.put(Arc::clone(&item)).unwrap();
             }
         }
     });
@@ -470,7 +470,7 @@ fn throughput_1k() {
             Case::new("multiproc Queue<Arc<Vec<u8>>>", || {
                 qctl.request();
                 for _ in 0..n {
-                    std::hint::black_box(q.get(None).unwrap());
+                    std::hint::black_box(q.get().unwrap());
                 }
             }),
             Case::new("raw SPSC ring (1 KiB slots)", || {
@@ -490,9 +490,9 @@ fn throughput_1k() {
     qctl.stop();
     rctl.stop();
     pctl.stop();
-    qp.join(None).unwrap();
-    rp.join(None).unwrap();
-    pp.join(None).unwrap();
+    qp.join().unwrap();
+    rp.join().unwrap();
+    pp.join().unwrap();
     unsafe { libc::close(prd) };
 
     let ours = per_item(&stats[0], n);
@@ -568,11 +568,11 @@ fn round_trip() {
     let (c1, c2) = (q1.clone(), q2.clone());
     let qp = child(move || {
         loop {
-            let v = c1.get(None).unwrap();
+            let v = c1.get().unwrap();
             if v == u64::MAX {
                 break;
             }
-            c2.put(v, None).unwrap();
+            c2.put(v).unwrap();
         }
     });
 
@@ -629,13 +629,13 @@ fn round_trip() {
         &mut [
             Case::new("multiproc Queue", || {
                 i += 1;
-                q1.put(i, None).unwrap();
-                assert_eq!(q2.get(None).unwrap(), i);
+                q1.put(i).unwrap();
+                assert_eq!(q2.get().unwrap(), i);
             }),
             Case::new("put + get in one process", || {
                 j += 1;
-                local.put(j, None).unwrap();
-                assert_eq!(local.get(None).unwrap(), j);
+                local.put(j).unwrap();
+                assert_eq!(local.get().unwrap(), j);
             }),
             Case::new("robust mutex lock + unlock", || {
                 drop(lock.lock().unwrap());
@@ -657,12 +657,12 @@ fn round_trip() {
         ],
     );
     r1.push(&u64::MAX.to_le_bytes());
-    sp.join(None).unwrap();
-    q1.put(u64::MAX, None).unwrap();
+    sp.join().unwrap();
+    q1.put(u64::MAX).unwrap();
     ping.store(STOP, Ordering::Release);
     ping_sig.notify();
-    qp.join(None).unwrap();
-    rp.join(None).unwrap();
+    qp.join().unwrap();
+    rp.join().unwrap();
     affinity::sched_setaffinity(None, &all).unwrap();
 
     let (ours, work, mutex, raw, ring) = (&stats[0], &stats[1], &stats[2], &stats[3], &stats[4]);
@@ -747,7 +747,7 @@ fn big_items() {
             let item = Arc::new(vec![0x5au8; SIZE]);
             let mut seen = 0;
             while ctl.next(&mut seen) {
-                q.put(Arc::clone(&item), None).unwrap();
+                q.put(Arc::clone(&item)).unwrap();
             }
         })
     };
@@ -763,7 +763,7 @@ fn big_items() {
             let item = vec![0x5au8; SIZE];
             let mut seen = 0;
             while ctl.next(&mut seen) {
-                q.put_bytes(&item, None).unwrap();
+                q.put_bytes(&item).unwrap();
             }
         })
     };
@@ -803,12 +803,12 @@ fn big_items() {
             }),
             Case::new("Queue, 1 MiB ring (streams)", || {
                 ctl_small.request();
-                let v = q_small.get(None).unwrap();
+                let v = q_small.get().unwrap();
                 assert_eq!(v.len(), SIZE);
             }),
             Case::new("Queue, 128 MiB ring", || {
                 ctl_big.request();
-                let v = q_big.get(None).unwrap();
+                let v = q_big.get().unwrap();
                 assert_eq!(v.len(), SIZE);
             }),
             Case::new("raw pipe", || {
@@ -817,11 +817,11 @@ fn big_items() {
             }),
             Case::new("put_bytes/get_bytes_into, 1 MiB ring", || {
                 ctlb_small.request();
-                assert_eq!(qb_small.get_bytes_into(&mut bbuf, None).unwrap(), SIZE);
+                assert_eq!(qb_small.get_bytes_into(&mut bbuf).unwrap(), SIZE);
             }),
             Case::new("put_bytes/get_bytes_into, 128 MiB ring", || {
                 ctlb_big.request();
-                assert_eq!(qb_big.get_bytes_into(&mut bbuf2, None).unwrap(), SIZE);
+                assert_eq!(qb_big.get_bytes_into(&mut bbuf2).unwrap(), SIZE);
             }),
         ],
     );
@@ -830,11 +830,11 @@ fn big_items() {
     ctlb_small.stop();
     ctlb_big.stop();
     pctl.stop();
-    p_small.join(None).unwrap();
-    p_big.join(None).unwrap();
-    pb_small.join(None).unwrap();
-    pb_big.join(None).unwrap();
-    pp.join(None).unwrap();
+    p_small.join().unwrap();
+    p_big.join().unwrap();
+    pb_small.join().unwrap();
+    pb_big.join().unwrap();
+    pp.join().unwrap();
     affinity::sched_setaffinity(None, &all).unwrap();
     unsafe { libc::close(prd) };
 
@@ -898,9 +898,9 @@ fn profile_big(ring: usize, bytes: bool) {
         let mut seen = 0;
         while cctl.next(&mut seen) {
             if bytes {
-                cq.put_bytes(&item, None).unwrap();
+                cq.put_bytes(&item).unwrap();
             } else {
-                cq.put(item.clone(), None).unwrap();
+                cq.put(item.clone()).unwrap();
             }
         }
     });
@@ -908,9 +908,9 @@ fn profile_big(ring: usize, bytes: bool) {
     let mut one = || {
         ctl.request();
         if bytes {
-            q.get_bytes_into(&mut buf, None).unwrap();
+            q.get_bytes_into(&mut buf).unwrap();
         } else {
-            std::hint::black_box(q.get(None).unwrap());
+            std::hint::black_box(q.get().unwrap());
         }
     };
     for _ in 0..3 {
@@ -925,7 +925,7 @@ fn profile_big(ring: usize, bytes: bool) {
         start.elapsed() / 20
     );
     ctl.stop();
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 /// Runs every case of this file and prints its tables.
@@ -937,8 +937,8 @@ pub fn run() {
         for _ in 0..3 {
             let start = std::time::Instant::now();
             for i in 0..1_000_000u64 {
-                q.put(i, None).unwrap();
-                std::hint::black_box(q.get(None).unwrap());
+                q.put(i).unwrap();
+                std::hint::black_box(q.get().unwrap());
             }
             println!("local put+get: {:?}", start.elapsed() / 1_000_000);
         }

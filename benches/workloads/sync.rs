@@ -369,7 +369,7 @@ fn uncontended(verdicts: &mut Vec<Verdict>) {
             Err(e) => panic!("lock: {e}"),
         }),
         Case::new("multiproc Lock::acquire/release", || {
-            assert!(lock.acquire(None).unwrap());
+            lock.acquire().unwrap();
             lock.release().unwrap();
         }),
         Case::new("multiproc RLock::lock (guard)", || match rlock.lock() {
@@ -377,11 +377,11 @@ fn uncontended(verdicts: &mut Vec<Verdict>) {
             Err(e) => panic!("rlock: {e}"),
         }),
         Case::new("multiproc RLock::acquire/release", || {
-            assert!(rlock.acquire(None).unwrap());
+            rlock.acquire().unwrap();
             rlock.release().unwrap();
         }),
         Case::new("multiproc Semaphore acquire/release", || {
-            assert!(sem.acquire(None).unwrap());
+            sem.acquire().unwrap();
             sem.release().unwrap();
         }),
         Case::new("multiproc Event set/clear", || {
@@ -784,7 +784,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
     let (ea, eb) = (Event::new().unwrap(), Event::new().unwrap());
     let event_pid = fork_child(cpu, || {
         loop {
-            if !ea.wait(Some(LIMIT)) {
+            if !ea.wait_timeout(LIMIT) {
                 return 3;
             }
             ea.clear();
@@ -808,7 +808,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
                 }
                 3 => return 0,
                 _ => {
-                    if !cond.wait(Some(LIMIT)).unwrap() {
+                    if !cond.wait_timeout(LIMIT).unwrap() {
                         return 3;
                     }
                 }
@@ -823,7 +823,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
         }),
         Case::new("multiproc Event ping-pong", || {
             ea.set();
-            assert!(eb.wait(Some(LIMIT)), "Event ping-pong: no answer");
+            assert!(eb.wait_timeout(LIMIT), "Event ping-pong: no answer");
             eb.clear();
         }),
         Case::new("multiproc Condition ping-pong", || {
@@ -831,7 +831,7 @@ fn wake_up(verdicts: &mut Vec<Verdict>) {
             turn.store(1);
             cond.notify(1).unwrap();
             while turn.load() != 2 {
-                assert!(cond.wait(Some(LIMIT)).unwrap(), "Condition ping-pong: no answer");
+                assert!(cond.wait_timeout(LIMIT).unwrap(), "Condition ping-pong: no answer");
             }
         }),
     ];

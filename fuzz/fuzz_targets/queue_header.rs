@@ -119,26 +119,26 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Operations.
-    let short = Some(Duration::from_micros(10));
+    let short = Duration::from_micros(10);
     for op in input {
         match op % 12 {
             0 => {
                 let _ = q.put_nowait(vec![op; usize::from(op) * 5]);
             }
             1 => {
-                let _ = q.put(vec![op; usize::from(op) * 13 % (cap * 3)], short);
+                let _ = q.put_timeout(vec![op; usize::from(op) * 13 % (cap * 3)], short);
             }
             2 | 3 => {
                 let _ = q.get_nowait();
             }
             4 => {
-                let _ = q.get(short);
+                let _ = q.get_timeout(short);
             }
             5 => {
                 let _ = q.task_done();
             }
             6 => {
-                let _ = q.join(Some(Duration::ZERO));
+                let _ = q.join_timeout(Duration::ZERO);
             }
             7 => {
                 let _ = (q.qsize(), q.empty(), q.full(), q.lost(), q.unfinished_tasks());
@@ -148,10 +148,10 @@ fuzz_target!(|data: &[u8]| {
                 let _ = format!("{q:?}");
             }
             10 => {
-                let _ = q.put(Vec::new(), Some(Duration::ZERO));
+                let _ = q.put_timeout(Vec::new(), Duration::ZERO);
             }
             _ => {
-                let _ = q.get(Some(Duration::ZERO));
+                let _ = q.get_timeout(Duration::ZERO);
             }
         }
     }

@@ -105,10 +105,10 @@ fuzz_target!(|data: &[u8]| {
                 let item = vec![fill; len];
                 let want = m.put(&item);
                 let got = match op % 8 {
-                    0 => q.put(item.clone(), Some(Duration::ZERO)),
+                    0 => q.put_timeout(item.clone(), Duration::ZERO),
                     1 => q.put_nowait(item.clone()),
                     // The bytes API frames the same record without encoding.
-                    _ => q.put_bytes(&item, Some(Duration::ZERO)).map_err(|e| match e {
+                    _ => q.put_bytes_timeout(&item, Duration::ZERO).map_err(|e| match e {
                         PutError::Full(()) => PutError::Full(item.clone()),
                         PutError::Closed(()) => PutError::Closed(item.clone()),
                         other => panic!("put_bytes: {other:?}"),
@@ -124,11 +124,11 @@ fuzz_target!(|data: &[u8]| {
             3..=5 => {
                 let want = m.get();
                 let got = match op % 8 {
-                    3 => q.get(Some(Duration::ZERO)),
+                    3 => q.get_timeout(Duration::ZERO),
                     4 => q.get_nowait(),
                     _ => {
                         let mut buf = vec![0xee; usize::from(op)];
-                        q.get_bytes_into(&mut buf, Some(Duration::ZERO)).map(|n| {
+                        q.get_bytes_into_timeout(&mut buf, Duration::ZERO).map(|n| {
                             assert_eq!(n, buf.len());
                             buf
                         })

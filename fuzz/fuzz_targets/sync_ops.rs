@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         match byte & 0x0f {
             // Semaphore: acquire with a zero timeout.
             0 => {
-                let got = sem.acquire(Some(Duration::ZERO)).expect("acquire");
+                let got = sem.acquire_timeout(Duration::ZERO).expect("acquire");
                 assert_eq!(got, sem_model > 0);
                 if got {
                     sem_model -= 1;
@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             // Semaphore: a guard with a zero timeout, held while the value is checked.
-            2 => match sem.acquire_guard(Some(Duration::ZERO)) {
+            2 => match sem.guard_timeout(Duration::ZERO) {
                 Ok(g) => {
                     assert!(sem_model > 0);
                     assert_eq!(sem.get_value(), sem_model - 1);
@@ -101,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
             },
             // BoundedSemaphore: acquire with a zero timeout.
             3 => {
-                let got = bounded.acquire(Some(Duration::ZERO)).expect("acquire");
+                let got = bounded.acquire_timeout(Duration::ZERO).expect("acquire");
                 assert_eq!(got, bounded_model > 0);
                 if got {
                     bounded_model -= 1;
@@ -124,7 +124,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             // BoundedSemaphore: a guard with a zero timeout.
-            5 => match bounded.acquire_guard(Some(Duration::ZERO)) {
+            5 => match bounded.guard_timeout(Duration::ZERO) {
                 Ok(g) => {
                     assert!(bounded_model > 0);
                     drop(g);
@@ -134,8 +134,8 @@ fuzz_target!(|data: &[u8]| {
             },
             // Barrier(1): wait.
             6 => {
-                let timeout = if arg & 1 == 1 { None } else { Some(Duration::ZERO) };
-                match one.wait(timeout) {
+                let r = if arg & 1 == 1 { one.wait() } else { one.wait_timeout(Duration::ZERO) };
+                match r {
                     Ok(i) => {
                         assert!(!one_model.broken);
                         assert_eq!(i, 0);
@@ -156,7 +156,7 @@ fuzz_target!(|data: &[u8]| {
                 one_model.broken = false;
             }
             // Barrier(2): a lone wait with a zero timeout breaks it.
-            9 => match two.wait(Some(Duration::ZERO)) {
+            9 => match two.wait_timeout(Duration::ZERO) {
                 Err(e @ BarrierError::Timeout) => {
                     assert!(!two_model.broken);
                     two_model.broken = true;

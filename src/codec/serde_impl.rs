@@ -82,7 +82,7 @@ use super::{Decode, DecodeError, Decoder, Encode};
 /// };
 /// parent_end.send(&Serde(&job))?; // a reference: no clone needed
 /// assert_eq!(parent_end.recv::<f64>()?, 9.0);
-/// let Serde(name) = child.join(None)?;
+/// let Serde(name) = child.join()?;
 /// assert_eq!(name, "résumé");
 ///
 /// // Without a connection: to bytes and back.

@@ -30,7 +30,7 @@ use super::{InitResult, PoolBuilder};
 ///     .max_tasks_per_child(10) // works with fork, unlike Python
 ///     .break_on_worker_death(true) // Python's BrokenProcessPool behaviour
 ///     .build()?;
-/// assert_eq!(ex.submit(|s: String| s.len(), "four".to_string())?.result(None)?, 4);
+/// assert_eq!(ex.submit(|s: String| s.len(), "four".to_string())?.result()?, 4);
 /// # Ok(())
 /// # }
 /// ```
@@ -129,7 +129,7 @@ impl ExecutorBuilder {
 /// let futures: Vec<_> = (1..=4u64).map(|n| ex.submit(|n: u64| (1..=n).product::<u64>(), n)).collect::<Result<_, _>>()?;
 /// let mut total = 0;
 /// for f in as_completed(&futures, None) {
-///     total += f?.result(None)?;
+///     total += f?.result()?;
 /// }
 /// assert_eq!(total, 1 + 2 + 6 + 24);
 /// ex.shutdown(true, false)?;
@@ -217,7 +217,7 @@ impl ProcessPoolExecutor {
         if cancel_futures {
             self.shared.cancel_pending();
         }
-        if wait { self.shared.join(None) } else { Ok(()) }
+        if wait { self.shared.join_within(None) } else { Ok(()) }
     }
 }
 
@@ -309,9 +309,9 @@ where
 /// let called = Arc::new(AtomicBool::new(false));
 /// let flag = Arc::clone(&called);
 /// f.add_done_callback(move |_| flag.store(true, Ordering::SeqCst));
-/// assert_eq!(f.result(Some(Duration::from_secs(10)))?, 5050); // f.result(timeout=10)
+/// assert_eq!(f.result_timeout(Duration::from_secs(10))?, 5050); // f.result(timeout=10)
 /// assert!(f.done() && !f.cancelled());
-/// assert!(f.exception(None)?.is_none());
+/// assert!(f.exception()?.is_none());
 /// assert!(called.load(Ordering::SeqCst));
 /// # Ok(())
 /// # }
@@ -377,34 +377,68 @@ impl<R> Future<R> {
         self.handle.shared.cancel(self.handle.batch)
     }
 
-    /// Waits at most `timeout` for the call's error (Python's `exception`): `Ok(None)` if it
+    /// Waits for the call and returns its error (Python's `exception()`): `Ok(None)` if it
     /// succeeded, `Ok(Some(e))` if it failed.
     ///
     /// # Errors
-    /// [`PoolError::Timeout`] if it is not done in time, [`PoolError::Cancelled`] if it was
-    /// cancelled.
-    pub fn exception(&self, timeout: Option<Duration>) -> Result<Option<PoolError>, PoolError>
+    /// [`PoolError::Cancelled`] if it was cancelled.
+    pub fn exception(&self) -> Result<Option<PoolError>, PoolError>
     where
         R: Decode,
     {
-        match self.result(timeout) {
+        self.exception_until(Deadline::FOREVER)
+    }
+
+    /// As [`exception`](Self::exception), waiting at most `timeout` (Python's
+    /// `exception(timeout)`).
+    ///
+    /// # Errors
+    /// As [`exception`](Self::exception); [`PoolError::Timeout`] if it is not done in time.
+    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<PoolError>, PoolError>
+    where
+        R: Decode,
+    {
+        self.exception_until(Deadline::after(Some(timeout)))
+    }
+
+    fn exception_until(&self, deadline: Deadline) -> Result<Option<PoolError>, PoolError>
+    where
+        R: Decode,
+    {
+        match self.result_until(deadline) {
             Ok(_) => Ok(None),
             Err(e @ (PoolError::Timeout | PoolError::Cancelled)) => Err(e),
             Err(e) => Ok(Some(e)),
         }
     }
 
-    /// Waits at most `timeout` (`None`: forever) for the call and returns its value (Python's
-    /// `result`); may be called again.
+    /// Waits for the call and returns its value (Python's `result()`); may be called again.
     ///
     /// # Errors
-    /// [`PoolError::Timeout`] if it is not done in time; [`PoolError::Cancelled`]; otherwise
-    /// the call's own error.
-    pub fn result(&self, timeout: Option<Duration>) -> Result<R, PoolError>
+    /// [`PoolError::Cancelled`]; otherwise the call's own error.
+    pub fn result(&self) -> Result<R, PoolError>
     where
         R: Decode,
     {
-        match self.handle.wait(Deadline::after(timeout))? {
+        self.result_until(Deadline::FOREVER)
+    }
+
+    /// As [`result`](Self::result), waiting at most `timeout` (Python's `result(timeout)`).
+    ///
+    /// # Errors
+    /// As [`result`](Self::result); [`PoolError::Timeout`] if it is not done in time.
+    pub fn result_timeout(&self, timeout: Duration) -> Result<R, PoolError>
+    where
+        R: Decode,
+    {
+        self.result_until(Deadline::after(Some(timeout)))
+    }
+
+    fn result_until(&self, deadline: Deadline) -> Result<R, PoolError>
+    where
+        R: Decode,
+    {
+        match self.handle.wait(deadline)? {
             Some(done) => finish_one::<R>(&done),
             None => Err(PoolError::Timeout),
         }
@@ -482,7 +516,7 @@ pub enum ReturnWhen {
 /// // Python: done, not_done = wait(fs, timeout=10)
 /// let r = wait(&fs, Some(Duration::from_secs(10)), ReturnWhen::AllCompleted)?;
 /// assert!(r.not_done.is_empty());
-/// let mut values: Vec<u32> = r.done.iter().map(|f| f.result(None)).collect::<Result<_, _>>()?;
+/// let mut values: Vec<u32> = r.done.iter().map(|f| f.result()).collect::<Result<_, _>>()?;
 /// values.sort();
 /// assert_eq!(values, [10, 20, 30]);
 /// # Ok(())
@@ -640,7 +674,7 @@ pub fn as_completed<R>(fs: &[Future<R>], timeout: Option<Duration>) -> AsComplet
 /// // Python: for f in as_completed(fs, timeout=10): total += f.result()
 /// let mut total = 0;
 /// for f in as_completed(&fs, Some(Duration::from_secs(10))) {
-///     total += f?.result(None)?;
+///     total += f?.result()?;
 /// }
 /// assert_eq!(total, 14);
 /// # Ok(())

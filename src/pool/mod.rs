@@ -14,8 +14,8 @@
 //! // apply_async, as in the tutorial: five tasks on four workers.
 //! let results: Vec<_> = (1..=5).map(|i| pool.apply_async(|i: u32| i * 100, i)).collect::<Result<_, _>>()?;
 //! pool.close()?;
-//! pool.join(None)?;
-//! assert_eq!(results.iter().map(|r| r.get(None)).collect::<Result<Vec<_>, _>>()?, [100, 200, 300, 400, 500]);
+//! pool.join()?;
+//! assert_eq!(results.iter().map(|r| r.get()).collect::<Result<Vec<_>, _>>()?, [100, 200, 300, 400, 500]);
 //! # Ok(())
 //! # }
 //! ```
@@ -426,10 +426,10 @@ impl PoolBuilder {
 /// assert_eq!(pool.map(|x: i64| x * x, [1, 2, 3])?, [1, 4, 9]);
 /// assert_eq!(pool.starmap(|a: i64, b: u32| a.pow(b), [(2, 3), (3, 2)])?, [8, 9]);
 /// let r = pool.apply_async(|s: String| s.to_uppercase(), "hi".to_string())?;
-/// assert_eq!(r.get(Some(Duration::from_secs(10)))?, "HI");
+/// assert_eq!(r.get_timeout(Duration::from_secs(10))?, "HI");
 /// // Python: pool.close(); pool.join()
 /// pool.close()?;
-/// pool.join(Some(Duration::from_secs(10)))?;
+/// pool.join_timeout(Duration::from_secs(10))?;
 /// # Ok(())
 /// # }
 /// ```
@@ -485,7 +485,7 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
-        self.apply_async(f, arg)?.get(None)
+        self.apply_async(f, arg)?.get()
     }
 
     /// Submits `f(arg)` and returns at once (Python's `apply_async`). Attach callbacks with
@@ -516,7 +516,7 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
-        self.map_async(f, iter, None)?.get(None)
+        self.map_async(f, iter, None)?.get()
     }
 
     /// [`map`](Self::map) with `chunksize` items per task (Python's `map(f, it, chunksize)`).
@@ -531,7 +531,7 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
-        self.map_async(f, iter, Some(chunksize))?.get(None)
+        self.map_async(f, iter, Some(chunksize))?.get()
     }
 
     /// Submits a [`map`](Self::map) and returns at once (Python's `map_async`); `None` uses
@@ -563,7 +563,7 @@ impl Pool {
         R: Message + 'static,
         W: StarWork<Args, R>,
     {
-        self.starmap_async(f, iter, None)?.get(None)
+        self.starmap_async(f, iter, None)?.get()
     }
 
     /// [`starmap`](Self::starmap) with `chunksize` items per task.
@@ -578,7 +578,7 @@ impl Pool {
         R: Message + 'static,
         W: StarWork<Args, R>,
     {
-        self.starmap_async(f, iter, Some(chunksize))?.get(None)
+        self.starmap_async(f, iter, Some(chunksize))?.get()
     }
 
     /// Submits a [`starmap`](Self::starmap) and returns at once (Python's `starmap_async`).
@@ -688,15 +688,23 @@ impl Pool {
         self.shared.close()
     }
 
-    /// Waits at most `timeout` for the workers and the fork server to exit, after
-    /// [`close`](Self::close) or [`terminate`](Self::terminate) (Python's `join`). Drives the
-    /// pool while it waits, so the submitted work gets done.
+    /// Waits for the workers and the fork server to exit, after [`close`](Self::close) or
+    /// [`terminate`](Self::terminate) (Python's `join`). Drives the pool while it waits, so
+    /// the submitted work gets done.
     ///
     /// # Errors
     /// [`PoolError::InvalidState`] if the pool is still running (Python: `ValueError('Pool is
-    /// still running')`); [`PoolError::Timeout`] if it did not finish in time.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<(), PoolError> {
-        self.shared.join(timeout)
+    /// still running')`).
+    pub fn join(&self) -> Result<(), PoolError> {
+        self.shared.join_within(None)
+    }
+
+    /// As [`join`](Self::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join); [`PoolError::Timeout`] if the pool did not finish in time.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), PoolError> {
+        self.shared.join_within(Some(timeout))
     }
 
     /// Stops the workers now (Python's `terminate`): every unfinished task fails with

@@ -53,7 +53,7 @@ pub(crate) fn finish_list<R: Decode>(done: &Completed) -> Result<Vec<R>, PoolErr
 /// let pool = multiproc::Pool::new(2)?;
 /// let r = pool.apply_async(|x: u32| x * 10, 4)?;
 /// r.on_success(|v| assert_eq!(v, 40));
-/// assert_eq!(r.get(None)?, 40);
+/// assert_eq!(r.get()?, 40);
 /// assert!(r.ready() && r.successful()?);
 /// # Ok(())
 /// # }
@@ -74,29 +74,45 @@ impl<T> AsyncResult<T> {
         AsyncResult { handle: BatchHandle::new(shared, batch), finish }
     }
 
-    /// Waits at most `timeout` (`None`: forever) for the result and returns it, or the task's
-    /// error (Python's `get`).
+    /// Waits for the result and returns it, or the task's error (Python's `get()`).
     ///
     /// # Errors
-    /// [`PoolError::Timeout`] if it is not ready in time (call again later); otherwise the
-    /// task's own error ([`PoolError::Panicked`], [`PoolError::WorkerLost`], ...). For a map,
-    /// the first failed item's error, in input order, once every chunk has finished.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
-        match self.handle.wait(Deadline::after(timeout))? {
+    /// The task's own error ([`PoolError::Panicked`], [`PoolError::WorkerLost`], ...). For a
+    /// map, the first failed item's error, in input order, once every chunk has finished.
+    pub fn get(&self) -> Result<T, PoolError> {
+        self.get_until(Deadline::FOREVER)
+    }
+
+    /// As [`get`](Self::get), waiting at most `timeout` (Python's `get(timeout)`).
+    ///
+    /// # Errors
+    /// [`PoolError::Timeout`] if it is not ready in time (call again later); otherwise as
+    /// [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
+        self.get_until(Deadline::after(Some(timeout)))
+    }
+
+    fn get_until(&self, deadline: Deadline) -> Result<T, PoolError> {
+        match self.handle.wait(deadline)? {
             Some(done) => (self.finish)(&done),
             None => Err(PoolError::Timeout),
         }
     }
 
+    /// Waits for the result to be ready (Python's `wait()`).
+    pub fn wait(&self) {
+        let _ = self.handle.wait(Deadline::FOREVER);
+    }
+
     /// Waits at most `timeout` for the result to be ready; returns whether it is (Python's
-    /// `wait`, which returns nothing).
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        matches!(self.handle.wait(Deadline::after(timeout)), Ok(Some(_)))
+    /// `wait(timeout)`, which returns nothing).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        matches!(self.handle.wait(Deadline::after(Some(timeout))), Ok(Some(_)))
     }
 
     /// Whether the result is ready (collects what has arrived, without blocking).
     pub fn ready(&self) -> bool {
-        self.wait(Some(Duration::ZERO))
+        self.wait_timeout(Duration::ZERO)
     }
 
     /// Whether the call completed without error (Python's `successful`).
@@ -170,7 +186,7 @@ impl<T: 'static> AsyncResult<T> {
 ///     }
 ///     x * 10
 /// };
-/// let t = Some(Duration::from_secs(10));
+/// let t = Duration::from_secs(10);
 /// // Python: it = pool.imap(tenfold, range(4)); it.next(timeout=10)
 /// let mut it = pool.imap(tenfold, 0..4, 1)?;
 /// assert!(matches!(it.next_timeout(t), Some(Ok(0))));
@@ -271,8 +287,8 @@ where
     ///
     /// `None` at the end of the input. `Some(Err(PoolError::Timeout))` if it did not arrive in
     /// time: the item is still pending and a later call returns it.
-    pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Option<Result<R, PoolError>> {
-        self.next_deadline(Deadline::after(timeout))
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, PoolError>> {
+        self.next_deadline(Deadline::after(Some(timeout)))
     }
 
     pub(crate) fn next_deadline(&mut self, deadline: Deadline) -> Option<Result<R, PoolError>> {

@@ -24,7 +24,7 @@ use crate::start::StartMethod;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let p = ProcessBuilder::new().name("adder").daemon(true).spawn(|| 2 + 2)?;
-/// assert_eq!(p.join(None)?, 4);
+/// assert_eq!(p.join()?, 4);
 /// # Ok(())
 /// # }
 /// ```
@@ -114,7 +114,7 @@ impl ProcessBuilder {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let p = ProcessBuilder::new().start_method(StartMethod::Fork).call(shout, "hi".to_string());
     /// p.start()?;
-    /// assert_eq!(p.join(None)?, "HI");
+    /// assert_eq!(p.join()?, "HI");
     /// # Ok(())
     /// # }
     /// ```

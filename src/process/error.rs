@@ -26,7 +26,7 @@ use crate::codec::DecodeError;
 ///     Err(StartError::AlreadyStarted) => {}
 ///     other => panic!("unexpected {other:?}"),
 /// }
-/// assert_eq!(p.join(Some(Duration::from_secs(10)))?, 7);
+/// assert_eq!(p.join_timeout(Duration::from_secs(10))?, 7);
 /// # Ok(())
 /// # }
 /// ```
@@ -101,12 +101,12 @@ impl From<Errno> for StartError {
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let p = Process::new(|| std::thread::sleep(Duration::from_secs(10)));
-/// assert!(matches!(p.join(None), Err(JoinError::NotStarted)));
+/// assert!(matches!(p.join(), Err(JoinError::NotStarted)));
 /// p.start()?;
 /// // Python: p.join(0.01) returns with the child still running.
-/// assert!(matches!(p.join(Some(Duration::from_millis(10))), Err(JoinError::Timeout)));
+/// assert!(matches!(p.join_timeout(Duration::from_millis(10)), Err(JoinError::Timeout)));
 /// p.kill()?;
-/// match p.join(Some(Duration::from_secs(10))) {
+/// match p.join_timeout(Duration::from_secs(10)) {
 ///     Err(JoinError::Signaled(signal)) => assert_eq!(signal, 9), // SIGKILL
 ///     other => panic!("unexpected {other:?}"),
 /// }
@@ -201,7 +201,7 @@ impl From<Errno> for JoinError {
 /// // Python: ValueError('Cannot close a process while it is still running. ...')
 /// assert_eq!(p.close(), Err(ProcessStateError::StillRunning));
 /// p.kill()?;
-/// p.join(Some(Duration::from_secs(10))).unwrap_err(); // killed: no value
+/// p.join_timeout(Duration::from_secs(10)).unwrap_err(); // killed: no value
 /// p.close()?;
 /// // Python: ValueError('process object is closed')
 /// assert_eq!(p.sentinel().err(), Some(ProcessStateError::Closed));

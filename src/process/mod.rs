@@ -6,7 +6,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let p = Process::new(|| (1..=1000u64).sum::<u64>());
 //! p.start()?;
-//! assert_eq!(p.join(None)?, 500_500); // the child's return value, sent back to the parent
+//! assert_eq!(p.join()?, 500_500); // the child's return value, sent back to the parent
 //! assert_eq!(p.exitcode(), Some(0));
 //! # Ok(())
 //! # }
@@ -143,7 +143,7 @@ impl<R, F: FnOnce() -> R> Job<R> for Option<F> {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let p = Process::new(|| -> u32 { panic!("bad input") });
 /// p.start()?;
-/// match p.join(None) {
+/// match p.join() {
 ///     Err(JoinError::Panicked(msg)) => assert_eq!(msg, "bad input"),
 ///     other => panic!("unexpected {other:?}"),
 /// }
@@ -367,21 +367,31 @@ impl<R: Message> Process<R> {
         Ok(())
     }
 
-    /// Waits for the child to end (at most `timeout`; `None` waits forever, `Some(ZERO)` only
-    /// checks) and returns the closure's value.
+    /// Waits for the child to end and returns the closure's value (Python: `join()`;
+    /// [`join_timeout`](Self::join_timeout) takes a timeout).
     ///
-    /// On [`JoinError::Timeout`] the child is still running and `join` can be called again.
     /// Once the child has ended, the first `join` returns its value or the reason there is none;
     /// later calls return [`JoinError::ResultTaken`] (check [`exitcode`](Self::exitcode)).
     ///
     /// Several threads may join the same process: one gets the value. A timed `join` (and
     /// [`is_alive`](Self::is_alive), [`exitcode`](Self::exitcode), [`sentinel`](Self::sentinel),
-    /// [`terminate`](Self::terminate)) never waits behind another thread's `join(None)`.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<R, JoinError> {
+    /// [`terminate`](Self::terminate)) never waits behind another thread's `join()`.
+    pub fn join(&self) -> Result<R, JoinError> {
+        self.join_until(Deadline::FOREVER)
+    }
+
+    /// As [`join`](Self::join), waiting at most `timeout` (Python: `join(timeout)`;
+    /// `Duration::ZERO` only checks).
+    ///
+    /// On [`JoinError::Timeout`] the child is still running and `join` can be called again.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<R, JoinError> {
+        self.join_until(Deadline::after(Some(timeout)))
+    }
+
+    fn join_until(&self, deadline: Deadline) -> Result<R, JoinError> {
         if my_pid() != self.creator {
             return Err(JoinError::NotCreator);
         }
-        let deadline = Deadline::after(timeout);
         let mut inner = match self.try_lock() {
             Some(inner) => inner,
             // Another thread holds the handle, typically blocked in its own `join`. Wait for

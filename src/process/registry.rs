@@ -197,7 +197,7 @@ pub(super) unsafe fn for_this_child(s: &str) -> &'static str {
 /// assert!(!me.daemon);
 ///
 /// let p = ProcessBuilder::new().name("worker").spawn(|| current_process().name)?;
-/// assert_eq!(p.join(Some(Duration::from_secs(10)))?, "worker");
+/// assert_eq!(p.join_timeout(Duration::from_secs(10))?, "worker");
 /// # Ok(())
 /// # }
 /// ```
@@ -252,7 +252,7 @@ pub fn parent_process() -> Option<ParentProcess> {
 ///     (parent.name.clone(), parent.pid.as_raw_nonzero().get(), parent.is_alive())
 /// });
 /// p.start()?;
-/// let (name, pid, alive) = p.join(Some(Duration::from_secs(10)))?;
+/// let (name, pid, alive) = p.join_timeout(Duration::from_secs(10))?;
 /// assert_eq!((name.as_str(), pid, alive), ("MainProcess", std::process::id() as i32, true));
 /// # Ok(())
 /// # }

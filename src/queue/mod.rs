@@ -90,8 +90,8 @@ fn with_scratch<R>(
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let q = Queue::new()?;
-/// q.put(1, None)?;
-/// q.put(2, None)?;
+/// q.put(1)?;
+/// q.put(2)?;
 /// assert_eq!(drain(&q)?, [1, 2]);
 /// # Ok(())
 /// # }
@@ -241,14 +241,14 @@ impl<T> std::error::Error for PutError<T> {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let q: Queue<u32> = Queue::new()?;
 /// // Python: q.get(timeout=0.01) raises queue.Empty
-/// match q.get(Some(Duration::from_millis(10))) {
+/// match q.get_timeout(Duration::from_millis(10)) {
 ///     Err(GetError::Empty) => {}
 ///     other => panic!("unexpected {other:?}"),
 /// }
-/// q.put(1, None)?;
+/// q.put(1)?;
 /// q.close();
-/// assert_eq!(q.get(None)?, 1); // what was left
-/// assert!(matches!(q.get(None), Err(GetError::Closed))); // then Closed, without blocking
+/// assert_eq!(q.get()?, 1); // what was left
+/// assert!(matches!(q.get(), Err(GetError::Closed))); // then Closed, without blocking
 /// # Ok(())
 /// # }
 /// ```
@@ -314,8 +314,8 @@ impl std::error::Error for GetError {
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let q: JoinableQueue<u32> = JoinableQueue::new()?;
-/// q.put(1, None)?;
-/// q.get(None)?;
+/// q.put(1)?;
+/// q.get()?;
 /// q.task_done()?;
 /// match q.task_done() {
 ///     Err(TaskDoneError::TooManyCalls) => {}
@@ -358,14 +358,14 @@ impl std::error::Error for TaskDoneError {}
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let q: JoinableQueue<String> = JoinableQueue::new()?;
-/// q.put("job".to_string(), None)?;
-/// match q.join(Some(Duration::from_millis(10))) {
+/// q.put("job".to_string())?;
+/// match q.join_timeout(Duration::from_millis(10)) {
 ///     Err(QueueJoinError::Timeout) => assert_eq!(q.unfinished_tasks(), 1),
 ///     other => panic!("unexpected {other:?}"),
 /// }
-/// let _job = q.get(None)?;
+/// let _job = q.get()?;
 /// q.task_done()?;
-/// q.join(Some(Duration::ZERO))?; // nothing unfinished: returns at once
+/// q.join_timeout(Duration::ZERO)?; // nothing unfinished: returns at once
 /// # Ok(())
 /// # }
 /// ```
@@ -403,14 +403,14 @@ impl std::error::Error for QueueJoinError {}
 ///
 /// /// Moves one item from `from` to `to`, doubled.
 /// fn forward(from: &Queue<u32>, to: &Queue<u32>) -> Result<(), QueueError> {
-///     let item = from.get(Some(Duration::from_millis(10)))?;
-///     to.put(item * 2, Some(Duration::from_millis(10)))?;
+///     let item = from.get_timeout(Duration::from_millis(10))?;
+///     to.put_timeout(item * 2, Duration::from_millis(10))?;
 ///     Ok(())
 /// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let (a, b) = (Queue::new()?, Queue::new()?);
-/// a.put(21, None)?;
+/// a.put(21)?;
 /// forward(&a, &b)?;
 /// assert_eq!(b.get_nowait()?, 42);
 /// match forward(&a, &b) {
@@ -637,11 +637,11 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 /// let q: Queue<String> = Queue::new()?;
 /// let child_q = q.clone();
 /// let p = Process::new(move || {
-///     child_q.put("Hello shiyanlou".to_string(), None).unwrap();
+///     child_q.put("Hello shiyanlou".to_string()).unwrap();
 /// });
 /// p.start()?;
-/// assert_eq!(q.get(None)?, "Hello shiyanlou");
-/// p.join(None)?;
+/// assert_eq!(q.get()?, "Hello shiyanlou");
+/// p.join()?;
 /// # Ok(())
 /// # }
 /// ```
@@ -691,9 +691,10 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 /// - **`qsize` always works** (Python raises `NotImplementedError` on macOS) and is exact when
 ///   no put or get is in progress. [`full`](Queue::full) counts items against `maxsize`, like
 ///   Python's; a put can also wait for *bytes* (see [`capacity_bytes`](Queue::capacity_bytes)).
-/// - **Timeouts** are `Option<Duration>` on the monotonic clock: `None` waits forever,
-///   `Some(Duration::ZERO)` tries once (Python's `block=False`, also [`put_nowait`](Queue::put_nowait)
-///   and [`get_nowait`](Queue::get_nowait)). A timed-out `put` is [`PutError::Full`] and a
+/// - **Timeouts** have their own methods: [`put`](Queue::put) and [`get`](Queue::get) wait as
+///   long as needed, [`put_timeout`](Queue::put_timeout) and [`get_timeout`](Queue::get_timeout)
+///   at most a `Duration` on the monotonic clock; `Duration::ZERO` tries once (Python's
+///   `block=False`, also [`put_nowait`](Queue::put_nowait) and [`get_nowait`](Queue::get_nowait)). A timed-out `put` is [`PutError::Full`] and a
 ///   timed-out `get` is [`GetError::Empty`], as in Python. One exception, as in Python (whose
 ///   `get` reads a whole message once it has started): a `get` that has started copying out an
 ///   item larger than the ring finishes it (or sees it abandoned) even past its timeout, since
@@ -735,17 +736,17 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
 /// let wq = q.clone();
 /// let writer = Process::new(move || {
 ///     for value in ['A', 'B', 'C'] {
-///         wq.put(value, None).unwrap();
+///         wq.put(value).unwrap();
 ///     }
 /// });
 /// let rq = q.clone();
 /// let reader = Process::new(move || -> Vec<char> {
-///     (0..3).map(|_| rq.get(None).unwrap()).collect()
+///     (0..3).map(|_| rq.get().unwrap()).collect()
 /// });
 /// writer.start()?;
 /// reader.start()?;
-/// writer.join(None)?;
-/// assert_eq!(reader.join(None)?, ['A', 'B', 'C']);
+/// writer.join()?;
+/// assert_eq!(reader.join()?, ['A', 'B', 'C']);
 /// # Ok(())
 /// # }
 /// ```
@@ -832,8 +833,8 @@ impl<T: Message> Queue<T> {
         QueueBuilder::new()
     }
 
-    /// Puts `item` at the end of the queue, waiting at most `timeout` for room (Python:
-    /// `put(obj, block=True, timeout=None)`; `Some(Duration::ZERO)` is `block=False`).
+    /// Puts `item` at the end of the queue, waiting for room as long as needed (Python:
+    /// `put(obj)`; [`put_timeout`](Self::put_timeout) takes a timeout).
     ///
     /// Returns when the item is in shared memory: the calling process may exit right away.
     /// An item larger than the free space waits for consumers to make room (streaming through
@@ -841,13 +842,26 @@ impl<T: Message> Queue<T> {
     ///
     /// # Errors
     ///
-    /// The item comes back in every error: [`PutError::Full`] if there was no room before the
-    /// timeout (or a large item could not be completed in time; the part already sent is
-    /// discarded by consumers), [`PutError::Closed`] after [`close`](Self::close),
+    /// The item comes back in every error: [`PutError::Closed`] after [`close`](Self::close),
     /// [`PutError::Encode`] if encoding the item panicked, [`PutError::Corrupt`] if the shared
     /// state is garbled.
-    pub fn put(&self, item: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
-        let until = Patience::from_timeout(timeout);
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_within(item, Patience::FOREVER)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room (Python: `put(obj, timeout=t)`;
+    /// `Duration::ZERO` is `block=False`, as [`put_nowait`](Self::put_nowait)).
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put), and [`PutError::Full`] if there was no room before the timeout
+    /// (or a large item could not be completed in time; the part already sent is discarded by
+    /// consumers).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_within(item, Patience::from_timeout(Some(timeout)))
+    }
+
+    fn put_within(&self, item: T, until: Patience) -> Result<(), PutError<T>> {
         if let Some(bytes) = item.as_byte_string() {
             // A byte string (`Vec<u8>`, `String`, ...) is its own encoding after the length:
             // copied once, straight into the ring.
@@ -877,19 +891,31 @@ impl<T: Message> Queue<T> {
     /// As [`put`](Self::put); [`PutError::Full`] if the queue is full or another producer is
     /// in the middle of a put.
     pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
-        self.put(item, Some(Duration::ZERO))
+        self.put_within(item, Patience::Try)
     }
 
-    /// Removes and returns the first item, waiting at most `timeout` for one (Python:
-    /// `get(block=True, timeout=None)`; `Some(Duration::ZERO)` is `block=False`).
+    /// Removes and returns the first item, waiting for one as long as needed (Python: `get()`;
+    /// [`get_timeout`](Self::get_timeout) takes a timeout).
     ///
     /// # Errors
     ///
-    /// [`GetError::Empty`] if no item came before the timeout, [`GetError::Closed`] if the
-    /// queue is closed and empty, [`GetError::Decode`] if the item's bytes are not a `T`,
-    /// [`GetError::Corrupt`] if the shared state is garbled.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError> {
-        let until = Patience::from_timeout(timeout);
+    /// [`GetError::Closed`] if the queue is closed and empty, [`GetError::Decode`] if the
+    /// item's bytes are not a `T`, [`GetError::Corrupt`] if the shared state is garbled.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_within(Patience::FOREVER)
+    }
+
+    /// Removes and returns the first item, waiting at most `timeout` for one (Python:
+    /// `get(timeout=t)`; `Duration::ZERO` is `block=False`, as [`get_nowait`](Self::get_nowait)).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), and [`GetError::Empty`] if no item came before the timeout.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_within(Patience::from_timeout(Some(timeout)))
+    }
+
+    fn get_within(&self, until: Patience) -> Result<T, GetError> {
         if T::BYTE_STRING {
             // Copied once, straight from the ring into the buffer the item will own.
             let mut buf = Vec::new();
@@ -909,7 +935,7 @@ impl<T: Message> Queue<T> {
     /// As [`get`](Self::get); [`GetError::Empty`] also when another consumer is in the middle
     /// of a get.
     pub fn get_nowait(&self) -> Result<T, GetError> {
-        self.get(Some(Duration::ZERO))
+        self.get_within(Patience::Try)
     }
 }
 
@@ -1025,19 +1051,33 @@ impl Queue<Vec<u8>> {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let q: Queue<Vec<u8>> = Queue::new()?;
     /// let block = vec![7u8; 100_000];
-    /// q.put_bytes(&block, None)?;
-    /// q.put(block.clone(), None)?; // the same item, encoded the usual way
+    /// q.put_bytes(&block)?;
+    /// q.put(block.clone())?; // the same item, encoded the usual way
     /// let mut buf = Vec::new(); // reused from item to item
-    /// assert_eq!(q.get_bytes_into(&mut buf, None)?, 100_000);
+    /// assert_eq!(q.get_bytes_into(&mut buf)?, 100_000);
     /// assert_eq!(buf, block);
-    /// assert_eq!(q.get(None)?, block);
+    /// assert_eq!(q.get()?, block);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn put_bytes(&self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), PutError<()>> {
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
+        self.put_bytes_within(bytes, Patience::FOREVER)
+    }
+
+    /// As [`put_bytes`](Self::put_bytes), waiting at most `timeout` for room (`Duration::ZERO`:
+    /// one try).
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout), with `()` in place of the item.
+    pub fn put_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<(), PutError<()>> {
+        self.put_bytes_within(bytes, Patience::from_timeout(Some(timeout)))
+    }
+
+    fn put_bytes_within(&self, bytes: &[u8], until: Patience) -> Result<(), PutError<()>> {
         let prefix = (bytes.len() as u64).to_le_bytes();
         self.raw
-            .put(Payload { head: &prefix, body: bytes }, Patience::from_timeout(timeout))
+            .put(Payload { head: &prefix, body: bytes }, until)
             .map_err(|f| PutError::from_fail((), f))
     }
 
@@ -1051,12 +1091,22 @@ impl Queue<Vec<u8>> {
     ///
     /// As [`get`](Self::get). [`GetError::Decode`] if the item's bytes are not an encoded
     /// `Vec<u8>` (the item is gone and `buf` is left empty).
-    pub fn get_bytes_into(
+    pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
+        self.get_byte_string(buf, Patience::FOREVER)
+    }
+
+    /// As [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout` for an item
+    /// (`Duration::ZERO`: one try).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
+    pub fn get_bytes_into_timeout(
         &self,
         buf: &mut Vec<u8>,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<usize, GetError> {
-        self.get_byte_string(buf, Patience::from_timeout(timeout))
+        self.get_byte_string(buf, Patience::from_timeout(Some(timeout)))
     }
 }
 
@@ -1078,7 +1128,7 @@ impl Queue<Vec<u8>> {
 /// let cq = q.clone();
 /// let p = Process::new(move || cq.put((1, "one".into())).unwrap());
 /// p.start()?;
-/// p.join(None)?; // the item is already in the queue
+/// p.join()?; // the item is already in the queue
 /// assert!(!q.empty());
 /// assert_eq!(q.get()?, (1, "one".to_string()));
 /// # Ok(())
@@ -1137,7 +1187,7 @@ impl<T: Message> SimpleQueue<T> {
     /// [`PutError::Closed`] after [`close`](Self::close), [`PutError::Corrupt`]; the item
     /// comes back.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.q.put(item, None)
+        self.q.put(item)
     }
 
     /// Removes and returns the first item, waiting as long as needed (Python: `get()`).
@@ -1147,7 +1197,7 @@ impl<T: Message> SimpleQueue<T> {
     /// [`GetError::Closed`] once the queue is closed and empty; [`GetError::Decode`],
     /// [`GetError::Corrupt`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.q.get(None)
+        self.q.get()
     }
 
     /// Whether the queue holds no item (Python: `empty()`).
@@ -1185,17 +1235,17 @@ impl<T: Message> SimpleQueue<T> {
 /// let q: JoinableQueue<String> = JoinableQueue::new()?;
 /// let cq = q.clone();
 /// let consumer = ProcessBuilder::new().daemon(true).spawn(move || loop {
-///     let Ok(res) = cq.get(None) else { break };
+///     let Ok(res) = cq.get() else { break };
 ///     assert!(res.starts_with("product"));
 ///     cq.task_done().unwrap();
 /// })?;
 /// for i in 0..5 {
-///     q.put(format!("product {i}"), None)?;
+///     q.put(format!("product {i}"))?;
 /// }
-/// q.join(None)?; // every item has been processed
+/// q.join()?; // every item has been processed
 /// assert_eq!(q.unfinished_tasks(), 0);
 /// q.close(); // lets the consumer's get fail with Closed
-/// consumer.join(None)?;
+/// consumer.join()?;
 /// # Ok(())
 /// # }
 /// ```
@@ -1276,15 +1326,27 @@ impl<T: Message> JoinableQueue<T> {
         }
     }
 
-    /// Waits until every item put has been marked done, at most `timeout` (Python: `join()`,
-    /// which has no timeout).
+    /// Waits until every item put has been marked done (Python: `join()`).
     ///
     /// # Errors
     ///
-    /// [`QueueJoinError::Timeout`] if items were still unfinished at the timeout;
     /// [`QueueJoinError::Corrupt`] if the shared counters are garbled.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<(), QueueJoinError> {
-        match self.q.raw.join(Patience::from_timeout(timeout)) {
+    pub fn join(&self) -> Result<(), QueueJoinError> {
+        self.join_within(Patience::FOREVER)
+    }
+
+    /// As [`join`](Self::join), waiting at most `timeout` (Python's `join()` has no timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join), and [`QueueJoinError::Timeout`] if items were still unfinished
+    /// at the timeout.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), QueueJoinError> {
+        self.join_within(Patience::from_timeout(Some(timeout)))
+    }
+
+    fn join_within(&self, until: Patience) -> Result<(), QueueJoinError> {
+        match self.q.raw.join(until) {
             Ok(true) => Ok(()),
             Ok(false) => Err(QueueJoinError::Timeout),
             Err(Fail::Corrupt(what)) => Err(QueueJoinError::Corrupt(Corruption { what })),

@@ -46,7 +46,7 @@ use crate::wait::Patience;
 ///     })
 /// };
 /// child.start()?;
-/// child.join(None)?;
+/// child.join()?;
 /// assert_eq!(num.load()?, 3.1415927);
 /// assert_eq!(arr.to_vec()?, [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]);
 /// assert_eq!(arr.lock().map_err(AcquireError::without_guard)?[2..5], [-2, -3, -4]);
@@ -171,15 +171,15 @@ impl<T: ShmSafe> Array<T> {
         self.lock_with(Patience::Try)
     }
 
-    /// Locks the array, waiting at most `timeout` (`None`: forever; `Some(ZERO)`: one try).
+    /// Locks the array, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
     /// As [`Lock::lock_timeout`].
     pub fn lock_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        self.lock_with(Patience::from_timeout(timeout))
+        self.lock_with(Patience::from_timeout(Some(timeout)))
     }
 
     #[inline]

@@ -50,7 +50,7 @@ use crate::shm::ShmBox;
 ///     c.start()?;
 /// }
 /// for c in &children {
-///     c.join(None)?;
+///     c.join()?;
 /// }
 /// assert_eq!(hits.load(), 200);
 /// # Ok(())
@@ -227,7 +227,7 @@ impl<T: ShmSafe> fmt::Debug for RawValue<T> {
 ///     c.start()?;
 /// }
 /// for c in &children {
-///     c.join(None)?;
+///     c.join()?;
 /// }
 /// assert_eq!(slots.to_vec(), [100, 200, 300, 400]);
 /// # Ok(())

@@ -46,7 +46,7 @@ use crate::wait::Patience;
 ///     c.start()?;
 /// }
 /// for c in &children {
-///     c.join(None)?;
+///     c.join()?;
 /// }
 /// assert_eq!(counter.load()?, 200);
 /// # Ok(())
@@ -163,15 +163,15 @@ impl<T: ShmSafe> Value<T> {
         self.lock_with(Patience::Try)
     }
 
-    /// Locks the value, waiting at most `timeout` (`None`: forever; `Some(ZERO)`: one try).
+    /// Locks the value, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
     /// As [`Lock::lock_timeout`].
     pub fn lock_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        self.lock_with(Patience::from_timeout(timeout))
+        self.lock_with(Patience::from_timeout(Some(timeout)))
     }
 
     #[inline]

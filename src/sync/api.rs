@@ -11,7 +11,6 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use super::error::{AcquireError, ReleaseError};
 use super::raw::Got;
@@ -33,7 +32,7 @@ pub(crate) enum Via {
 }
 
 /// The raw operations of a lock-like handle (`lock_api`'s `RawMutex`): what [`Guard`],
-/// [`RawAcquire::guarded`] and [`RawAcquire::acquire_timeout`] are written over.
+/// [`RawAcquire::guarded`] and [`RawAcquire::acquire_call`] are written over.
 pub(crate) trait RawAcquire {
     /// Takes the lock (one more level of a recursive one) as `patience` says, held `via`.
     /// A dead previous holder is `Ok(Got::OwnerDied)`, never an error.
@@ -64,11 +63,11 @@ pub(crate) trait RawAcquire {
         }
     }
 
-    /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` once acquired, `Ok(false)` on
-    /// a timeout (`None`: wait forever; `Some(ZERO)`: Python's `block=False`).
+    /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` once acquired, `Ok(false)` when
+    /// `patience` ran out.
     #[inline]
-    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
-        match self.acquire_via(Patience::from_timeout(timeout), Via::Call) {
+    fn acquire_call(&self, patience: Patience) -> Result<bool, AcquireError<()>> {
+        match self.acquire_via(patience, Via::Call) {
             Ok(got) => got.wrap(true).map_err(AcquireError::without_guard),
             Err(AcquireError::Timeout) => Ok(false),
             Err(e) => Err(e),

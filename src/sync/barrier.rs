@@ -121,12 +121,12 @@ type Action = Arc<dyn Fn() + Send + Sync + 'static>;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let barrier = Barrier::new(2)?;
 /// // Nobody else comes: the wait times out, and the barrier breaks.
-/// match barrier.wait(Some(Duration::from_millis(10))) {
+/// match barrier.wait_timeout(Duration::from_millis(10)) {
 ///     Err(BarrierError::Timeout) => {}
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// // Broken for everyone until reset (Python: BrokenBarrierError).
-/// assert!(matches!(barrier.wait(Some(Duration::from_millis(10))), Err(BarrierError::Broken)));
+/// assert!(matches!(barrier.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Broken)));
 /// barrier.reset()?;
 /// assert!(!barrier.broken());
 /// # Ok(())
@@ -182,7 +182,7 @@ fn corrupt(what: &str) -> BarrierError {
     BarrierError::Os(io::Error::new(io::ErrorKind::InvalidData, format!("corrupt barrier: {what}")))
 }
 
-/// Options for a [`Barrier`]: `Barrier::builder(3).action(f).timeout(Some(d)).build()` —
+/// Options for a [`Barrier`]: `Barrier::builder(3).action(f).timeout(d).build()` —
 /// Python's `Barrier(parties, action=None, timeout=None)`.
 ///
 /// # Examples
@@ -200,15 +200,15 @@ fn corrupt(what: &str) -> BarrierError {
 ///     .action(move || {
 ///         counter.fetch_add(1);
 ///     })
-///     .timeout(Some(Duration::from_secs(10)))
+///     .timeout(Duration::from_secs(10))
 ///     .build()?;
 /// let child = {
 ///     let barrier = barrier.clone();
-///     Process::new(move || barrier.wait(None).expect("barrier")) // None: the 10 s default
+///     Process::new(move || barrier.wait().expect("barrier")) // None: the 10 s default
 /// };
 /// child.start()?;
-/// let mine = barrier.wait(None)?;
-/// let theirs = child.join(Some(Duration::from_secs(10)))?;
+/// let mine = barrier.wait()?;
+/// let theirs = child.join_timeout(Duration::from_secs(10))?;
 /// assert_eq!(mine + theirs, 1); // arrival indices 0 and 1
 /// assert_eq!(cycles.load(), 1); // the action ran once
 /// # Ok(())
@@ -237,10 +237,10 @@ impl BarrierBuilder {
         self
     }
 
-    /// The timeout [`Barrier::wait`] uses when called with `None` (Python's `timeout=`
-    /// argument of the constructor). `None`, the default, waits forever.
-    pub fn timeout(mut self, timeout: Option<Duration>) -> BarrierBuilder {
-        self.timeout = timeout;
+    /// The timeout [`Barrier::wait`] uses (Python's `timeout=` argument of the constructor).
+    /// Without it, the default, `wait` waits forever.
+    pub fn timeout(mut self, timeout: Duration) -> BarrierBuilder {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -309,16 +309,16 @@ impl fmt::Debug for BarrierBuilder {
 /// let workers: Vec<Process<usize>> = (0..2)
 ///     .map(|_| {
 ///         let barrier = barrier.clone();
-///         Process::new(move || barrier.wait(None).expect("barrier"))
+///         Process::new(move || barrier.wait().expect("barrier"))
 ///     })
 ///     .collect();
 /// for w in &workers {
 ///     w.start()?;
 /// }
-/// let mine = barrier.wait(None)?; // all three meet here
+/// let mine = barrier.wait()?; // all three meet here
 /// let mut indices = vec![mine];
 /// for w in &workers {
-///     indices.push(w.join(None)?);
+///     indices.push(w.join()?);
 /// }
 /// indices.sort();
 /// assert_eq!(indices, [0, 1, 2]);
@@ -388,7 +388,7 @@ impl Barrier {
     /// let barrier = Barrier::with_action(1, move || {
     ///     r.fetch_add(1, Ordering::Relaxed);
     /// })?;
-    /// assert_eq!(barrier.wait(None)?, 0);
+    /// assert_eq!(barrier.wait()?, 0);
     /// assert_eq!(runs.load(Ordering::Relaxed), 1);
     /// # Ok(())
     /// # }
@@ -414,10 +414,10 @@ impl Barrier {
     /// Waits until all parties have called `wait`, and returns this caller's arrival index
     /// (`0` for the first to arrive, `parties - 1` for the last) — Python's `wait(timeout)`.
     ///
-    /// `timeout` `None` uses the barrier's default timeout ([`BarrierBuilder::timeout`], itself
-    /// "forever" unless set), as Python's `wait(timeout=None)` does; `Some(d)` waits at most
-    /// `d`; `Some(Duration::ZERO)` breaks the barrier at once unless this caller is the last
-    /// one to arrive. `Barrier::new(1)?.wait(None)` returns `Ok(0)` at once.
+    /// It waits at most the barrier's default timeout ([`BarrierBuilder::timeout`], itself
+    /// "forever" unless set), as Python's `wait(timeout=None)` does;
+    /// [`wait_timeout`](Self::wait_timeout) gives this call its own. `Barrier::new(1)?.wait()`
+    /// returns `Ok(0)` at once.
     ///
     /// If this caller is the last to arrive and the barrier has an action, the action runs here
     /// first. Do not call `wait` on the same barrier from inside its action: that waits for
@@ -439,8 +439,26 @@ impl Barrier {
     ///
     /// If the action panics in this caller: the barrier is broken first, then the panic goes
     /// on.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, BarrierError> {
-        let deadline = Deadline::after(timeout.or(self.timeout));
+    pub fn wait(&self) -> Result<usize, BarrierError> {
+        self.wait_until(Deadline::after(self.timeout))
+    }
+
+    /// As [`wait`](Self::wait), waiting at most `timeout` instead of the barrier's default —
+    /// Python's `wait(timeout)`. `Duration::ZERO` breaks the barrier at once unless this
+    /// caller is the last one to arrive.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait).
+    ///
+    /// # Panics
+    ///
+    /// As for [`wait`](Self::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
+        self.wait_until(Deadline::after(Some(timeout)))
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> Result<usize, BarrierError> {
         let me = multiproc_sys::fork::getpid().as_raw_nonzero().get();
         // The internal mutex is only ever held for a few loads and stores, so even a zero
         // timeout may wait for it a little: otherwise a momentary holder would make the call
@@ -917,7 +935,7 @@ mod tests {
         let h = b.shm.get();
 
         h.state.store(99, Ordering::Relaxed);
-        expect_corrupt(b.wait(Some(Duration::ZERO)).map(drop));
+        expect_corrupt(b.wait_timeout(Duration::ZERO).map(drop));
         expect_corrupt(b.abort());
         assert!(!b.broken());
         assert_eq!(b.n_waiting(), 0);
@@ -928,16 +946,16 @@ mod tests {
         h.count.store(0, Ordering::Relaxed);
 
         h.parties.store(5, Ordering::Relaxed);
-        expect_corrupt(b.wait(None).map(drop));
+        expect_corrupt(b.wait().map(drop));
         h.parties.store(2, Ordering::Relaxed);
 
         // An occupied slot past the count.
         b.slots()[0].pid.store(12345, Ordering::Relaxed);
-        expect_corrupt(b.wait(Some(Duration::ZERO)).map(drop));
+        expect_corrupt(b.wait_timeout(Duration::ZERO).map(drop));
         b.slots()[0].pid.store(0, Ordering::Relaxed);
 
         // Repaired by hand, it works again (a lone wait with a zero timeout breaks it).
-        assert!(matches!(b.wait(Some(Duration::ZERO)), Err(BarrierError::Timeout)));
+        assert!(matches!(b.wait_timeout(Duration::ZERO), Err(BarrierError::Timeout)));
         assert!(b.broken());
         b.reset().unwrap();
         assert!(!b.broken());

@@ -155,7 +155,7 @@ impl RawAcquire for ConditionLock {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cond = Condition::new()?;
 /// // Python: AssertionError('must acquire() condition before using wait()')
-/// match cond.wait(Some(Duration::from_millis(1))) {
+/// match cond.wait_timeout(Duration::from_millis(1)) {
 ///     Err(WaitError::NotOwner) => {}
 ///     other => panic!("unexpected {other:?}"),
 /// }
@@ -165,7 +165,7 @@ impl RawAcquire for ConditionLock {
 /// let value = Value::with_lock(0u32, lock.clone())?;
 /// let cond = Condition::with_lock(lock)?;
 /// let guard = value.lock().map_err(AcquireError::without_guard)?;
-/// assert!(matches!(cond.wait(Some(Duration::ZERO)), Err(WaitError::LockedForData)));
+/// assert!(matches!(cond.wait_timeout(Duration::ZERO), Err(WaitError::LockedForData)));
 /// drop(guard);
 /// # Ok(())
 /// # }
@@ -284,7 +284,7 @@ impl std::error::Error for NotifyError {
 ///     Process::new(move || {
 ///         let _guard = cond.lock().expect("lock");
 ///         // Python: cond.wait_for(lambda: ready.value == 1)
-///         cond.wait_for(|| ready.load() == 1, None).expect("wait")
+///         cond.wait_for(|| ready.load() == 1).expect("wait")
 ///     })
 /// };
 /// waiter.start()?;
@@ -294,11 +294,11 @@ impl std::error::Error for NotifyError {
 ///     ready.store(1);
 ///     cond.notify_all()?;
 /// }
-/// assert!(waiter.join(None)?);
+/// waiter.join()?;
 ///
 /// // A wait that nobody notifies times out (and is never early).
 /// let _guard = cond.lock().map_err(AcquireError::without_guard)?;
-/// assert!(!cond.wait(Some(Duration::from_millis(10)))?);
+/// assert!(!cond.wait_timeout(Duration::from_millis(10))?);
 /// # Ok(())
 /// # }
 /// ```
@@ -341,7 +341,7 @@ pub struct Condition {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cond = Condition::new()?;
 /// let guard = cond.lock().expect("lock"); // with cond:
-/// cond.wait(Some(Duration::from_millis(1)))?; //  cond.wait(0.001)
+/// cond.wait_timeout(Duration::from_millis(1))?; //  cond.wait(0.001)
 /// drop(guard);
 /// # Ok(())
 /// # }
@@ -418,24 +418,32 @@ impl Condition {
         self.lock.guarded(Patience::Try, Via::Guard, |inner| ConditionGuard { inner })
     }
 
-    /// Acquires the lock, waiting at most `timeout` (`None`: forever; `Some(ZERO)`: one try).
+    /// Acquires the lock, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
     /// As [`Lock::lock_timeout`] or [`RLock::lock_timeout`].
     pub fn lock_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        let patience = Patience::from_timeout(timeout);
+        let patience = Patience::from_timeout(Some(timeout));
         self.lock.guarded(patience, Via::Guard, |inner| ConditionGuard { inner })
     }
 
-    /// Python's `acquire(block=True, timeout=None)` on the lock.
+    /// Python's `acquire()` on the lock, waiting as long as needed.
     ///
     /// # Errors
     /// As [`Lock::acquire`] or [`RLock::acquire`].
-    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
-        self.lock.acquire_timeout(timeout)
+    pub fn acquire(&self) -> Result<(), AcquireError<()>> {
+        self.lock.acquire_call(Patience::FOREVER).map(drop)
+    }
+
+    /// Python's `acquire(timeout=t)` on the lock: `Ok(false)` if the timeout passed first.
+    ///
+    /// # Errors
+    /// As [`Lock::acquire_timeout`] or [`RLock::acquire_timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, AcquireError<()>> {
+        self.lock.acquire_call(Patience::from_timeout(Some(timeout)))
     }
 
     /// Python's `release()` on the lock.
@@ -446,40 +454,66 @@ impl Condition {
         self.lock.release_call()
     }
 
-    /// Releases the lock (fully, for an [`RLock`] at any depth), sleeps until notified or until
-    /// `timeout` has passed, and takes the lock back (at the same depth) before returning.
+    /// Python's `wait()`: releases the lock (fully, for an [`RLock`] at any depth), sleeps
+    /// until notified, and takes the lock back (at the same depth) before returning.
     ///
-    /// Returns `Ok(false)` if the timeout passed (never early), `Ok(true)` otherwise: notified,
-    /// or woken spuriously (see the type's docs), so check the condition in a loop or use
-    /// [`wait_for`](Self::wait_for). `None` waits forever; `Some(ZERO)` releases the lock,
-    /// takes it back and returns `false` unless a notify came in between.
+    /// A wake-up may be spurious (see the type's docs), so check the condition in a loop or
+    /// use [`wait_for`](Self::wait_for).
     ///
     /// # Errors
     /// - [`WaitError::NotOwner`]: the calling thread does not hold the lock.
     /// - [`WaitError::LockedForData`]: the lock is held through a `Value`/`Array` guard.
     /// - [`WaitError::OwnerDied`]: woken, lock taken back, but a holder died meanwhile.
     /// - [`WaitError::Os`]: an unexpected system error.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
-        self.wait_until(Patience::lazy(timeout))
+    pub fn wait(&self) -> Result<(), WaitError> {
+        self.wait_until(Patience::FOREVER).map(drop)
     }
 
-    /// Python's `wait_for(predicate, timeout)`: checks `predicate` first, then waits and
-    /// re-checks until it returns `true` or `timeout` (which covers the whole call) has
-    /// passed. Returns the predicate's last value: `false` only after a timeout.
+    /// Python's `wait(timeout)`: as [`wait`](Self::wait), sleeping at most `timeout`.
+    ///
+    /// Returns `Ok(false)` if the timeout passed (never early), `Ok(true)` otherwise: notified,
+    /// or woken spuriously. `Duration::ZERO` releases the lock, takes it back and returns
+    /// `false` unless a notify came in between.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, WaitError> {
+        self.wait_until(Patience::lazy(Some(timeout)))
+    }
+
+    /// Python's `wait_for(predicate)`: checks `predicate` first, then waits and re-checks until
+    /// it returns `true`.
     ///
     /// The lock must be held; `predicate` runs with it held.
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
-    pub fn wait_for(
+    pub fn wait_for(&self, predicate: impl FnMut() -> bool) -> Result<(), WaitError> {
+        self.wait_for_until(predicate, Deadline::FOREVER).map(drop)
+    }
+
+    /// Python's `wait_for(predicate, timeout)`: as [`wait_for`](Self::wait_for), until
+    /// `timeout` (which covers the whole call) has passed. Returns the predicate's last value:
+    /// `false` only after a timeout.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_for_timeout(
+        &self,
+        predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool, WaitError> {
+        self.wait_for_until(predicate, Deadline::after(Some(timeout)))
+    }
+
+    fn wait_for_until(
         &self,
         mut predicate: impl FnMut() -> bool,
-        timeout: Option<Duration>,
+        deadline: Deadline,
     ) -> Result<bool, WaitError> {
         if !self.lock.held_by_current_thread() {
             return Err(WaitError::NotOwner);
         }
-        let deadline = Deadline::after(timeout);
         let mut result = predicate();
         while !result {
             if deadline.has_expired() {

@@ -29,10 +29,10 @@ use std::io;
 ///     Process::new(move || std::mem::forget(lock.lock().expect("lock")))
 /// };
 /// child.start()?;
-/// child.join(Some(Duration::from_secs(10)))?;
+/// child.join_timeout(Duration::from_secs(10))?;
 ///
 /// // Python's Lock would stay locked forever; here the next acquirer is told, and holds it.
-/// match lock.lock_timeout(Some(Duration::from_secs(10))) {
+/// match lock.lock_timeout(Duration::from_secs(10)) {
 ///     Err(AcquireError::OwnerDied(guard)) => drop(guard), // check the protected data here
 ///     Ok(_) => panic!("the dead holder was not reported"),
 ///     Err(e) => return Err(e.without_guard().into()),

@@ -68,7 +68,7 @@ const_assert_eq!(align_of::<EventState>(), 4);
 ///     .map(|i| {
 ///         let start = start.clone();
 ///         Process::new(move || {
-///             start.wait(None); // the start gun
+///             start.wait(); // the start gun
 ///             i * 10
 ///         })
 ///     })
@@ -79,11 +79,11 @@ const_assert_eq!(align_of::<EventState>(), 4);
 /// assert!(!start.is_set());
 /// start.set(); // every worker goes
 /// for (i, w) in workers.iter().enumerate() {
-///     assert_eq!(w.join(None)?, i * 10);
+///     assert_eq!(w.join()?, i * 10);
 /// }
 ///
 /// start.clear();
-/// assert!(!start.wait(Some(Duration::from_millis(5)))); // times out: false
+/// assert!(!start.wait_timeout(Duration::from_millis(5))); // times out: false
 /// # Ok(())
 /// # }
 /// ```
@@ -156,17 +156,26 @@ impl Event {
         self.word().fetch_and(!SET, Ordering::Relaxed);
     }
 
-    /// Blocks until the flag is set or `timeout` has passed (`None`: forever; `Some(ZERO)`:
-    /// just look). Returns `true` if the flag was set (or was set, and cleared again, while
-    /// this call waited), `false` on a timeout, which is never early.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    /// Blocks until the flag is set — Python's `wait()`. Returns at once if it is set; a flag
+    /// set and cleared again while this call waited also ends it.
+    pub fn wait(&self) {
+        self.wait_within(Patience::FOREVER);
+    }
+
+    /// Blocks until the flag is set or `timeout` has passed (`Duration::ZERO`: just look) —
+    /// Python's `wait(timeout)`. Returns `true` if the flag was set (or was set, and cleared
+    /// again, while this call waited), `false` on a timeout, which is never early.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_within(Patience::lazy(Some(timeout)))
+    }
+
+    fn wait_within(&self, patience: Patience) -> bool {
         let word = self.word();
         let mut w = word.load(Ordering::Acquire);
         if w & SET != 0 {
             return true;
         }
         let generation = w & !(SET | WAITERS);
-        let patience = Patience::lazy(timeout);
         if patience.is_try() {
             return false;
         }

@@ -72,10 +72,10 @@ const_assert_eq!(align_of::<LockState>(), align_of::<libc::pthread_mutex_t>());
 ///     };
 ///     // ... critical section ...
 /// } // released here
-/// child.join(None)?;
+/// child.join()?;
 ///
 /// // Python style:
-/// assert!(lock.acquire(None)?);
+/// lock.acquire()?;
 /// lock.release()?;
 /// # Ok(())
 /// # }
@@ -174,7 +174,7 @@ impl Lock {
         self.guarded(Patience::Try, Via::Guard, |inner| LockGuard { inner })
     }
 
-    /// Acquires the lock, waiting at most `timeout` (`None`: forever; `Some(ZERO)`: one try).
+    /// Acquires the lock, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
     /// [`AcquireError::Timeout`] once the timeout has really passed (never early); otherwise as
@@ -182,14 +182,13 @@ impl Lock {
     #[inline]
     pub fn lock_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
-        self.guarded(Patience::from_timeout(timeout), Via::Guard, |inner| LockGuard { inner })
+        self.guarded(Patience::from_timeout(Some(timeout)), Via::Guard, |inner| LockGuard { inner })
     }
 
-    /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` once acquired, `Ok(false)` on a
-    /// timeout (`None`: wait forever; `Some(ZERO)`: Python's `block=False`). The caller must
-    /// call [`release`](Self::release) later.
+    /// Python's `acquire()`: acquires the lock, waiting as long as needed. The caller must call
+    /// [`release`](Self::release) later.
     ///
     /// # Errors
     /// - [`AcquireError::OwnerDied`]: acquired (release it as usual), but the previous holder
@@ -197,8 +196,19 @@ impl Lock {
     /// - [`AcquireError::WouldDeadlock`]: the calling thread holds the lock already.
     /// - [`AcquireError::Os`]: an unexpected error from the mutex.
     #[inline]
-    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
-        self.acquire_timeout(timeout)
+    pub fn acquire(&self) -> Result<(), AcquireError<()>> {
+        self.acquire_call(Patience::FOREVER).map(drop)
+    }
+
+    /// Python's `acquire(timeout=t)`: `Ok(true)` once acquired, `Ok(false)` if the timeout
+    /// passed first (`Duration::ZERO`: Python's `block=False`). The caller must call
+    /// [`release`](Self::release) later.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    #[inline]
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, AcquireError<()>> {
+        self.acquire_call(Patience::from_timeout(Some(timeout)))
     }
 
     /// Python's `release()`: releases a lock taken with [`acquire`](Self::acquire).

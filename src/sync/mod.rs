@@ -3,9 +3,10 @@
 //!
 //! Each one lives in a `MAP_SHARED` segment created by its constructor: create it before
 //! starting the processes that use it, then use the handle (or a clone of it) in the parent and
-//! in every child. All of them take `Option<Duration>` timeouts on `CLOCK_MONOTONIC` (`None`
-//! waits forever, `Some(ZERO)` tries once), and none of them hangs because another process
-//! died: see each type's "When a process dies" section.
+//! in every child. Each blocking call waits as long as needed (`acquire()`, `wait()`) and has a
+//! `_timeout` form taking a `Duration` on `CLOCK_MONOTONIC` (`Duration::ZERO` tries once), and
+//! none of them hangs because another process died: see each type's "When a process dies"
+//! section.
 
 // Layout (for maintainers; not in the public docs)
 //

@@ -68,17 +68,17 @@ const_assert_eq!(align_of::<RLockState>(), align_of::<libc::pthread_mutex_t>());
 /// }
 ///
 /// // Python style: one release per acquire.
-/// assert!(rlock.acquire(None)?);
-/// assert!(rlock.acquire(None)?);
+/// rlock.acquire()?;
+/// rlock.acquire()?;
 /// rlock.release()?;
 /// rlock.release()?;
 ///
 /// let child = {
 ///     let rlock = rlock.clone();
-///     Process::new(move || rlock.acquire(None).expect("acquire"))
+///     Process::new(move || rlock.acquire().expect("acquire"))
 /// };
 /// child.start()?;
-/// assert!(child.join(None)?); // the child got it (and released it by exiting)
+/// child.join()?; // the child got it (and released it by exiting)
 /// # Ok(())
 /// # }
 /// ```
@@ -179,7 +179,7 @@ impl RLock {
         self.guarded(Patience::Try, Via::Guard, |inner| RLockGuard { inner })
     }
 
-    /// Acquires one level, waiting at most `timeout` (`None`: forever; `Some(ZERO)`: one try).
+    /// Acquires one level, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
     /// [`AcquireError::Timeout`] once the timeout has really passed (never early); otherwise as
@@ -187,21 +187,31 @@ impl RLock {
     #[inline]
     pub fn lock_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        self.guarded(Patience::from_timeout(timeout), Via::Guard, |inner| RLockGuard { inner })
+        self.guarded(Patience::from_timeout(Some(timeout)), Via::Guard, |inner| RLockGuard {
+            inner,
+        })
     }
 
-    /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` once one more level is held,
-    /// `Ok(false)` on a timeout (`None`: wait forever; `Some(ZERO)`: Python's `block=False`).
-    /// Each successful acquire needs one [`release`](Self::release).
+    /// Python's `acquire()`: takes one more level, waiting as long as needed. Each acquire
+    /// needs one [`release`](Self::release).
     ///
     /// # Errors
     /// - [`AcquireError::OwnerDied`]: acquired at depth 1 (release it as usual), but the
     ///   previous owner died holding the lock.
     /// - [`AcquireError::Os`]: as for [`lock`](Self::lock).
-    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
-        self.acquire_timeout(timeout)
+    pub fn acquire(&self) -> Result<(), AcquireError<()>> {
+        self.acquire_call(Patience::FOREVER).map(drop)
+    }
+
+    /// Python's `acquire(timeout=t)`: `Ok(true)` once one more level is held, `Ok(false)` if
+    /// the timeout passed first (`Duration::ZERO`: Python's `block=False`).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, AcquireError<()>> {
+        self.acquire_call(Patience::from_timeout(Some(timeout)))
     }
 
     /// Python's `release()`: releases one level taken with [`acquire`](Self::acquire); the

@@ -206,11 +206,11 @@ fn corrupt(what: &str) -> ReleaseError {
 }
 
 /// Turns a timeout into the acquire result (shared by both types).
-fn acquire_guard<'a>(
-    core: &'a SemCore,
-    timeout: Option<Duration>,
-) -> Result<SemaphoreGuard<'a>, AcquireError<SemaphoreGuard<'a>>> {
-    match core.acquire(Deadline::after(timeout)) {
+fn guard_timeout(
+    core: &SemCore,
+    timeout: Duration,
+) -> Result<SemaphoreGuard<'_>, AcquireError<SemaphoreGuard<'_>>> {
+    match core.acquire(Deadline::after(Some(timeout))) {
         Ok(true) => Ok(SemaphoreGuard { core }),
         Ok(false) => Err(AcquireError::Timeout),
         Err(e) => Err(AcquireError::Os(e)),
@@ -222,7 +222,7 @@ fn acquire_guard<'a>(
 /// [`acquire`](Self::acquire) takes a permit, waiting while there is none;
 /// [`release`](Self::release) gives one back (or a new one: the value may go above its initial
 /// value, without limit, as in Python). [`guard`](Self::guard) and
-/// [`acquire_guard`](Self::acquire_guard) return a [`SemaphoreGuard`] that releases on drop,
+/// [`guard_timeout`](Self::guard_timeout) return a [`SemaphoreGuard`] that releases on drop,
 /// the Rust form of Python's `with sem:`.
 ///
 /// Create it before starting the processes that use it; clones and the copies that forked
@@ -248,7 +248,7 @@ fn acquire_guard<'a>(
 ///     w.start()?;
 /// }
 /// for w in &workers {
-///     w.join(None)?;
+///     w.join()?;
 /// }
 /// assert_eq!(sem.get_value(), 2);
 /// # Ok(())
@@ -293,18 +293,27 @@ impl Semaphore {
         Ok(Semaphore { core: SemCore::new(value, UNBOUNDED, false)? })
     }
 
-    /// Takes a permit, waiting at most `timeout` for one — Python's `acquire(timeout=...)`.
-    ///
-    /// Returns `Ok(true)` with the permit taken, `Ok(false)` if the timeout passed first.
-    /// `None` waits forever; `Some(Duration::ZERO)` tries once without waiting (Python's
-    /// `acquire(False)` and every negative timeout). A timeout is reported only once the
-    /// monotonic clock has passed the deadline, never early.
+    /// Takes a permit, waiting as long as needed for one — Python's `acquire()`.
     ///
     /// # Errors
     ///
     /// An unexpected error from the futex system call (none is known to be possible).
-    pub fn acquire(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        self.core.acquire(Deadline::after(timeout))
+    pub fn acquire(&self) -> io::Result<()> {
+        self.core.acquire(Deadline::FOREVER).map(drop)
+    }
+
+    /// Takes a permit, waiting at most `timeout` for one — Python's `acquire(timeout=...)`.
+    ///
+    /// Returns `Ok(true)` with the permit taken, `Ok(false)` if the timeout passed first.
+    /// `Duration::ZERO` tries once without waiting (Python's `acquire(False)` and every
+    /// negative timeout). A timeout is reported only once the monotonic clock has passed the
+    /// deadline, never early.
+    ///
+    /// # Errors
+    ///
+    /// As for [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<bool> {
+        self.core.acquire(Deadline::after(Some(timeout)))
     }
 
     /// Takes a permit, waiting at most `timeout`, and returns a guard that gives it back when
@@ -316,11 +325,11 @@ impl Semaphore {
     /// - [`AcquireError::Os`]: as for [`acquire`](Self::acquire).
     ///
     /// A semaphore has no owner, so `OwnerDied` and `WouldDeadlock` never occur.
-    pub fn acquire_guard(
+    pub fn guard_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<SemaphoreGuard<'_>, AcquireError<SemaphoreGuard<'_>>> {
-        acquire_guard(&self.core, timeout)
+        guard_timeout(&self.core, timeout)
     }
 
     /// Takes a permit, waiting as long as it takes, and returns a guard that gives it back when
@@ -375,7 +384,7 @@ impl fmt::Debug for Semaphore {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // Python: sem = multiprocessing.BoundedSemaphore(1)
 /// let sem = BoundedSemaphore::new(1)?;
-/// assert!(sem.acquire(None)?);
+/// sem.acquire()?;
 /// sem.release()?;
 /// // Python raises ValueError("semaphore or lock released too many times").
 /// assert!(matches!(sem.release(), Err(ReleaseError::TooManyReleases)));
@@ -406,25 +415,34 @@ impl BoundedSemaphore {
         Ok(BoundedSemaphore { core: SemCore::new(value, value, true)? })
     }
 
-    /// Takes a permit, waiting at most `timeout`; see [`Semaphore::acquire`].
+    /// Takes a permit, waiting as long as needed; see [`Semaphore::acquire`].
     ///
     /// # Errors
     ///
     /// As for [`Semaphore::acquire`].
-    pub fn acquire(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        self.core.acquire(Deadline::after(timeout))
+    pub fn acquire(&self) -> io::Result<()> {
+        self.core.acquire(Deadline::FOREVER).map(drop)
     }
 
-    /// Takes a permit, waiting at most `timeout`, as a guard; see [`Semaphore::acquire_guard`].
+    /// Takes a permit, waiting at most `timeout`; see [`Semaphore::acquire_timeout`].
     ///
     /// # Errors
     ///
-    /// As for [`Semaphore::acquire_guard`].
-    pub fn acquire_guard(
+    /// As for [`Semaphore::acquire`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<bool> {
+        self.core.acquire(Deadline::after(Some(timeout)))
+    }
+
+    /// Takes a permit, waiting at most `timeout`, as a guard; see [`Semaphore::guard_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Semaphore::guard_timeout`].
+    pub fn guard_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<SemaphoreGuard<'_>, AcquireError<SemaphoreGuard<'_>>> {
-        acquire_guard(&self.core, timeout)
+        guard_timeout(&self.core, timeout)
     }
 
     /// Takes a permit, waiting as long as it takes, as a guard; see [`Semaphore::guard`].
@@ -471,7 +489,7 @@ impl fmt::Debug for BoundedSemaphore {
 /// A permit of a [`Semaphore`] or [`BoundedSemaphore`]; dropping it releases the permit — the
 /// body of Python's `with sem:`.
 ///
-/// Returned by `guard` and `acquire_guard`. A release error on drop (possible only if other
+/// Returned by `guard` and `guard_timeout`. A release error on drop (possible only if other
 /// code over-released a [`BoundedSemaphore`], or the state was garbled) is ignored: use
 /// [`release`](Self::release) to see it.
 ///
@@ -489,10 +507,10 @@ impl fmt::Debug for BoundedSemaphore {
 /// }
 /// assert_eq!(sem.get_value(), 2);
 ///
-/// let a = sem.acquire_guard(Some(Duration::ZERO)).map_err(AcquireError::without_guard)?;
-/// let b = sem.acquire_guard(Some(Duration::ZERO)).map_err(AcquireError::without_guard)?;
+/// let a = sem.guard_timeout(Duration::ZERO).map_err(AcquireError::without_guard)?;
+/// let b = sem.guard_timeout(Duration::ZERO).map_err(AcquireError::without_guard)?;
 /// // No permit left: Python's acquire(timeout=0) returns False.
-/// assert!(matches!(sem.acquire_guard(Some(Duration::ZERO)), Err(AcquireError::Timeout)));
+/// assert!(matches!(sem.guard_timeout(Duration::ZERO), Err(AcquireError::Timeout)));
 /// a.release()?; // reports a release error, where dropping would ignore it
 /// drop(b);
 /// assert_eq!(sem.get_value(), 2);
@@ -543,7 +561,7 @@ mod tests {
             other => panic!("expected InvalidData, got {other:?}"),
         }
         assert_eq!(b.get_value(), 7, "get_value always works");
-        assert!(b.acquire(Some(Duration::ZERO)).unwrap());
+        assert!(b.acquire_timeout(Duration::ZERO).unwrap());
 
         let s = Semaphore::new(1).unwrap();
         s.core.state().max.store(3, Ordering::Relaxed);

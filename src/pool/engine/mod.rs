@@ -407,7 +407,10 @@ impl Shared {
     }
 
     /// Waits for the workers and the server to exit after `close` (Python's `join`).
-    pub(crate) fn join(self: &Arc<Self>, timeout: Option<Duration>) -> Result<(), PoolError> {
+    pub(crate) fn join_within(
+        self: &Arc<Self>,
+        timeout: Option<Duration>,
+    ) -> Result<(), PoolError> {
         self.check_creator()?;
         let deadline = Deadline::after(timeout);
         {
