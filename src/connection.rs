@@ -69,6 +69,10 @@
 //! # Differences from Python
 //!
 //! - `close` consumes the connection: using a closed connection is a compile error.
+//! - Messages are typed: each `recv` names the type it expects, and a message of another type
+//!   is [`ConnectionError::Decode`] (consumed; the connection stays in sync), where Python
+//!   unpickles whatever arrives. [`typed_pipe`] goes further: its ends carry their message
+//!   types, and a mismatch does not compile.
 //! - A message longer than `maxlength` is skipped and reported ([`ConnectionError::TooLong`]);
 //!   the connection stays in sync and usable (Python closes it for reading).
 //! - Writes to a dead peer are [`ConnectionError::BrokenPipe`], never a `SIGPIPE`.
