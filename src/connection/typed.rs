@@ -4,23 +4,10 @@
 //! the peer.
 //!
 //! A typed end is a [`Connection`] with the message types in its type: the bytes on the wire
-//! are exactly those of [`Connection::send`] (no type tag, see below), so a typed end talks to
-//! an untyped one, and [`as_untyped`](TypedConnection::as_untyped),
-//! [`into_untyped`](TypedConnection::into_untyped) and
-//! [`from_untyped`](TypedConnection::from_untyped) move between the two forms.
-//!
-//! # Why there is no type tag on the wire
-//!
-//! Both ends of a typed pipe come from one call, so their types agree by construction and a
-//! tag would check nothing the compiler has not. A tag would only catch a peer that left the
-//! typed form (through the untyped escape hatch, or a socket made elsewhere), and there it
-//! would hurt more than help: a typed end could no longer talk to an untyped one, and the
-//! natural tag, a hash of [`std::any::type_name`], is neither unique nor stable across
-//! compilers, so it would be wrong for exactly the peers it is meant for (another program on a
-//! socket). A message of the wrong type is still found when it is decoded: the receiver gets
-//! [`ConnectionError::Decode`], the message is consumed and the connection stays in sync. Some
-//! mismatches decode without error (a `u64` read as an `i64`): keeping both ends typed is what
-//! rules those out.
+//! are exactly those of [`Connection::send`] (no type tag: [`TypedConnection`]'s docs say
+//! why), so a typed end talks to an untyped one, and
+//! [`as_untyped`](TypedConnection::as_untyped), [`into_untyped`](TypedConnection::into_untyped)
+//! and [`from_untyped`](TypedConnection::from_untyped) move between the two forms.
 
 use std::fmt;
 use std::io;
@@ -160,6 +147,19 @@ fn debug_end(
 /// [`Connection`] it wraps (same frames, same errors, same blocking); implements [`AsFd`], so
 /// it works with [`wait`](crate::wait), `poll` or epoll.
 ///
+/// # No type tag on the wire
+///
+/// Both ends of a typed pipe come from one call, so their types agree by construction and a
+/// per-message type tag would check nothing the compiler has not. A tag would only catch a
+/// peer that left the typed form (through the untyped escape hatch, or a socket made
+/// elsewhere), and there it would hurt more than help: a typed end could no longer talk to an
+/// untyped one, and the natural tag, a hash of [`std::any::type_name`], is neither unique nor
+/// stable across compilers, so it would be unreliable for exactly the peers it is meant for
+/// (another program on a socket). A message of the wrong type is still found when it is
+/// decoded: [`recv`](Self::recv) returns [`ConnectionError::Decode`], the message is consumed
+/// and the connection stays in sync. Some mismatches decode without error (a `u64` read as an
+/// `i64`): keeping both ends typed is what rules those out.
+///
 /// # Examples
 ///
 /// The untyped form is one call away, for raw bytes or a message of another type:
@@ -226,6 +226,10 @@ impl<S, R> TypedConnection<S, R> {
 
 impl<S: Message, R> TypedConnection<S, R> {
     /// Sends one `S`; see [`Connection::send`]. May block while the OS buffer is full.
+    ///
+    /// A literal takes the declared type (`vec![1, 2]` for `S = Vec<i64>`, `&"text".into()`
+    /// for `S = String`). To send a borrowed form without building an `S` (a `&str` for a
+    /// `String`, a slice for a `Vec`), use `as_untyped().send(..)`: it encodes the same bytes.
     pub fn send(&self, value: &S) -> Result<(), ConnectionError> {
         self.conn.send(value)
     }
