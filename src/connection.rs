@@ -20,6 +20,32 @@
 //! # }
 //! ```
 //!
+//! # Typed connections
+//!
+//! [`typed_pipe`] (and [`typed_simplex_pipe`] for one direction) declares the message types
+//! when the pipe is made: its ends, [`TypedConnection`]s (or a [`Receiver`] and a [`Sender`]),
+//! send and receive only those types, so a message of the wrong type is a compile error where
+//! the untyped [`Connection::recv`] would report it at run time in the peer
+//! ([`ConnectionError::Decode`]). The bytes on the wire are the same, and each typed end hands
+//! back its untyped [`Connection`].
+//!
+//! ```
+//! use multiproc::{Process, typed_pipe};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (parent_end, child_end) = typed_pipe::<Vec<i64>, String>()?;
+//! let p = Process::new(move || {
+//!     let numbers = child_end.recv().unwrap(); // Vec<i64>, as declared
+//!     child_end.send(&format!("{} numbers", numbers.len())).unwrap();
+//! });
+//! p.start()?;
+//! parent_end.send(&vec![1, 2, 3])?; // `vec![1, 2, 3]` is a Vec<i64> here
+//! assert_eq!(parent_end.recv()?, "3 numbers");
+//! p.join()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Wire format
 //!
 //! Each message is one frame: an 8-byte little-endian length, then that many bytes (a
@@ -43,6 +69,10 @@
 //! # Differences from Python
 //!
 //! - `close` consumes the connection: using a closed connection is a compile error.
+//! - Messages are typed: each `recv` names the type it expects, and a message of another type
+//!   is [`ConnectionError::Decode`] (consumed; the connection stays in sync), where Python
+//!   unpickles whatever arrives. [`typed_pipe`] goes further: its ends carry their message
+//!   types, and a mismatch does not compile.
 //! - A message longer than `maxlength` is skipped and reported ([`ConnectionError::TooLong`]);
 //!   the connection stays in sync and usable (Python closes it for reading).
 //! - Writes to a dead peer are [`ConnectionError::BrokenPipe`], never a `SIGPIPE`.
@@ -71,6 +101,9 @@ use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, pipe::PollFlags};
 
 use crate::codec::{self, DecodeError, Encode, Message};
+
+mod typed;
+pub use typed::{Receiver, Sender, TypedConnection, typed_pipe, typed_simplex_pipe};
 
 /// Length of a frame header: a little-endian `u64` payload length.
 const HEADER: usize = 8;
@@ -171,7 +204,11 @@ pub enum ConnectionError {
     /// `recv_bytes_into`'s buffer is too short; this is the whole message, which has been
     /// consumed (Python's `BufferTooShort`).
     BufferTooShort(Vec<u8>),
-    /// The message arrived but is not a valid encoding of the requested type.
+    /// The message arrived but is not a valid encoding of the requested type: usually the
+    /// sender sent another type (a `Vec<i32>` read as a `Vec<i64>` is
+    /// [`DecodeError::LengthTooLarge`], say). The message has been consumed and the
+    /// connection stays in sync: the next `recv` reads the next message. With
+    /// [`typed_pipe`], a mismatch between the two ends is a compile error instead.
     Decode(DecodeError),
     /// An argument is out of range (Python's `ValueError`): the text says which.
     InvalidArgument(&'static str),
@@ -197,7 +234,10 @@ impl fmt::Display for ConnectionError {
             ConnectionError::BufferTooShort(m) => {
                 write!(f, "buffer too short for a {}-byte message", m.len())
             }
-            ConnectionError::Decode(e) => write!(f, "cannot decode message: {e}"),
+            ConnectionError::Decode(e) => write!(
+                f,
+                "cannot decode the message as the type asked for (does the sender send another type?): {e}"
+            ),
             ConnectionError::InvalidArgument(what) => f.write_str(what),
             ConnectionError::Io(e) => write!(f, "connection error: {e}"),
         }
@@ -254,6 +294,10 @@ impl From<ConnectionError> for io::Error {
 /// end of a stream of `Option<T>`), as with Python's `fork` start method, where the child must
 /// `close()` its inherited copy. The other direction works as expected: the parent drops its
 /// copy of the writing end, and sees end-of-file once the child exits or drops its own.
+///
+/// The ends send and receive any [`Message`], chosen at each call; [`typed_pipe`] and
+/// [`typed_simplex_pipe`] make ends whose message types are fixed, so that a mismatch between
+/// what one side sends and the other receives does not compile.
 #[doc(alias = "Pipe")]
 pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
     if duplex {
@@ -368,7 +412,10 @@ impl Connection {
     ///
     /// # Errors
     /// [`ConnectionError::Eof`] once the peer has closed and everything was read;
-    /// [`ConnectionError::Decode`] if the message is not a `T` (it is consumed).
+    /// [`ConnectionError::Decode`] if the message is not a `T`, as when the sender sent another
+    /// type: the message is consumed and the next `recv` reads the next one. Whatever bytes
+    /// arrive, `recv` returns an error rather than panicking ([`TypedConnection`] rules out the
+    /// type mismatch at compile time).
     pub fn recv<T: Message>(&self) -> Result<T, ConnectionError> {
         self.check_readable()?;
         let start = self.read_frame_start()?;

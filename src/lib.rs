@@ -24,7 +24,9 @@ mod wait;
 pub use codec::Serde;
 pub use codec::{Decode, Encode, Message};
 // With the `derive` feature, `Encode` and `Decode` also name their derive macros (serde-style).
-pub use connection::{Connection, ConnectionError, pipe, wait};
+pub use connection::{
+    Connection, ConnectionError, TypedConnection, pipe, typed_pipe, typed_simplex_pipe, wait,
+};
 pub use context::{
     Context, ContextError, StartMethod, chosen_start_method, get_all_start_methods, get_context,
     get_start_method, init, set_executable, set_start_method,
