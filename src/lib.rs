@@ -69,3 +69,39 @@ pub mod futures {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// Dropping a value whose drop is a bug warns (`#[must_use]`, issue 18): here, with the warning
+/// denied, each of these fails to compile.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// multiproc::Process::new(|| ()); // never started
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// multiproc::Pool::builder().processes(2); // never built
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = multiproc::Pool::new(1)?;
+/// pool.apply_async(|x: u32| x + 1, 1)?; // the result and any error are lost
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The same code with the value used compiles:
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = multiproc::Pool::new(1)?;
+/// let r = pool.apply_async(|x: u32| x + 1, 1)?;
+/// assert_eq!(r.get()?, 2);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(doctest)]
+pub struct MustUseDoctests;

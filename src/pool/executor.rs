@@ -35,6 +35,7 @@ use super::{InitResult, PoolBuilder};
 /// # }
 /// ```
 #[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ExecutorBuilder {
     inner: PoolBuilder,
 }
@@ -139,6 +140,7 @@ impl ExecutorBuilder {
 ///
 /// Dropping it shuts it down and waits for the submitted work, as Python's `with` block does
 /// (see the [module docs](super#dropping-a-pool)).
+#[must_use = "dropping an executor shuts it down, waiting for the submitted work"]
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
 }
@@ -252,6 +254,7 @@ impl Drop for ProcessPoolExecutor {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "the results are lost unless the iterator is consumed"]
 pub struct ExecutorMap<I: Iterator, R> {
     inner: Option<IMap<I, R>>,
     deadline: Deadline,
@@ -316,6 +319,7 @@ where
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "the call runs, but its result and its error are lost unless the future is kept"]
 pub struct Future<R> {
     handle: BatchHandle,
     _r: PhantomData<fn() -> R>,
@@ -680,6 +684,7 @@ pub fn as_completed<R>(fs: &[Future<R>], timeout: Option<Duration>) -> AsComplet
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct AsCompleted<'a, R> {
     ready: VecDeque<&'a Future<R>>,
     pending: Vec<&'a Future<R>>,

@@ -240,6 +240,7 @@ impl<E: fmt::Display> InitResult for Result<(), E> {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct PoolBuilder {
     processes: Option<usize>,
     initializer: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
@@ -433,6 +434,7 @@ impl PoolBuilder {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping a pool terminates its workers at once"]
 pub struct Pool {
     shared: Arc<Shared>,
 }

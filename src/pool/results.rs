@@ -58,6 +58,7 @@ pub(crate) fn finish_list<R: Decode>(done: &Completed) -> Result<Vec<R>, PoolErr
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "the task runs, but its result and its error are lost unless the handle is kept"]
 pub struct AsyncResult<T> {
     handle: BatchHandle,
     finish: Finish<T>,
@@ -198,6 +199,7 @@ impl<T: 'static> AsyncResult<T> {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "the results are lost unless the iterator is consumed"]
 pub struct IMap<I: Iterator, R> {
     shared: Arc<Shared>,
     batch: BatchId,

@@ -29,6 +29,7 @@ use crate::start::StartMethod;
 /// # }
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `target` or `call` makes the process"]
 pub struct ProcessBuilder {
     name: Option<String>,
     daemon: Option<bool>,

@@ -151,6 +151,7 @@ impl<R, F: FnOnce() -> R> Job<R> for Option<F> {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "a process does nothing until `start` is called, and its result is lost unless it is joined"]
 pub struct Process<R = ()> {
     name: String,
     /// See [`SelfInfo::identity`].

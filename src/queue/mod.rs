@@ -567,6 +567,7 @@ pub trait BuildQueue: Sealed {}
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct QueueBuilder<Q> {
     capacity: usize,
     maxsize: usize,
