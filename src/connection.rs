@@ -609,12 +609,12 @@ impl Connection {
             let spare_len = out.capacity().min(len_usize) - out.len();
             let n = self.read_retrying(|| {
                 let spare = &mut out.spare_capacity_mut()[..spare_len];
-                rustix::io::read(self.fd.as_fd(), spare).map(|(init, _)| init.len())
+                multiproc_sys::io::read_uninit(self.fd.as_fd(), spare)
             })?;
             if n == 0 {
                 return Err(truncated(out.len() as u64));
             }
-            // SAFETY: `rustix::io::read` initialised the first `n` bytes of the spare capacity.
+            // SAFETY: `read_uninit` initialised the first `n` bytes of the spare capacity.
             unsafe { out.set_len(out.len() + n) };
         }
         Ok(())
@@ -624,7 +624,9 @@ impl Connection {
     fn read_full(&self, buf: &mut [u8]) -> Result<usize, ConnectionError> {
         let mut done = 0;
         while done < buf.len() {
-            let n = self.read_retrying(|| rustix::io::read(self.fd.as_fd(), &mut buf[done..]))?;
+            let n = self.read_retrying(|| {
+                multiproc_sys::io::read_once(self.fd.as_fd(), &mut buf[done..])
+            })?;
             if n == 0 {
                 break;
             }
@@ -639,7 +641,9 @@ impl Connection {
         let mut left = len;
         while left > 0 {
             let want = left.min(sink.len() as u64) as usize;
-            let n = self.read_retrying(|| rustix::io::read(self.fd.as_fd(), &mut sink[..want]))?;
+            let n = self.read_retrying(|| {
+                multiproc_sys::io::read_once(self.fd.as_fd(), &mut sink[..want])
+            })?;
             if n == 0 {
                 break;
             }
@@ -654,7 +658,7 @@ impl Connection {
     /// `AF_UNIX` peer that closed with data of ours unread) is end of file, like a plain close.
     fn read_retrying(
         &self,
-        mut op: impl FnMut() -> rustix::io::Result<usize>,
+        mut op: impl FnMut() -> multiproc_sys::Result<usize>,
     ) -> Result<usize, ConnectionError> {
         loop {
             match op() {

@@ -139,8 +139,11 @@ fn is_unreaped_child(pid: i32) -> bool {
 
 /// A pidfd for any process (not necessarily our child), to observe its death.
 fn pidfd_of(pid: i32) -> OwnedFd {
-    rustix::process::pidfd_open(Pid::from_raw(pid).unwrap(), rustix::process::PidfdFlags::empty())
-        .expect("pidfd_open")
+    rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open")
 }
 
 fn readable_within(fd: impl AsFd, limit: Duration) -> bool {

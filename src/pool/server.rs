@@ -123,7 +123,7 @@ pub(crate) fn server_main(
         sysfork::exit_now(0);
     }
     let parent_pidfd = wait::pidfd_open(parent).ok();
-    if !direct && parent_pidfd.is_none() && rustix::process::test_kill_process(parent).is_err() {
+    if !direct && parent_pidfd.is_none() && wait::probe(parent).is_err() {
         sysfork::exit_now(0);
     }
     if syspipe::set_nonblocking(ctl.as_fd(), true).is_err() {

@@ -161,7 +161,7 @@ pub(crate) fn worker_main(
             rbuf.resize(wanted.max(rbuf.len() * 2), 0);
         }
         let n = loop {
-            match rustix::io::read(&chan, &mut rbuf[end..]) {
+            match multiproc_sys::io::read_once(chan.as_fd(), &mut rbuf[end..]) {
                 Ok(n) => break n,
                 Err(Errno::INTR) => {}
                 Err(_) => finish(0),

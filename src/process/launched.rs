@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use multiproc_sys::fork as sysfork;
+use multiproc_sys::io as sysio;
 use multiproc_sys::{Errno, Pid};
 
 use super::Process;
@@ -78,19 +79,19 @@ pub(super) fn store_arguments(report: BorrowedFd<'_>, chunk: &[u8]) -> io::Resul
 /// Reads the argument chunk back, in the child.
 fn load_arguments(report: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
     let mut len = [0u8; 8];
-    let n = rustix::io::pread(report, &mut len, 0)?;
+    let n = sysio::pread(report, &mut len, 0)?;
     if n != 8 {
         return Err(Errno::IO);
     }
     let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| Errno::IO)?;
-    let size = rustix::fs::fstat(report)?.st_size as usize;
+    let size = usize::try_from(sysio::file_size(report)?).unwrap_or(usize::MAX);
     if len > size.saturating_sub(8) {
         return Err(Errno::IO);
     }
     let mut chunk = vec![0u8; len];
     let mut done = 0;
     while done < len {
-        match rustix::io::pread(report, &mut chunk[done..], (8 + done) as u64) {
+        match sysio::pread(report, &mut chunk[done..], (8 + done) as u64) {
             Ok(0) => return Err(Errno::IO),
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
@@ -169,7 +170,7 @@ pub(crate) fn entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) ->
     if let Some(first) = out.first_mut() {
         *first = tag;
     }
-    let _ = rustix::fs::ftruncate(&report, 0);
+    let _ = sysio::truncate(report.as_fd(), 0);
     let code = match write_report(report.as_fd(), &out) {
         Ok(()) => code,
         Err(e) => {

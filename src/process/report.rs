@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use multiproc_sys::Errno;
+use multiproc_sys::io as sysio;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 
@@ -45,20 +46,7 @@ pub(super) fn wait_child<R>(
 /// not available. Unlike a pipe, it never makes the child block or wake the parent, whatever
 /// the size of the value; it vanishes with its last descriptor.
 pub(super) fn report_file() -> Result<OwnedFd, Errno> {
-    use rustix::fs::{MemfdFlags, Mode, OFlags};
-    rustix::fs::memfd_create(c"multiproc-result", MemfdFlags::CLOEXEC).or_else(|e| {
-        [c"/dev/shm", c"/tmp"]
-            .into_iter()
-            .find_map(|dir| {
-                rustix::fs::open(
-                    dir,
-                    OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-                    Mode::RUSR | Mode::WUSR,
-                )
-                .ok()
-            })
-            .ok_or(e)
-    })
+    sysio::anonymous_file(c"multiproc-result")
 }
 
 /// Reads the report of a child that has ended (an unreadable file reads as empty: "no
@@ -68,13 +56,12 @@ pub(super) fn read_report(fd: BorrowedFd<'_>, mut buf: Vec<u8>) -> Vec<u8> {
     buf.clear();
     loop {
         if buf.len() == buf.capacity() {
-            let size = rustix::fs::fstat(fd).map_or(0, |st| st.st_size as usize);
+            let size = sysio::file_size(fd).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
             buf.reserve(size.saturating_sub(buf.len()).max(buf.len()));
         }
         let (len, want) = (buf.len(), buf.capacity() - buf.len());
-        match rustix::io::pread(fd, buf.spare_capacity_mut(), len as u64) {
-            Ok((init, _)) => {
-                let n = init.len();
+        match sysio::pread_uninit(fd, buf.spare_capacity_mut(), len as u64) {
+            Ok(n) => {
                 // SAFETY: `pread` initialised the first `n` bytes of the spare capacity.
                 unsafe { buf.set_len(buf.len() + n) };
                 // A short read of a regular file is its end.
@@ -87,7 +74,7 @@ pub(super) fn read_report(fd: BorrowedFd<'_>, mut buf: Vec<u8>) -> Vec<u8> {
         }
     }
     if buf.len() > 64 * 1024 {
-        let _ = rustix::fs::ftruncate(fd, 0);
+        let _ = sysio::truncate(fd, 0);
     }
     buf
 }
@@ -135,7 +122,7 @@ pub(super) const TAG_LOST: u8 = 3;
 pub(super) fn write_report(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno> {
     let mut done = 0;
     while done < bytes.len() {
-        match rustix::io::pwrite(fd, &bytes[done..], done as u64) {
+        match sysio::pwrite(fd, &bytes[done..], done as u64) {
             Ok(0) => return Err(Errno::IO),
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
@@ -149,6 +136,6 @@ pub(super) fn write_report(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno
 pub(super) fn write_error_report(fd: BorrowedFd<'_>, tag: u8, e: Errno) {
     let mut msg = [tag, 0, 0, 0, 0];
     msg[1..].copy_from_slice(&e.raw_os_error().to_le_bytes());
-    let _ = rustix::fs::ftruncate(fd, 0);
+    let _ = sysio::truncate(fd, 0);
     let _ = write_report(fd, &msg);
 }

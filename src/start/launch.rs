@@ -55,10 +55,7 @@ pub(crate) fn anchor() -> usize {
 /// Device and inode of the running executable (`/proc/self/exe`), once per process.
 pub(crate) fn exe_identity() -> (u64, u64) {
     static ID: OnceLock<(u64, u64)> = OnceLock::new();
-    *ID.get_or_init(|| match rustix::fs::stat("/proc/self/exe") {
-        Ok(st) => (st.st_dev, st.st_ino),
-        Err(_) => (0, 0),
-    })
+    *ID.get_or_init(|| multiproc_sys::io::file_identity(c"/proc/self/exe").unwrap_or((0, 0)))
 }
 
 /// The header of a launch message, as decoded by the receiver.

@@ -53,7 +53,6 @@ use multiproc_sys::futex::{futex_wait, futex_wake_all};
 use multiproc_sys::pthread::RobustMutex;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, Pid};
-use rustix::fs::{Mode, OFlags};
 use static_assertions::{assert_impl_all, const_assert, const_assert_eq};
 
 use super::raw::{Got, lock_consistent};
@@ -892,11 +891,11 @@ fn party_alive(pid: i32) -> bool {
     let Ok(path) = CStr::from_bytes_with_nul(&path[..n]) else {
         return kill_probe(p);
     };
-    match rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+    match multiproc_sys::io::open_read_only(path) {
         Ok(fd) => {
             // "pid (comm) S ...": the state follows the last ')' (comm may contain one).
             let mut buf = [0u8; 256];
-            match rustix::io::read(&fd, &mut buf[..]) {
+            match multiproc_sys::io::read_once(std::os::fd::AsFd::as_fd(&fd), &mut buf[..]) {
                 Ok(len) => {
                     let stat = &buf[..len];
                     match stat.iter().rposition(|&c| c == b')') {
@@ -915,7 +914,7 @@ fn party_alive(pid: i32) -> bool {
 
 /// `kill(pid, 0)`: only `ESRCH` means gone (a zombie still counts as alive here).
 fn kill_probe(pid: Pid) -> bool {
-    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+    !matches!(multiproc_sys::wait::probe(pid), Err(Errno::SRCH))
 }
 
 #[cfg(test)]

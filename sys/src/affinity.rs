@@ -27,10 +27,10 @@ use core::ffi::c_ulong;
 use core::fmt;
 use core::iter::FusedIterator;
 
+use crate::Pid;
 use crate::cvt::{cvt, cvt_long};
 use crate::errno::{Errno, Result};
 use crate::shm_safe::ShmSafe;
-use rustix::process::Pid;
 
 /// The number of CPUs a [`CpuSet`] can hold: 8192, Linux's largest configurable `NR_CPUS`
 /// (`CONFIG_MAXSMP` on x86-64). CPU numbers run from `0` to `MAX_CPUS - 1`.
@@ -296,7 +296,7 @@ pub fn sched_setaffinity(pid: Option<Pid>, set: &CpuSet) -> Result<()> {
     let ret = unsafe {
         libc::syscall(
             libc::SYS_sched_setaffinity,
-            libc::c_long::from(Pid::as_raw(pid)),
+            libc::c_long::from(pid.map_or(0, Pid::as_raw)),
             core::mem::size_of::<CpuSet>(),
             core::ptr::from_ref(set).cast::<Word>(),
         )
@@ -333,7 +333,7 @@ pub fn sched_getaffinity(pid: Option<Pid>) -> Result<CpuSet> {
     let ret = unsafe {
         libc::syscall(
             libc::SYS_sched_getaffinity,
-            libc::c_long::from(Pid::as_raw(pid)),
+            libc::c_long::from(pid.map_or(0, Pid::as_raw)),
             core::mem::size_of::<CpuSet>(),
             core::ptr::from_mut(&mut set).cast::<Word>(),
         )

@@ -22,9 +22,10 @@
 //!   its internal state (the allocator's locks, the cached thread id) is reset in the child.
 #![allow(unsafe_code)]
 
+use crate::errno::IntoErrno;
+use crate::{Pid, Signal};
 use rustix::fd::{OwnedFd, RawFd};
 use rustix::fs::{Mode, OFlags};
-use rustix::process::{Pid, Signal};
 
 use crate::cvt::{cvt, retry_eintr};
 use crate::errno::{Errno, Result};
@@ -178,7 +179,7 @@ pub unsafe fn close_inherited(fd: RawFd) {
 #[inline]
 #[must_use]
 pub fn getpid() -> Pid {
-    rustix::process::getpid()
+    Pid::from_rustix(rustix::process::getpid())
 }
 
 /// The calling process's id, cached: the one fork detection of the crate.
@@ -260,7 +261,7 @@ fn map_pid_page() -> Option<&'static core::sync::atomic::AtomicI32> {
 #[inline]
 #[must_use]
 pub fn getppid() -> Option<Pid> {
-    rustix::process::getppid()
+    rustix::process::getppid().map(Pid::from_rustix)
 }
 
 /// `gettid()` — returns the calling thread's id.
@@ -276,7 +277,7 @@ pub fn getppid() -> Option<Pid> {
 #[inline]
 #[must_use]
 pub fn gettid() -> Pid {
-    rustix::thread::gettid()
+    Pid::from_rustix(rustix::thread::gettid())
 }
 
 /// `prctl(PR_SET_PDEATHSIG, signal)` — asks the kernel to send `signal` to the caller when its
@@ -310,7 +311,7 @@ pub fn gettid() -> Pid {
 /// [Linux `prctl(2)`]: https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html
 #[doc(alias = "PR_SET_PDEATHSIG")]
 pub fn set_parent_death_signal(signal: Signal, expected_parent: Pid) -> Result<()> {
-    rustix::process::set_parent_process_death_signal(Some(signal))?;
+    rustix::process::set_parent_process_death_signal(Some(signal.to_rustix())).errno()?;
     if getppid() == Some(expected_parent) { Ok(()) } else { Err(Errno::SRCH) }
 }
 
@@ -329,7 +330,7 @@ pub fn set_parent_death_signal(signal: Signal, expected_parent: Pid) -> Result<(
 /// [Linux `prctl(2)`]: https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html
 #[doc(alias = "PR_SET_PDEATHSIG")]
 pub fn clear_parent_death_signal() -> Result<()> {
-    rustix::process::set_parent_process_death_signal(None)
+    rustix::process::set_parent_process_death_signal(None).errno()
 }
 
 /// `open("/proc/self/status")` + `read` — returns the number of threads in the calling process,
@@ -353,12 +354,13 @@ pub fn thread_count() -> Option<usize> {
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )
+        .errno()
     })
     .ok()?;
     let mut scanner = ThreadsScanner::new();
     let mut buf = [0u8; 256];
     loop {
-        let n = retry_eintr(|| rustix::io::read(&fd, &mut buf[..])).ok()?;
+        let n = retry_eintr(|| rustix::io::read(&fd, &mut buf[..]).errno()).ok()?;
         if n == 0 {
             return scanner.finish();
         }

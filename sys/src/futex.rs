@@ -72,6 +72,7 @@
 //! [Linux `futex(7)`]: https://man7.org/linux/man-pages/man7/futex.7.html
 //! [*Futexes Are Tricky*]: https://www.akkadia.org/drepper/futex.pdf
 
+use crate::errno::IntoErrno;
 use core::num::NonZeroU32;
 use core::sync::atomic::AtomicU32;
 
@@ -267,8 +268,9 @@ pub fn futex_wake_private(word: &AtomicU32, n: u32) -> Result<usize> {
 fn wait(word: &AtomicU32, flags: Flags, expected: u32, deadline: Deadline) -> Result<()> {
     // No `FUTEX_CLOCK_REALTIME` in `flags`: `FUTEX_WAIT_BITSET` then reads the timeout as an
     // absolute `CLOCK_MONOTONIC` time, which is exactly what `Deadline` holds.
-    let timeout = deadline.as_timespec();
-    match retry_eintr(|| futex::wait_bitset(word, flags, expected, timeout, MATCH_ANY)) {
+    let timeout = deadline.as_timespec().map(|t| t.to_rustix());
+    let timeout = timeout.as_ref();
+    match retry_eintr(|| futex::wait_bitset(word, flags, expected, timeout, MATCH_ANY).errno()) {
         Ok(()) | Err(Errno::AGAIN) => Ok(()),
         Err(e) => Err(e),
     }
@@ -280,5 +282,5 @@ fn wake(word: &AtomicU32, flags: Flags, n: u32) -> Result<usize> {
         // The kernel would still wake one waiter for a count of 0.
         return Ok(0);
     }
-    futex::wake(word, flags, n.min(WAKE_ALL))
+    futex::wake(word, flags, n.min(WAKE_ALL)).errno()
 }

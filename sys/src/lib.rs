@@ -47,8 +47,11 @@ pub mod cvt;
 pub mod errno;
 pub mod fork;
 pub mod futex;
+pub mod io;
 pub mod mmap;
+pub mod pid;
 pub mod pipe;
+pub mod poll;
 pub mod pthread;
 pub mod random;
 pub mod scm;
@@ -59,4 +62,5 @@ pub mod time;
 pub mod wait;
 
 pub use errno::{Errno, Result};
-pub use rustix::process::{Pid, Signal};
+pub use pid::Pid;
+pub use signal::Signal;

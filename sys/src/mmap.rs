@@ -34,6 +34,7 @@
 //! [Linux `mmap(2)`]: https://man7.org/linux/man-pages/man2/mmap.2.html
 //! [Linux `memfd_create(2)`]: https://man7.org/linux/man-pages/man2/memfd_create.2.html
 
+use crate::errno::IntoErrno;
 use core::ffi::{CStr, c_void};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -143,7 +144,8 @@ impl Segment {
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
-            )?
+            )
+            .errno()?
         };
         Segment::from_raw(ptr, len, None)
     }
@@ -180,14 +182,15 @@ impl Segment {
     pub fn memfd(name: &CStr, len: usize) -> Result<Segment> {
         let len = round_to_pages(len)?;
         let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
-        let fd = match rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL) {
+        let fd = match rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL).errno() {
             // Kernels before 6.3 reject the unknown flag.
-            Err(Errno::INVAL) => rustix::fs::memfd_create(name, flags)?,
+            Err(Errno::INVAL) => rustix::fs::memfd_create(name, flags).errno()?,
             other => other?,
         };
         // usize -> u64 never truncates on Linux targets.
-        rustix::fs::ftruncate(&fd, len as u64)?;
-        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        rustix::fs::ftruncate(&fd, len as u64).errno()?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+            .errno()?;
         Segment::map_fd(fd, len)
     }
 
@@ -222,13 +225,13 @@ impl Segment {
     /// [Linux `mmap(2)`]: https://man7.org/linux/man-pages/man2/mmap.2.html
     pub fn from_fd(fd: OwnedFd, len: usize) -> Result<Segment> {
         let rounded = round_to_pages(len)?;
-        let size = rustix::fs::fstat(&fd)?.st_size;
+        let size = rustix::fs::fstat(&fd).errno()?.st_size;
         // A negative size (never seen on Linux) is treated as empty.
         let size = u64::try_from(size).unwrap_or(0);
         if len as u64 > size {
             return Err(Errno::INVAL);
         }
-        let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| Errno::PERM)?;
+        let seals = rustix::fs::fcntl_get_seals(&fd).errno().map_err(|_| Errno::PERM)?;
         if !seals.contains(SealFlags::SHRINK) {
             return Err(Errno::PERM);
         }
@@ -247,7 +250,8 @@ impl Segment {
                 MapFlags::SHARED,
                 &fd,
                 0,
-            )?
+            )
+            .errno()?
         };
         Segment::from_raw(ptr, len, Some(fd))
     }
@@ -260,7 +264,7 @@ impl Segment {
             // but a null pointer cannot be handed out: undo the mapping and fail.
             None => {
                 // SAFETY: `ptr`/`len` is the mapping `mmap` just created; nothing refers to it.
-                let _ = unsafe { rustix::mm::munmap(ptr, len) };
+                let _ = unsafe { rustix::mm::munmap(ptr, len).errno() };
                 Err(Errno::NOMEM)
             }
         }
@@ -326,7 +330,7 @@ impl Drop for Segment {
         // SAFETY: `ptr`/`len` are exactly the mapping this segment created and owns; it is
         // unmapped once, here, and no reference into it can outlive `self` (`as_slice` and
         // `as_mut_slice` borrow `self`).
-        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len).errno() };
         debug_assert!(ret.is_ok(), "munmap of our own mapping failed: {ret:?}");
     }
 }
@@ -358,6 +362,7 @@ pub fn advise_huge_pages(buf: &mut [core::mem::MaybeUninit<u8>]) {
     // relies on changes.
     let _ = unsafe {
         rustix::mm::madvise(first as *mut c_void, end - first, rustix::mm::Advice::LinuxHugepage)
+            .errno()
     };
 }
 
@@ -410,13 +415,15 @@ impl WipeOnFork {
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::PRIVATE,
             )
+            .errno()
         }?;
         // SAFETY: `ptr`/`len` is the mapping made above, not handed out yet; the advice changes
         // what children get, never this process's view of the pages.
-        let advised = unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxWipeOnFork) };
+        let advised =
+            unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxWipeOnFork).errno() };
         if let Err(e) = advised {
             // SAFETY: our own mapping, never handed out.
-            let _ = unsafe { rustix::mm::munmap(ptr, len) };
+            let _ = unsafe { rustix::mm::munmap(ptr, len).errno() };
             return Err(e);
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
@@ -451,7 +458,7 @@ impl Drop for WipeOnFork {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly the mapping this value created and owns; it is
         // unmapped once, here. Pointers handed out by `as_ptr` are documented to die with it.
-        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len).errno() };
         debug_assert!(ret.is_ok(), "munmap of our own mapping failed: {ret:?}");
     }
 }

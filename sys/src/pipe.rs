@@ -36,17 +36,17 @@
 //! [POSIX `write`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html
 //! [Linux `pipe(7)`]: https://man7.org/linux/man-pages/man7/pipe.7.html
 
+use crate::errno::IntoErrno;
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use rustix::event::Timespec;
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, OFlags};
 use rustix::io::IoSlice;
 use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType};
 use rustix::pipe::PipeFlags;
 
-pub use rustix::event::{PollFd, PollFlags};
+pub use crate::poll::{PollFd, PollFlags, poll};
 
 use crate::cvt::{cvt, cvt_nz, retry_eintr};
 use crate::errno::{Errno, Result};
@@ -80,7 +80,7 @@ const MAX_IOV: usize = 16;
 #[doc(alias = "pipe2")]
 #[inline]
 pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).errno()
 }
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds)` — creates a connected pair of Unix
@@ -98,6 +98,7 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 #[inline]
 pub fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
     rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+        .errno()
 }
 
 /// `read(fd, buf, len)` — reads what is available, at most `buf.len()` bytes.
@@ -114,7 +115,7 @@ pub fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
 /// [Linux]: https://man7.org/linux/man-pages/man2/read.2.html
 #[inline]
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
-    retry_eintr(|| rustix::io::read(fd, &mut *buf))
+    retry_eintr(|| rustix::io::read(fd, &mut *buf).errno())
 }
 
 /// `read(fd, buf, len)` in a loop — fills `buf`, stopping early only at end of file.
@@ -252,34 +253,6 @@ pub fn writev_all(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> Result<()> {
     write_loop(fd, bufs, Target::NotSocket)
 }
 
-/// `poll(fds, n, timeout)` — waits until one of `fds` is ready or the deadline passes.
-///
-/// Returns how many entries have non-empty `revents` (read them with [`PollFd::revents`]);
-/// `Ok(0)` means the deadline has really passed (checked on `CLOCK_MONOTONIC`; an early return
-/// from the kernel is retried). `EINTR` is retried with the remaining time. A zero deadline
-/// polls once; [`Deadline::FOREVER`] waits without limit. Async-signal-safe.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
-#[doc(alias = "ppoll")]
-pub fn poll(fds: &mut [PollFd<'_>], deadline: Deadline) -> Result<usize> {
-    loop {
-        let timeout = deadline.remaining().map(|left| Timespec {
-            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(left.subsec_nanos()),
-        });
-        match rustix::event::poll(fds, timeout.as_ref()) {
-            Ok(0) if !deadline.has_expired() => continue,
-            Err(Errno::INTR) => continue,
-            other => return other,
-        }
-    }
-}
-
 /// `poll({fd, POLLIN}, 1, timeout)` — waits until `fd` is readable or the deadline passes.
 ///
 /// Returns `true` when a read would not block: data is available, every writer has gone (the
@@ -326,9 +299,9 @@ pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
 /// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html
 /// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
 pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let flags = rustix::fs::fcntl_getfl(fd).errno()?;
     let wanted = if nonblocking { flags | OFlags::NONBLOCK } else { flags - OFlags::NONBLOCK };
-    if wanted != flags { rustix::fs::fcntl_setfl(fd, wanted) } else { Ok(()) }
+    if wanted != flags { rustix::fs::fcntl_setfl(fd, wanted).errno() } else { Ok(()) }
 }
 
 /// `fcntl(fd, F_SETFD, FD_CLOEXEC or 0)` — whether `fd` is closed when this process runs
@@ -346,7 +319,7 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
 /// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
 pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> Result<()> {
     let flags = if cloexec { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
-    rustix::io::fcntl_setfd(fd, flags)
+    rustix::io::fcntl_setfd(fd, flags).errno()
 }
 
 /// `close(fd)` — closes `fd` and reports what `close(2)` said (dropping an `OwnedFd` ignores
@@ -382,7 +355,7 @@ pub fn close(fd: OwnedFd) -> Result<()> {
 /// [Linux `unix(7)`]: https://man7.org/linux/man-pages/man7/unix.7.html
 #[doc(alias = "FIONREAD")]
 pub fn bytes_available(fd: BorrowedFd<'_>) -> Result<usize> {
-    let n = rustix::io::ioctl_fionread(fd)?;
+    let n = rustix::io::ioctl_fionread(fd).errno()?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
@@ -398,7 +371,7 @@ pub fn bytes_available(fd: BorrowedFd<'_>) -> Result<usize> {
 /// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html
 /// [Linux]: https://man7.org/linux/man-pages/man2/fstat.2.html
 pub fn is_socket(fd: BorrowedFd<'_>) -> bool {
-    match rustix::fs::fstat(fd) {
+    match rustix::fs::fstat(fd).errno() {
         Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Socket,
         Err(_) => false,
     }
@@ -467,8 +440,9 @@ fn write_loop(fd: BorrowedFd<'_>, bufs: &[&[u8]], target: Target) -> Result<()> 
         let iov = &iov[..count];
         let written = if sigpipe.is_none() {
             rustix::net::sendmsg(fd, iov, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL)
+                .errno()
         } else {
-            rustix::io::writev(fd, iov)
+            rustix::io::writev(fd, iov).errno()
         };
         match written {
             // The first buffer is never empty (the cursor skips empty ones), so a zero-byte

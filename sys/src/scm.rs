@@ -30,6 +30,7 @@
 //! [Linux `unix(7)`]: https://man7.org/linux/man-pages/man7/unix.7.html
 //! [Linux `cmsg(3)`]: https://man7.org/linux/man-pages/man3/cmsg.3.html
 
+use crate::errno::IntoErrno;
 use core::mem::MaybeUninit;
 
 use rustix::fd::{BorrowedFd, OwnedFd};
@@ -69,6 +70,7 @@ const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
 #[inline]
 pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+        .errno()
 }
 
 /// `sendmsg(sock, {data, SCM_RIGHTS(fds)}, MSG_NOSIGNAL)` — sends `data` and passes `fds` to
@@ -106,7 +108,7 @@ pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Re
         return Err(Errno::INVAL);
     }
     let iov = [IoSlice::new(data)];
-    retry_eintr(|| rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL))
+    retry_eintr(|| rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL).errno())
 }
 
 /// What one [`recv_fds`] call received.
@@ -153,7 +155,7 @@ pub fn recv_fds(
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = retry_eintr(|| {
-        rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+        rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC).errno()
     })?;
     let mut stored = 0;
     let mut truncated = msg.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC);

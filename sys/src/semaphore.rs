@@ -235,7 +235,7 @@ impl RawSemaphore {
     ///
     /// The pointer is valid while `self` is (see the [module docs](self#invariants)).
     #[inline]
-    pub fn as_raw(&self) -> *mut libc::sem_t {
+    pub(crate) fn as_raw(&self) -> *mut libc::sem_t {
         self.sem.get()
     }
 

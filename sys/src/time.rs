@@ -20,7 +20,25 @@
 
 use core::time::Duration;
 
-pub use rustix::time::Timespec;
+/// A point in time as the kernel counts it: seconds and nanoseconds since a clock's epoch
+/// (C's `struct timespec`, with 64-bit fields on every target). The crate's own type, so that
+/// no dependency's version leaks into this API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(C)]
+pub struct Timespec {
+    /// Whole seconds.
+    pub tv_sec: i64,
+    /// Nanoseconds, `0..1_000_000_000` when normalised.
+    pub tv_nsec: i64,
+}
+
+impl Timespec {
+    /// The same time as rustix's type, for the calls that take it.
+    #[inline]
+    pub(crate) fn to_rustix(self) -> rustix::time::Timespec {
+        rustix::time::Timespec { tv_sec: self.tv_sec, tv_nsec: self.tv_nsec as _ }
+    }
+}
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -210,7 +228,7 @@ fn is_before(a: Timespec, b: Timespec) -> bool {
 /// A time past what `time_t` holds (after 2038 on targets with a 32-bit `time_t`) becomes the
 /// largest `time_t`, which still means "far in the future".
 #[inline]
-pub fn to_libc(t: &Timespec) -> libc::timespec {
+pub(crate) fn to_libc(t: &Timespec) -> libc::timespec {
     let tv_sec = libc::time_t::try_from(t.tv_sec).unwrap_or(libc::time_t::MAX);
     libc::timespec { tv_sec, tv_nsec: t.tv_nsec as _ }
 }

@@ -20,15 +20,17 @@
 //!   multithreaded process may use it.
 #![allow(unsafe_code)]
 
+use crate::errno::IntoErrno;
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 use core::time::Duration;
 
+use crate::time::Timespec;
+use crate::{Pid, Signal};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
+use rustix::process::{PidfdFlags, WaitId, WaitIdOptions, WaitOptions};
 use rustix::thread::{ClockId, clock_nanosleep_relative};
-use rustix::time::Timespec;
 
 use crate::cvt::retry_eintr;
 use crate::errno::{Errno, Result};
@@ -150,33 +152,10 @@ pub fn signal_name(signal: i32) -> Option<&'static str> {
     SIGNAL_NAMES.iter().find(|&&(n, _)| n == signal).map(|&(_, name)| name)
 }
 
-/// `Signal` from a raw number — accepts the standard signals and the real-time range
-/// `SIGRTMIN()..=SIGRTMAX()` that libc leaves to applications.
-///
-/// `None` for 0, negative numbers, unknown numbers and the real-time signals the libc reserves
-/// for itself (glibc's 32 and 33): rustix's constructor covers only the named signals.
-///
-/// Async-signal-safe (`SIGRTMIN()` reads a libc variable).
-///
-/// # References
-/// - [POSIX `<signal.h>`]
-/// - [Linux `signal(7)`]
-///
-/// [POSIX `<signal.h>`]: https://pubs.opengroup.org/onlinepubs/9799919799/basedefs/signal.h.html
-/// [Linux `signal(7)`]: https://man7.org/linux/man-pages/man7/signal.7.html
+/// `Signal` from a raw number: [`Signal::from_raw`].
 #[must_use]
 pub fn signal_from_raw(n: i32) -> Option<Signal> {
-    if let Some(signal) = Signal::from_named_raw(n) {
-        return Some(signal);
-    }
-    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-    if min > 0 && (min..=max).contains(&n) {
-        // SAFETY: `n >= SIGRTMIN() > 0`, so it is a valid non-zero signal number, and it lies in
-        // the real-time range the libc leaves to applications, so it is not libc-reserved.
-        Some(unsafe { Signal::from_raw_unchecked(n) })
-    } else {
-        None
-    }
+    Signal::from_raw(n)
 }
 
 /// `waitpid(pid, &status, block ? 0 : WNOHANG)` — reaps the child `pid` if it has exited.
@@ -206,7 +185,7 @@ pub fn signal_from_raw(n: i32) -> Option<Signal> {
 pub fn waitpid(pid: Pid, block: bool) -> Result<Option<ExitStatus>> {
     let options = if block { WaitOptions::empty() } else { WaitOptions::NOHANG };
     loop {
-        match retry_eintr(|| rustix::process::waitpid(Some(pid), options))? {
+        match retry_eintr(|| rustix::process::waitpid(Some(pid.to_rustix()), options).errno())? {
             None => return Ok(None),
             Some((_, status)) => {
                 if let Some(exit) = ExitStatus::from_raw(status.as_raw()) {
@@ -241,7 +220,9 @@ pub fn waitpid(pid: Pid, block: bool) -> Result<Option<ExitStatus>> {
 #[doc(alias = "waitid")]
 pub fn peek_exit(pid: Pid) -> Result<Option<ExitStatus>> {
     let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    let Some(status) = retry_eintr(|| rustix::process::waitid(WaitId::Pid(pid), options))? else {
+    let Some(status) =
+        retry_eintr(|| rustix::process::waitid(WaitId::Pid(pid.to_rustix()), options).errno())?
+    else {
         return Ok(None);
     };
     if let Some(code) = status.exit_status() {
@@ -270,7 +251,18 @@ pub fn peek_exit(pid: Pid) -> Result<Option<ExitStatus>> {
 /// [Linux]: https://man7.org/linux/man-pages/man2/kill.2.html
 #[inline]
 pub fn kill(pid: Pid, signal: Signal) -> Result<()> {
-    rustix::process::kill_process(pid, signal)
+    rustix::process::kill_process(pid.to_rustix(), signal.to_rustix()).errno()
+}
+
+/// `kill(pid, 0)` — checks that process `pid` exists (a zombie does) and may be signalled,
+/// sending nothing.
+///
+/// # Errors
+/// `ESRCH` if there is no such process; `EPERM` if it exists but this process may not signal
+/// it.
+#[inline]
+pub fn probe(pid: Pid) -> Result<()> {
+    rustix::process::test_kill_process(pid.to_rustix()).errno()
 }
 
 /// A process file descriptor: a handle to one process that cannot be confused with a later
@@ -307,7 +299,7 @@ impl Pidfd {
     /// [Linux]: https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html
     #[inline]
     pub fn send_signal(&self, signal: Signal) -> Result<()> {
-        rustix::process::pidfd_send_signal(&self.0, signal)
+        rustix::process::pidfd_send_signal(&self.0, signal.to_rustix()).errno()
     }
 }
 
@@ -374,7 +366,7 @@ fn means_unavailable(e: Errno) -> bool {
 ///
 /// [Linux]: https://man7.org/linux/man-pages/man2/pidfd_open.2.html
 pub fn pidfd_open(pid: Pid) -> Result<Pidfd> {
-    match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+    match rustix::process::pidfd_open(pid.to_rustix(), PidfdFlags::empty()).errno() {
         Ok(fd) => {
             // Store only on the first success: a store on every call would make each one
             // write the cache line that all threads read.
@@ -412,7 +404,9 @@ pub fn is_pidfd_available() -> bool {
         PIDFD_NO => false,
         _ => {
             let available =
-                match rustix::process::pidfd_open(rustix::process::getpid(), PidfdFlags::empty()) {
+                match rustix::process::pidfd_open(rustix::process::getpid(), PidfdFlags::empty())
+                    .errno()
+                {
                     Ok(_fd) => true,
                     Err(e) => !means_unavailable(e),
                 };
@@ -483,7 +477,7 @@ fn wait_pidfd(pid: Pid, pidfd: &Pidfd, deadline: Deadline) -> Result<Option<Exit
         }
         let timeout = to_timespec(left);
         let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-        match poll(&mut fds, Some(&timeout)) {
+        match poll(&mut fds, Some(&timeout.to_rustix())).errno() {
             // Timed out (or woke early): the loop re-reads the clock.
             Ok(0) | Err(Errno::INTR) => {}
             Ok(_) => {
@@ -519,7 +513,7 @@ fn wait_polling(pid: Pid, deadline: Deadline) -> Result<Option<ExitStatus>> {
 /// loop and re-read the clock).
 fn sleep(d: Duration) {
     let ts = to_timespec(d);
-    let result = clock_nanosleep_relative(ClockId::Monotonic, &ts);
+    let result = clock_nanosleep_relative(ClockId::Monotonic, &ts.to_rustix());
     debug_assert!(!matches!(result, rustix::thread::NanosleepRelativeResult::Err(_)));
 }
 

@@ -31,7 +31,7 @@ fn idle_for(limit: Duration) {
 }
 
 fn raw(pid: Pid) -> i32 {
-    pid.as_raw_pid()
+    pid.as_raw()
 }
 
 #[test]
@@ -113,7 +113,9 @@ fn set_parent_death_signal_reports_srch_for_a_wrong_parent() {
         if set_parent_death_signal(Signal::USR1, parent).is_err() {
             return 2;
         }
-        if rustix::process::parent_process_death_signal() != Ok(Some(Signal::USR1)) {
+        if rustix::process::parent_process_death_signal().map(|s| s.map(|s| s.as_raw()))
+            != Ok(Some(Signal::USR1.as_raw()))
+        {
             return 3;
         }
         if clear_parent_death_signal().is_err() {

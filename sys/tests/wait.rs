@@ -53,7 +53,7 @@ fn pidfd_readable(pidfd: &Pidfd, timeout: Duration) -> bool {
     let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
     let n = loop {
         match poll(&mut fds, Some(&ts)) {
-            Err(Errno::INTR) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
             other => break other.expect("poll"),
         }
     };

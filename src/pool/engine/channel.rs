@@ -180,12 +180,7 @@ pub(super) fn flush_worker(w: &mut Worker, secret: &[u8; proto::SECRET_LEN]) {
             iov[len] = IoSlice::new(&w.wbuf[pos..]);
             len += 1;
         }
-        match rustix::net::sendmsg(
-            &w.chan,
-            &iov[..len],
-            &mut rustix::net::SendAncillaryBuffer::default(),
-            rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
-        ) {
+        match multiproc_sys::io::send_vectored_nonblocking(w.chan.as_fd(), &iov[..len]) {
             Ok(n) => {
                 w.wpos += n;
                 while w.secret_at.get(next).is_some_and(|&f| f + proto::SECRET_LEN <= w.wpos) {
@@ -233,7 +228,7 @@ mod tests {
         let mut buf = vec![0u8; 1 << 16];
         let mut seen = 0;
         while seen < frames {
-            let n = rustix::io::read(peer, &mut buf[..]).unwrap();
+            let n = multiproc_sys::io::read_once(peer.as_fd(), &mut buf[..]).unwrap();
             assert!(n > 0, "end of file after {seen} frames");
             got.extend_from_slice(&buf[..n]);
             let mut used = 0;
@@ -276,7 +271,7 @@ mod tests {
             let (mut w, peer) = worker();
             if let Some(size) = sndbuf {
                 // A small buffer: sends stop anywhere, inside secrets too.
-                rustix::net::sockopt::set_socket_send_buffer_size(&w.chan, size).unwrap();
+                multiproc_sys::io::set_send_buffer_size(w.chan.as_fd(), size).unwrap();
             }
             let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
             for seq in 1..=tasks {

@@ -122,7 +122,7 @@ impl Shared {
             match owner {
                 Owner::Wake => {
                     let mut b = [0u8; 8];
-                    let _ = rustix::io::read(&self.wake, &mut b);
+                    let _ = multiproc_sys::io::read_once(self.wake.as_fd(), &mut b);
                 }
                 Owner::Control => g.on_control(self, rev),
                 Owner::Worker(i, pid) => g.on_worker(self, i, pid, rev),
@@ -264,7 +264,7 @@ impl Core {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.resize(64 * 1024, 0);
         while !w.eof {
-            match rustix::io::read(&w.chan, &mut buf[..]) {
+            match multiproc_sys::io::read_once(w.chan.as_fd(), &mut buf[..]) {
                 Ok(0) => w.eof = true,
                 Ok(n) => {
                     w.rbuf.extend_from_slice(&buf[..n]);

@@ -130,7 +130,10 @@ impl Shared {
     /// Tells a driver blocked in `poll` to look at the state again.
     fn wake_driver(&self, core: &Core) {
         if core.polling {
-            let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+            let _ = multiproc_sys::io::write_once(
+                std::os::fd::AsFd::as_fd(&self.wake),
+                &1u64.to_ne_bytes(),
+            );
         }
     }
 

@@ -31,10 +31,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
     let n = cfg.processes;
     let slots = Slots::new(n)?;
     let (p_ctl, s_ctl) = scm::seqpacket_pair()?;
-    let wake = rustix::event::eventfd(
-        0,
-        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-    )?;
+    let wake = multiproc_sys::io::eventfd_nonblocking()?;
     let cfg = Arc::new(cfg);
     let parent = sysfork::getpid();
     let creator = sysfork::current_pid();
