@@ -103,14 +103,15 @@ impl Context {
     }
 
     /// A process that will run `f(arg)` (Python's `ctx.Process(target=f, args=(arg,))`): `f` is
-    /// a function, a closure that captures nothing, or a `fn` pointer, as for
-    /// [`Pool::map`]. Start it with [`Process::start`]; [`Process::join`] returns `f`'s value.
+    /// a function, a closure that captures nothing, a `fn` pointer or a
+    /// [`partial`](crate::pool::partial), as for [`Pool::map`]. Start it with [`Process::start`]; [`Process::join`] returns `f`'s value.
     pub fn process<A, R, W>(&self, f: W, arg: A) -> Process<R>
     where
         A: Message,
         R: Message,
         W: Work<A, R>,
     {
+        let () = W::SENDABLE; // a capturing closure: a compile error here (see `Work`)
         self.process_builder().call(f, arg)
     }
 

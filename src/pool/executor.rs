@@ -17,7 +17,7 @@ use super::error::PoolError;
 use super::handle::BatchHandle;
 use super::proto::ITEM_OK;
 use super::results::{IMap, finish_one};
-use super::work::{Task, Work, encode_chunk};
+use super::work::{Task, Work};
 use super::{InitResult, PoolBuilder};
 
 /// Options for a [`ProcessPoolExecutor`] — Python's `ProcessPoolExecutor(max_workers,
@@ -178,11 +178,13 @@ impl ProcessPoolExecutor {
         R: Message + 'static,
         W: Work<A, R>,
     {
-        let job = f.job()?;
+        let () = W::SENDABLE; // a capturing closure: a compile error here (see `Work`)
+        let work = f.job()?;
         let mut payload = Vec::new();
-        encode_chunk(std::iter::once(&arg), &mut payload);
+        work.encode_chunk(std::iter::once(&arg), &mut payload);
         let len = payload.len();
-        let batch = self.shared.submit(Mode::Collect, job, payload, vec![(0..len, 1)], true)?;
+        let batch =
+            self.shared.submit(Mode::Collect, work.job, payload, vec![(0..len, 1)], true)?;
         Ok(Future { handle: BatchHandle::new(self.shared.clone(), batch), _r: PhantomData })
     }
 
@@ -203,6 +205,7 @@ impl ProcessPoolExecutor {
         W: Work<A, R>,
         I: IntoIterator<Item = A>,
     {
+        let () = W::SENDABLE;
         if chunksize == 0 {
             return Err(PoolError::InvalidArgument("chunksize must be >= 1."));
         }

@@ -26,8 +26,9 @@
 //! `fn` pointer (see [`Work`]); arguments and results are [`Message`]s. Functions are sent to
 //! the workers *by address*, which is valid because every worker is a fork of the program as it
 //! was when the pool was created (the reasoning is in [`Work`]'s module). A closure that
-//! captures data is registered with [`PoolBuilder::register`] before the pool starts, so every
-//! worker inherits it (and what it captured) through `fork`:
+//! captures data cannot be sent (passing one is a compile error); it is registered with
+//! [`PoolBuilder::register`] before the pool starts, so every worker inherits it (and what it
+//! captured) through `fork`:
 //!
 //! ```
 //! use multiproc::Pool;
@@ -38,6 +39,24 @@
 //! let lookup = builder.register(move |i: usize| table[i]); // inherited, never sent
 //! let pool = builder.build()?;
 //! assert_eq!(pool.map(lookup, [1, 10, 100])?, [3, 30, 300]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Data known only at the call is sent with it: [`partial`]`(f, data)` (Python's
+//! `functools.partial`) runs `f(&data, x)` on each item `x`, under every start method:
+//!
+//! ```
+//! use multiproc::{Pool, pool::partial};
+//!
+//! fn lookup(table: &[u64], i: usize) -> u64 {
+//!     table[i]
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::PoolError> {
+//! let pool = Pool::new(2)?;
+//! let table: Vec<u64> = (0..10).map(|i| i * 3).collect(); // made after the pool started
+//! assert_eq!(pool.map(partial(lookup, table), [1, 9])?, [3, 27]);
 //! # Ok(())
 //! # }
 //! ```
@@ -113,8 +132,8 @@
 //! - Callbacks run in a thread that waits on the pool, not in a handler thread (see above).
 //! - The default pool size is [`process_cpu_count`](crate::process_cpu_count) (P14), as in
 //!   Python 3.13.
-//! - Work must be a function or a registered closure, not any picklable callable; a pool can
-//!   only be used by the process that created it (as in Python).
+//! - Work must be a function, a registered closure or a [`partial`], not any picklable
+//!   callable; a pool can only be used by the process that created it (as in Python).
 //! - A function from a library loaded (`dlopen`) after the pool was created does not exist in
 //!   the workers.
 //! - Create pools early, before the program starts threads if it can: the fork server is a
@@ -133,11 +152,14 @@
 //!   parent learns of every worker's death from the server, and the server watches a pidfd of
 //!   the parent, not only its control socket.
 
+#[cfg(doctest)]
+mod capture_errors;
 mod config;
 mod engine;
 mod error;
 mod executor;
 mod handle;
+mod partial;
 mod proto;
 mod results;
 mod secret;
@@ -158,7 +180,7 @@ use self::engine::{Mode, Shared};
 pub(crate) use self::proto::{ITEM_OK, ITEM_PANIC};
 use self::results::{finish_list, finish_one};
 use self::work::runner;
-pub(crate) use self::work::{Job, encode_chunk};
+pub(crate) use self::work::{Job, Prepared};
 use crate::start::StartMethod;
 
 pub use self::error::PoolError;
@@ -166,6 +188,7 @@ pub use self::executor::{
     AsCompleted, ExecutorBuilder, ExecutorMap, Future, ProcessPoolExecutor, ReturnWhen, WaitResult,
     as_completed, wait,
 };
+pub use self::partial::{Partial, partial};
 pub use self::results::{AsyncResult, IMap};
 pub use self::work::{StarWork, Task, Work};
 
@@ -357,7 +380,8 @@ impl PoolBuilder {
     ///
     /// The closure is captured now, in the parent, and inherited by the fork server and the
     /// workers when the pool is built: what it captures (a large table, a configuration) is
-    /// never sent. Only the pool built from this builder accepts the handle.
+    /// never sent. Only the pool built from this builder accepts the handle. For data known
+    /// only at the call, use [`partial`] instead.
     pub fn register<A, R, F>(&mut self, f: F) -> Task<A, R>
     where
         A: Message + 'static,
@@ -487,6 +511,7 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
+        let () = W::SENDABLE; // a capturing closure: a compile error here (see `Work`)
         self.apply_async(f, arg)?.get()
     }
 
@@ -498,11 +523,13 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
-        let job = f.job()?;
+        let () = W::SENDABLE;
+        let work = f.job()?;
         let mut payload = Vec::new();
-        encode_chunk(std::iter::once(&arg), &mut payload);
+        work.encode_chunk(std::iter::once(&arg), &mut payload);
         let len = payload.len();
-        let batch = self.shared.submit(Mode::Collect, job, payload, vec![(0..len, 1)], true)?;
+        let batch =
+            self.shared.submit(Mode::Collect, work.job, payload, vec![(0..len, 1)], true)?;
         Ok(AsyncResult::new(self.shared.clone(), batch, finish_one::<R>))
     }
 
@@ -518,6 +545,7 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
+        let () = W::SENDABLE;
         self.map_async(f, iter, None)?.get()
     }
 
@@ -533,6 +561,7 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
+        let () = W::SENDABLE;
         self.map_async(f, iter, Some(chunksize))?.get()
     }
 
@@ -549,8 +578,8 @@ impl Pool {
         R: Message + 'static,
         W: Work<A, R>,
     {
-        let job = f.job()?;
-        self.collect_batch(job, iter, chunksize)
+        let () = W::SENDABLE;
+        self.collect_batch(f.job()?, iter, chunksize)
     }
 
     /// Like [`map`](Self::map), but each item is a tuple whose fields are passed as separate
@@ -565,6 +594,7 @@ impl Pool {
         R: Message + 'static,
         W: StarWork<Args, R>,
     {
+        let () = W::SENDABLE;
         self.starmap_async(f, iter, None)?.get()
     }
 
@@ -580,6 +610,7 @@ impl Pool {
         R: Message + 'static,
         W: StarWork<Args, R>,
     {
+        let () = W::SENDABLE;
         self.starmap_async(f, iter, Some(chunksize))?.get()
     }
 
@@ -595,13 +626,13 @@ impl Pool {
         R: Message + 'static,
         W: StarWork<Args, R>,
     {
-        let job = f.job()?;
-        self.collect_batch(job, iter, chunksize)
+        let () = W::SENDABLE;
+        self.collect_batch(f.job()?, iter, chunksize)
     }
 
     fn collect_batch<A: Encode, R: Message + 'static>(
         &self,
-        job: work::Job,
+        work: Prepared,
         iter: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
     ) -> Result<AsyncResult<Vec<R>>, PoolError> {
@@ -616,12 +647,12 @@ impl Pool {
             .chunks(cs)
             .map(|c| {
                 let start = buf.len();
-                encode_chunk(c.iter(), &mut buf);
+                work.encode_chunk(c.iter(), &mut buf);
                 (start..buf.len(), c.len())
             })
             .collect();
         drop(items);
-        let batch = self.shared.submit(Mode::Collect, job, buf, chunks, true)?;
+        let batch = self.shared.submit(Mode::Collect, work.job, buf, chunks, true)?;
         Ok(AsyncResult::new(self.shared.clone(), batch, finish_list::<R>))
     }
 
@@ -651,6 +682,7 @@ impl Pool {
         W: Work<A, R>,
         I: IntoIterator<Item = A>,
     {
+        let () = W::SENDABLE;
         self.stream(f.job()?, iter, chunksize, true)
     }
 
@@ -668,12 +700,13 @@ impl Pool {
         W: Work<A, R>,
         I: IntoIterator<Item = A>,
     {
+        let () = W::SENDABLE;
         self.stream(f.job()?, iter, chunksize, false)
     }
 
     fn stream<A: Encode, R: Message, I: IntoIterator<Item = A>>(
         &self,
-        job: work::Job,
+        work: Prepared,
         iter: I,
         chunksize: usize,
         ordered: bool,
@@ -681,7 +714,7 @@ impl Pool {
         if chunksize == 0 {
             return Err(PoolError::InvalidArgument("Chunksize must be 1+, not 0"));
         }
-        IMap::new(self.shared.clone(), job, iter.into_iter(), chunksize, ordered)
+        IMap::new(self.shared.clone(), work, iter.into_iter(), chunksize, ordered)
     }
 
     /// Stops accepting tasks (Python's `close`); the workers exit once the submitted work is

@@ -14,7 +14,7 @@ use crate::codec::{Decode, Encode};
 use super::engine::{BatchId, Completed, Mode, Shared};
 use super::error::PoolError;
 use super::handle::BatchHandle;
-use super::work::{Job, decode_chunk, decode_chunk_into, encode_chunk};
+use super::work::{Prepared, decode_chunk, decode_chunk_into};
 
 /// Turns a collect batch's chunks into the caller's value.
 pub(crate) type Finish<T> = fn(&Completed) -> Result<T, PoolError>;
@@ -203,7 +203,7 @@ impl<T: 'static> AsyncResult<T> {
 pub struct IMap<I: Iterator, R> {
     shared: Arc<Shared>,
     batch: BatchId,
-    job: Job,
+    work: Prepared,
     input: Option<Fuse<I>>,
     chunksize: usize,
     ahead: usize,
@@ -231,18 +231,18 @@ where
 {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        job: Job,
+        work: Prepared,
         input: I,
         chunksize: usize,
         ordered: bool,
     ) -> Result<Self, PoolError> {
         let mode = if ordered { Mode::Ordered } else { Mode::Unordered };
-        let batch = shared.submit(mode, job, Vec::new(), Vec::new(), false)?;
+        let batch = shared.submit(mode, work.job, Vec::new(), Vec::new(), false)?;
         let ahead = 2 * shared.cfg.processes;
         Ok(IMap {
             shared,
             batch,
-            job,
+            work,
             input: Some(input.fuse()),
             chunksize,
             ahead,
@@ -261,10 +261,10 @@ where
             let exhausted = items.len() < self.chunksize;
             if !items.is_empty() {
                 let mut payload = Vec::new();
-                encode_chunk(items.iter(), &mut payload);
+                self.work.encode_chunk(items.iter(), &mut payload);
                 let r = self.shared.add_chunk(
                     self.batch,
-                    self.job,
+                    self.work.job,
                     self.submitted,
                     payload,
                     items.len(),

@@ -39,6 +39,14 @@
 //! function from a library `dlopen`ed later does not exist in the workers. Closures that
 //! capture data are not sent at all: they are [registered](super::PoolBuilder::register) with
 //! the builder, so that the server inherits them, and a [`Task`] handle names them by index.
+//! Data that changes from call to call travels as bytes beside the function's address: see
+//! [`partial`](super::partial).
+//!
+//! # Why a capturing closure is a compile error
+//!
+//! See [`Work`]'s documentation: the blanket implementations hide themselves from diagnostics,
+//! so that a failed bound reports [`Work`]'s message, and [`Work::SENDABLE`] catches at
+//! monomorphisation what no stable trait bound can tell apart.
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
@@ -70,24 +78,39 @@ mod sealed {
         /// The `index`-th closure registered with the builder of pool `pool`.
         Registered { pool: u64, index: usize },
     }
+
+    /// What a call sends: how the workers find the work, and the bytes that go before the
+    /// items of each of its chunks (a [`partial`](crate::pool::partial)'s data). Public only in
+    /// name, as [`Job`].
+    #[derive(Debug, Clone)]
+    pub struct Prepared {
+        pub job: Job,
+        /// Written before every chunk, after its length (a `u64`); `None`: nothing, not even
+        /// the length.
+        pub extra: Option<std::sync::Arc<[u8]>>,
+    }
 }
 
-pub(crate) use sealed::Job;
+pub(super) use sealed::Sealed;
+pub(crate) use sealed::{Job, Prepared};
 
 /// Work a pool can run on one argument of type `A`, producing an `R`: a function item, a
-/// closure that captures nothing, a `fn(A) -> R` pointer, or a [`Task`] registered with
-/// [`PoolBuilder::register`](super::PoolBuilder::register).
+/// closure that captures nothing, a `fn(A) -> R` pointer, a [`Task`] registered with
+/// [`PoolBuilder::register`](super::PoolBuilder::register), or a function with per-call data
+/// made by [`partial`](super::partial).
 ///
 /// Functions and non-capturing closures are sent to the workers by address: every worker is
 /// forked (through the fork server) from the process that built the pool, without `exec`, so
-/// the program's code sits at the same addresses in all of them. A closure that captures something cannot be sent: it
-/// is a compile-time error when the captures make it bigger than a pointer, and
-/// [`PoolError::InvalidArgument`] otherwise. Register such closures with the builder instead:
-/// they are inherited by every worker when the pool is created.
+/// the program's code sits at the same addresses in all of them. A closure that captures
+/// something cannot be sent, and passing one is a compile error at the call (see
+/// [below](#a-closure-that-captures-data)). Register such a closure with the builder instead,
+/// to be inherited by every worker when the pool is created, or pass the data with each call
+/// with [`partial`](super::partial).
 ///
 /// Python pickles the function with every task, by reference to its module and name, so a
-/// lambda or a closure cannot be sent at all; here a function is sent by address, and a
-/// closure that captures data is registered instead (see [`Task`]).
+/// lambda or a closure cannot be sent at all; here a function is sent by address, a closure
+/// that captures data is registered instead (see [`Task`]), and `functools.partial`'s bound
+/// arguments become [`partial`](super::partial)'s data.
 ///
 /// ```
 /// use multiproc::Pool;
@@ -105,16 +128,89 @@ pub(crate) use sealed::Job;
 /// # Ok(())
 /// # }
 /// ```
-pub trait Work<A, R>: Copy + Send + 'static + sealed::Sealed {
-    /// How the workers find this work.
+///
+/// # A closure that captures data
+///
+/// A closure's captures are data in the parent's memory; only code exists in the workers. So
+/// passing a closure that captures something is a compile error, reported at the call with a
+/// message that names the fixes:
+///
+/// - a closure that captures anything that is not `Copy` (a `String`, a `Vec`, an `Arc`, an
+///   `Rc`) fails type checking: `cargo check` and rust-analyzer report it;
+/// - a closure whose captures are all `Copy` (numbers, `&'static str`) satisfies every trait
+///   bound a closure that captures nothing does, so it fails a compile-time check of its size
+///   instead, at monomorphisation: `cargo build` and `cargo test` report it (error E0080, with a
+///   note at the call), `cargo check` does not;
+/// - a closure capturing exactly one reference or one `fn` pointer has the layout of a `fn`
+///   pointer and passes both checks: the call fails at run time with
+///   [`PoolError::InvalidArgument`].
+///
+/// A closure capturing a `Vec`:
+///
+/// ```compile_fail,E0277
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = multiproc::Pool::new(2)?;
+/// let names = vec!["a".to_string()];
+/// pool.map(move |i: usize| names[i].clone(), [0])?; // error: cannot be sent to a pool worker
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A closure capturing a `u64` (reported by `cargo build`, not `cargo check`):
+///
+/// ```compile_fail,E0080
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = multiproc::Pool::new(2)?;
+/// let k = 3u64;
+/// pool.map(move |x: u64| x * k, [1, 2])?; // error: pool work cannot capture data
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Python's `pool.map(functools.partial(scale, 3), xs)` is [`partial`](super::partial):
+///
+/// ```
+/// use multiproc::{Pool, pool::partial};
+///
+/// fn scale(k: &u64, x: u64) -> u64 {
+///     k * x
+/// }
+///
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let pool = Pool::new(2)?;
+/// let k = 3u64; // known only now, after the pool started
+/// assert_eq!(pool.map(partial(scale, k), [1, 2])?, [3, 6]);
+/// # Ok(())
+/// # }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent to a pool worker as work on `{A}` returning `{R}`",
+    label = "not a function, a closure that captures nothing, a `fn` pointer, a `Task` or a \
+             `partial` of `{A}` returning `{R}`",
+    note = "a closure that captures data cannot be sent to a worker (only code addresses \
+            travel): register it with `PoolBuilder::register` before the pool starts, or pass \
+            the data with each call: `multiproc::pool::partial(f, data)`, with \
+            `f: fn(&Data, {A}) -> {R}`",
+    note = "the argument and the result must be messages (`multiproc::Message`)"
+)]
+pub trait Work<A, R>: Send + 'static + sealed::Sealed {
+    /// Fails to evaluate, with a message naming the fixes, for a closure that captures data:
+    /// every public method taking work names it, so that the error is a compile error noted at
+    /// the caller's line (see [above](Work#a-closure-that-captures-data)).
     #[doc(hidden)]
-    fn job(self) -> Result<Job, PoolError>;
+    const SENDABLE: () = ();
+
+    /// How the workers find this work, and what its chunks carry.
+    #[doc(hidden)]
+    fn job(self) -> Result<Prepared, PoolError>;
 }
 
 /// Work that takes its arguments spread out of a tuple, for
 /// [`Pool::starmap`](super::Pool::starmap): a function of 1 to 6 arguments (a function item, a
-/// closure that captures nothing, or a `fn` pointer) run on each `(a, b, ...)` item, or a
-/// [`Task`] registered for the whole tuple.
+/// closure that captures nothing, or a `fn` pointer) run on each `(a, b, ...)` item, a
+/// [`Task`] registered for the whole tuple, or a [`partial`](super::partial) whose function
+/// takes the whole tuple after the data. A closure that captures data does not compile, as for
+/// [`Work`].
 ///
 /// Python's `starmap` calls `func(*args)` on each item; here the tuple's fields become the
 /// function's arguments, and the function's type fixes how many there are.
@@ -127,10 +223,25 @@ pub trait Work<A, R>: Copy + Send + 'static + sealed::Sealed {
 /// # Ok(())
 /// # }
 /// ```
-pub trait StarWork<Args, R>: Copy + Send + 'static + sealed::Sealed {
-    /// How the workers find this work.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent to a pool worker as work on the tuple `{Args}` returning \
+               `{R}`",
+    label = "not a function of the tuple's fields, a closure of them that captures nothing, a \
+             `fn` pointer, a `Task` or a `partial` returning `{R}`",
+    note = "a closure that captures data cannot be sent to a worker (only code addresses \
+            travel): register it with `PoolBuilder::register` before the pool starts, or pass \
+            the data with each call: `multiproc::pool::partial(f, data)`, with \
+            `f: fn(&Data, {Args}) -> {R}`",
+    note = "the arguments and the result must be messages (`multiproc::Message`)"
+)]
+pub trait StarWork<Args, R>: Send + 'static + sealed::Sealed {
+    /// As [`Work::SENDABLE`].
     #[doc(hidden)]
-    fn job(self) -> Result<Job, PoolError>;
+    const SENDABLE: () = ();
+
+    /// How the workers find this work, and what its chunks carry.
+    #[doc(hidden)]
+    fn job(self) -> Result<Prepared, PoolError>;
 }
 
 /// A closure registered with [`PoolBuilder::register`](super::PoolBuilder::register): it was
@@ -188,20 +299,62 @@ impl<A, R> fmt::Debug for Task<A, R> {
 }
 
 impl<A: Message + 'static, R: Message + 'static> Work<A, R> for Task<A, R> {
-    fn job(self) -> Result<Job, PoolError> {
-        Ok(Job::Registered { pool: self.pool, index: self.index })
+    fn job(self) -> Result<Prepared, PoolError> {
+        Ok(Prepared::new(Job::Registered { pool: self.pool, index: self.index }))
     }
 }
 
 impl<A: Message + 'static, R: Message + 'static> StarWork<A, R> for Task<A, R> {
-    fn job(self) -> Result<Job, PoolError> {
-        Ok(Job::Registered { pool: self.pool, index: self.index })
+    fn job(self) -> Result<Prepared, PoolError> {
+        Ok(Prepared::new(Job::Registered { pool: self.pool, index: self.index }))
     }
 }
 
-/// The error for a closure that captures something.
-const CAPTURES: &str = "pool work must be a function, a fn pointer or a closure that captures \
-                        nothing; register capturing closures with PoolBuilder::register";
+impl Prepared {
+    /// Work with nothing before its chunks.
+    pub(crate) fn new(job: Job) -> Self {
+        Prepared { job, extra: None }
+    }
+
+    /// Parent side: appends a chunk payload for `items` to `out`, after the extra bytes.
+    pub(crate) fn encode_chunk<'a, A: Encode + 'a>(
+        &self,
+        items: impl ExactSizeIterator<Item = &'a A>,
+        out: &mut Vec<u8>,
+    ) {
+        if let Some(extra) = &self.extra {
+            (extra.len() as u64).encode(out);
+            out.extend_from_slice(extra);
+        }
+        encode_chunk(items, out);
+    }
+}
+
+/// The compile-time error of [`Work::SENDABLE`] for a closure that captures data (a literal, as
+/// `assert!` in a constant wants).
+macro_rules! captures_message {
+    () => {
+        "pool work cannot capture data (only code addresses reach the workers): pass a function \
+         or a closure that captures nothing; register a closure that captures data with \
+         PoolBuilder::register before the pool starts, or pass the data with each call with \
+         multiproc::pool::partial(f, data)"
+    };
+}
+
+/// The run-time error for a closure that captures something and that [`Work::SENDABLE`] let
+/// through (one reference or `fn` pointer: it is laid out like a `fn` pointer).
+const CAPTURES: &str = captures_message!();
+
+/// Whether a value of `F` may be work sent by address: zero-sized (a function item or a closure
+/// that captures nothing) or laid out like a `fn` pointer (same size and alignment, and a niche:
+/// `Option<F>` is no bigger). Among closures the second holds only for one capturing a single
+/// reference or `fn` pointer, which `job` refuses at run time.
+const fn sendable_layout<F>() -> bool {
+    size_of::<F>() == 0
+        || (size_of::<F>() == size_of::<fn()>()
+            && align_of::<F>() == align_of::<fn()>()
+            && size_of::<Option<F>>() == size_of::<F>())
+}
 
 /// Makes a value of the zero-sized type `F` out of nothing.
 ///
@@ -218,26 +371,22 @@ unsafe fn conjure<F: Copy>() -> F {
 
 impl<F> sealed::Sealed for F where F: Copy + Send + 'static {}
 
+#[diagnostic::do_not_recommend]
 impl<F, A, R> Work<A, R> for F
 where
     F: Fn(A) -> R + Copy + Send + 'static,
     A: Message + 'static,
     R: Message + 'static,
 {
-    fn job(self) -> Result<Job, PoolError> {
-        const {
-            assert!(
-                size_of::<F>() == 0 || size_of::<F>() == size_of::<fn()>(),
-                "pool work must be a function, a fn pointer or a closure that captures nothing; \
-                 register capturing closures with PoolBuilder::register"
-            )
-        };
+    const SENDABLE: () = assert!(sendable_layout::<F>(), captures_message!());
+
+    fn job(self) -> Result<Prepared, PoolError> {
         if size_of::<F>() == 0 {
-            Ok(Job::Code { tramp: zst_tramp::<F, A, R> as Tramp as usize, ctx: 0 })
+            Ok(Prepared::new(Job::Code { tramp: zst_tramp::<F, A, R> as Tramp as usize, ctx: 0 }))
         } else if TypeId::of::<F>() == TypeId::of::<fn(A) -> R>() {
             // SAFETY: `F` is `fn(A) -> R` (same TypeId), a pointer-sized function pointer.
             let addr = unsafe { std::mem::transmute_copy::<F, usize>(&self) };
-            Ok(Job::Code { tramp: ptr_tramp::<A, R> as Tramp as usize, ctx: addr })
+            Ok(Prepared::new(Job::Code { tramp: ptr_tramp::<A, R> as Tramp as usize, ctx: addr }))
         } else {
             Err(PoolError::InvalidArgument(CAPTURES))
         }
@@ -272,29 +421,26 @@ unsafe fn ptr_tramp<A: Decode, R: Encode>(ctx: usize, payload: &[u8], out: &mut 
 
 macro_rules! star_work {
     ($tramp:ident, $ptramp:ident; $($t:ident $v:ident),+) => {
+        #[diagnostic::do_not_recommend]
         impl<F, $($t,)+ R> StarWork<($($t,)+), R> for F
         where
             F: Fn($($t),+) -> R + Copy + Send + 'static,
             $($t: Message + 'static,)+
             R: Message + 'static,
         {
-            fn job(self) -> Result<Job, PoolError> {
-                const {
-                    assert!(
-                        size_of::<F>() == 0 || size_of::<F>() == size_of::<fn()>(),
-                        "pool work must be a function, a fn pointer or a closure that captures \
-                         nothing; register capturing closures with PoolBuilder::register"
-                    )
-                };
-                if size_of::<F>() == 0 {
-                    Ok(Job::Code { tramp: $tramp::<F, $($t,)+ R> as Tramp as usize, ctx: 0 })
+            const SENDABLE: () = assert!(sendable_layout::<F>(), captures_message!());
+
+            fn job(self) -> Result<Prepared, PoolError> {
+                let job = if size_of::<F>() == 0 {
+                    Job::Code { tramp: $tramp::<F, $($t,)+ R> as Tramp as usize, ctx: 0 }
                 } else if TypeId::of::<F>() == TypeId::of::<fn($($t),+) -> R>() {
                     // SAFETY: `F` is this exact fn pointer type (same TypeId).
                     let addr = unsafe { std::mem::transmute_copy::<F, usize>(&self) };
-                    Ok(Job::Code { tramp: $ptramp::<$($t,)+ R> as Tramp as usize, ctx: addr })
+                    Job::Code { tramp: $ptramp::<$($t,)+ R> as Tramp as usize, ctx: addr }
                 } else {
-                    Err(PoolError::InvalidArgument(CAPTURES))
-                }
+                    return Err(PoolError::InvalidArgument(CAPTURES));
+                };
+                Ok(Prepared::new(job))
             }
         }
 
@@ -345,7 +491,7 @@ where
 /// Decodes one value that starts at `rest`, with a fresh [`Decoder`] (so the decoder's limits
 /// apply per value, not per chunk), and advances `rest` past it.
 #[inline]
-fn decode_one<T: Decode>(rest: &mut &[u8]) -> Result<T, String> {
+pub(super) fn decode_one<T: Decode>(rest: &mut &[u8]) -> Result<T, String> {
     let mut d = Decoder::new(rest);
     let value = d.decode::<T>().map_err(|e| e.to_string())?;
     let used = rest.len() - d.remaining();
@@ -410,6 +556,24 @@ pub(crate) fn run_chunk<A: Decode, R: Encode>(
                 panic_message(&*payload).encode(out);
                 i += 1;
             }
+        }
+    }
+}
+
+/// Worker side: fails every item of a chunk payload (a `u64` count, then the arguments) with
+/// `why`, as arguments that cannot be decoded.
+pub(super) fn fail_chunk(payload: &[u8], why: &str, out: &mut Vec<u8>) {
+    let mut rest = payload;
+    match decode_one::<u64>(&mut rest) {
+        Ok(count) => {
+            for _ in 0..count {
+                out.push(ITEM_BAD_ARG);
+                why.encode(out);
+            }
+        }
+        Err(e) => {
+            out.push(ITEM_BAD_ARG);
+            format!("corrupt chunk: {e}").encode(out);
         }
     }
 }

@@ -101,8 +101,9 @@ impl ProcessBuilder {
 
     /// Creates the (not yet started) process that will run `f(arg)` (Python's
     /// `Process(target=f, args=(arg,))`), by the [start method](Self::start_method): `f` is a
-    /// function, a closure that captures nothing or a `fn` pointer, as for
-    /// [`Pool::map`](crate::Pool::map), and `arg` travels as a message. Under `forkserver` and
+    /// function, a closure that captures nothing, a `fn` pointer or a
+    /// [`partial`](crate::pool::partial), as for [`Pool::map`](crate::Pool::map), and `arg`
+    /// travels as a message. Under `forkserver` and
     /// `spawn` the child starts from a clean process (see [`context`](crate::context)).
     ///
     /// ```
@@ -125,14 +126,20 @@ impl ProcessBuilder {
         R: Message,
         W: Work<A, R>,
     {
+        let () = W::SENDABLE; // a capturing closure: a compile error here (see `Work`)
         let method = crate::start::resolve(self.method, false).unwrap_or(StartMethod::Fork);
         let mut chunk = Vec::new();
-        crate::pool::encode_chunk(std::iter::once(&arg), &mut chunk);
         let code = match f.job() {
-            Ok(crate::pool::Job::Code { tramp, ctx }) => Ok((tramp as u64, ctx as u64)),
-            Ok(crate::pool::Job::Registered { .. }) => {
-                Err("a registered Task runs only in the pool it was registered with".to_owned())
-            }
+            Ok(work) => match work.job {
+                crate::pool::Job::Code { tramp, ctx } => {
+                    // The chunk as a pool sends it (a `partial`'s data first).
+                    work.encode_chunk(std::iter::once(&arg), &mut chunk);
+                    Ok((tramp as u64, ctx as u64))
+                }
+                crate::pool::Job::Registered { .. } => {
+                    Err("a registered Task runs only in the pool it was registered with".to_owned())
+                }
+            },
             Err(e) => Err(e.to_string()),
         };
         let code = match code {
