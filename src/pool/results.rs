@@ -11,10 +11,11 @@ use multiproc_sys::time::Deadline;
 
 use crate::codec::{Decode, Encode};
 
+use super::args::{Piece, encode_pieces};
 use super::engine::{BatchId, Completed, Mode, Shared};
 use super::error::PoolError;
 use super::handle::BatchHandle;
-use super::work::{Job, decode_chunk, decode_chunk_into, encode_chunk};
+use super::work::{Job, decode_chunk, decode_chunk_into};
 
 /// Turns a collect batch's chunks into the caller's value.
 pub(crate) type Finish<T> = fn(&Completed) -> Result<T, PoolError>;
@@ -241,17 +242,24 @@ where
             let Some(input) = &mut self.input else { return };
             let items: Vec<I::Item> = input.by_ref().take(self.chunksize).collect();
             let exhausted = items.len() < self.chunksize;
-            if !items.is_empty() {
-                let mut payload = Vec::new();
-                encode_chunk(items.iter(), &mut payload);
-                let r = self.shared.add_chunk(
-                    self.batch,
-                    self.job,
-                    self.submitted,
-                    payload,
-                    items.len(),
-                );
+            // An item whose `Encode` panics fails alone, in its place (its neighbours go as
+            // chunks of their own).
+            for piece in encode_pieces(&items) {
+                let key = self.submitted;
                 self.submitted += 1;
+                let r = match piece {
+                    Piece::Payload(payload, n) => {
+                        self.shared.add_chunk(self.batch, self.job, key, payload, n)
+                    }
+                    Piece::Failed(msg) => {
+                        self.shared.add_failed_chunk(
+                            self.batch,
+                            key,
+                            PoolError::EncodeArgument(msg),
+                        );
+                        Ok(())
+                    }
+                };
                 if r.is_err() {
                     // The pool is gone: this chunk fails; stop reading input.
                     self.input = None;
