@@ -42,12 +42,12 @@ pub(crate) fn encode_one<A: Encode>(arg: &A) -> Result<Vec<u8>, PoolError> {
     Ok(payload)
 }
 
-/// The payloads of `items` cut into chunks of `chunksize`, in one buffer: each chunk's range
-/// in it and its item count.
-pub(crate) fn encode_batch<A: Encode>(
-    items: &[A],
-    chunksize: usize,
-) -> Result<(Vec<u8>, Vec<(Range<usize>, usize)>), PoolError> {
+/// Chunk payloads in one buffer, and each chunk's range in it and item count (what
+/// `Shared::submit` takes).
+pub(crate) type Batch = (Vec<u8>, Vec<(Range<usize>, usize)>);
+
+/// The payloads of `items` cut into chunks of `chunksize`, in one buffer.
+pub(crate) fn encode_batch<A: Encode>(items: &[A], chunksize: usize) -> Result<Batch, PoolError> {
     let mut buf = Vec::with_capacity(items.len() * 16 + 8 * items.len().div_ceil(chunksize));
     let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize));
     for c in items.chunks(chunksize) {

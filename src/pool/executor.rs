@@ -340,7 +340,12 @@ impl<R> Clone for Future<R> {
 
 /// Futures are equal when they are the same call (clones of one future), as Python's futures
 /// compare by identity; so they can key a `HashMap`, as in Python's
-/// `{executor.submit(f, x): x for x in xs}`.
+/// `{executor.submit(f, x): x for x in xs}` (see [`as_completed`]).
+///
+/// Clippy's `mutable_key_type` lint flags such a map, because a future holds its executor's
+/// mutable state; that is a false positive, since the hash and equality are the call's identity,
+/// which never changes. Allow the lint there, or list `multiproc::Future` under
+/// `ignore-interior-mutability` in `clippy.toml`.
 impl<R> PartialEq for Future<R> {
     fn eq(&self, other: &Self) -> bool {
         self.key() == other.key()
@@ -636,6 +641,7 @@ pub fn wait<'a, R: 'a>(
 /// use std::collections::HashMap;
 /// use multiproc::{ProcessPoolExecutor, as_completed};
 ///
+/// # #[allow(clippy::mutable_key_type)] // a false positive: see `Future`'s `Hash`
 /// # fn main() -> Result<(), multiproc::PoolError> {
 /// let ex = ProcessPoolExecutor::new(2)?;
 /// // Python: futures = {ex.submit(square, n): n for n in range(4)}
