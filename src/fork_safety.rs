@@ -16,6 +16,9 @@
 //!    forked from a multithreaded process, it writes `process <pid> panicked at <where>:
 //!    <message>` to file descriptor 2 with one `write` from a buffer on the stack, and takes no
 //!    lock (no backtrace: capturing one needs the lock);
+//!    A pool worker also records where each of its panics happened (and, when it is clean and
+//!    `RUST_BACKTRACE` is set, the backtrace) for [`PoolError::Panicked`]; a tainted one
+//!    records the location only, without a lock.
 //! 2. counts the threads ([`thread_count`](crate::thread_count)) and, the first time it forks a
 //!    multithreaded process under the `fork` start method, warns once on stderr, as Python 3.12
 //!    does. [`set_fork_warning`]`(false)` or `MULTIPROC_FORK_WARNING=0` silences it.
@@ -30,6 +33,7 @@
 //! `forkserver` or `spawn` start method (see [`context`](crate::context)): their children come
 //! from a single-threaded process, and panic and print as usual.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::os::fd::AsFd;
 use std::panic::{self, PanicHookInfo};
@@ -37,6 +41,9 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use multiproc_sys::fork as sysfork;
+
+#[cfg(doc)]
+use crate::PoolError;
 
 /// This process is not a child the crate forked from a multithreaded process: panics go to the
 /// program's hook.
@@ -124,6 +131,10 @@ fn install_hook() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if is_tainted() {
+                // No backtrace: capturing one takes the lock this process may have inherited
+                // locked. (A clean pool worker records through its own hook, see
+                // `record_panics`.)
+                record_panic(info, false);
                 report_without_locks(info);
             } else {
                 previous(info);
@@ -141,6 +152,114 @@ fn report_without_locks(info: &PanicHookInfo<'_>) {
         buf.bytes[buf.len - 1] = b'\n';
     }
     let _ = multiproc_sys::pipe::write_all(std::io::stderr().as_fd(), &buf.bytes[..buf.len]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where a pool worker's panics happen (for `PoolError::Panicked`)
+
+/// This process records its panics' locations (and backtraces) for [`take_panic_record`]: it is
+/// a pool worker.
+static RECORD: AtomicBool = AtomicBool::new(false);
+
+/// What the panic hook saw of a panic: its message (to match it with the payload that
+/// `catch_unwind` returns), its location, and the backtrace if one was captured.
+pub(crate) struct PanicRecord {
+    message: String,
+    /// `file:line:column`.
+    pub location: Option<String>,
+    pub backtrace: Option<String>,
+}
+
+thread_local! {
+    /// The last panic of this thread the hook recorded (a `Cell`: no borrow can fail in a hook).
+    static LAST_PANIC: Cell<Option<PanicRecord>> = const { Cell::new(None) };
+}
+
+/// Makes this process (a pool worker, just forked) record where its panics happen.
+///
+/// In a process forked from a multithreaded one ("tainted"), the crate's hook records the
+/// location and takes no lock. Otherwise a hook is added in front of whatever hook is in place
+/// (so that one the program installed after the crate's still runs, and does not stop the
+/// recording), and it records the backtrace too when [`Backtrace::capture`] captures one
+/// (`RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` set).
+///
+/// [`Backtrace::capture`]: std::backtrace::Backtrace::capture
+pub(crate) fn record_panics() {
+    RECORD.store(true, Ordering::Relaxed);
+    if is_tainted() || std::thread::panicking() {
+        return;
+    }
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        record_panic(info, true);
+        previous(info);
+    }));
+}
+
+/// Records `info` for this thread, if this process records its panics.
+fn record_panic(info: &PanicHookInfo<'_>, with_backtrace: bool) {
+    if !RECORD.load(Ordering::Relaxed) {
+        return;
+    }
+    let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    let backtrace = if with_backtrace {
+        let bt = std::backtrace::Backtrace::capture();
+        (bt.status() == std::backtrace::BacktraceStatus::Captured)
+            .then(|| without_hook_frames(&bt.to_string()))
+    } else {
+        None
+    };
+    let record = PanicRecord { message: panic_message(info.payload()), location, backtrace };
+    // `try_with`: the thread may be tearing down its locals.
+    let _ = LAST_PANIC.try_with(|last| last.set(Some(record)));
+}
+
+/// A backtrace's text from the frame that began the panic on (`rust_begin_unwind`, for
+/// `panic!`), renumbered from 0: the frames of the hooks that captured it are dropped, as
+/// std's default hook does. Unchanged if std's marker frame is not found.
+fn without_hook_frames(text: &str) -> String {
+    /// The frame number a line of the text starts, if it starts one (`"  12: name"`).
+    fn frame_number(line: &str) -> Option<(usize, usize)> {
+        let digits = line.trim_start();
+        let end = digits.find(':')?;
+        let n = digits[..end].parse().ok()?;
+        Some((n, line.len() - digits.len() + end))
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(marker) = lines.iter().position(|l| l.contains("__rust_end_short_backtrace")) else {
+        return text.to_owned();
+    };
+    let Some(first) = lines[marker + 1..].iter().find_map(|l| frame_number(l)).map(|f| f.0) else {
+        return text.to_owned();
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut keep = false;
+    for line in &lines[marker + 1..] {
+        match frame_number(line) {
+            Some((n, colon)) if n >= first => {
+                keep = true;
+                let _ = writeln!(out, "{:>4}{}", n - first, &line[colon..]);
+            }
+            _ if keep => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Forgets this thread's recorded panic (a worker calls it before each task).
+pub(crate) fn clear_panic_record() {
+    let _ = LAST_PANIC.try_with(|last| last.set(None));
+}
+
+/// Takes this thread's recorded panic, if it is the one whose message `catch_unwind` just
+/// returned (a panic resumed with `resume_unwind` does not call the hook: the record may be
+/// an older panic's).
+pub(crate) fn take_panic_record(message: &str) -> Option<PanicRecord> {
+    LAST_PANIC.try_with(Cell::take).ok().flatten().filter(|r| r.message == message)
 }
 
 /// A fixed buffer that keeps what fits and drops the rest.
@@ -166,5 +285,26 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "<non-string panic payload>".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_hook_frames;
+
+    #[test]
+    fn the_hooks_frames_are_dropped_from_a_backtrace() {
+        let text = "   0: multiproc::fork_safety::record_panic\n             at ./src/fork_safety.rs:1:2\n   \
+                    1: std::sys::backtrace::__rust_end_short_backtrace::<F, !>\n             at x.rs:1:1\n   \
+                    2: __rustc::rust_begin_unwind\n             at p.rs:1:1\n   \
+                    3: app::task\n             at ./src/main.rs:3:5\n  \
+                    10: main\n";
+        assert_eq!(
+            without_hook_frames(text),
+            "   0: __rustc::rust_begin_unwind\n             at p.rs:1:1\n   \
+             1: app::task\n             at ./src/main.rs:3:5\n   8: main\n"
+        );
+        let plain = "   0: a\n   1: b\n";
+        assert_eq!(without_hook_frames(plain), plain);
     }
 }

@@ -38,8 +38,8 @@ pub use multiproc_sys::affinity::{CpuSet, cpu_count, process_cpu_count};
 pub use multiproc_sys::{Pid, Signal};
 pub use pool::{
     AsCompleted, AsyncResult, ExecutorBuilder, ExecutorMap, Future, IMap, InitResult, Pool,
-    PoolBuilder, PoolError, ProcessPoolExecutor, ReturnWhen, StarWork, Task, WaitResult, Work,
-    as_completed, wait as wait_futures,
+    PoolBuilder, PoolError, ProcessPoolExecutor, RemotePanic, ReturnWhen, StarWork, Task,
+    WaitResult, Work, as_completed, wait as wait_futures,
 };
 pub use process::{
     JoinError, ParentProcess, Process, ProcessBuilder, ProcessInfo, ProcessStateError, StartError,

@@ -98,7 +98,7 @@ fn submit_and_result() {
     }
     let f = ex.submit(fail_if_odd, 3).unwrap();
     match f.exception().unwrap() {
-        Some(PoolError::Panicked(msg)) => assert_eq!(msg, "odd: 3"),
+        Some(PoolError::Panicked(p)) => assert_eq!(p.message(), "odd: 3"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(f.result(), Err(PoolError::Panicked(_))));

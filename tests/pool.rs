@@ -190,16 +190,16 @@ fn task_errors_reach_the_caller_with_their_message() {
     let pool = Pool::new(2).unwrap();
     let pids_before = pool.apply(my_pid, ()).unwrap();
     match pool.apply(fails_on_odd, 7) {
-        Err(PoolError::Panicked(msg)) => assert_eq!(msg, "odd input 7"),
+        Err(PoolError::Panicked(p)) => assert_eq!(p.message(), "odd input 7"),
         other => panic!("{other:?}"),
     }
     // map: the first failing item in input order, after everything finished.
     match pool.map_chunksize(fails_on_odd, [0, 2, 5, 3, 4], 1) {
-        Err(PoolError::Panicked(msg)) => assert_eq!(msg, "odd input 5"),
+        Err(PoolError::Panicked(p)) => assert_eq!(p.message(), "odd input 5"),
         other => panic!("{other:?}"),
     }
     match pool.map_chunksize(fails_on_odd, [0, 2, 5, 3, 4], 3) {
-        Err(PoolError::Panicked(msg)) => assert_eq!(msg, "odd input 5"),
+        Err(PoolError::Panicked(p)) => assert_eq!(p.message(), "odd input 5"),
         other => panic!("{other:?}"),
     }
     // imap: the error at its position, and iteration goes on.
@@ -208,7 +208,7 @@ fn task_errors_reach_the_caller_with_their_message() {
     for (i, item) in items.iter().enumerate() {
         match item {
             Ok(v) => assert_eq!(*v as usize, i),
-            Err(PoolError::Panicked(msg)) => assert_eq!(*msg, format!("odd input {i}")),
+            Err(PoolError::Panicked(p)) => assert_eq!(p.message(), format!("odd input {i}")),
             Err(e) => panic!("{e}"),
         }
         assert_eq!(item.is_err(), i % 2 == 1);
@@ -221,7 +221,10 @@ fn task_errors_reach_the_caller_with_their_message() {
     r.on_success(|_| panic!("not a success"));
     assert!(r.get().is_err());
     assert!(!r.successful().unwrap());
-    assert_eq!(seen.lock().unwrap().as_deref(), Some("the task panicked: odd input 9"));
+    let seen = seen.lock().unwrap().clone().unwrap();
+    // "the task panicked at tests/pool.rs:LINE:COL: odd input 9"
+    assert!(seen.starts_with("the task panicked at tests/pool.rs:"), "{seen}");
+    assert!(seen.ends_with(": odd input 9"), "{seen}");
     // The worker survived every panic.
     let pids: HashSet<i32> = (0..20).map(|_| pool.apply(my_pid, ()).unwrap()).collect();
     assert!(pids.contains(&pids_before) || pool.processes() == 2);
@@ -278,7 +281,7 @@ fn failures_inside_one_chunk_fail_only_their_items() {
     for (i, item) in items.iter().enumerate() {
         match item {
             Ok(v) => assert_eq!((*v as usize, i % 2), (i, 0)),
-            Err(PoolError::Panicked(msg)) => assert_eq!(*msg, format!("odd input {i}")),
+            Err(PoolError::Panicked(p)) => assert_eq!(p.message(), format!("odd input {i}")),
             Err(e) => panic!("item {i}: {e}"),
         }
     }
@@ -294,7 +297,7 @@ fn failures_inside_one_chunk_fail_only_their_items() {
     for (i, item) in items.iter().enumerate() {
         match (i, item) {
             (3, Err(PoolError::Encode(msg))) => assert_eq!(msg, "cannot encode three"),
-            (4, Err(PoolError::Panicked(msg))) => assert_eq!(msg, "four"),
+            (4, Err(PoolError::Panicked(p))) => assert_eq!(p.message(), "four"),
             (_, Ok(v)) => assert_eq!(v, &NoThree(i as u32)),
             (_, other) => panic!("item {i}: {other:?}"),
         }

@@ -167,7 +167,9 @@ fn panics_fail_only_their_item() {
     let pool = Context::new(StartMethod::Fork).pool(2).unwrap();
     let mut it = pool.imap(partial(fails_on_odd, 100), 0..4u32, 4).unwrap();
     assert!(matches!(it.next(), Some(Ok(100))));
-    assert!(matches!(it.next(), Some(Err(PoolError::Panicked(ref s))) if s == "odd input 1"));
+    assert!(
+        matches!(it.next(), Some(Err(PoolError::Panicked(ref p))) if p.message() == "odd input 1")
+    );
     assert!(matches!(it.next(), Some(Ok(102))));
     assert!(matches!(it.next(), Some(Err(PoolError::Panicked(_)))));
     assert!(it.next().is_none());

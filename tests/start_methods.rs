@@ -135,7 +135,10 @@ fn pools_and_executors_under_every_method() {
         let pool = ctx.pool(2).unwrap();
         assert_eq!(pool.map(square, 1..=5u64).unwrap(), [1, 4, 9, 16, 25], "{m}");
         let r = pool.map(fails, [0u32, 1]);
-        assert!(matches!(r, Err(PoolError::Panicked(ref s)) if s == "odd input 1"), "{m}: {r:?}");
+        assert!(
+            matches!(r, Err(PoolError::Panicked(ref p)) if p.message() == "odd input 1"),
+            "{m}: {r:?}"
+        );
         pool.close().unwrap();
         pool.join_timeout(WAIT).unwrap();
 

@@ -141,7 +141,7 @@ fn judge(t: &mut Tally, kind: u32, x: u64, r: &Result<u64, PoolError>) {
     let by_sigkill = matches!(r, Err(PoolError::WorkerLost { exitcode: Some(-9), .. }));
     let right = match (kind, r) {
         (NORMAL, Ok(v)) => *v == x.wrapping_mul(x),
-        (PANIC, Err(PoolError::Panicked(m))) => m == "hostile task",
+        (PANIC, Err(PoolError::Panicked(p))) => p.message() == "hostile task",
         (EXIT, Err(PoolError::WorkerLost { exitcode, .. })) => {
             *exitcode == Some(40 + (x % 20) as i32)
         }

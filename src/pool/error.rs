@@ -13,8 +13,9 @@ use multiproc_sys::wait::signal_name;
 ///
 /// Errors that belong to one task ([`Panicked`](Self::Panicked),
 /// [`WorkerLost`](Self::WorkerLost), [`TaskTimeout`](Self::TaskTimeout),
-/// [`Encode`](Self::Encode), [`Decode`](Self::Decode), [`Cancelled`](Self::Cancelled)) fail
-/// that task only; the pool goes on. [`InitializerFailed`](Self::InitializerFailed) and
+/// [`Encode`](Self::Encode), [`EncodeArgument`](Self::EncodeArgument),
+/// [`Decode`](Self::Decode), [`Cancelled`](Self::Cancelled)) fail that task only; the pool goes
+/// on. [`InitializerFailed`](Self::InitializerFailed) and
 /// [`BrokenPool`](Self::BrokenPool) mean the pool is unusable: every pending task and every later
 /// submission fails with them. The error is `Clone` so that a result can be fetched more than
 /// once, as in Python.
@@ -39,7 +40,10 @@ use multiproc_sys::wait::signal_name;
 /// };
 /// // Python re-raises the worker's ZeroDivisionError; here the task fails with its panic.
 /// match pool.apply(divide, 0) {
-///     Err(PoolError::Panicked(msg)) => assert_eq!(msg, "division by zero"),
+///     Err(PoolError::Panicked(p)) => {
+///         assert_eq!(p.message(), "division by zero");
+///         assert!(p.location().is_some_and(|at| at.contains(".rs:")));
+///     }
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// assert_eq!(pool.apply(divide, 4)?, 25); // the worker survived
@@ -55,9 +59,10 @@ use multiproc_sys::wait::signal_name;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum PoolError {
-    /// The task panicked in the worker; this is the panic message (Python re-raises the remote
-    /// exception). The worker survives and goes on with other tasks.
-    Panicked(String),
+    /// The task panicked in the worker: its message, where it panicked, and the worker's
+    /// backtrace if one was captured (see [`RemotePanic`]; Python re-raises the remote exception
+    /// with its `RemoteTraceback`). The worker survives and goes on with other tasks.
+    Panicked(RemotePanic),
     /// The worker running the task died before sending its result: killed by a signal (the
     /// OOM killer's `SIGKILL`, an `abort`, a `kill` from outside) or exited (a `process::exit`
     /// in the task). Only the task it was running fails; the worker is replaced.
@@ -81,9 +86,20 @@ pub enum PoolError {
         /// The timeout it exceeded.
         timeout: Duration,
     },
-    /// The task's return value could not be encoded (its `Encode` implementation panicked;
-    /// Python's `MaybeEncodingError`). The worker survives.
+    /// The task's return value could not be encoded in the worker (its `Encode`
+    /// implementation panicked; Python's `MaybeEncodingError`): the panic message. The task
+    /// fails, the worker survives.
     Encode(String),
+    /// An argument could not be encoded in the parent (its `Encode` implementation panicked;
+    /// Python raises the pickling error): the panic message. Nothing of the call is sent. The
+    /// calls that encode their input at once ([`Pool::apply_async`](super::Pool::apply_async),
+    /// [`Pool::map`](super::Pool::map), [`ProcessPoolExecutor::submit`](super::ProcessPoolExecutor::submit),
+    /// ...) return it; the lazy iterators ([`Pool::imap`](super::Pool::imap),
+    /// [`ProcessPoolExecutor::map`](super::ProcessPoolExecutor::map)) yield it in that item's
+    /// place and go on. The pool goes on, as a [`Queue::put`](crate::Queue::put) of such an
+    /// item returns [`PutError::Encode`](crate::PutError::Encode) and leaves the queue as it
+    /// was.
+    EncodeArgument(String),
     /// An argument could not be decoded in the worker, or a result in the parent: the `Encode`
     /// and `Decode` implementations of the type do not agree.
     Decode(String),
@@ -125,6 +141,101 @@ pub enum PoolError {
     Os(Arc<io::Error>),
 }
 
+/// A panic in a pool worker, as the parent receives it: the message, where the task panicked,
+/// and the worker's backtrace when one was captured — Python's re-raised exception with its
+/// `RemoteTraceback` (see [`PoolError::Panicked`]).
+///
+/// The location is known when the crate's panic hook (or one installed before the pool's first
+/// process was forked, which it wraps) saw the panic in the worker; a `resume_unwind` does not
+/// call hooks, and a panic hook installed later replaces the crate's. The backtrace is
+/// captured as [`std::backtrace::Backtrace::capture`] does: when `RUST_BACKTRACE` (or
+/// `RUST_LIB_BACKTRACE`) is set in the worker, and not at all in a worker of a `fork`-method
+/// pool created while the program ran other threads (capturing one takes a lock such a worker
+/// may have inherited locked).
+///
+/// It displays as `panicked at <file>:<line>:<col>: <message>` (or `panicked: <message>`);
+/// the alternate form (`{:#}`) adds the backtrace on the following lines.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, PoolError};
+///
+/// # fn main() -> Result<(), PoolError> {
+/// let pool = Pool::new(1)?;
+/// match pool.apply(|x: u32| -> u32 { panic!("bad input {x}") }, 7) {
+///     Err(PoolError::Panicked(p)) => {
+///         assert_eq!(p.message(), "bad input 7");
+///         let at = p.location().expect("the crate's hook saw it");
+///         assert!(at.contains(".rs:"), "{at}");
+///         assert!(p.to_string().starts_with("panicked at "));
+///         // p.backtrace() is Some(..) when the worker ran with RUST_BACKTRACE=1.
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemotePanic(Arc<PanicParts>);
+
+#[derive(PartialEq, Eq)]
+struct PanicParts {
+    message: String,
+    location: Option<String>,
+    backtrace: Option<String>,
+}
+
+impl RemotePanic {
+    pub(crate) fn new(
+        message: String,
+        location: Option<String>,
+        backtrace: Option<String>,
+    ) -> Self {
+        RemotePanic(Arc::new(PanicParts { message, location, backtrace }))
+    }
+
+    /// The panic message (`"<non-string panic payload>"` for a payload that is neither a
+    /// `&str` nor a `String`).
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Where the task panicked, as `file:line:column`, if known.
+    pub fn location(&self) -> Option<&str> {
+        self.0.location.as_deref()
+    }
+
+    /// The worker's backtrace of the panic, as [`std::backtrace::Backtrace`] displays it, if
+    /// one was captured (see the type's docs).
+    pub fn backtrace(&self) -> Option<&str> {
+        self.0.backtrace.as_deref()
+    }
+}
+
+impl fmt::Debug for RemotePanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemotePanic")
+            .field("message", &self.0.message)
+            .field("location", &self.0.location)
+            .field("backtrace", &self.0.backtrace)
+            .finish()
+    }
+}
+
+impl fmt::Display for RemotePanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.location {
+            Some(at) => write!(f, "panicked at {at}: {}", self.0.message)?,
+            None => write!(f, "panicked: {}", self.0.message)?,
+        }
+        match &self.0.backtrace {
+            Some(bt) if f.alternate() => write!(f, "\n\nworker stack backtrace:\n{bt}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl PoolError {
     /// Whether this error means the whole pool is unusable (not just one task).
     pub fn is_broken(&self) -> bool {
@@ -150,7 +261,8 @@ pub(crate) fn describe_exitcode(f: &mut fmt::Formatter<'_>, exitcode: Option<i32
 impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PoolError::Panicked(msg) => write!(f, "the task panicked: {msg}"),
+            PoolError::Panicked(p) if f.alternate() => write!(f, "the task {p:#}"),
+            PoolError::Panicked(p) => write!(f, "the task {p}"),
             PoolError::WorkerLost { pid, exitcode } => {
                 write!(f, "worker {} died while running the task: ", pid.as_raw_nonzero())?;
                 describe_exitcode(f, *exitcode)
@@ -161,6 +273,7 @@ impl fmt::Display for PoolError {
                 pid.as_raw_nonzero()
             ),
             PoolError::Encode(msg) => write!(f, "cannot encode the task's result: {msg}"),
+            PoolError::EncodeArgument(msg) => write!(f, "cannot encode the task's argument: {msg}"),
             PoolError::Decode(msg) => write!(f, "cannot decode a task message: {msg}"),
             PoolError::InitializerFailed(msg) => {
                 write!(f, "a worker's initializer failed, the pool is broken: {msg}")

@@ -162,7 +162,13 @@ impl ProcessPoolExecutor {
         ExecutorBuilder::new()
     }
 
-    /// The pids of the workers alive now.
+    /// The pids of the workers alive now, by slot (Python's `[p.pid for p in pool._pool]`).
+    ///
+    /// Right after creation they are the started workers' pids; later they follow replacements.
+    /// The call collects what the fork server has reported (a worker's death, its replacement)
+    /// and waits, briefly, for the workers it is forking at that moment, so it drives the
+    /// pool like a short wait. A worker killed just before the call may still be listed until
+    /// the server has reaped it. Empty once the pool has been joined or terminated.
     pub fn worker_pids(&self) -> Vec<Pid> {
         self.shared.worker_pids()
     }
@@ -180,8 +186,7 @@ impl ProcessPoolExecutor {
     {
         let () = W::SENDABLE; // a capturing closure: a compile error here (see `Work`)
         let work = f.job()?;
-        let mut payload = Vec::new();
-        work.encode_chunk(std::iter::once(&arg), &mut payload);
+        let payload = super::args::encode_one(&work, &arg)?;
         let len = payload.len();
         let batch =
             self.shared.submit(Mode::Collect, work.job, payload, vec![(0..len, 1)], true)?;
@@ -337,6 +342,28 @@ impl<R> fmt::Debug for Future<R> {
 impl<R> Clone for Future<R> {
     fn clone(&self) -> Self {
         Future { handle: self.handle.clone(), _r: PhantomData }
+    }
+}
+
+/// Futures are equal when they are the same call (clones of one future), as Python's futures
+/// compare by identity; so they can key a `HashMap`, as in Python's
+/// `{executor.submit(f, x): x for x in xs}` (see [`as_completed`]).
+///
+/// Clippy's `mutable_key_type` lint flags such a map, because a future holds its executor's
+/// mutable state; that is a false positive, since the hash and equality are the call's identity,
+/// which never changes. Allow the lint there, or list `multiproc::Future` under
+/// `ignore-interior-mutability` in `clippy.toml`.
+impl<R> PartialEq for Future<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl<R> Eq for Future<R> {}
+
+impl<R> std::hash::Hash for Future<R> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
     }
 }
 
@@ -546,9 +573,9 @@ impl<R> fmt::Debug for WaitResult<'_, R> {
 }
 
 /// The distinct futures of `fs`, in order.
-fn dedup<R>(fs: &[Future<R>]) -> Vec<&Future<R>> {
+fn dedup<'a, R: 'a>(fs: impl IntoIterator<Item = &'a Future<R>>) -> Vec<&'a Future<R>> {
     let mut seen = std::collections::HashSet::new();
-    fs.iter().filter(|f| seen.insert(f.key())).collect()
+    fs.into_iter().filter(|f| seen.insert(f.key())).collect()
 }
 
 /// State of a future seen from its core: `None` if not done, else (cancelled, raised).
@@ -606,6 +633,9 @@ fn drive_until<R>(
 /// `return_when` is met or `timeout` passes (then with the partial sets; a timeout is not an
 /// error). Futures already done count at once.
 ///
+/// `fs` is any iterator of futures: `&Vec<Future<R>>`, a slice, a `HashMap`'s `keys()`, ...
+/// (Python takes any iterable); a future given twice counts once.
+///
 /// ```
 /// use multiproc::futures::{ProcessPoolExecutor, ReturnWhen, wait};
 ///
@@ -617,11 +647,11 @@ fn drive_until<R>(
 /// # Ok(())
 /// # }
 /// ```
-pub fn wait<R>(
-    fs: &[Future<R>],
+pub fn wait<'a, R: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<R>>,
     timeout: Option<Duration>,
     return_when: ReturnWhen,
-) -> Result<WaitResult<'_, R>, PoolError> {
+) -> Result<WaitResult<'a, R>, PoolError> {
     let fs = dedup(fs);
     let deadline = Deadline::after(timeout);
     let states = drive_until(&fs, deadline, |states| {
@@ -645,8 +675,31 @@ pub fn wait<R>(
 /// futures already done come first, each future appears once, and after `timeout` (counted
 /// from the call) the next item is `Err(PoolError::Unfinished { .. })` and the iteration ends.
 ///
-/// Waiting on it drives the executors the futures belong to.
-pub fn as_completed<R>(fs: &[Future<R>], timeout: Option<Duration>) -> AsCompleted<'_, R> {
+/// `fs` is any iterator of futures: `&Vec<Future<R>>`, a slice, a `HashMap`'s `keys()`, ...
+/// (Python takes any iterable). Waiting on it drives the executors the futures belong to.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use multiproc::{ProcessPoolExecutor, as_completed};
+///
+/// # #[allow(clippy::mutable_key_type)] // a false positive: see `Future`'s `Hash`
+/// # fn main() -> Result<(), multiproc::PoolError> {
+/// let ex = ProcessPoolExecutor::new(2)?;
+/// // Python: futures = {ex.submit(square, n): n for n in range(4)}
+/// let futures: HashMap<_, u64> =
+///     (0..4).map(|n| Ok((ex.submit(|n: u64| n * n, n)?, n))).collect::<Result<_, multiproc::PoolError>>()?;
+/// for f in as_completed(futures.keys(), None) {
+///     let f = f?;
+///     let n = futures[f];
+///     assert_eq!(f.result()?, n * n);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub fn as_completed<'a, R: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<R>>,
+    timeout: Option<Duration>,
+) -> AsCompleted<'a, R> {
     let fs = dedup(fs);
     let total = fs.len();
     let deadline = Deadline::after(timeout);

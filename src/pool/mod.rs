@@ -72,8 +72,12 @@
 //!   that dies (`SIGKILL`, the OOM killer, `abort`, `exit`) fails exactly the task it was
 //!   running, with [`PoolError::WorkerLost`] naming the signal or exit code; the tasks it had
 //!   not started go to other workers, a replacement is forked, and the pool goes on.
-//! - A task that panics fails with [`PoolError::Panicked`] and the worker lives on; a result
-//!   that cannot be encoded fails that task only. A task that outlives
+//! - A task that panics fails with [`PoolError::Panicked`], which says where it panicked
+//!   (and carries the worker's backtrace when `RUST_BACKTRACE` is set, Python's
+//!   `RemoteTraceback`: see [`RemotePanic`]), and the worker lives on; a result that cannot be
+//!   encoded fails that task only. An argument whose `Encode` panics is
+//!   [`PoolError::EncodeArgument`] from the call that submits it, and nothing of that call is
+//!   sent (see below). A task that outlives
 //!   [`PoolBuilder::task_timeout`] has its worker killed and fails with
 //!   [`PoolError::TaskTimeout`]. An initializer that fails breaks the pool at once
 //!   ([`PoolError::InitializerFailed`] for every pending and later task), with no restart loop.
@@ -129,6 +133,15 @@
 //!   [`Future::cancel`] succeeds until then, even for a task already sent to a worker (P18).
 //! - With `chunksize > 1`, a panic fails only its own item; a dead worker fails the whole
 //!   chunk it was running. `map` reports the first error in input order.
+//! - An argument that cannot be encoded (its `Encode` panics, Python's pickling error) is
+//!   returned as [`PoolError::EncodeArgument`] by the call that encodes it: `apply`,
+//!   `apply_async`, `map`, `map_async`, `starmap*` and [`ProcessPoolExecutor::submit`] submit
+//!   nothing then (Python fails the task, and raises the error from `get` or `result`). The
+//!   lazy [`Pool::imap`], [`Pool::imap_unordered`] and [`ProcessPoolExecutor::map`] yield it
+//!   in that item's place and go on, even within a chunk. The pool is unaffected either way.
+//! - [`PoolError::Panicked`] carries the panic's message, its location (`file:line:col`) and
+//!   the worker's backtrace when one was captured ([`RemotePanic`]), where Python re-raises
+//!   the exception with the remote traceback as its cause.
 //! - Callbacks run in a thread that waits on the pool, not in a handler thread (see above).
 //! - The default pool size is [`process_cpu_count`](crate::process_cpu_count) (P14), as in
 //!   Python 3.13.
@@ -152,6 +165,7 @@
 //!   parent learns of every worker's death from the server, and the server watches a pidfd of
 //!   the parent, not only its control socket.
 
+mod args;
 #[cfg(doctest)]
 mod capture_errors;
 mod config;
@@ -183,7 +197,7 @@ use self::work::runner;
 pub(crate) use self::work::{Job, Prepared};
 use crate::start::StartMethod;
 
-pub use self::error::PoolError;
+pub use self::error::{PoolError, RemotePanic};
 pub use self::executor::{
     AsCompleted, ExecutorBuilder, ExecutorMap, Future, ProcessPoolExecutor, ReturnWhen, WaitResult,
     as_completed, wait,
@@ -494,7 +508,13 @@ impl Pool {
         self.shared.cfg.processes
     }
 
-    /// The pids of the workers alive now (they change when workers are replaced).
+    /// The pids of the workers alive now, by slot (Python's `[p.pid for p in pool._pool]`).
+    ///
+    /// Right after creation they are the started workers' pids; later they follow replacements.
+    /// The call collects what the fork server has reported (a worker's death, its replacement)
+    /// and waits, briefly, for the workers it is forking at that moment, so it drives the
+    /// pool like a short wait. A worker killed just before the call may still be listed until
+    /// the server has reaped it. Empty once the pool has been joined or terminated.
     pub fn worker_pids(&self) -> Vec<Pid> {
         self.shared.worker_pids()
     }
@@ -525,8 +545,7 @@ impl Pool {
     {
         let () = W::SENDABLE;
         let work = f.job()?;
-        let mut payload = Vec::new();
-        work.encode_chunk(std::iter::once(&arg), &mut payload);
+        let payload = args::encode_one(&work, &arg)?;
         let len = payload.len();
         let batch =
             self.shared.submit(Mode::Collect, work.job, payload, vec![(0..len, 1)], true)?;
@@ -642,15 +661,7 @@ impl Pool {
         }
         let items: Vec<A> = iter.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
-        let mut buf = Vec::with_capacity(items.len() * 16 + 8 * items.len().div_ceil(cs));
-        let chunks = items
-            .chunks(cs)
-            .map(|c| {
-                let start = buf.len();
-                work.encode_chunk(c.iter(), &mut buf);
-                (start..buf.len(), c.len())
-            })
-            .collect();
+        let (buf, chunks) = args::encode_batch(&work, &items, cs)?;
         drop(items);
         let batch = self.shared.submit(Mode::Collect, work.job, buf, chunks, true)?;
         Ok(AsyncResult::new(self.shared.clone(), batch, finish_list::<R>))

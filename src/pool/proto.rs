@@ -26,8 +26,12 @@
 //! task frame on a channel; the worker refuses a frame whose seq does not.
 //!
 //! A chunk payload is a `u64` item count followed by the encoded arguments. A chunk result is
-//! one entry per item: a tag ([`ITEM_OK`] then the encoded result, or one of the error tags
-//! then an encoded `String`).
+//! one entry per item: a tag, then [`ITEM_OK`]: the encoded result; [`ITEM_PANIC`]: the panic
+//! message (`String`), its location (`Option<String>`, `file:line:col`) and the worker's
+//! backtrace (`Option<String>`); [`ITEM_BAD_ARG`], [`ITEM_BAD_RESULT`]: an encoded `String`.
+//! The parent decodes all of it with the codec's bounds checks: a garbled item is a
+//! [`PoolError::Decode`](super::PoolError::Decode) for it and the items after it, never a
+//! panic.
 //!
 //! # Control channel (one `SOCK_SEQPACKET` socketpair, parent ↔ server)
 //!
@@ -35,7 +39,12 @@
 //! new worker's channel as `SCM_RIGHTS`, and is followed by the worker's secret
 //! ([`SPAWNED_LEN`] bytes in all).
 
-use crate::codec::Encode;
+use std::any::Any;
+
+use crate::codec::{Decode, DecodeError, Decoder, Encode};
+use crate::fork_safety::{panic_message, take_panic_record};
+
+use super::error::RemotePanic;
 
 /// Length of a frame header (the body length).
 pub(crate) const HEADER: usize = 8;
@@ -100,6 +109,37 @@ pub(crate) const ITEM_PANIC: u8 = 1;
 pub(crate) const ITEM_BAD_ARG: u8 = 2;
 /// Item result: encoding the return value panicked; the message follows.
 pub(crate) const ITEM_BAD_RESULT: u8 = 3;
+
+/// Worker side: appends the item result for a panic `catch_unwind` caught while running the
+/// task (`in_encode` false: [`ITEM_PANIC`], with the location and backtrace the panic hook
+/// recorded for it) or while encoding its result ([`ITEM_BAD_RESULT`]).
+pub(crate) fn encode_caught(out: &mut Vec<u8>, in_encode: bool, payload: &(dyn Any + Send)) {
+    let message = panic_message(payload);
+    if in_encode {
+        out.push(ITEM_BAD_RESULT);
+        message.encode(out);
+        return;
+    }
+    let record = take_panic_record(&message);
+    out.push(ITEM_PANIC);
+    message.encode(out);
+    record.as_ref().and_then(|r| r.location.as_deref()).encode(out);
+    record.as_ref().and_then(|r| r.backtrace.as_deref()).encode(out);
+}
+
+/// Parent side: the body of an [`ITEM_PANIC`] item (after its tag), decoded.
+pub(crate) struct PanicItem(pub RemotePanic);
+
+impl Decode for PanicItem {
+    const MIN_ENCODED_LEN: usize = 8 + 1 + 1;
+
+    fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let message = String::decode(input)?;
+        let location = Option::<String>::decode(input)?;
+        let backtrace = Option::<String>::decode(input)?;
+        Ok(PanicItem(RemotePanic::new(message, location, backtrace)))
+    }
+}
 
 /// Reads a little-endian `u64` at `at` (the caller has checked the length).
 #[inline]
@@ -493,6 +533,50 @@ mod tests {
         assert_eq!(decode_from_worker(body), Some(FromWorker::Violation("why".into())));
         let (body, _) = split_frame(&out[used..]).unwrap();
         assert_eq!(decode_from_worker(body), Some(FromWorker::Ready));
+    }
+
+    #[test]
+    fn a_panic_item_round_trips_and_a_garbled_one_is_an_error() {
+        use crate::pool::error::PoolError;
+        use crate::pool::work::decode_chunk;
+
+        let payload: Box<dyn Any + Send> = Box::new("it broke");
+        let mut item = Vec::new();
+        encode_caught(&mut item, false, &*payload);
+        assert_eq!(item[0], ITEM_PANIC);
+        let mut out = Vec::<Result<u32, PoolError>>::new();
+        decode_chunk(&item, 1, &mut out);
+        match &out[..] {
+            // No hook recorded this one: no location, no backtrace.
+            [Err(PoolError::Panicked(p))] => {
+                assert_eq!((p.message(), p.location(), p.backtrace()), ("it broke", None, None))
+            }
+            other => panic!("{other:?}"),
+        }
+        let full = RemotePanic::new("m".into(), Some("a.rs:1:2".into()), Some("bt".into()));
+        let mut bytes = vec![ITEM_PANIC];
+        "m".encode(&mut bytes);
+        Some("a.rs:1:2").encode(&mut bytes);
+        Some("bt").encode(&mut bytes);
+        let mut out = Vec::<Result<u32, PoolError>>::new();
+        decode_chunk(&bytes, 1, &mut out);
+        assert!(matches!(&out[..], [Err(PoolError::Panicked(p))] if *p == full));
+        // Every truncation decodes to an error, and every byte changed to one result per item
+        // (an error, or whatever the changed bytes still say): never a panic of the decoder.
+        for cut in 0..bytes.len() {
+            let mut out = Vec::<Result<u32, PoolError>>::new();
+            decode_chunk(&bytes[..cut], 1, &mut out);
+            assert!(matches!(&out[..], [Err(PoolError::Decode(_))]), "cut {cut}: {out:?}");
+        }
+        for at in 0..bytes.len() {
+            for v in [0u8, 1, 2, 0x7f, 0xff] {
+                let mut garbled = bytes.clone();
+                garbled[at] = v;
+                let mut out = Vec::<Result<u32, PoolError>>::new();
+                decode_chunk(&garbled, 2, &mut out);
+                assert_eq!(out.len(), 2, "byte {at} = {v}");
+            }
+        }
     }
 
     #[test]

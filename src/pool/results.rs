@@ -11,6 +11,7 @@ use multiproc_sys::time::Deadline;
 
 use crate::codec::{Decode, Encode};
 
+use super::args::{Piece, encode_pieces};
 use super::engine::{BatchId, Completed, Mode, Shared};
 use super::error::PoolError;
 use super::handle::BatchHandle;
@@ -259,17 +260,24 @@ where
             let Some(input) = &mut self.input else { return };
             let items: Vec<I::Item> = input.by_ref().take(self.chunksize).collect();
             let exhausted = items.len() < self.chunksize;
-            if !items.is_empty() {
-                let mut payload = Vec::new();
-                self.work.encode_chunk(items.iter(), &mut payload);
-                let r = self.shared.add_chunk(
-                    self.batch,
-                    self.work.job,
-                    self.submitted,
-                    payload,
-                    items.len(),
-                );
+            // An item whose `Encode` panics fails alone, in its place (its neighbours go as
+            // chunks of their own).
+            for piece in encode_pieces(&self.work, &items) {
+                let key = self.submitted;
                 self.submitted += 1;
+                let r = match piece {
+                    Piece::Payload(payload, n) => {
+                        self.shared.add_chunk(self.batch, self.work.job, key, payload, n)
+                    }
+                    Piece::Failed(msg) => {
+                        self.shared.add_failed_chunk(
+                            self.batch,
+                            key,
+                            PoolError::EncodeArgument(msg),
+                        );
+                        Ok(())
+                    }
+                };
                 if r.is_err() {
                     // The pool is gone: this chunk fails; stop reading input.
                     self.input = None;

@@ -55,10 +55,9 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::codec::{Decode, Decoder, Encode, Message};
-use crate::fork_safety::panic_message;
 
 use super::error::PoolError;
-use super::proto::{ITEM_BAD_ARG, ITEM_BAD_RESULT, ITEM_OK, ITEM_PANIC};
+use super::proto::{ITEM_BAD_ARG, ITEM_BAD_RESULT, ITEM_OK, ITEM_PANIC, PanicItem, encode_caught};
 
 pub(crate) use crate::start::launch::Tramp;
 
@@ -552,8 +551,7 @@ pub(crate) fn run_chunk<A: Decode, R: Encode>(
             }
             Err(payload) => {
                 out.truncate(mark);
-                out.push(if encoding { ITEM_BAD_RESULT } else { ITEM_PANIC });
-                panic_message(&*payload).encode(out);
+                encode_caught(out, encoding, &*payload);
                 i += 1;
             }
         }
@@ -635,7 +633,7 @@ pub(crate) fn decode_chunk_into<R: Decode>(
 fn decode_item<R: Decode>(rest: &mut &[u8]) -> Result<Result<R, PoolError>, String> {
     Ok(match decode_one::<u8>(rest)? {
         ITEM_OK => Ok(decode_one::<R>(rest)?),
-        ITEM_PANIC => Err(PoolError::Panicked(decode_one::<String>(rest)?)),
+        ITEM_PANIC => Err(PoolError::Panicked(decode_one::<PanicItem>(rest)?.0)),
         ITEM_BAD_ARG => Err(PoolError::Decode(decode_one::<String>(rest)?)),
         ITEM_BAD_RESULT => Err(PoolError::Encode(decode_one::<String>(rest)?)),
         tag => return Err(format!("invalid result tag {tag}")),

@@ -87,6 +87,8 @@ pub(crate) fn worker_main(
     }
     // A `Process` a task forks closes the channel: it must not send results in our name.
     let chan = RegisteredFd::new(chan);
+    // Panics of tasks get their location (and backtrace) recorded for `PoolError::Panicked`.
+    crate::fork_safety::record_panics();
     let secret = u64::from_le_bytes(secret);
     let shm = slots.get(slot);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
@@ -136,6 +138,7 @@ pub(crate) fn worker_main(
             }
             out.clear();
             let at = proto::begin_result(&mut out, seq);
+            crate::fork_safety::clear_panic_record();
             run_job(cfg, task.job, task.payload, &mut out);
             proto::end_result(&mut out, at, now_ns().saturating_sub(begun));
             send(&chan, &out);

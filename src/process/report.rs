@@ -11,7 +11,7 @@ use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 
 use super::{JoinError, Running};
-use crate::codec::Message;
+use crate::codec::{Decode, Message};
 
 /// Waits until the child ends or the deadline passes, and reaps it. Returns `Ok(None)` on
 /// timeout; `Ok(Some(None))` if the child was reaped elsewhere.
@@ -92,8 +92,11 @@ pub(super) fn decode_outcome<R: Message>(
         Some((&TAG_VALUE, payload)) if code == 0 => {
             crate::codec::from_bytes::<R>(payload).map_err(JoinError::Decode)
         }
+        // The message; a launched child's report has the pool's panic item after it (the
+        // location and backtrace, not recorded there), which is not read.
         Some((&TAG_PANIC, payload)) => Err(JoinError::Panicked(
-            crate::codec::from_bytes::<String>(payload).unwrap_or_else(|e| format!("<{e}>")),
+            String::decode(&mut crate::codec::Decoder::new(payload))
+                .unwrap_or_else(|e| format!("<{e}>")),
         )),
         Some((&TAG_SETUP, payload)) if payload.len() == 4 => {
             let errno = i32::from_le_bytes(payload.try_into().unwrap_or([0; 4]));

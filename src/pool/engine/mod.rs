@@ -98,6 +98,10 @@ pub(crate) use self::state::{
 /// the server itself.
 const SERVER_MARGIN: Duration = Duration::from_secs(2);
 
+/// How long [`Shared::worker_pids`] waits for the server to report the workers it was asked
+/// to fork (it answers within milliseconds unless the system is overloaded).
+const SPAWN_WAIT: Duration = Duration::from_secs(10);
+
 // ---------------------------------------------------------------------------------------------
 // Shared: the entry points used by the typed handles
 
@@ -270,6 +274,17 @@ impl Shared {
         g.maintain(&self.cfg, &self.slots);
         self.wake_driver(&g);
         Ok(())
+    }
+
+    /// Adds to a stream batch a one-item chunk that failed before it could be sent (its
+    /// argument could not be encoded): it is ready at once, with `err`.
+    pub(crate) fn add_failed_chunk(&self, batch: BatchId, chunk: usize, err: PoolError) {
+        if !self.is_creator() {
+            return;
+        }
+        if let Some(b) = self.lock().batches.get_mut(&batch) {
+            b.push_ready(chunk, StreamChunk { result: Err(err), n: 1 });
+        }
     }
 
     /// Marks a stream batch as complete on the input side.
@@ -529,10 +544,21 @@ impl Shared {
     }
 
     /// The pids of the live workers, by slot.
-    pub(crate) fn worker_pids(&self) -> Vec<Pid> {
+    ///
+    /// Reads what the server has reported first (deaths, replacements), and waits (at most
+    /// [`SPAWN_WAIT`]) for its answer to every fork asked of it, so that a worker it is forking
+    /// — right after the pool was created, or replacing one — is listed as soon as it exists.
+    pub(crate) fn worker_pids(self: &Arc<Self>) -> Vec<Pid> {
         if !self.is_creator() {
             return Vec::new();
         }
+        let _ = self.wait_until(Deadline::after(Some(Duration::ZERO)), |_| false);
+        let _ = self.wait_until(Deadline::after(Some(SPAWN_WAIT)), |c| {
+            c.control.is_none()
+                || c.broken.is_some()
+                || matches!(c.phase, Phase::Terminated | Phase::Joined)
+                || !c.slots.iter().any(|s| matches!(s, SlotState::Spawning))
+        });
         self.lock()
             .slots
             .iter()
