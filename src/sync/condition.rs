@@ -432,6 +432,10 @@ impl Condition {
 
     /// Python's `acquire(block=True, timeout=None)` on the lock.
     ///
+    /// With a [`Lock`] the calling thread holds already, a timed acquire waits out its timeout
+    /// and returns `Ok(false)` (`Some(ZERO)`: at once), as Python's does; `None` is
+    /// [`AcquireError::WouldDeadlock`].
+    ///
     /// # Errors
     /// As [`Lock::acquire`] or [`RLock::acquire`].
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
