@@ -516,6 +516,9 @@ impl Condition {
                 if !l.held_by_current_thread() {
                     return Err(WaitError::NotOwner);
                 }
+                if l.held_for_data() {
+                    return Err(WaitError::LockedForData);
+                }
                 let seq = st.seq.load(Relaxed);
                 match l.unlock_for_wait() {
                     Ok(levels) => (seq, Saved::RLock(levels)),

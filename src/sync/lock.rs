@@ -288,16 +288,6 @@ impl Lock {
         st.unlock()
     }
 
-    /// For the guards of `Value`/`Array`: acquires held [`Via::Data`] and wraps the guard.
-    #[inline(always)]
-    pub(crate) fn lock_data<'a, G>(
-        &'a self,
-        patience: Patience,
-        wrap: impl FnOnce(LockGuard<'a>) -> G,
-    ) -> Result<G, AcquireError<G>> {
-        self.guarded(patience, Via::Data, |inner| wrap(LockGuard { inner }))
-    }
-
     /// For `Condition::wait`: releases the lock held by the calling thread and returns its
     /// mode, to be restored by [`relock_after_wait`](Self::relock_after_wait).
     pub(crate) fn unlock_for_wait(&self) -> Result<u32, Errno> {

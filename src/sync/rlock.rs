@@ -20,7 +20,7 @@ use static_assertions::const_assert_eq;
 
 use super::api::{Guard, RawAcquire, Via};
 use super::error::{AcquireError, ReleaseError};
-use super::raw::{Got, RawLock, acquire_error, release_error};
+use super::raw::{Got, RawLock, acquire_error, held_by_caller, release_error};
 use crate::shm::ShmBox;
 use crate::wait::{Patience, Spin};
 
@@ -29,16 +29,24 @@ use crate::wait::{Patience, Spin};
 /// | field | meaning | written by |
 /// |---|---|---|
 /// | `count` | recursion depth: acquires not yet matched by a release | the owner, while holding the mutex |
-/// | `guards` | how many of those levels belong to live guards | the owner, while holding the mutex |
+/// | `guards` | how many of those levels belong to live guards (data guards included) | the owner, while holding the mutex |
+/// | `data` | 1 while a `Value`/`Array` guard (which hands out `&mut` to the data) holds a level | the owner, while holding the mutex |
 ///
 /// The mutex alone decides who holds the lock; a recursive acquire is recognised by the mutex
 /// itself refusing the owner (`EDEADLK`), so a stale `holder` word can never let a thread in.
 /// `holder` serves [`RLock::release`]'s ownership check and `Condition`. An owner that dies
-/// leaves `holder` and `count` behind; the next acquirer gets `OwnerDied` and resets both.
+/// leaves `holder`, `count`, `guards` and `data` behind; the next acquirer gets `OwnerDied` and
+/// resets them.
+///
+/// `data` keeps a `Value`/`Array` sound under a recursive lock: the owner may nest levels
+/// freely, but a second data level while one lives would be a second `&mut` to the data, so a
+/// data acquire by the owner while `data` is set is refused as a non-recursive lock's would be
+/// ([`held_by_caller`]).
 #[repr(C)]
 pub(crate) struct RLockBook {
     count: AtomicU32,
     guards: AtomicU32,
+    data: AtomicU32,
 }
 
 /// The shared state of an [`RLock`].
@@ -46,7 +54,7 @@ pub(crate) type RLockState = RawLock<RLockBook>;
 
 const_assert_eq!(
     size_of::<RLockState>(),
-    (size_of::<libc::pthread_mutex_t>() + 12).next_multiple_of(align_of::<libc::pthread_mutex_t>())
+    (size_of::<libc::pthread_mutex_t>() + 16).next_multiple_of(align_of::<libc::pthread_mutex_t>())
 );
 const_assert_eq!(align_of::<RLockState>(), align_of::<libc::pthread_mutex_t>());
 
@@ -82,6 +90,10 @@ const_assert_eq!(align_of::<RLockState>(), align_of::<libc::pthread_mutex_t>());
 /// # Ok(())
 /// # }
 /// ```
+///
+/// It is the default lock of a [`Value`](crate::Value) or an [`Array`](crate::Array), as in
+/// Python: the owner may use the data while holding it, but only through one guard of the data
+/// at a time (see [`DataLock`](crate::DataLock)).
 ///
 /// A robust, process-shared pthread mutex plus the owner's thread id and the recursion depth,
 /// in a shared segment. A recursive acquire or a release that does not free the lock costs no
@@ -221,19 +233,16 @@ impl RLock {
         self.st().held_by_current_thread()
     }
 
-    /// Takes one more level: the mutex if the caller does not hold it, else depth + 1.
-    fn acquire_level(&self, patience: Patience) -> Result<Got, AcquireError<()>> {
-        let got = match self.st().try_lock() {
-            Ok(Some(got)) => got,
+    /// Takes the mutex, or finds that the caller holds it already (`Ok(None)`).
+    #[inline]
+    fn take_mutex(&self, patience: Patience) -> Result<Option<Got>, AcquireError<()>> {
+        match self.st().try_lock() {
+            Ok(Some(got)) => Ok(Some(got)),
             // glibc: the caller holds it.
-            Err(Errno::DEADLK) => return self.recurse(),
-            Ok(None) => match self.lock_contended(patience)? {
-                Some(got) => got,
-                None => return self.recurse(),
-            },
-            Err(e) => return Err(acquire_error(e)),
-        };
-        Ok(self.took(got))
+            Err(Errno::DEADLK) => Ok(None),
+            Ok(None) => self.lock_contended(patience),
+            Err(e) => Err(acquire_error(e)),
+        }
     }
 
     /// The mutex is busy: spin a little, then wait per `patience`. `Ok(None)` means the caller
@@ -272,7 +281,20 @@ impl RLock {
         let book = &self.st().book;
         book.count.store(1, Relaxed);
         book.guards.store(0, Relaxed);
+        book.data.store(0, Relaxed);
         got
+    }
+
+    /// Whether a `Value`/`Array` guard holds a level (meaningful to the owner only).
+    #[inline]
+    pub(crate) fn held_for_data(&self) -> bool {
+        self.st().book.data.load(Relaxed) != 0
+    }
+
+    /// Releases the level of a `Value`/`Array` guard (its drop).
+    pub(crate) fn unlock_data(&self) {
+        self.st().book.data.store(0, Relaxed);
+        self.unlock_guard();
     }
 
     /// Releases one level held by the caller; the last one unlocks the mutex.
@@ -320,11 +342,22 @@ impl RLock {
 impl RawAcquire for RLock {
     #[inline]
     fn acquire_via(&self, patience: Patience, via: Via) -> Result<Got, AcquireError<()>> {
-        debug_assert_ne!(via, Via::Data, "an RLock protects no Value or Array");
-        let got = self.acquire_level(patience)?;
-        if via == Via::Guard {
-            let guards = &self.st().book.guards;
-            guards.store(guards.load(Relaxed) + 1, Relaxed);
+        let book = &self.st().book;
+        let got = match self.take_mutex(patience)? {
+            Some(got) => self.took(got),
+            // A second data level would be a second `&mut` to the data.
+            None if via == Via::Data && book.data.load(Relaxed) != 0 => {
+                return Err(held_by_caller(patience));
+            }
+            None => self.recurse()?,
+        };
+        match via {
+            Via::Call => {}
+            Via::Guard => book.guards.store(book.guards.load(Relaxed) + 1, Relaxed),
+            Via::Data => {
+                book.guards.store(book.guards.load(Relaxed) + 1, Relaxed);
+                book.data.store(1, Relaxed);
+            }
         }
         Ok(got)
     }
