@@ -242,15 +242,16 @@ fn reap_orphans() {
 /// The process group of the program under test, killed by the watchdog before it aborts.
 static GROUP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-/// Kills the program's process group (every process of its tree) when dropped: nothing is
-/// left running when a check fails.
-struct KillGroup(i32);
+/// Kills the program's process group (every process of its tree) and removes its pid files
+/// when dropped: nothing is left behind when a check fails.
+struct KillGroup(i32, std::path::PathBuf);
 
 impl Drop for KillGroup {
     fn drop(&mut self) {
         GROUP.store(0, std::sync::atomic::Ordering::SeqCst);
         // SAFETY: plain kill of the group this test made.
         unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -276,7 +277,7 @@ fn run(scenario: Scenario) -> BTreeSet<String> {
         .unwrap();
     let pid = prog.id() as i32;
     GROUP.store(pid, std::sync::atomic::Ordering::SeqCst);
-    let _kill_group = KillGroup(pid);
+    let _kill_group = KillGroup(pid, dir.clone());
     let (lines_tx, lines) = mpsc::channel();
     let stdout = prog.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -388,7 +389,6 @@ fn run(scenario: Scenario) -> BTreeSet<String> {
         std::thread::sleep(Duration::from_millis(5));
     }
     reap_orphans();
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!("{scenario:?}: program said {said:?}; left running: {left_names:?}");
     left_names
 }

@@ -186,7 +186,8 @@ impl Lock {
     /// - [`AcquireError::Timeout`] once the timeout has really passed (never early). That
     ///   includes a lock the calling thread holds itself: nothing else can release it, so the
     ///   call sleeps out the timeout, as Python's `acquire(timeout=t)` does.
-    /// - [`AcquireError::WouldDeadlock`]: `None`, and the calling thread holds the lock.
+    /// - [`AcquireError::WouldDeadlock`]: `None` (or a timeout too long to ever end), and the
+    ///   calling thread holds the lock.
     /// - Otherwise as [`lock`](Self::lock).
     #[inline]
     pub fn lock_timeout(
@@ -207,8 +208,8 @@ impl Lock {
     /// # Errors
     /// - [`AcquireError::OwnerDied`]: acquired (release it as usual), but the previous holder
     ///   died holding it.
-    /// - [`AcquireError::WouldDeadlock`]: `None`, and the calling thread holds the lock already
-    ///   (Python hangs forever).
+    /// - [`AcquireError::WouldDeadlock`]: `None` (or a timeout too long to ever end), and the
+    ///   calling thread holds the lock already (Python hangs forever).
     /// - [`AcquireError::Os`]: an unexpected error from the mutex.
     #[inline]
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, AcquireError<()>> {
