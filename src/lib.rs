@@ -52,8 +52,8 @@ pub use queue::{
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use sync::{
     AcquireError, Barrier, BarrierBuilder, BarrierError, BoundedSemaphore, Condition,
-    ConditionGuard, ConditionLock, Event, Lock, LockGuard, NotifyError, RLock, RLockGuard,
-    ReleaseError, Semaphore, SemaphoreGuard, WaitError,
+    ConditionGuard, ConditionLock, DataLock, Event, Lock, LockGuard, NotifyError, RLock,
+    RLockGuard, ReleaseError, Semaphore, SemaphoreGuard, WaitError,
 };
 
 /// Python's `concurrent.futures` names in one place: [`ProcessPoolExecutor`], [`Future`],

@@ -87,6 +87,23 @@ impl Patience {
     }
 }
 
+/// Sleeps until `deadline` has passed on `CLOCK_MONOTONIC` (never returns early; a signal
+/// handler that interrupts the sleep costs only a retry for the time left). The deadline must
+/// not be [`Deadline::FOREVER`] (it returns at once then).
+///
+/// For the one wait that nothing can end early: a timed acquire of a lock that only the
+/// waiting thread itself could release.
+pub(crate) fn sleep_until(deadline: Deadline) {
+    debug_assert!(!deadline.is_forever(), "sleep_until(FOREVER) would never return");
+    while let Some(left) = deadline.remaining() {
+        if left.is_zero() {
+            break;
+        }
+        // `nanosleep` on Linux measures on CLOCK_MONOTONIC; the loop re-checks anyway.
+        std::thread::sleep(left);
+    }
+}
+
 /// How a waiter spins before it sleeps: `polls` polls, each after `gap` `pause` instructions
 /// (`spin_loop`); then polls for up to `linger` (in rounds of 64 pauses); then `yields` polls,
 /// each after a `sched_yield`.

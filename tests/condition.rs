@@ -179,8 +179,20 @@ fn acquire_and_release_delegate_to_the_lock() {
     let lock = Lock::new().unwrap();
     let cond = Condition::with_lock(lock.clone()).unwrap();
     let _g = cond.lock().unwrap();
-    assert!(matches!(lock.try_lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(cond.try_lock(), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(lock.lock(), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(cond.lock(), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(cond.acquire(), Err(AcquireError::WouldDeadlock)));
+    // Bounded: as Python's `Condition(Lock())`, a timeout (after the whole timeout).
+    assert!(matches!(lock.try_lock(), Err(AcquireError::Timeout)));
+    assert!(matches!(cond.try_lock(), Err(AcquireError::Timeout)));
+    assert!(!cond.acquire_timeout(Duration::ZERO).unwrap());
+    let t = Duration::from_millis(30);
+    let start = Instant::now();
+    assert!(!cond.acquire_timeout(t).unwrap());
+    assert!(start.elapsed() >= t, "returned after {:?}", start.elapsed());
+    let start = Instant::now();
+    assert!(matches!(cond.lock_timeout(t), Err(AcquireError::Timeout)));
+    assert!(start.elapsed() >= t, "returned after {:?}", start.elapsed());
 }
 
 #[test]

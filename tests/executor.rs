@@ -449,6 +449,34 @@ fn break_on_worker_death_gives_python_broken_process_pool() {
     }
 }
 
+/// Python 3.14's `terminate_workers`: running and pending futures fail at once, the workers
+/// are gone, and later submissions are refused.
+#[test]
+fn terminate_workers_fails_running_futures_and_stops_the_workers() {
+    let _w = watchdog(TEST_LIMIT);
+    let page = SharedPage::new(4096);
+    let addr = (unsafe { page.get::<AtomicI32>(0) }) as *const AtomicI32 as usize;
+    let ex = ProcessPoolExecutor::new(1).unwrap();
+    let running = ex.submit(publish_pid_and_spin, addr).unwrap();
+    let pending = ex.submit(square, 3).unwrap();
+    assert!(eventually(TEST_LIMIT, || {
+        let _ = running.done();
+        at::<AtomicI32>(addr).load(Ordering::SeqCst) != 0
+    }));
+    let worker = at::<AtomicI32>(addr).load(Ordering::SeqCst);
+    let start = Instant::now();
+    ex.terminate_workers().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    assert!(matches!(running.result_timeout(Duration::ZERO), Err(PoolError::Terminated)));
+    assert!(matches!(pending.result_timeout(Duration::ZERO), Err(PoolError::Terminated)));
+    // The worker was reaped: its pid no longer names a process (or a recycled one, not ours).
+    let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap_or_default();
+    assert!(!stat.contains("executor"), "worker {worker} is still there: {stat}");
+    assert!(ex.worker_pids().is_empty());
+    assert!(ex.submit(square, 4).is_err());
+    ex.terminate_workers().unwrap(); // again: nothing to do
+}
+
 #[test]
 fn a_failing_initializer_breaks_the_executor() {
     let _w = watchdog(TEST_LIMIT);

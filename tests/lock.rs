@@ -82,14 +82,77 @@ fn release_refuses_a_lock_held_through_a_guard() {
 }
 
 #[test]
-fn relock_by_the_holder_is_would_deadlock_not_a_hang() {
+fn relock_by_the_holder_without_a_timeout_is_would_deadlock_not_a_hang() {
     let _w = watchdog(TEST_LIMIT);
     let lock = Lock::new().unwrap();
     let _g = lock.lock().unwrap();
     assert!(matches!(lock.lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(lock.try_lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(lock.lock_timeout(Duration::from_secs(5)), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(lock.lock(), Err(AcquireError::WouldDeadlock)));
     assert!(matches!(lock.acquire(), Err(AcquireError::WouldDeadlock)));
+    // A timeout too long to end is no timeout.
+    assert!(matches!(lock.acquire_timeout(Duration::MAX), Err(AcquireError::WouldDeadlock)));
+}
+
+/// Python 3.11: `l = Lock(); l.acquire(); l.acquire(timeout=0.2)` returns `False` after 0.2 s,
+/// and `l.acquire(False)` returns `False` at once.
+#[test]
+fn a_bounded_relock_by_the_holder_fails_after_its_timeout_as_in_python() {
+    let _w = watchdog(TEST_LIMIT);
+    let lock = Lock::new().unwrap();
+    for held_by_guard in [true, false] {
+        let guard = if held_by_guard {
+            Some(lock.lock().unwrap())
+        } else {
+            lock.acquire().unwrap();
+            None
+        };
+        // Non-blocking: at once.
+        assert!(!lock.acquire_timeout(Duration::ZERO).unwrap());
+        assert!(matches!(lock.try_lock(), Err(AcquireError::Timeout)));
+        assert!(matches!(lock.lock_timeout(Duration::ZERO), Err(AcquireError::Timeout)));
+        // Timed: the whole timeout, never less.
+        let t = Duration::from_millis(200);
+        let start = Instant::now();
+        assert!(!lock.acquire_timeout(t).unwrap());
+        let waited = start.elapsed();
+        assert!(waited >= t, "acquire({t:?}) by the holder returned after {waited:?}");
+        let t = Duration::from_millis(30);
+        let start = Instant::now();
+        assert!(matches!(lock.lock_timeout(t), Err(AcquireError::Timeout)));
+        assert!(start.elapsed() >= t, "lock_timeout returned after {:?}", start.elapsed());
+        // Still held, exactly once.
+        match guard {
+            Some(g) => drop(g),
+            None => lock.release().unwrap(),
+        }
+        assert!(matches!(lock.release(), Err(ReleaseError::NotHeld)));
+    }
+    // Free again: a bounded acquire succeeds at once.
+    assert!(lock.acquire_timeout(Duration::from_secs(5)).unwrap());
+    lock.release().unwrap();
+}
+
+/// The holder's timed acquire waits, and another thread waiting for the lock at the same time
+/// is unaffected: it gets the lock as soon as the holder releases it.
+#[test]
+fn a_timed_relock_by_the_holder_does_not_disturb_other_waiters() {
+    let _w = watchdog(TEST_LIMIT);
+    let lock = Lock::new().unwrap();
+    lock.acquire().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            tx.send(()).unwrap();
+            let got = lock.acquire_timeout(Duration::from_secs(20)).unwrap();
+            lock.release().unwrap();
+            got
+        })
+    };
+    rx.recv().unwrap();
+    assert!(!lock.acquire_timeout(Duration::from_millis(20)).unwrap());
+    lock.release().unwrap();
+    assert!(other.join().unwrap());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{SharedPage, TEST_LIMIT, eventually, fork_child, watchdog};
 use multiproc::sys::shm_safe::ShmSafe;
@@ -173,8 +173,11 @@ fn value_guard_derefs_and_store_load_round_trip() {
     v.store([4, 5, 6]).unwrap();
     assert_eq!(v.load().unwrap(), [4, 5, 6]);
     let g = v.try_lock().unwrap();
-    assert!(matches!(v.try_lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(v.lock_timeout(Duration::from_millis(5)), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(v.lock(), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(v.try_lock(), Err(AcquireError::Timeout)));
+    let start = Instant::now();
+    assert!(matches!(v.lock_timeout(Duration::from_millis(5)), Err(AcquireError::Timeout)));
+    assert!(start.elapsed() >= Duration::from_millis(5));
     drop(g);
     assert_eq!(*v.lock_timeout(Duration::ZERO).unwrap(), [4, 5, 6]);
 }
@@ -187,9 +190,10 @@ fn a_shared_lock_protects_several_objects() {
     let c = Array::from_slice_with_lock(&[9u8], lock.clone()).unwrap();
     let g = a.lock().unwrap();
     // One lock: holding it through `a` excludes `b`, `c` and the lock itself.
-    assert!(matches!(b.try_lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(c.try_lock(), Err(AcquireError::WouldDeadlock)));
-    assert!(matches!(a.get_lock().try_lock(), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(b.lock(), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(c.try_lock(), Err(AcquireError::Timeout)));
+    assert!(matches!(a.get_lock().lock(), Err(AcquireError::WouldDeadlock)));
+    assert!(matches!(a.get_lock().try_lock(), Err(AcquireError::Timeout)));
     // The data guard cannot be released from under it.
     assert!(matches!(lock.release(), Err(ReleaseError::NotOwner)));
     drop(g);

@@ -139,7 +139,9 @@ impl ExecutorBuilder {
 /// ```
 ///
 /// Dropping it shuts it down and waits for the submitted work, as Python's `with` block does
-/// (see the [module docs](super#dropping-a-pool)).
+/// (see the [module docs](super#dropping-a-pool)); [`terminate_workers`](Self::terminate_workers)
+/// stops running work. On Ctrl-C it behaves as a [`Pool`](crate::Pool) (see the crate docs'
+/// "Ctrl-C").
 #[must_use = "dropping an executor shuts it down, waiting for the submitted work"]
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
@@ -228,6 +230,15 @@ impl ProcessPoolExecutor {
             self.shared.cancel_pending();
         }
         if wait { self.shared.join_within(None) } else { Ok(()) }
+    }
+
+    /// Stops the workers now (Python 3.14's `terminate_workers`): shuts the executor down and
+    /// fails every future not done yet with [`PoolError::Terminated`], running ones included;
+    /// workers get `SIGTERM`, then `SIGKILL` after the grace period, and are reaped, as in
+    /// [`Pool::terminate`](crate::Pool::terminate). Bounded in time; safe to call more than
+    /// once. For a program that ends its waits on Ctrl-C (see the crate docs' "Ctrl-C").
+    pub fn terminate_workers(&self) -> Result<(), PoolError> {
+        self.shared.terminate()
     }
 }
 

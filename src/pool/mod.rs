@@ -83,6 +83,13 @@
 //!   ([`PoolError::InitializerFailed`] for every pending and later task), with no restart loop.
 //! - [`terminate`](Pool::terminate) is bounded: `SIGTERM`, a grace period, `SIGKILL`, reap.
 //!   Every worker is reaped by the server, and the server by the parent: no zombies.
+//! - **Ctrl-C** leaves nothing running: `SIGINT` to the parent alone ends it (default
+//!   disposition) and the workers die with the server, which dies with the parent; a terminal's
+//!   Ctrl-C reaches them all. In a parent that installed a `SIGINT` handler and lives on, a wait
+//!   on a pool whose server or workers died of the `SIGINT` (those started by the fork server)
+//!   returns an error; a pool built with [`StartMethod::Fork`]
+//!   inherited the handler and runs on until [`terminate`](Pool::terminate)d. See the crate
+//!   docs' "Ctrl-C".
 //!
 //! # Throughput: pipelining and rebalancing
 //!

@@ -56,6 +56,12 @@
 //! Daemon children also get `PR_SET_PDEATHSIG(SIGKILL)`, so they die with their parent even if
 //! the parent is SIGKILLed. Linux sends that signal when the *thread* that forked the child
 //! exits: create long-lived daemon children from a long-lived thread.
+//!
+//! Ctrl-C: a parent with the default `SIGINT` disposition ends at once, as if `SIGKILL`ed, so
+//! `SIGINT` to the parent alone takes its daemon children with it and leaves non-daemon ones
+//! running to their end (as Python's, whose parent would join them at exit); a terminal's
+//! Ctrl-C reaches every process of the group. A child forked from a parent that installed a
+//! `SIGINT` handler inherits the handler. See the crate docs' "Ctrl-C".
 #![allow(unsafe_code)] // fork, and the closure's box around it (see `Job`).
 
 use std::fmt;

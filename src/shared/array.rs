@@ -1,5 +1,5 @@
-//! [`Array`]: a fixed-length array of `T` in shared memory behind a [`Lock`] — Python's
-//! `multiprocessing.Array`.
+//! [`Array`]: a fixed-length array of `T` in shared memory behind an [`RLock`] (or a
+//! [`Lock`](crate::Lock)) — Python's `multiprocessing.Array`.
 //!
 //! # Unsafe in this file
 //!
@@ -18,16 +18,20 @@ use multiproc_sys::shm_safe::ShmSafe;
 
 use super::{ArrayHeader, new_elements};
 use crate::shm::ShmBox;
-use crate::sync::{AcquireError, Lock, LockGuard};
+use crate::sync::{AcquireError, DataGuard, DataLock, RLock, lock_data};
 use crate::wait::Patience;
 
-/// A fixed-length array of `T` in shared memory, protected by a process-shared [`Lock`] —
+/// A fixed-length array of `T` in shared memory, protected by a process-shared lock —
 /// Python's `multiprocessing.Array`.
 ///
 /// Access it through the guard of [`lock`](Self::lock), which derefs to `[T]`: indexing,
 /// slices, iteration and slice methods all work (Python's `with arr.get_lock(): arr[i] = x`).
-/// [`to_vec`](Self::to_vec) copies it out under the lock (Python's `arr[:]`). `T` and the
-/// access rules are as for [`Value`](super::Value) (see its "Which `T`" and "Why no atomics").
+/// [`to_vec`](Self::to_vec) copies it out under the lock (Python's `arr[:]`). The lock is a new
+/// [`RLock`] (Python's default) or the [`Lock`](crate::Lock) or [`RLock`] given to
+/// [`with_lock`](Self::with_lock) (Python's `lock=`), of type `L`. `T`, the lock and the
+/// access rules are as for [`Value`](super::Value) (see its "Which `T`", "The lock and the
+/// guard" and "Why no atomics"): the holder of [`get_lock`](Self::get_lock) (an `RLock`) may
+/// use the array, but only one guard of the data lives at a time.
 ///
 /// ```
 /// use multiproc::{AcquireError, Array, Process, Value};
@@ -62,13 +66,17 @@ use crate::wait::Patience;
 ///
 /// # Differences from Python
 ///
-/// - The default lock is a [`Lock`], not an `RLock` (see [`Value`](super::Value)).
+/// - The lock is an [`RLock`] by default, as in Python, but only one guard of the data (which
+///   derefs to `&mut [T]`) may live at a time, also in the holding thread; nesting the lock
+///   itself works as in Python (see [`Value`](super::Value)'s "The lock and the guard").
+/// - `lock=` takes a [`Lock`](crate::Lock) or an [`RLock`] ([`with_lock`](Self::with_lock));
+///   Python's `lock=False` is [`RawArray`](super::RawArray).
 /// - Indexing out of range panics, as for any Rust slice (Python raises `IndexError`); use
 ///   `get`. Slices are borrowed views, not copies.
-pub struct Array<T: ShmSafe> {
+pub struct Array<T: ShmSafe, L: DataLock = RLock> {
     data: ShmBox<ArrayHeader>,
     len: usize,
-    lock: Lock,
+    lock: L,
     _t: PhantomData<T>,
 }
 
@@ -76,7 +84,8 @@ pub struct Array<T: ShmSafe> {
 /// — Python's `with arr.get_lock(): arr[i] ...`.
 ///
 /// Not `Send`: the lock belongs to the thread that acquired it. While it lives, nothing else
-/// can release the lock. If its process dies while holding it, the next locker gets
+/// can release the lock's level it holds, and no other guard of the array (or of an object
+/// sharing its lock) can be had, in this thread either. If its process dies while holding it, the next locker gets
 /// [`AcquireError::OwnerDied`] with its own guard.
 ///
 /// ```
@@ -93,52 +102,56 @@ pub struct Array<T: ShmSafe> {
 pub struct ArrayGuard<'a, T: ShmSafe> {
     ptr: *mut T,
     len: usize,
-    _guard: LockGuard<'a>,
+    _guard: DataGuard<'a>,
     _t: PhantomData<&'a mut [T]>,
 }
 
-impl<T: ShmSafe> Clone for Array<T> {
+impl<T: ShmSafe, L: DataLock> Clone for Array<T, L> {
     fn clone(&self) -> Self {
         Array { data: self.data.clone(), len: self.len, lock: self.lock.clone(), _t: PhantomData }
     }
 }
 
 impl<T: ShmSafe> Array<T> {
-    /// A new shared array of `len` zeroes, with a new [`Lock`] (Python: `Array(typecode, len)`).
+    /// A new shared array of `len` zeroes, with a new [`RLock`] (Python:
+    /// `Array(typecode, len)`).
     ///
     /// # Errors
     /// The size overflows, mapping a shared segment failed, or the kernel has no robust
     /// futexes.
     pub fn new(len: usize) -> io::Result<Array<T>> {
-        Array::with_lock(len, Lock::new()?)
+        Array::with_lock(len, RLock::new()?)
     }
 
-    /// A new shared array holding a copy of `values`, with a new [`Lock`] (Python:
+    /// A new shared array holding a copy of `values`, with a new [`RLock`] (Python:
     /// `Array(typecode, sequence)`).
     ///
     /// # Errors
     /// As [`new`](Self::new).
     pub fn from_slice(values: &[T]) -> io::Result<Array<T>> {
-        Array::from_slice_with_lock(values, Lock::new()?)
+        Array::from_slice_with_lock(values, RLock::new()?)
     }
 
-    /// [`new`](Self::new) with a given lock (Python's `lock=` argument).
+    /// [`new`](Array::new) with a given lock, a [`Lock`](crate::Lock) or an [`RLock`]
+    /// (Python's `lock=` argument); `L` is its type.
     ///
     /// # Errors
     /// The size overflows or mapping the shared segment failed.
-    pub fn with_lock(len: usize, lock: Lock) -> io::Result<Array<T>> {
+    pub fn with_lock<L: DataLock>(len: usize, lock: L) -> io::Result<Array<T, L>> {
         Ok(Array { data: new_elements::<T>(len, None)?, len, lock, _t: PhantomData })
     }
 
-    /// [`from_slice`](Self::from_slice) with a given lock (Python's `lock=` argument).
+    /// [`from_slice`](Array::from_slice) with a given lock (Python's `lock=` argument).
     ///
     /// # Errors
     /// As [`with_lock`](Self::with_lock).
-    pub fn from_slice_with_lock(values: &[T], lock: Lock) -> io::Result<Array<T>> {
+    pub fn from_slice_with_lock<L: DataLock>(values: &[T], lock: L) -> io::Result<Array<T, L>> {
         let data = new_elements(values.len(), Some(values))?;
         Ok(Array { data, len: values.len(), lock, _t: PhantomData })
     }
+}
 
+impl<T: ShmSafe, L: DataLock> Array<T, L> {
     /// The number of elements (Python's `len(arr)`), fixed at creation.
     pub fn len(&self) -> usize {
         self.len
@@ -149,24 +162,28 @@ impl<T: ShmSafe> Array<T> {
         self.len == 0
     }
 
-    /// The lock that protects the array (Python's `get_lock()`).
-    pub fn get_lock(&self) -> &Lock {
+    /// The lock that protects the array (Python's `get_lock()`). Holding it (with the default
+    /// [`RLock`]) does not stop this thread from using the array: see the type docs.
+    pub fn get_lock(&self) -> &L {
         &self.lock
     }
 
     /// Locks the array, waiting as long as it takes; the guard derefs to `[T]`.
     ///
     /// # Errors
-    /// As [`Lock::lock`]: [`AcquireError::OwnerDied`] still carries the guard.
+    /// As [`Value::lock`](super::Value::lock): [`AcquireError::OwnerDied`] still carries the
+    /// guard; [`AcquireError::WouldDeadlock`] while this thread holds a guard of the array
+    /// (or of an object sharing its lock) or holds the lock, a [`Lock`](crate::Lock), itself.
     #[inline]
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
         self.lock_with(Patience::FOREVER)
     }
 
-    /// Locks the array if nobody holds the lock, without waiting.
+    /// Locks the array if the lock is free (or, an [`RLock`], held by the calling thread
+    /// without a guard of the data), without waiting.
     ///
     /// # Errors
-    /// As [`Lock::try_lock`].
+    /// As [`Value::try_lock`](super::Value::try_lock).
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
         self.lock_with(Patience::Try)
     }
@@ -174,7 +191,7 @@ impl<T: ShmSafe> Array<T> {
     /// Locks the array, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
-    /// As [`Lock::lock_timeout`].
+    /// As [`Value::lock_timeout`](super::Value::lock_timeout).
     pub fn lock_timeout(
         &self,
         timeout: Duration,
@@ -188,7 +205,7 @@ impl<T: ShmSafe> Array<T> {
         patience: Patience,
     ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
         let (ptr, len) = (self.data.tail_ptr().cast::<T>(), self.len);
-        self.lock.lock_data(patience, |guard| ArrayGuard {
+        lock_data(&self.lock, patience, |guard| ArrayGuard {
             ptr,
             len,
             _guard: guard,
@@ -196,7 +213,8 @@ impl<T: ShmSafe> Array<T> {
         })
     }
 
-    /// Copies the elements out under the lock (Python: `arr[:]`).
+    /// Copies the elements out under the lock (Python: `arr[:]`), which may be held by the
+    /// calling thread already (an [`RLock`]: see the type docs).
     ///
     /// # Errors
     /// As [`lock`](Self::lock); [`AcquireError::OwnerDied`] carries the elements read.
@@ -212,7 +230,8 @@ impl<T: ShmSafe> Deref for ArrayGuard<'_, T> {
         // SAFETY: `ptr` is the 64-aligned tail of a live segment holding `len` valid `T`s
         // (zero-filled or copied in, and every bit pattern is valid). The guard holds the
         // array's lock in data mode, which nothing but this guard releases; every other access
-        // to the elements goes through such a guard of the same lock, so no write races.
+        // to the elements goes through such a guard of the same lock, of which at most one
+        // lives at a time (in the holding thread too, see `sync::data`), so no write races.
         unsafe { slice::from_raw_parts(self.ptr, self.len) }
     }
 }
@@ -230,7 +249,7 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for Array<T> {
+impl<T: ShmSafe, L: DataLock> fmt::Debug for Array<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Array")
             .field("len", &self.len)

@@ -3,8 +3,8 @@
 //!
 //! | type | Python | access |
 //! |---|---|---|
-//! | [`Value<T>`] | `Value(typecode, v)` | through its [`Lock`](crate::Lock): a guard that derefs to `T`, or `load`/`store` |
-//! | [`Array<T>`] | `Array(typecode, n or seq)` | through its [`Lock`](crate::Lock): a guard that derefs to `[T]`, or `to_vec` |
+//! | [`Value<T>`] | `Value(typecode, v)` | through its lock (an [`RLock`](crate::RLock), or a [`Lock`](crate::Lock)): a guard that derefs to `T`, or `load`/`store` |
+//! | [`Array<T>`] | `Array(typecode, n or seq)` | through its lock (an [`RLock`](crate::RLock), or a [`Lock`](crate::Lock)): a guard that derefs to `[T]`, or `to_vec` |
 //! | [`RawValue<T>`] | `RawValue(typecode, v)` | no lock: atomic operations for integers, `unsafe` reads and writes for the rest |
 //! | [`RawArray<T>`] | `RawArray(typecode, n or seq)` | no lock: element-wise atomic operations for integers, `unsafe` access for the rest |
 //!
@@ -38,6 +38,7 @@ mod array;
 mod raw;
 mod value;
 
+pub use crate::sync::DataLock;
 pub use array::{Array, ArrayGuard};
 pub use raw::{RawArray, RawValue};
 pub use value::{Value, ValueGuard};

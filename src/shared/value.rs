@@ -1,4 +1,5 @@
-//! [`Value`]: a `T` in shared memory behind a [`Lock`] — Python's `multiprocessing.Value`.
+//! [`Value`]: a `T` in shared memory behind an [`RLock`] (or a [`Lock`](crate::Lock)) — Python's
+//! `multiprocessing.Value`.
 //!
 //! # Unsafe in this file
 //!
@@ -15,17 +16,18 @@ use multiproc_sys::shm_safe::ShmSafe;
 
 use super::{Slot, new_slot};
 use crate::shm::ShmBox;
-use crate::sync::{AcquireError, Lock, LockGuard};
+use crate::sync::{AcquireError, DataGuard, DataLock, RLock, lock_data};
 use crate::wait::Patience;
 
-/// A `T` in shared memory, protected by a process-shared [`Lock`] — Python's
+/// A `T` in shared memory, protected by a process-shared lock — Python's
 /// `multiprocessing.Value`.
 ///
 /// Read and write it through the guard of [`lock`](Self::lock), which derefs to `T` (Python's
 /// `with v.get_lock(): v.value += 1`), or with [`load`](Self::load)/[`store`](Self::store),
-/// which take the lock for one access (Python's `v.value`). A new [`Lock`] is created with the
-/// value, or one is shared with other objects through [`with_lock`](Self::with_lock) (Python's
-/// `lock=` argument).
+/// which take the lock for one access (Python's `v.value`). The lock is a new recursive
+/// [`RLock`], as in Python, or a [`Lock`](crate::Lock) or [`RLock`] shared with other objects, given to
+/// [`with_lock`](Self::with_lock) (Python's `lock=` argument); `L` is its type (see
+/// [`DataLock`] for what each allows). Python's `lock=False` is [`RawValue`](super::RawValue).
 ///
 /// ```
 /// use multiproc::{Process, Value};
@@ -66,11 +68,23 @@ use crate::wait::Patience;
 /// would be an invalid value, which is undefined behaviour as soon as it is read. Store a `u8`
 /// or `u32` and convert with a check (`x != 0`, `char::from_u32`).
 ///
+/// # The lock and the guard
+///
+/// As in Python, the holder of the lock ([`get_lock`](Self::get_lock)) may use the value
+/// while holding it: with the default [`RLock`], `v.get_lock().acquire()` then
+/// [`load`](Self::load), [`store`](Self::store) or [`lock`](Self::lock) works, and the lock's
+/// own acquires and releases nest. What Rust adds: the guard hands out `&mut T`, so **one
+/// guard of the data at a time**, in every process and in the holding thread too. Locking the
+/// value again (or any object sharing its lock) while a guard of it lives is refused as a
+/// relock of a held [`Lock`](crate::Lock) is: [`AcquireError::WouldDeadlock`] without a timeout,
+/// [`AcquireError::Timeout`] after a bounded one's timeout (the same holds for
+/// `load`/`store`, which take a guard for one access).
+///
 /// # Why no atomics
 ///
 /// The guard hands out `&mut T`, and it is the only way to the data: it excludes every other
 /// guard of the lock, in every process, and nothing else can release a lock it holds
-/// ([`Lock::release`] and a [`Condition`](crate::Condition) wait refuse). Atomic operations
+/// ([`release`](RLock::release) and a [`Condition`](crate::Condition) wait refuse). Atomic operations
 /// next to it would race with that `&mut T`, so there are none: for a lock-free counter use a
 /// [`RawValue`](super::RawValue); for fields that must change together, a `Value` of a `#[repr(C)]` struct.
 ///
@@ -84,21 +98,25 @@ use crate::wait::Patience;
 ///
 /// # Differences from Python
 ///
-/// - The default lock is a [`Lock`], not an `RLock`: locking again from the thread that holds
-///   it is [`AcquireError::WouldDeadlock`] rather than a second `&mut T` (which Rust forbids).
-/// - Python's `lock=False` (a bare shared object) is [`RawValue`](super::RawValue).
-pub struct Value<T: ShmSafe> {
+/// - The lock is an [`RLock`] by default, as in Python, but only one guard of the data (which
+///   derefs to `&mut T`) may live at a time, also in the holding thread: a second one is
+///   refused (see "The lock and the guard") rather than handing out two `&mut T` to the same
+///   data, which Rust forbids. Nesting the lock itself (`get_lock()`) works as in Python.
+/// - `lock=` takes a [`Lock`](crate::Lock) or an [`RLock`] ([`with_lock`](Self::with_lock), typed by `L`);
+///   Python's `lock=False` (a bare shared object) is [`RawValue`](super::RawValue).
+pub struct Value<T: ShmSafe, L: DataLock = RLock> {
     data: ShmBox<Slot<T>>,
-    lock: Lock,
+    lock: L,
 }
 
 /// The guard of a [`Value`]'s lock: derefs to the shared `T`; dropping it releases the lock —
 /// Python's `with v.get_lock(): v.value ...`.
 ///
 /// Not `Send`: the lock belongs to the thread that acquired it. While it lives, nothing else
-/// can release the lock ([`Lock::release`] and [`Condition::wait`](crate::Condition::wait)
-/// refuse). If its process dies while holding it, the next locker gets
-/// [`AcquireError::OwnerDied`] with its own guard.
+/// can release the lock's level it holds (the lock's `release` and
+/// [`Condition::wait`](crate::Condition::wait) refuse), and no other guard of the value (or
+/// of an object sharing its lock) can be had, in this thread either. If its process dies
+/// while holding it, the next locker gets [`AcquireError::OwnerDied`] with its own guard.
 ///
 /// ```
 /// # use multiproc::Value;
@@ -114,51 +132,65 @@ pub struct Value<T: ShmSafe> {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: ShmSafe> {
     slot: &'a Slot<T>,
-    _guard: LockGuard<'a>,
+    _guard: DataGuard<'a>,
 }
 
-impl<T: ShmSafe> Clone for Value<T> {
+impl<T: ShmSafe, L: DataLock> Clone for Value<T, L> {
     fn clone(&self) -> Self {
         Value { data: self.data.clone(), lock: self.lock.clone() }
     }
 }
 
 impl<T: ShmSafe> Value<T> {
-    /// A new shared value, with a new [`Lock`] (Python: `Value(typecode, value)`).
+    /// A new shared value, with a new [`RLock`] (Python: `Value(typecode, value)`).
     ///
     /// # Errors
     /// Mapping a shared segment failed, or the kernel has no robust futexes.
     pub fn new(value: T) -> io::Result<Value<T>> {
-        Value::with_lock(value, Lock::new()?)
+        Value::with_lock(value, RLock::new()?)
     }
 
-    /// A new shared value protected by `lock`, which may also protect other objects (Python:
-    /// `Value(typecode, value, lock=lock)`).
+    /// A new shared value protected by `lock`, a [`Lock`](crate::Lock) or an [`RLock`], which
+    /// may also protect other objects (Python: `Value(typecode, value, lock=lock)`); `L` is its
+    /// type.
     ///
     /// # Errors
     /// Mapping the shared segment failed.
-    pub fn with_lock(value: T, lock: Lock) -> io::Result<Value<T>> {
+    pub fn with_lock<L: DataLock>(value: T, lock: L) -> io::Result<Value<T, L>> {
         Ok(Value { data: new_slot(value)?, lock })
     }
+}
 
-    /// The lock that protects the value (Python's `get_lock()`).
-    pub fn get_lock(&self) -> &Lock {
+impl<T: ShmSafe, L: DataLock> Value<T, L> {
+    /// The lock that protects the value (Python's `get_lock()`). Holding it (with the default
+    /// [`RLock`]) does not stop this thread from using the value: see the type docs.
+    pub fn get_lock(&self) -> &L {
         &self.lock
     }
 
-    /// Locks the value, waiting as long as it takes; the guard derefs to it.
+    /// Locks the value, waiting as long as it takes; the guard derefs to it. With an
+    /// [`RLock`] that the calling thread holds already (through [`get_lock`](Self::get_lock)),
+    /// this takes one more level.
     ///
     /// # Errors
-    /// As [`Lock::lock`]: [`AcquireError::OwnerDied`] still carries the guard.
+    /// - [`AcquireError::OwnerDied`]: locked (the guard is inside), but the previous holder
+    ///   died holding the lock.
+    /// - [`AcquireError::WouldDeadlock`]: the calling thread holds a guard of the value (or
+    ///   of an object sharing its lock), or holds the lock, a [`Lock`](crate::Lock), through
+    ///   [`get_lock`](Self::get_lock).
+    /// - [`AcquireError::Os`]: as for [`RLock::lock`] or [`Lock::lock`](crate::Lock::lock).
     #[inline]
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
         self.lock_with(Patience::FOREVER)
     }
 
-    /// Locks the value if nobody holds the lock, without waiting.
+    /// Locks the value if the lock is free (or, an [`RLock`], held by the calling thread
+    /// without a guard of the data), without waiting.
     ///
     /// # Errors
-    /// As [`Lock::try_lock`].
+    /// [`AcquireError::Timeout`] if another thread or process holds the lock, or if the calling
+    /// thread may not take a guard (where [`lock`](Self::lock) says
+    /// [`WouldDeadlock`](AcquireError::WouldDeadlock)); otherwise as [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
         self.lock_with(Patience::Try)
     }
@@ -166,7 +198,10 @@ impl<T: ShmSafe> Value<T> {
     /// Locks the value, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
-    /// As [`Lock::lock_timeout`].
+    /// [`AcquireError::Timeout`] once the timeout has really passed (never early); that
+    /// includes the cases where [`lock`](Self::lock) says
+    /// [`WouldDeadlock`](AcquireError::WouldDeadlock), which wait out the timeout, as Python
+    /// would; otherwise as [`lock`](Self::lock).
     pub fn lock_timeout(
         &self,
         timeout: Duration,
@@ -180,10 +215,11 @@ impl<T: ShmSafe> Value<T> {
         patience: Patience,
     ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
         let slot = self.data.get();
-        self.lock.lock_data(patience, |guard| ValueGuard { slot, _guard: guard })
+        lock_data(&self.lock, patience, |guard| ValueGuard { slot, _guard: guard })
     }
 
-    /// Reads the value under the lock (Python: `v.value`).
+    /// Reads the value under the lock (Python: `v.value`), which may be held by the calling
+    /// thread already (an [`RLock`]: see the type docs).
     ///
     /// # Errors
     /// As [`lock`](Self::lock); [`AcquireError::OwnerDied`] carries the value read.
@@ -191,7 +227,8 @@ impl<T: ShmSafe> Value<T> {
         self.lock().map(|g| *g).map_err(|e| e.map_guard(|g| *g))
     }
 
-    /// Writes the value under the lock (Python: `v.value = x`).
+    /// Writes the value under the lock (Python: `v.value = x`), which may be held by the
+    /// calling thread already (an [`RLock`]: see the type docs).
     ///
     /// # Errors
     /// As [`lock`](Self::lock); after [`AcquireError::OwnerDied`] the value *was* written.
@@ -216,7 +253,9 @@ impl<T: ShmSafe> Deref for ValueGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: the guard holds the value's lock in data mode, which nothing but this guard
         // releases (module docs); every other access to the slot, in any process, goes through
-        // such a guard of the same lock, so no write races with this borrow. The slot is a
+        // such a guard of the same lock, of which at most one lives at a time (in the holding
+        // thread too: a data acquire by the holder of a data level is refused, see
+        // `sync::data`), so no write races with this borrow. The slot is a
         // valid `T` (initialised, and every bit pattern is one).
         unsafe { &*self.slot.0.get() }
     }
@@ -235,7 +274,7 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for Value<T> {
+impl<T: ShmSafe, L: DataLock> fmt::Debug for Value<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Reading would take the lock (and could swallow an owner-died report): print none.
         f.debug_struct("Value").field("lock", &self.lock).finish_non_exhaustive()

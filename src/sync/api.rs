@@ -2,7 +2,8 @@
 //! guard-returning acquire (`lock`, `try_lock`, `lock_timeout` of every lock-like type), and
 //! Python's `acquire(block, timeout)`/`release`, over any [`RawAcquire`] — [`Lock`], [`RLock`]
 //! and [`ConditionLock`], whose raw operations rest on the one raw robust lock
-//! ([`RawLock`](super::raw::RawLock)). `Value` and `Array` use it through their [`Lock`].
+//! ([`RawLock`](super::raw::RawLock)). `Value` and `Array` use it through their lock's data
+//! level ([`data`](super::data)).
 //!
 //! [`Lock`]: super::Lock
 //! [`RLock`]: super::RLock
@@ -27,7 +28,8 @@ pub(crate) enum Via {
     /// Through Python's `acquire`: `release` releases it.
     Call = 1,
     /// Through the guard of a `Value` or `Array`, which hands out `&mut` to shared data:
-    /// nothing but that guard may release it (not `release`, not a `Condition` wait).
+    /// nothing but that guard may release it (not `release`, not a `Condition` wait), and the
+    /// holder may not take a second such level (see [`data`](super::data)).
     Data = 2,
 }
 

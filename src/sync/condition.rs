@@ -432,6 +432,10 @@ impl Condition {
 
     /// Python's `acquire()` on the lock, waiting as long as needed.
     ///
+    /// With a [`Lock`] the calling thread holds already, a timed acquire waits out its timeout
+    /// and returns `Ok(false)` (`Some(ZERO)`: at once), as Python's does; `None` is
+    /// [`AcquireError::WouldDeadlock`].
+    ///
     /// # Errors
     /// As [`Lock::acquire`] or [`RLock::acquire`].
     pub fn acquire(&self) -> Result<(), AcquireError<()>> {
@@ -545,6 +549,9 @@ impl Condition {
             ConditionLock::RLock(l) => {
                 if !l.held_by_current_thread() {
                     return Err(WaitError::NotOwner);
+                }
+                if l.held_for_data() {
+                    return Err(WaitError::LockedForData);
                 }
                 let seq = st.seq.load(Relaxed);
                 match l.unlock_for_wait() {

@@ -10,10 +10,11 @@ use std::io;
 /// lock, like a poisoned [`std::sync::Mutex`].
 ///
 /// Python's `acquire` returns `False` on a timeout, hangs when the thread already holds a
-/// `Lock`, and waits forever for a holder that died; here a timeout is
+/// `Lock` and has no timeout, and waits forever for a holder that died; here a timeout is
 /// [`Timeout`](Self::Timeout) (or `Ok(false)` from the Python-style `acquire`), and the other
 /// two cases are the errors [`WouldDeadlock`](Self::WouldDeadlock) and
-/// [`OwnerDied`](Self::OwnerDied).
+/// [`OwnerDied`](Self::OwnerDied). A bounded acquire of a `Lock` that the calling thread holds
+/// is a timeout, as in Python, once its timeout has passed.
 ///
 /// # Examples
 ///
@@ -40,21 +41,27 @@ use std::io;
 ///
 /// // The lock works normally again; taking it twice in one thread is an error, not a hang.
 /// let guard = lock.try_lock().map_err(AcquireError::without_guard)?;
-/// assert!(matches!(lock.try_lock(), Err(AcquireError::WouldDeadlock)));
+/// assert!(matches!(lock.lock(), Err(AcquireError::WouldDeadlock)));
+/// // A bounded attempt fails as in Python (`lock.acquire(False)` is `False`).
+/// assert!(matches!(lock.try_lock(), Err(AcquireError::Timeout)));
+/// assert!(!lock.acquire_timeout(Duration::ZERO)?);
 /// drop(guard);
 /// # Ok(())
 /// # }
 /// ```
 #[non_exhaustive]
 pub enum AcquireError<G> {
-    /// The timeout passed (with a zero timeout: the lock was busy).
+    /// The timeout passed (with a zero timeout: the lock was busy), or, for a non-recursive
+    /// lock the calling thread holds itself, the timeout was waited out (nothing else could
+    /// release it).
     Timeout,
     /// The lock was acquired, but the process or thread that held it before died while holding
     /// it: the data it protects may be half-updated. The guard is inside; the lock has been
     /// made consistent and keeps working.
     OwnerDied(G),
-    /// The calling thread already holds this (non-recursive) lock: waiting would deadlock
-    /// forever (Python would hang here).
+    /// The calling thread already holds this (non-recursive) lock and the acquire has no
+    /// timeout: waiting would deadlock forever (Python would hang here). A bounded acquire
+    /// gets [`Timeout`](Self::Timeout) instead, once its time is up.
     WouldDeadlock,
     /// An operating-system error (for example a lock whose state a buggy peer garbled).
     Os(io::Error),

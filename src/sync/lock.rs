@@ -20,7 +20,7 @@ use static_assertions::const_assert_eq;
 
 use super::api::{Guard, RawAcquire, Via};
 use super::error::{AcquireError, ReleaseError};
-use super::raw::{Got, RawLock, acquire_error, release_error};
+use super::raw::{Got, RawLock, acquire_error, held_by_caller, release_error};
 use crate::shm::ShmBox;
 use crate::wait::{Patience, Spin};
 
@@ -101,8 +101,13 @@ const_assert_eq!(align_of::<LockState>(), align_of::<libc::pthread_mutex_t>());
 ///   thread or process is [`ReleaseError::NotOwner`]. That is the price of holder-death
 ///   detection (robust mutexes record their owner). For an ownerless lock, one process taking
 ///   and another releasing, use [`Semaphore::new(1)`](crate::Semaphore::new).
-/// - Acquiring the lock again from the thread that holds it is
-///   [`AcquireError::WouldDeadlock`] (Python hangs forever).
+/// - Acquiring the lock again *without a timeout* from the thread that holds it
+///   ([`lock`](Self::lock), [`acquire(None)`](Self::acquire)) is
+///   [`AcquireError::WouldDeadlock`] at once (Python hangs forever). A bounded acquire by the
+///   holder behaves as Python's: nothing else can release the lock, so it waits out its
+///   timeout and fails — [`acquire`](Self::acquire) returns `Ok(false)`,
+///   [`try_lock`](Self::try_lock) and [`lock_timeout`](Self::lock_timeout) return
+///   [`AcquireError::Timeout`] (a zero timeout at once).
 /// - A lock held through a guard is released by dropping the guard: [`release`](Self::release)
 ///   refuses it ([`ReleaseError::NotOwner`]).
 #[derive(Clone)]
@@ -167,8 +172,9 @@ impl Lock {
     /// Acquires the lock if it is free, without waiting.
     ///
     /// # Errors
-    /// [`AcquireError::Timeout`] if another thread or process holds it; otherwise as
-    /// [`lock`](Self::lock).
+    /// [`AcquireError::Timeout`] if it is held: by another thread or process, or by the calling
+    /// thread itself (as [`acquire(Some(ZERO))`](Self::acquire) returns `Ok(false)`, and
+    /// Python's `acquire(False)` `False`); otherwise as [`lock`](Self::lock).
     #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
         self.guarded(Patience::Try, Via::Guard, |inner| LockGuard { inner })
@@ -177,8 +183,12 @@ impl Lock {
     /// Acquires the lock, waiting at most `timeout` (`Duration::ZERO`: one try).
     ///
     /// # Errors
-    /// [`AcquireError::Timeout`] once the timeout has really passed (never early); otherwise as
-    /// [`lock`](Self::lock).
+    /// - [`AcquireError::Timeout`] once the timeout has really passed (never early). That
+    ///   includes a lock the calling thread holds itself: nothing else can release it, so the
+    ///   call sleeps out the timeout, as Python's `acquire(timeout=t)` does.
+    /// - [`AcquireError::WouldDeadlock`]: `None` (or a timeout too long to ever end), and the
+    ///   calling thread holds the lock.
+    /// - Otherwise as [`lock`](Self::lock).
     #[inline]
     pub fn lock_timeout(
         &self,
@@ -190,10 +200,15 @@ impl Lock {
     /// Python's `acquire()`: acquires the lock, waiting as long as needed. The caller must call
     /// [`release`](Self::release) later.
     ///
+    /// If the calling thread holds the lock already, a timed acquire sleeps out its timeout and
+    /// returns `Ok(false)`, and `Some(ZERO)` returns `Ok(false)` at once, as Python's do
+    /// (nobody else can release the lock meanwhile).
+    ///
     /// # Errors
     /// - [`AcquireError::OwnerDied`]: acquired (release it as usual), but the previous holder
     ///   died holding it.
-    /// - [`AcquireError::WouldDeadlock`]: the calling thread holds the lock already.
+    /// - [`AcquireError::WouldDeadlock`]: `None` (or a timeout too long to ever end), and the
+    ///   calling thread holds the lock already (Python hangs forever).
     /// - [`AcquireError::Os`]: an unexpected error from the mutex.
     #[inline]
     pub fn acquire(&self) -> Result<(), AcquireError<()>> {
@@ -258,11 +273,17 @@ impl Lock {
     ) -> Result<Got, AcquireError<()>> {
         let st = self.st();
         let got = match first {
-            Ok(Some(got)) => got,
-            Ok(None) => match patience {
-                Patience::Try => return Err(AcquireError::Timeout),
-                p => st.lock_contended(p.deadline(), Spin::LOCK).map_err(acquire_error)?,
-            },
+            Ok(Some(got)) => Ok(got),
+            Ok(None) if patience.is_try() => return Err(AcquireError::Timeout),
+            // musl's trylock says busy for the caller's own lock; the blocking call says
+            // EDEADLK.
+            Ok(None) => st.lock_contended(patience.deadline(), Spin::LOCK),
+            Err(e) => Err(e),
+        };
+        let got = match got {
+            Ok(got) => got,
+            // The calling thread holds the lock, and only it could release it.
+            Err(Errno::DEADLK) => return Err(held_by_caller(patience)),
             Err(e) => return Err(acquire_error(e)),
         };
         st.book.mode.store(via as u32, Relaxed);
@@ -276,16 +297,6 @@ impl Lock {
         // Published to the next holder by the unlock.
         st.book.mode.store(Via::Guard as u32, Relaxed);
         st.unlock()
-    }
-
-    /// For the guards of `Value`/`Array`: acquires held [`Via::Data`] and wraps the guard.
-    #[inline(always)]
-    pub(crate) fn lock_data<'a, G>(
-        &'a self,
-        patience: Patience,
-        wrap: impl FnOnce(LockGuard<'a>) -> G,
-    ) -> Result<G, AcquireError<G>> {
-        self.guarded(patience, Via::Data, |inner| wrap(LockGuard { inner }))
     }
 
     /// For `Condition::wait`: releases the lock held by the calling thread and returns its

@@ -18,6 +18,7 @@
 // | `raw` | `RawLock`: the one raw robust lock (robust mutex + holder hint + a kind's bookkeeping): try, lock until a deadline, repair after a dead holder, unlock |
 // | `api` | the safe half, written once: the `RawAcquire` trait, the generic `Guard`, the body of every `lock`/`try_lock`/`lock_timeout` and of Python's `acquire` |
 // | `lock`, `rlock` | `Lock` and `RLock`: their bookkeeping over `RawLock`, and their public API |
+// | `data` | `DataLock`: the lock of a `Value`/`Array` (`Lock` or `RLock`) and the data level its guards hold |
 // | `condition` | `Condition` (a futex sequence counter) over a `ConditionLock` |
 // | `semaphore`, `event`, `barrier` | the primitives with algorithms of their own |
 // | `error` | `AcquireError`, `ReleaseError` |
@@ -41,6 +42,9 @@ mod barrier;
 pub use barrier::{Barrier, BarrierBuilder, BarrierError};
 mod rlock;
 pub use rlock::{RLock, RLockGuard};
+mod data;
+pub use data::DataLock;
+pub(crate) use data::{DataGuard, lock_data};
 mod condition;
 pub use condition::{Condition, ConditionGuard, ConditionLock, NotifyError, WaitError};
 mod event;

@@ -19,7 +19,7 @@ use multiproc_sys::time::Deadline;
 
 use super::error::{AcquireError, ReleaseError};
 use super::tid::current_tid;
-use crate::wait::{Patience, Spin};
+use crate::wait::{Patience, Spin, sleep_until};
 
 /// What an acquire got: the lock, either cleanly or from a holder that died.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -198,6 +198,26 @@ fn repair(mutex: &RobustMutex) -> Result<Got, Errno> {
         return Err(e);
     }
     Ok(Got::OwnerDied)
+}
+
+/// The outcome of an acquire that finds the calling thread already holding the lock, where no
+/// other thread or process can release it: a [`Lock`](super::Lock), or the data level of a
+/// `Value`/`Array`'s lock. As in Python, a bounded acquire waits out its timeout and fails
+/// ([`AcquireError::Timeout`], which Python-style `acquire` returns as `Ok(false)`;
+/// [`Patience::Try`] fails at once); an acquire without a limit would never return, and is
+/// [`AcquireError::WouldDeadlock`] at once (Python hangs forever).
+#[cold]
+pub(crate) fn held_by_caller(patience: Patience) -> AcquireError<()> {
+    if patience.is_try() {
+        return AcquireError::Timeout;
+    }
+    let deadline = patience.deadline();
+    if deadline.is_forever() {
+        return AcquireError::WouldDeadlock;
+    }
+    // Nothing can release the lock before then: only this thread could.
+    sleep_until(deadline);
+    AcquireError::Timeout
 }
 
 /// Maps a raw lock error to the acquire error type: [`Errno::TIMEDOUT`] is

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io;
 use std::mem::{align_of, size_of};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
@@ -20,7 +20,7 @@ use static_assertions::const_assert_eq;
 
 use super::api::{Guard, RawAcquire, Via};
 use super::error::{AcquireError, ReleaseError};
-use super::raw::{Got, RawLock, acquire_error, release_error};
+use super::raw::{Got, RawLock, acquire_error, held_by_caller, release_error};
 use crate::shm::ShmBox;
 use crate::wait::{Patience, Spin};
 
@@ -28,17 +28,62 @@ use crate::wait::{Patience, Spin};
 ///
 /// | field | meaning | written by |
 /// |---|---|---|
-/// | `count` | recursion depth: acquires not yet matched by a release | the owner, while holding the mutex |
-/// | `guards` | how many of those levels belong to live guards | the owner, while holding the mutex |
+/// | `levels` | the levels the owner holds, packed in one word (below) | the owner, while holding the mutex |
+///
+/// | bits of `levels` | meaning |
+/// |---|---|
+/// | 0..32 ([`COUNT`]) | recursion depth: acquires not yet matched by a release |
+/// | 32..63 ([`GUARDS`]) | how many of those levels belong to live guards (a data guard included) |
+/// | 63 ([`DATA`]) | set while a `Value`/`Array` guard (which hands out `&mut` to the data) holds a level |
+///
+/// One word, so that taking or releasing a level is one store (plus a load) on the lock's
+/// contended cache line, as a [`Lock`](super::Lock)'s `mode` is.
 ///
 /// The mutex alone decides who holds the lock; a recursive acquire is recognised by the mutex
 /// itself refusing the owner (`EDEADLK`), so a stale `holder` word can never let a thread in.
 /// `holder` serves [`RLock::release`]'s ownership check and `Condition`. An owner that dies
-/// leaves `holder` and `count` behind; the next acquirer gets `OwnerDied` and resets both.
+/// leaves `holder` and `levels` behind; the next acquirer gets `OwnerDied` and resets them.
+///
+/// [`DATA`] keeps a `Value`/`Array` sound under a recursive lock: the owner may nest levels
+/// freely, but a second data level while one lives would be a second `&mut` to the data, so a
+/// data acquire by the owner while it is set is refused as a non-recursive lock's would be
+/// ([`held_by_caller`]).
 #[repr(C)]
 pub(crate) struct RLockBook {
-    count: AtomicU32,
-    guards: AtomicU32,
+    levels: AtomicU64,
+}
+
+/// The depth bits of `levels`.
+const COUNT: u64 = 0xFFFF_FFFF;
+/// One guard level in `levels`.
+const GUARD: u64 = 1 << 32;
+/// The guard-count bits of `levels`.
+const GUARDS: u64 = 0x7FFF_FFFF << 32;
+/// The data-level bit of `levels`.
+const DATA: u64 = 1 << 63;
+
+/// What one level taken `via` adds to `levels`.
+#[inline(always)]
+const fn level(via: Via) -> u64 {
+    match via {
+        Via::Call => 1,
+        Via::Guard => 1 + GUARD,
+        Via::Data => 1 + GUARD + DATA,
+    }
+}
+
+/// `levels` less one level taken `via` (the depth is above 1; a guard count that is already 0
+/// stays 0).
+#[inline(always)]
+const fn less(levels: u64, via: Via) -> u64 {
+    let count = (levels & COUNT) - 1;
+    let guards = match via {
+        Via::Call => levels & GUARDS,
+        Via::Guard | Via::Data if levels & GUARDS == 0 => 0,
+        Via::Guard | Via::Data => (levels & GUARDS) - GUARD,
+    };
+    let data = if matches!(via, Via::Data) { 0 } else { levels & DATA };
+    count | guards | data
 }
 
 /// The shared state of an [`RLock`].
@@ -46,9 +91,14 @@ pub(crate) type RLockState = RawLock<RLockBook>;
 
 const_assert_eq!(
     size_of::<RLockState>(),
-    (size_of::<libc::pthread_mutex_t>() + 12).next_multiple_of(align_of::<libc::pthread_mutex_t>())
+    (size_of::<libc::pthread_mutex_t>() + 4).next_multiple_of(8) + 8
 );
-const_assert_eq!(align_of::<RLockState>(), align_of::<libc::pthread_mutex_t>());
+const_assert_eq!(align_of::<RLockState>(), max(align_of::<libc::pthread_mutex_t>(), 8));
+
+/// `max` for the layout assertions.
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 
 /// A recursive lock shared between processes — Python's `multiprocessing.RLock`.
 ///
@@ -82,6 +132,10 @@ const_assert_eq!(align_of::<RLockState>(), align_of::<libc::pthread_mutex_t>());
 /// # Ok(())
 /// # }
 /// ```
+///
+/// It is the default lock of a [`Value`](crate::Value) or an [`Array`](crate::Array), as in
+/// Python: the owner may use the data while holding it, but only through one guard of the data
+/// at a time (see [`DataLock`](crate::DataLock)).
 ///
 /// A robust, process-shared pthread mutex plus the owner's thread id and the recursion depth,
 /// in a shared segment. A recursive acquire or a release that does not free the lock costs no
@@ -130,12 +184,10 @@ pub struct RLockGuard<'a> {
     inner: Guard<'a, RLock>,
 }
 
-/// What [`RLock::unlock_for_wait`] saved, for [`RLock::relock_after_wait`].
+/// What [`RLock::unlock_for_wait`] saved (the `levels` word), for
+/// [`RLock::relock_after_wait`].
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SavedLevels {
-    count: u32,
-    guards: u32,
-}
+pub(crate) struct SavedLevels(u64);
 
 impl RLock {
     /// A new, unlocked recursive lock in its own shared segment.
@@ -231,19 +283,16 @@ impl RLock {
         self.st().held_by_current_thread()
     }
 
-    /// Takes one more level: the mutex if the caller does not hold it, else depth + 1.
-    fn acquire_level(&self, patience: Patience) -> Result<Got, AcquireError<()>> {
-        let got = match self.st().try_lock() {
-            Ok(Some(got)) => got,
+    /// Takes the mutex, or finds that the caller holds it already (`Ok(None)`).
+    #[inline]
+    fn take_mutex(&self, patience: Patience) -> Result<Option<Got>, AcquireError<()>> {
+        match self.st().try_lock() {
+            Ok(Some(got)) => Ok(Some(got)),
             // glibc: the caller holds it.
-            Err(Errno::DEADLK) => return self.recurse(),
-            Ok(None) => match self.lock_contended(patience)? {
-                Some(got) => got,
-                None => return self.recurse(),
-            },
-            Err(e) => return Err(acquire_error(e)),
-        };
-        Ok(self.took(got))
+            Err(Errno::DEADLK) => Ok(None),
+            Ok(None) => self.lock_contended(patience),
+            Err(e) => Err(acquire_error(e)),
+        }
     }
 
     /// The mutex is busy: spin a little, then wait per `patience`. `Ok(None)` means the caller
@@ -266,35 +315,50 @@ impl RLock {
         }
     }
 
-    /// One more level for the owner.
-    fn recurse(&self) -> Result<Got, AcquireError<()>> {
+    /// One more level for the owner, taken `via` (which the caller has checked is not a second
+    /// data level).
+    #[inline]
+    fn recurse(&self, via: Via) -> Result<Got, AcquireError<()>> {
         let book = &self.st().book;
-        let count = book.count.load(Relaxed);
-        if count == u32::MAX {
+        let levels = book.levels.load(Relaxed);
+        if levels & COUNT == COUNT || (via != Via::Call && levels & GUARDS == GUARDS) {
             return Err(AcquireError::Os(Errno::AGAIN.into()));
         }
-        book.count.store(count + 1, Relaxed);
+        book.levels.store(levels + level(via), Relaxed);
         Ok(Got::Clean)
     }
 
-    /// Bookkeeping right after the mutex was acquired (and repaired): depth 1.
-    fn took(&self, got: Got) -> Got {
-        let book = &self.st().book;
-        book.count.store(1, Relaxed);
-        book.guards.store(0, Relaxed);
+    /// Bookkeeping right after the mutex was acquired (and repaired): depth 1, taken `via`.
+    /// Whatever a dead owner left is overwritten.
+    #[inline]
+    fn took(&self, got: Got, via: Via) -> Got {
+        self.st().book.levels.store(level(via), Relaxed);
         got
     }
 
-    /// Releases one level held by the caller; the last one unlocks the mutex.
-    fn release_level(&self) -> Result<(), Errno> {
+    /// Whether a `Value`/`Array` guard holds a level (meaningful to the owner only).
+    #[inline]
+    pub(crate) fn held_for_data(&self) -> bool {
+        self.st().book.levels.load(Relaxed) & DATA != 0
+    }
+
+    /// Releases the level of a `Value`/`Array` guard (its drop).
+    #[inline]
+    pub(crate) fn unlock_data(&self) {
+        let _ = self.release_level(Via::Data);
+    }
+
+    /// Releases one level taken `via` by the caller; the last one unlocks the mutex.
+    #[inline]
+    fn release_level(&self, via: Via) -> Result<(), Errno> {
         let st = self.st();
-        let count = st.book.count.load(Relaxed);
-        if count > 1 {
-            st.book.count.store(count - 1, Relaxed);
+        let levels = st.book.levels.load(Relaxed);
+        if levels & COUNT > 1 {
+            st.book.levels.store(less(levels, via), Relaxed);
             return Ok(());
         }
         // Published to the next owner by the unlock.
-        st.book.count.store(0, Relaxed);
+        st.book.levels.store(0, Relaxed);
         st.unlock()
     }
 
@@ -302,11 +366,9 @@ impl RLock {
     /// has checked) and returns them, for [`relock_after_wait`](Self::relock_after_wait).
     pub(crate) fn unlock_for_wait(&self) -> Result<SavedLevels, Errno> {
         let book = &self.st().book;
-        let saved =
-            SavedLevels { count: book.count.load(Relaxed), guards: book.guards.load(Relaxed) };
-        book.guards.store(0, Relaxed);
-        book.count.store(1, Relaxed);
-        self.release_level().map(|()| saved)
+        let saved = SavedLevels(book.levels.load(Relaxed));
+        book.levels.store(level(Via::Call), Relaxed);
+        self.release_level(Via::Call).map(|()| saved)
     }
 
     /// For `Condition::wait`: takes the lock back, waiting as long as it takes, and restores
@@ -321,8 +383,7 @@ impl RLock {
             },
             Err(e) => return Err(acquire_error(e)),
         };
-        st.book.count.store(saved.count, Relaxed);
-        st.book.guards.store(saved.guards, Relaxed);
+        st.book.levels.store(saved.0, Relaxed);
         Ok(got)
     }
 }
@@ -330,32 +391,31 @@ impl RLock {
 impl RawAcquire for RLock {
     #[inline]
     fn acquire_via(&self, patience: Patience, via: Via) -> Result<Got, AcquireError<()>> {
-        debug_assert_ne!(via, Via::Data, "an RLock protects no Value or Array");
-        let got = self.acquire_level(patience)?;
-        if via == Via::Guard {
-            let guards = &self.st().book.guards;
-            guards.store(guards.load(Relaxed) + 1, Relaxed);
+        match self.take_mutex(patience)? {
+            Some(got) => Ok(self.took(got, via)),
+            // A second data level would be a second `&mut` to the data.
+            None if via == Via::Data && self.held_for_data() => Err(held_by_caller(patience)),
+            None => self.recurse(via),
         }
-        Ok(got)
     }
 
+    #[inline]
     fn unlock_guard(&self) {
-        let guards = &self.st().book.guards;
         // The guard proves the calling thread owns the lock (except after a `Condition` wait
         // whose re-acquire failed with an OS error, which robust mutexes we always make
         // consistent do not produce; then the unlock fails with EPERM).
-        guards.store(guards.load(Relaxed).saturating_sub(1), Relaxed);
-        let _ = self.release_level();
+        let _ = self.release_level(Via::Guard);
     }
 
     fn release_call(&self) -> Result<(), ReleaseError> {
         let st = self.st();
         st.check_holder()?;
         // Every level this thread holds belongs to a guard: drop the guard instead.
-        if st.book.count.load(Relaxed) <= st.book.guards.load(Relaxed) {
+        let levels = st.book.levels.load(Relaxed);
+        if levels & COUNT <= (levels & GUARDS) >> 32 {
             return Err(ReleaseError::NotOwner);
         }
-        self.release_level().map_err(release_error)
+        self.release_level(Via::Call).map_err(release_error)
     }
 }
 
@@ -365,7 +425,7 @@ impl fmt::Debug for RLock {
         let owner = st.holder();
         f.debug_struct("RLock")
             .field("owner_tid", &(owner != 0).then_some(owner))
-            .field("count", &st.book.count.load(Relaxed))
+            .field("count", &(st.book.levels.load(Relaxed) & COUNT))
             .finish()
     }
 }
