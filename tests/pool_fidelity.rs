@@ -387,3 +387,24 @@ fn worker_pids_are_right_from_the_start_and_follow_replacements() {
         now.len() == 2 && !now.contains(&ran)
     }));
 }
+
+#[test]
+fn a_process_whose_argument_cannot_be_encoded_fails_in_join_not_in_the_caller() {
+    let _w = watchdog(TEST_LIMIT);
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let p =
+            multiproc::ProcessBuilder::new().start_method(method).call(unwrap_fragile, Fragile(10));
+        p.start().unwrap();
+        match p.join_timeout(WAIT) {
+            Err(multiproc::JoinError::Panicked(msg)) => {
+                assert!(msg.contains("cannot encode 10"), "{method:?}: {msg}")
+            }
+            other => panic!("{method:?}: {other:?}"),
+        }
+        // The same call with an argument that encodes runs.
+        let p =
+            multiproc::ProcessBuilder::new().start_method(method).call(unwrap_fragile, Fragile(7));
+        p.start().unwrap();
+        assert_eq!(p.join_timeout(WAIT).unwrap(), 7, "{method:?}");
+    }
+}

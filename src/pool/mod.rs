@@ -196,6 +196,7 @@ use std::time::Duration;
 use crate::codec::{Encode, Message};
 use multiproc_sys::Pid;
 
+pub(crate) use self::args::encode_one as encode_argument;
 use self::config::Config;
 use self::engine::{Mode, Shared};
 pub(crate) use self::proto::{ITEM_OK, ITEM_PANIC};

@@ -131,11 +131,14 @@ impl ProcessBuilder {
         let mut chunk = Vec::new();
         let code = match f.job() {
             Ok(work) => match work.job {
-                crate::pool::Job::Code { tramp, ctx } => {
-                    // The chunk as a pool sends it (a `partial`'s data first).
-                    work.encode_chunk(std::iter::once(&arg), &mut chunk);
-                    Ok((tramp as u64, ctx as u64))
-                }
+                // The chunk as a pool sends it (a `partial`'s data first); an `Encode` that
+                // panics fails the process, never the caller.
+                crate::pool::Job::Code { tramp, ctx } => crate::pool::encode_argument(&work, &arg)
+                    .map(|bytes| {
+                        chunk = bytes;
+                        (tramp as u64, ctx as u64)
+                    })
+                    .map_err(|e| e.to_string()),
                 crate::pool::Job::Registered { .. } => {
                     Err("a registered Task runs only in the pool it was registered with".to_owned())
                 }
