@@ -430,11 +430,8 @@ impl Condition {
         self.lock.guarded(patience, Via::Guard, |inner| ConditionGuard { inner })
     }
 
-    /// Python's `acquire()` on the lock, waiting as long as needed.
-    ///
-    /// With a [`Lock`] the calling thread holds already, a timed acquire waits out its timeout
-    /// and returns `Ok(false)` (`Some(ZERO)`: at once), as Python's does; `None` is
-    /// [`AcquireError::WouldDeadlock`].
+    /// Python's `acquire()` on the lock, waiting as long as needed. With a [`Lock`] the
+    /// calling thread holds already, this is [`AcquireError::WouldDeadlock`] (Python hangs).
     ///
     /// # Errors
     /// As [`Lock::acquire`] or [`RLock::acquire`].
@@ -443,6 +440,8 @@ impl Condition {
     }
 
     /// Python's `acquire(timeout=t)` on the lock: `Ok(false)` if the timeout passed first.
+    /// With a [`Lock`] the calling thread holds already, it waits out its timeout and returns
+    /// `Ok(false)` (`Duration::ZERO`: at once), as Python's does.
     ///
     /// # Errors
     /// As [`Lock::acquire_timeout`] or [`RLock::acquire_timeout`].

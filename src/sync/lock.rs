@@ -102,10 +102,10 @@ const_assert_eq!(align_of::<LockState>(), align_of::<libc::pthread_mutex_t>());
 ///   detection (robust mutexes record their owner). For an ownerless lock, one process taking
 ///   and another releasing, use [`Semaphore::new(1)`](crate::Semaphore::new).
 /// - Acquiring the lock again *without a timeout* from the thread that holds it
-///   ([`lock`](Self::lock), [`acquire(None)`](Self::acquire)) is
+///   ([`lock`](Self::lock), [`acquire`](Self::acquire)) is
 ///   [`AcquireError::WouldDeadlock`] at once (Python hangs forever). A bounded acquire by the
 ///   holder behaves as Python's: nothing else can release the lock, so it waits out its
-///   timeout and fails — [`acquire`](Self::acquire) returns `Ok(false)`,
+///   timeout and fails — [`acquire_timeout`](Self::acquire_timeout) returns `Ok(false)`,
 ///   [`try_lock`](Self::try_lock) and [`lock_timeout`](Self::lock_timeout) return
 ///   [`AcquireError::Timeout`] (a zero timeout at once).
 /// - A lock held through a guard is released by dropping the guard: [`release`](Self::release)
@@ -173,7 +173,7 @@ impl Lock {
     ///
     /// # Errors
     /// [`AcquireError::Timeout`] if it is held: by another thread or process, or by the calling
-    /// thread itself (as [`acquire(Some(ZERO))`](Self::acquire) returns `Ok(false)`, and
+    /// thread itself (as [`acquire_timeout(ZERO)`](Self::acquire_timeout) returns `Ok(false)`, and
     /// Python's `acquire(False)` `False`); otherwise as [`lock`](Self::lock).
     #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
@@ -186,8 +186,8 @@ impl Lock {
     /// - [`AcquireError::Timeout`] once the timeout has really passed (never early). That
     ///   includes a lock the calling thread holds itself: nothing else can release it, so the
     ///   call sleeps out the timeout, as Python's `acquire(timeout=t)` does.
-    /// - [`AcquireError::WouldDeadlock`]: `None` (or a timeout too long to ever end), and the
-    ///   calling thread holds the lock.
+    /// - [`AcquireError::WouldDeadlock`]: a timeout too long to ever end (`Duration::MAX`), and
+    ///   the calling thread holds the lock.
     /// - Otherwise as [`lock`](Self::lock).
     #[inline]
     pub fn lock_timeout(
@@ -200,15 +200,11 @@ impl Lock {
     /// Python's `acquire()`: acquires the lock, waiting as long as needed. The caller must call
     /// [`release`](Self::release) later.
     ///
-    /// If the calling thread holds the lock already, a timed acquire sleeps out its timeout and
-    /// returns `Ok(false)`, and `Some(ZERO)` returns `Ok(false)` at once, as Python's do
-    /// (nobody else can release the lock meanwhile).
-    ///
     /// # Errors
     /// - [`AcquireError::OwnerDied`]: acquired (release it as usual), but the previous holder
     ///   died holding it.
-    /// - [`AcquireError::WouldDeadlock`]: `None` (or a timeout too long to ever end), and the
-    ///   calling thread holds the lock already (Python hangs forever).
+    /// - [`AcquireError::WouldDeadlock`]: the calling thread holds the lock already (Python
+    ///   hangs forever).
     /// - [`AcquireError::Os`]: an unexpected error from the mutex.
     #[inline]
     pub fn acquire(&self) -> Result<(), AcquireError<()>> {
@@ -219,8 +215,13 @@ impl Lock {
     /// passed first (`Duration::ZERO`: Python's `block=False`). The caller must call
     /// [`release`](Self::release) later.
     ///
+    /// If the calling thread holds the lock already, this sleeps out the timeout and returns
+    /// `Ok(false)` (`Duration::ZERO`: at once), as Python's does: nobody else can release the
+    /// lock meanwhile.
+    ///
     /// # Errors
-    /// As [`acquire`](Self::acquire).
+    /// As [`acquire`](Self::acquire); [`AcquireError::WouldDeadlock`] only for a timeout too
+    /// long to ever end (`Duration::MAX`) while the calling thread holds the lock.
     #[inline]
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, AcquireError<()>> {
         self.acquire_call(Patience::from_timeout(Some(timeout)))
