@@ -145,16 +145,16 @@ impl SlotShm {
     }
 }
 
-/// Header of the segment (the slots follow in the tail).
+/// The header of the segment (the slots follow in the tail).
 #[repr(C)]
-struct Header {
+struct SlotsHeader {
     slots: u64,
 }
 
 /// The pool's shared segment: `n` [`SlotShm`] records.
 #[derive(Clone)]
 pub(crate) struct Slots {
-    shm: ShmBox<Header>,
+    shm: ShmBox<SlotsHeader>,
     n: usize,
 }
 
@@ -164,11 +164,11 @@ impl Slots {
         let tail = n
             .checked_mul(std::mem::size_of::<SlotShm>())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many workers"))?;
-        // SAFETY: `Header` and `SlotShm` are integers and atomics, valid when zeroed; they are
+        // SAFETY: `SlotsHeader` and `SlotShm` are integers and atomics, valid when zeroed; they are
         // only ever accessed through shared references and atomics, hold no pointers and need
         // no `Drop`.
         let shm = unsafe {
-            ShmBox::<Header>::new_passable(tail, |h| {
+            ShmBox::<SlotsHeader>::new_passable(tail, |h| {
                 (*h).slots = n as u64;
                 Ok(())
             })?
@@ -185,7 +185,7 @@ impl Slots {
         // SAFETY: the descriptor comes from the parent's `Slots::new` for `n` slots (the
         // launch message's sender); the header's count is checked below before any slot is
         // used.
-        let shm = unsafe { ShmBox::<Header>::from_fd(fd, tail)? };
+        let shm = unsafe { ShmBox::<SlotsHeader>::from_fd(fd, tail)? };
         if shm.get().slots != n as u64 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "slot count mismatch"));
         }

@@ -1,5 +1,5 @@
 //! The child's life after `fork`: set up, run the closure, report, `_exit`.
-#![allow(unsafe_code)] // running the closure moved out of its box (see `Job`).
+#![allow(unsafe_code)] // running the closure moved out of its box (see `TargetFn`).
 
 use crate::fork_safety::panic_message;
 use std::io::{self, Write};

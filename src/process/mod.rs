@@ -62,7 +62,7 @@
 //! running to their end (as Python's, whose parent would join them at exit); a terminal's
 //! Ctrl-C reaches every process of the group. A child forked from a parent that installed a
 //! `SIGINT` handler inherits the handler. See the crate docs' "Ctrl-C".
-#![allow(unsafe_code)] // fork, and the closure's box around it (see `Job`).
+#![allow(unsafe_code)] // fork, and the closure's box around it (see `TargetFn`).
 
 use std::fmt;
 use std::io::{self, Write};
@@ -102,13 +102,13 @@ pub use registry::{
 };
 use report::{REPORT_BUF, decode_outcome, read_report, report_file, wait_child};
 
-/// The closure, boxed. See [`Job`] for why it is not a `Box<dyn FnOnce>`.
-type Target<R> = Box<dyn Job<R> + Send>;
+/// The closure, boxed. See [`TargetFn`] for why it is not a `Box<dyn FnOnce>`.
+type Target<R> = Box<dyn TargetFn<R> + Send>;
 
 /// A boxed closure that can be used up without freeing (or even writing to) its box: every
 /// page written between `fork` and the child's exit is a copy-on-write fault, in the child as
 /// in the parent, and `free` writes the allocator's metadata.
-trait Job<R> {
+trait TargetFn<R> {
     /// In the parent after `fork`: drops the captured values (closing, say, the child's end of
     /// a pipe) and keeps the box; writes nothing if they need no drop.
     fn discard(&mut self);
@@ -122,7 +122,7 @@ trait Job<R> {
     unsafe fn run_in_child(&mut self) -> Option<R>;
 }
 
-impl<R, F: FnOnce() -> R> Job<R> for Option<F> {
+impl<R, F: FnOnce() -> R> TargetFn<R> for Option<F> {
     fn discard(&mut self) {
         if std::mem::needs_drop::<F>() {
             *self = None;
@@ -205,7 +205,7 @@ struct Running<R> {
     report: OwnedFd,
     /// Allocated before the fork, to read the report into.
     buf: Vec<u8>,
-    /// The closure's box, its contents dropped (see [`Job`]); freed once the child has ended.
+    /// The closure's box, its contents dropped (see [`TargetFn`]); freed once the child has ended.
     _spent: Option<Target<R>>,
 }
 

@@ -48,24 +48,24 @@ pub(crate) const TAIL_ALIGN: usize = 64;
 
 /// A `T` in shared memory, mutated only under the rules of the module docs.
 #[repr(transparent)]
-pub(super) struct Slot<T>(pub(super) UnsafeCell<T>);
+pub(super) struct DataCell<T>(pub(super) UnsafeCell<T>);
 
-// SAFETY: a `Slot` is only read or written through a guard of the lock that protects it, or
+// SAFETY: a `DataCell` is only read or written through a guard of the lock that protects it, or
 // atomically, or through `unsafe` methods whose callers promise the absence of races (module
 // docs); `T: ShmSafe` is `Send + Sync` plain data.
-unsafe impl<T: ShmSafe> Sync for Slot<T> {}
+unsafe impl<T: ShmSafe> Sync for DataCell<T> {}
 
 /// The (empty) header of an array's segment; the elements are its tail.
 #[repr(C)]
 pub(super) struct ArrayHeader {}
 
 /// Maps a fresh segment holding `value`.
-pub(super) fn new_slot<T: ShmSafe>(value: T) -> io::Result<ShmBox<Slot<T>>> {
+pub(super) fn new_cell<T: ShmSafe>(value: T) -> io::Result<ShmBox<DataCell<T>>> {
     // SAFETY: `init` writes a valid `T` into the fresh, exclusively owned segment (aligned for
-    // `Slot<T>`, which `ShmBox::new` checks); `Slot<T>` is used only through shared references
+    // `DataCell<T>`, which `ShmBox::new` checks); `DataCell<T>` is used only through shared references
     // under the module's access rules, and needs no `Drop` (`T: Copy`).
     unsafe {
-        ShmBox::new(0, |p: *mut Slot<T>| {
+        ShmBox::new(0, |p: *mut DataCell<T>| {
             p.cast::<T>().write(value);
             Ok(())
         })

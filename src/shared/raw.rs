@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering::SeqCst;
 
 use multiproc_sys::shm_safe::{AtomicInteger, AtomicOps, ShmSafe};
 
-use super::{ArrayHeader, Slot, new_elements, new_slot};
+use super::{ArrayHeader, DataCell, new_cell, new_elements};
 use crate::shm::ShmBox;
 
 // ---------------------------------------------------------------------------------------------
@@ -72,7 +72,7 @@ use crate::shm::ShmBox;
 /// it, and nothing is ever held, so nobody else is affected. A plain [`write`](Self::write)
 /// cut short may leave a half-written value, which is still a valid `T`.
 pub struct RawValue<T: ShmSafe> {
-    data: ShmBox<Slot<T>>,
+    data: ShmBox<DataCell<T>>,
 }
 
 impl<T: ShmSafe> Clone for RawValue<T> {
@@ -87,7 +87,7 @@ impl<T: ShmSafe> RawValue<T> {
     /// # Errors
     /// Mapping the shared segment failed.
     pub fn new(value: T) -> io::Result<RawValue<T>> {
-        Ok(RawValue { data: new_slot(value)? })
+        Ok(RawValue { data: new_cell(value)? })
     }
 
     /// A pointer to the shared value, valid (and page-aligned) as long as this handle or a

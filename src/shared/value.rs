@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use multiproc_sys::shm_safe::ShmSafe;
 
-use super::{Slot, new_slot};
+use super::{DataCell, new_cell};
 use crate::shm::ShmBox;
 use crate::sync::{AcquireError, DataGuard, DataLock, RLock, lock_data};
 use crate::wait::Patience;
@@ -105,7 +105,7 @@ use crate::wait::Patience;
 /// - `lock=` takes a [`Lock`](crate::Lock) or an [`RLock`] ([`with_lock`](Self::with_lock), typed by `L`);
 ///   Python's `lock=False` (a bare shared object) is [`RawValue`](super::RawValue).
 pub struct Value<T: ShmSafe, L: DataLock = RLock> {
-    data: ShmBox<Slot<T>>,
+    data: ShmBox<DataCell<T>>,
     lock: L,
 }
 
@@ -131,7 +131,7 @@ pub struct Value<T: ShmSafe, L: DataLock = RLock> {
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: ShmSafe> {
-    slot: &'a Slot<T>,
+    slot: &'a DataCell<T>,
     _guard: DataGuard<'a>,
 }
 
@@ -157,7 +157,7 @@ impl<T: ShmSafe> Value<T> {
     /// # Errors
     /// Mapping the shared segment failed.
     pub fn with_lock<L: DataLock>(value: T, lock: L) -> io::Result<Value<T, L>> {
-        Ok(Value { data: new_slot(value)?, lock })
+        Ok(Value { data: new_cell(value)?, lock })
     }
 }
 

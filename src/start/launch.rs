@@ -18,7 +18,7 @@
 //! The receiver (a child forked by the fork server, or a spawned program inside
 //! [`init`](crate::init)) checks the magic and, when it is a different image, the executable,
 //! then runs the entry and never returns.
-#![allow(unsafe_code)] // `transmute`s of relocated code addresses (`run_code`, `Header::entry_fn`).
+#![allow(unsafe_code)] // `transmute`s of relocated code addresses (`run_code`, `LaunchHeader::entry_fn`).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
@@ -60,7 +60,7 @@ pub(crate) fn exe_identity() -> (u64, u64) {
 
 /// The header of a launch message, as decoded by the receiver.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Header {
+pub(crate) struct LaunchHeader {
     /// The sender's address of the entry to run, 0 for a fork server.
     pub entry: u64,
     /// The sender's [`anchor`].
@@ -68,7 +68,7 @@ pub(crate) struct Header {
     pub exe: (u64, u64),
 }
 
-impl Header {
+impl LaunchHeader {
     /// How far code addresses taken in the sender must move to be valid here.
     pub(crate) fn relocation(&self) -> Relocation {
         Relocation { delta: (anchor() as u64).wrapping_sub(self.anchor) }
@@ -98,7 +98,7 @@ pub(crate) fn encode(entry: Option<EntryFn>, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes a launch message's header; the rest is the payload.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(LaunchHeader, &[u8]), String> {
     let mut d = Decoder::new(bytes);
     let magic = u32::decode(&mut d).map_err(|e| e.to_string())?;
     if magic != MAGIC {
@@ -109,7 +109,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
     let dev = u64::decode(&mut d).map_err(|e| e.to_string())?;
     let ino = u64::decode(&mut d).map_err(|e| e.to_string())?;
     let used = bytes.len() - d.remaining();
-    Ok((Header { entry, anchor, exe: (dev, ino) }, &bytes[used..]))
+    Ok((LaunchHeader { entry, anchor, exe: (dev, ino) }, &bytes[used..]))
 }
 
 /// Moves code addresses taken in a sender to where the same code is in this process.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
 pub use spawn::set_executable;
 
-use launch::{EntryFn, Header, Launched};
+use launch::{EntryFn, LaunchHeader, Launched};
 use zygote::Zygote;
 
 /// How a child process is started — Python's start methods, with Python's names.
@@ -284,7 +284,7 @@ pub(crate) fn launch(
 
 /// In a launched child (forked by the fork server, or a spawned program inside `init`): runs
 /// the entry. Never returns.
-pub(crate) fn run_entry(header: Header, payload: &[u8], mut fds: Vec<OwnedFd>) -> ! {
+pub(crate) fn run_entry(header: LaunchHeader, payload: &[u8], mut fds: Vec<OwnedFd>) -> ! {
     crate::fork_safety::before_clean_fork();
     match header.entry_fn() {
         Some(entry) => entry(header.relocation(), payload, fds),

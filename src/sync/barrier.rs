@@ -71,7 +71,7 @@ const DRAINING: u32 = 2;
 const RESETTING: u32 = 3;
 const BROKEN: u32 = 4;
 
-// Slot `outcome` values.
+// PartySlot `outcome` values.
 const WAITING: u32 = 0;
 const RELEASED: u32 = 1;
 const FAILED: u32 = 2;
@@ -95,13 +95,13 @@ const_assert_eq!(offset_of!(BarrierState, seq), size_of::<libc::pthread_mutex_t>
 
 /// One party's slot in the table after the header.
 #[repr(C)]
-struct Slot {
+struct PartySlot {
     pid: AtomicI32,
     outcome: AtomicU32,
 }
 
-const_assert_eq!(size_of::<Slot>(), 8);
-const_assert!(align_of::<Slot>() <= 64);
+const_assert_eq!(size_of::<PartySlot>(), 8);
+const_assert!(align_of::<PartySlot>() <= 64);
 
 /// The action run by the last party to arrive.
 type Action = Arc<dyn Fn() + Send + Sync + 'static>;
@@ -258,7 +258,7 @@ impl BarrierBuilder {
         let parties32 = u32::try_from(self.parties).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "parties must be at most u32::MAX")
         })?;
-        let tail = self.parties.checked_mul(size_of::<Slot>()).ok_or_else(|| {
+        let tail = self.parties.checked_mul(size_of::<PartySlot>()).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "too many parties for one barrier")
         })?;
         // SAFETY: the initialiser makes the (zeroed, exclusively owned, page-aligned) header a
@@ -524,7 +524,7 @@ impl Barrier {
     fn complete<'a>(
         &'a self,
         mut g: Locked<'a>,
-        slot: &Slot,
+        slot: &PartySlot,
         index: usize,
     ) -> Result<usize, BarrierError> {
         if let Some(action) = &self.action {
@@ -634,12 +634,12 @@ impl Barrier {
     }
 
     /// The slot table after the header.
-    fn slots(&self) -> &[Slot] {
+    fn slots(&self) -> &[PartySlot] {
         // SAFETY: `build` sized the tail for exactly `self.parties` slots (the length is the
         // handle's, never read from shared memory); the tail is 64-byte aligned (more than a
-        // `Slot` needs) and was zero-filled, a valid `Slot` (atomics only); it lives as long
+        // `PartySlot` needs) and was zero-filled, a valid `PartySlot` (atomics only); it lives as long
         // as `self.shm` and is only accessed through these atomics.
-        unsafe { std::slice::from_raw_parts(self.shm.tail_ptr().cast::<Slot>(), self.parties) }
+        unsafe { std::slice::from_raw_parts(self.shm.tail_ptr().cast::<PartySlot>(), self.parties) }
     }
 
     /// Locks the internal mutex (waiting at most until `deadline`), recovering from an owner
@@ -720,7 +720,7 @@ impl Locked<'_> {
 
     /// Frees the caller's slot; the last party to leave a draining or resetting cycle opens
     /// the barrier for the next one.
-    fn leave(&mut self, slot: &Slot) {
+    fn leave(&mut self, slot: &PartySlot) {
         slot.pid.store(0, Ordering::Relaxed);
         slot.outcome.store(WAITING, Ordering::Relaxed);
         let n = self.count().saturating_sub(1);
