@@ -187,3 +187,70 @@ impl std::error::Error for ReleaseError {
         }
     }
 }
+
+/// Why [`Barrier::wait`](super::Barrier::wait) did not return an arrival index.
+///
+/// Python raises `threading.BrokenBarrierError` in every case; here the party whose own
+/// timeout passed gets [`Timeout`](Self::Timeout), the others [`Broken`](Self::Broken).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Barrier, BarrierError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let barrier = Barrier::new(2)?;
+/// // Nobody else comes: the wait times out, and the barrier breaks.
+/// match barrier.wait_timeout(Duration::from_millis(10)) {
+///     Err(BarrierError::Timeout) => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// // Broken for everyone until reset (Python: BrokenBarrierError).
+/// assert!(matches!(barrier.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Broken)));
+/// barrier.reset()?;
+/// assert!(!barrier.broken());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken, or was broken or reset while this party waited — Python's
+    /// `BrokenBarrierError`. It stays broken until [`Barrier::reset`](super::Barrier::reset).
+    Broken,
+    /// This party's timeout passed before the others arrived. The barrier is now broken for
+    /// everyone (Python raises `BrokenBarrierError` here too; this variant tells the party
+    /// whose timeout it was).
+    Timeout,
+    /// An operating-system error, or a barrier whose shared state a buggy peer overwrote
+    /// ([`io::ErrorKind::InvalidData`]).
+    Os(io::Error),
+}
+
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierError::Broken => f.write_str("the barrier is broken"),
+            BarrierError::Timeout => {
+                f.write_str("timed out waiting at the barrier (the barrier is now broken)")
+            }
+            BarrierError::Os(e) => write!(f, "barrier error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BarrierError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BarrierError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for BarrierError {
+    fn from(e: io::Error) -> Self {
+        BarrierError::Os(e)
+    }
+}

@@ -28,7 +28,7 @@
 // crate's one waiting policy, in `crate::wait`.
 
 mod error;
-pub use error::{AcquireError, ReleaseError};
+pub use error::{AcquireError, BarrierError, ReleaseError};
 
 mod api;
 mod raw;
@@ -39,7 +39,7 @@ pub use lock::{Lock, LockGuard};
 mod semaphore;
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 mod barrier;
-pub use barrier::{Barrier, BarrierBuilder, BarrierError};
+pub use barrier::{Barrier, BarrierBuilder};
 mod rlock;
 pub use rlock::{RLock, RLockGuard};
 mod data;

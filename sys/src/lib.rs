@@ -52,6 +52,7 @@ pub mod mmap;
 pub mod pid;
 pub mod pipe;
 pub mod poll;
+pub mod procfs;
 pub mod pthread;
 pub mod random;
 pub mod scm;
