@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use multiproc_sys::fork as sysfork;
 
 #[cfg(doc)]
-use crate::PoolError;
+use crate::pool::PoolError;
 
 /// This process is not a child the crate forked from a multithreaded process: panics go to the
 /// program's hook.
