@@ -48,7 +48,8 @@ pub enum ForkOutcome {
 /// Flush buffered output (Rust's `stdout` is line-buffered, a `BufWriter` holds more) before
 /// forking, or both processes may write it. The child owns a copy of every value the parent
 /// owned: dropping one whose `Drop` acts outside the process (deletes a file, sends a message)
-/// does it twice, so a child should end with [`exit_now`](super::exit::exit_now) rather than return or unwind.
+/// does it twice, so a child should end with [`exit_now`](super::exit::exit_now) rather than
+/// return or unwind.
 ///
 /// The call goes through libc's `fork` so the libc's `pthread_atfork` handlers run and its own
 /// state is consistent in the child. It is **not** async-signal-safe (POSIX.1-2024 removed
@@ -82,11 +83,12 @@ pub enum ForkOutcome {
 ///
 /// # Safety
 ///
-/// If the calling process has other threads (see [`thread_count`](super::thread::thread_count)), then in the child:
+/// If the calling process has other threads (see
+/// [`thread_count`](super::thread::thread_count)), then in the child:
 ///
-/// - until it calls `execve` or [`exit_now`](super::exit::exit_now), the child may call only async-signal-safe
-///   functions: no allocation, no `println!`, no `std::sync` locks, no panic (its hook
-///   allocates and takes locks);
+/// - until it calls `execve` or [`exit_now`](super::exit::exit_now), the child may call only
+///   async-signal-safe functions: no allocation, no `println!`, no `std::sync` locks, no panic
+///   (its hook allocates and takes locks);
 /// - every lock that another thread held at the time of the fork (a `Mutex`, an `RwLock`, a
 ///   `OnceLock` being initialised, a lock inside a library) stays locked forever in the child:
 ///   the child must not try to take it, and must not rely on data that such a lock protected

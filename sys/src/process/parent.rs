@@ -28,10 +28,11 @@ pub fn getppid() -> Option<Pid> {
 /// `prctl(PR_SET_PDEATHSIG, signal)` — asks the kernel to send `signal` to the caller when its
 /// parent dies, then checks that the parent is still `expected_parent`.
 ///
-/// Called in a child right after [`fork`](super::fork::fork), with `expected_parent` the parent's id captured
-/// *before* the fork (the parent's [`getpid`](super::pid::getpid)). The check closes the race in which the parent
-/// died between `fork` and this call: the setting would then never fire, because the child has
-/// already been reparented. That case returns [`Errno::SRCH`] and the caller should exit.
+/// Called in a child right after [`fork`](super::fork::fork), with `expected_parent` the
+/// parent's id captured *before* the fork (the parent's [`getpid`](super::pid::getpid)). The
+/// check closes the race in which the parent died between `fork` and this call: the setting
+/// would then never fire, because the child has already been reparented. That case returns
+/// [`Errno::SRCH`] and the caller should exit.
 ///
 /// **Linux semantics:** the signal is sent when the *thread* that forked the child exits, not
 /// only when the whole parent process does. A child forked from a short-lived worker thread of a

@@ -11,7 +11,8 @@ use rustix::fs::{Mode, OFlags};
 
 /// `gettid()` — returns the calling thread's id.
 ///
-/// Equal to [`getpid`](super::pid::getpid) in the main thread (and so in a freshly forked child). Linux-specific.
+/// Equal to [`getpid`](super::pid::getpid) in the main thread (and so in a freshly forked
+/// child). Linux-specific.
 ///
 /// Async-signal-safe.
 ///
@@ -28,8 +29,9 @@ pub fn gettid() -> Pid {
 /// `open("/proc/self/status")` + `read` — returns the number of threads in the calling process,
 /// or `None` if it cannot be read (no `/proc`, descriptor limit reached).
 ///
-/// Call it before [`fork`](super::fork::fork): anything above 1 means the child will be restricted to
-/// async-signal-safe calls. It is a snapshot: another thread may start or end right after.
+/// Call it before [`fork`](super::fork::fork): anything above 1 means the child will be
+/// restricted to async-signal-safe calls. It is a snapshot: another thread may start or end
+/// right after.
 ///
 /// Parses the `Threads:` line through a buffer on the stack; the close-on-exec descriptor it
 /// opens is closed before it returns. Async-signal-safe (`open`, `read` and `close` only).

@@ -11,8 +11,9 @@
 //! - Only a specific child is ever waited for: never `waitpid(-1)`, which would steal the
 //!   statuses of children that other code owns.
 //! - `EINTR` is retried, with the remaining time for timed waits.
-//! - `ECHILD` is returned as [`Errno::CHILD`](crate::Errno::CHILD); callers treat it as "exited, status unknown" (the
-//!   child was reaped elsewhere, or `SIGCHLD` is ignored so the kernel reaps it).
+//! - `ECHILD` is returned as [`Errno::CHILD`](crate::Errno::CHILD); callers treat it as
+//!   "exited, status unknown" (the child was reaped elsewhere, or `SIGCHLD` is ignored so the
+//!   kernel reaps it).
 //! - Stopped and continued children are not exits: they are never reported as one.
 //! - Everything here is async-signal-safe and allocation-free, so a fork server forked from a
 //!   multithreaded process may use it.
@@ -108,9 +109,10 @@ impl fmt::Display for ExitStatus {
 ///
 /// # Errors
 ///
-/// - [`Errno::CHILD`](crate::Errno::CHILD): `pid` is not an unreaped child of the caller. For a child the caller did
-///   create, read this as **"exited, status unknown"**: it was reaped by other code (a
-///   `waitpid(-1)` elsewhere), or `SIGCHLD` is set to `SIG_IGN` so the kernel reaped it.
+/// - [`Errno::CHILD`](crate::Errno::CHILD): `pid` is not an unreaped child of the caller. For a
+///   child the caller did create, read this as **"exited, status unknown"**: it was reaped by
+///   other code (a `waitpid(-1)` elsewhere), or `SIGCHLD` is set to `SIG_IGN` so the kernel
+///   reaped it.
 ///
 /// # References
 /// - [POSIX]
@@ -144,8 +146,8 @@ pub fn waitpid(pid: Pid, block: bool) -> Result<Option<ExitStatus>> {
 ///
 /// # Errors
 ///
-/// - [`Errno::CHILD`](crate::Errno::CHILD): `pid` is not an unreaped child of the caller ("exited, status unknown",
-///   as for [`waitpid`]).
+/// - [`Errno::CHILD`](crate::Errno::CHILD): `pid` is not an unreaped child of the caller
+///   ("exited, status unknown", as for [`waitpid`]).
 ///
 /// # References
 /// - [POSIX]
@@ -188,8 +190,8 @@ const BACKOFF_MAX: Duration = Duration::from_millis(10);
 ///
 /// # Errors
 ///
-/// - [`Errno::CHILD`](crate::Errno::CHILD): `pid` is not an unreaped child of the caller; for a child the caller did
-///   create, read it as "exited, status unknown" (see [`waitpid`]).
+/// - [`Errno::CHILD`](crate::Errno::CHILD): `pid` is not an unreaped child of the caller; for a
+///   child the caller did create, read it as "exited, status unknown" (see [`waitpid`]).
 ///
 /// # References
 /// - [POSIX `waitpid`]
