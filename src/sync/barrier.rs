@@ -49,8 +49,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
-use multiproc_sys::futex::{futex_wait, futex_wake_all};
-use multiproc_sys::pthread::RobustMutex;
+use multiproc_sys::io::fd::{open_read_only, read_once};
+use multiproc_sys::process::pid::getpid;
+use multiproc_sys::process::signal::probe;
+use multiproc_sys::sync::futex::{futex_wait, futex_wake_all};
+use multiproc_sys::sync::pthread::RobustMutex;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, Pid};
 use static_assertions::{assert_impl_all, const_assert, const_assert_eq};
@@ -88,10 +91,10 @@ struct BarrierState {
 
 const_assert_eq!(
     size_of::<BarrierState>(),
-    (size_of::<libc::pthread_mutex_t>() + 16).next_multiple_of(align_of::<libc::pthread_mutex_t>())
+    (size_of::<RobustMutex>() + 16).next_multiple_of(align_of::<RobustMutex>())
 );
-const_assert_eq!(align_of::<BarrierState>(), align_of::<libc::pthread_mutex_t>());
-const_assert_eq!(offset_of!(BarrierState, seq), size_of::<libc::pthread_mutex_t>());
+const_assert_eq!(align_of::<BarrierState>(), align_of::<RobustMutex>());
+const_assert_eq!(offset_of!(BarrierState, seq), size_of::<RobustMutex>());
 
 /// One party's slot in the table after the header.
 #[repr(C)]
@@ -458,7 +461,7 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<usize, BarrierError> {
-        let me = multiproc_sys::fork::getpid().as_raw_nonzero().get();
+        let me = getpid().as_raw_nonzero().get();
         // The internal mutex is only ever held for a few loads and stores, so even a zero
         // timeout may wait for it a little: otherwise a momentary holder would make the call
         // fail without having tried.
@@ -587,7 +590,7 @@ impl Barrier {
     /// [`BarrierError::Os`] if the shared state is corrupt.
     pub fn reset(&self) -> Result<(), BarrierError> {
         let mut g = self.lock(Deadline::FOREVER)?;
-        g.sweep(multiproc_sys::fork::getpid().as_raw_nonzero().get());
+        g.sweep(getpid().as_raw_nonzero().get());
         if g.count() == 0 {
             g.set_state(FILLING);
         } else {
@@ -765,7 +768,7 @@ impl Locked<'_> {
     /// After `EOWNERDEAD`: the dead owner may have left any word half-updated. Free the dead
     /// parties' slots, recount, and break the barrier.
     fn recover(&mut self) {
-        let me = multiproc_sys::fork::getpid().as_raw_nonzero().get();
+        let me = getpid().as_raw_nonzero().get();
         for s in self.b.slots() {
             let pid = s.pid.load(Ordering::Relaxed);
             if pid < 0 || (pid != 0 && pid != me && !party_alive(pid)) {
@@ -841,7 +844,7 @@ impl Locked<'_> {
             Err(e) => return Err(os(e)),
         }
         if next_check.has_expired() {
-            self.sweep(multiproc_sys::fork::getpid().as_raw_nonzero().get());
+            self.sweep(getpid().as_raw_nonzero().get());
             *next_check = Deadline::after(Some(CHECK_INTERVAL));
         }
         Ok(())
@@ -891,11 +894,11 @@ fn party_alive(pid: i32) -> bool {
     let Ok(path) = CStr::from_bytes_with_nul(&path[..n]) else {
         return kill_probe(p);
     };
-    match multiproc_sys::io::open_read_only(path) {
+    match open_read_only(path) {
         Ok(fd) => {
             // "pid (comm) S ...": the state follows the last ')' (comm may contain one).
             let mut buf = [0u8; 256];
-            match multiproc_sys::io::read_once(std::os::fd::AsFd::as_fd(&fd), &mut buf[..]) {
+            match read_once(std::os::fd::AsFd::as_fd(&fd), &mut buf[..]) {
                 Ok(len) => {
                     let stat = &buf[..len];
                     match stat.iter().rposition(|&c| c == b')') {
@@ -914,7 +917,7 @@ fn party_alive(pid: i32) -> bool {
 
 /// `kill(pid, 0)`: only `ESRCH` means gone (a zombie still counts as alive here).
 fn kill_probe(pid: Pid) -> bool {
-    !matches!(multiproc_sys::wait::probe(pid), Err(Errno::SRCH))
+    !matches!(probe(pid), Err(Errno::SRCH))
 }
 
 #[cfg(test)]
@@ -962,7 +965,7 @@ mod tests {
 
     #[test]
     fn party_alive_tells_the_living_from_the_dead() {
-        let me = multiproc_sys::fork::getpid().as_raw_nonzero().get();
+        let me = getpid().as_raw_nonzero().get();
         assert!(party_alive(me));
         assert!(party_alive(1));
         assert!(!party_alive(0));
