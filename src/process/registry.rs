@@ -160,8 +160,8 @@ pub(super) fn reset_after_fork(info: &SelfInfo) {
 }
 
 /// The calling process's id, cached: `getpid` is a system call, and every method checks that
-/// it runs in the handle's creator. The crate's one fork detection
-/// ([`current_pid`](multiproc_sys::process::pid::current_pid)) keeps it right in every forked child.
+/// it runs in the handle's creator. The crate's one fork detection ([`current_pid`]) keeps it
+/// right in every forked child.
 pub(super) fn my_pid() -> Pid {
     current_pid()
 }

@@ -185,7 +185,8 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> Result<()> {
 /// reports `EINTR` or `EIO`, so it is never retried. Async-signal-safe.
 ///
 /// # Errors
-/// The error of `close(2)`, such as [`Errno::IO`] from a file system that failed to write back.
+/// The error of `close(2)`, such as [`Errno::IO`](crate::Errno::IO) from a file system that
+/// failed to write back.
 ///
 /// # References
 /// - [POSIX]

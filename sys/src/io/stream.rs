@@ -18,7 +18,7 @@
 //!   [`read_full`] loops until the buffer is full or the writer has gone. On a non-blocking fd
 //!   they wait for readiness with `poll` instead of failing with `EAGAIN`.
 //! - **Blocking**: they block until done, as `read(2)`/`write(2)` do: wait for readiness with
-//!   [`wait_readable`](super::poll::wait_readable) or [`poll`](super::poll::poll) first when you
+//!   [`wait_readable`] or [`poll`](super::poll::poll) first when you
 //!   need a bound.
 //!
 //! Writes of at most [`PIPE_BUF`] bytes to a pipe are atomic; larger ones, and writes to stream

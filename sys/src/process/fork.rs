@@ -77,9 +77,9 @@ pub enum ForkOutcome {
 ///
 /// # Errors
 ///
-/// - [`Errno::AGAIN`]: a process or thread limit (`RLIMIT_NPROC`, `pid_max`, the cgroup's
-///   `pids.max`) was reached.
-/// - [`Errno::NOMEM`]: the kernel could not allocate the child's structures.
+/// - [`Errno::AGAIN`](crate::Errno::AGAIN): a process or thread limit (`RLIMIT_NPROC`,
+///   `pid_max`, the cgroup's `pids.max`) was reached.
+/// - [`Errno::NOMEM`](crate::Errno::NOMEM): the kernel could not allocate the child's structures.
 ///
 /// # Safety
 ///

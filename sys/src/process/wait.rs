@@ -182,9 +182,10 @@ const BACKOFF_MAX: Duration = Duration::from_millis(10);
 /// deadline checks once; [`Deadline::FOREVER`] is a blocking [`waitpid`].
 ///
 /// With `pidfd` (which must refer to `pid`), sleeps in `poll` on it, retrying `EINTR` with the
-/// time that is left. Without one (on kernels before 5.3, see [`is_pidfd_available`]), polls
-/// `waitpid(WNOHANG)` with an exponential backoff sleep from 50 µs up to 10 ms, never sleeping
-/// past the deadline; an exit is then noticed up to 10 ms late.
+/// time that is left. Without one (on kernels before 5.3, see
+/// [`is_pidfd_available`](super::pidfd::is_pidfd_available)), polls `waitpid(WNOHANG)` with an
+/// exponential backoff sleep from 50 µs up to 10 ms, never sleeping past the deadline; an exit
+/// is then noticed up to 10 ms late.
 ///
 /// Async-signal-safe (`poll`, `clock_nanosleep`, `waitpid`, `clock_gettime`).
 ///
