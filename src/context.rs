@@ -57,7 +57,7 @@ use crate::process::{Process, ProcessBuilder};
 use crate::queue::{JoinableQueue, Queue, SimpleQueue};
 use crate::shared::{Array, RawArray, RawValue, Value};
 use crate::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
-use multiproc_sys::shm_safe::ShmSafe;
+use multiproc_sys::mem::shm_safe::ShmSafe;
 
 pub use crate::start::{
     ContextError, StartMethod, chosen_start_method, get_all_start_methods, get_start_method, init,

@@ -40,7 +40,9 @@ use std::panic::{self, PanicHookInfo};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use multiproc_sys::fork as sysfork;
+use multiproc_sys::io::stream::write_all;
+use multiproc_sys::process::pid::getpid;
+use multiproc_sys::process::thread::thread_count;
 
 #[cfg(doc)]
 use crate::pool::PoolError;
@@ -83,7 +85,7 @@ pub fn set_fork_warning(on: bool) {
 /// process with the `fork` start method: installs the hook and warns once if other threads run.
 pub(crate) fn before_fork() -> ForkPlan {
     install_hook();
-    let multithreaded = sysfork::thread_count().is_none_or(|n| n > 1);
+    let multithreaded = thread_count().is_none_or(|n| n > 1);
     if multithreaded
         && WARN.load(Ordering::Relaxed)
         && !WARNED.swap(true, Ordering::Relaxed)
@@ -94,7 +96,7 @@ pub(crate) fn before_fork() -> ForkPlan {
              the child may deadlock on a lock another thread held. Use the 'forkserver' or \
              'spawn' start method (multiproc::get_context), or silence this with \
              multiproc::set_fork_warning(false) or MULTIPROC_FORK_WARNING=0.",
-            sysfork::thread_count().map_or_else(|| "several".to_owned(), |n| n.to_string())
+            thread_count().map_or_else(|| "several".to_owned(), |n| n.to_string())
         );
     }
     ForkPlan { multithreaded }
@@ -146,12 +148,12 @@ fn install_hook() {
 /// Writes `process <pid> panicked at <location>:\n<message>` to fd 2 from a stack buffer.
 fn report_without_locks(info: &PanicHookInfo<'_>) {
     let mut buf = StackText { bytes: [0; 1024], len: 0 };
-    let pid = sysfork::getpid().as_raw_nonzero().get();
+    let pid = getpid().as_raw_nonzero().get();
     let _ = writeln!(buf, "process {pid} {info}");
     if buf.len == buf.bytes.len() {
         buf.bytes[buf.len - 1] = b'\n';
     }
-    let _ = multiproc_sys::pipe::write_all(std::io::stderr().as_fd(), &buf.bytes[..buf.len]);
+    let _ = write_all(std::io::stderr().as_fd(), &buf.bytes[..buf.len]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::sync::Arc;
 
-use multiproc_sys::mmap::Segment;
+use multiproc_sys::mem::mmap::Segment;
 
 /// Alignment of the tail that follows the header: a cache line, so a ring's hot indices and its
 /// data do not share one.

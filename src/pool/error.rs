@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use multiproc_sys::Pid;
-use multiproc_sys::wait::signal_name;
+use multiproc_sys::process::signal::signal_name;
 
 /// What can go wrong with a pool, a task, or a wait for a task.
 ///

@@ -22,7 +22,7 @@
 
 use std::io;
 
-use multiproc_sys::mmap::WipeOnFork;
+use multiproc_sys::mem::mmap::WipeOnFork;
 
 use super::proto::{CTL_LEN, SECRET_LEN, SPAWNED_LEN};
 
@@ -168,18 +168,16 @@ mod tests {
         let mut s = Secrets::new(1).unwrap();
         s.recv_buf()[CTL_LEN..].copy_from_slice(&[9; 8]);
         s.adopt(0);
+        use multiproc_sys::process::exit::exit_now;
+        use multiproc_sys::process::fork::{ForkOutcome, fork};
+        use multiproc_sys::process::wait::{ExitStatus, waitpid};
         // SAFETY: the child only reads memory and calls `_exit` (async-signal-safe).
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let code = if s.get(0) == &[0; 8] { 0 } else { 1 };
-            // SAFETY: ends the child without running the harness.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw the secret");
+        let child = match unsafe { fork() }.unwrap() {
+            ForkOutcome::Child => exit_now(if s.get(0) == &[0; 8] { 0 } else { 1 }),
+            ForkOutcome::Parent { child } => child,
+        };
+        let status = waitpid(child, true).unwrap();
+        assert_eq!(status, Some(ExitStatus::Exited(0)), "child saw the secret");
         assert_eq!(s.get(0), &[9; 8]);
     }
 }

@@ -7,7 +7,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use multiproc_sys::affinity::CpuSet;
-use multiproc_sys::fork as sysfork;
+use multiproc_sys::process::exit::exit_now;
+use multiproc_sys::process::parent::set_parent_death_signal;
 use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::codec::{Encode, Message};
@@ -27,7 +28,7 @@ impl ChildSetup<'_> {
     /// Sets the parent-death signal and the CPU affinity (allocation- and lock-free).
     pub(super) fn apply(&self) -> Result<(), Errno> {
         if let Some(sig) = self.death_signal {
-            sysfork::set_parent_death_signal(sig, self.parent)?;
+            set_parent_death_signal(sig, self.parent)?;
         }
         if let Some(set) = self.affinity {
             multiproc_sys::affinity::sched_setaffinity(None, set)?;
@@ -45,7 +46,7 @@ pub(super) fn child_main<R: Message>(
 ) -> ! {
     if let Err(e) = setup.apply() {
         write_error_report(report.as_fd(), TAG_SETUP, e);
-        sysfork::exit_now(1);
+        exit_now(1);
     }
 
     // `out` was allocated by the parent: a small value is encoded without touching the
@@ -78,5 +79,5 @@ pub(super) fn child_main<R: Message>(
     // lock is never released: the process ends here.
     let _ = stdout.flush();
     std::mem::forget(stdout);
-    sysfork::exit_now(code)
+    exit_now(code)
 }

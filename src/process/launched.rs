@@ -10,9 +10,11 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use multiproc_sys::fork as sysfork;
-use multiproc_sys::io as sysio;
-use multiproc_sys::{Errno, Pid};
+use multiproc_sys::io::fd::{file_size, pread, truncate};
+use multiproc_sys::process::exit::exit_now;
+use multiproc_sys::process::parent::getppid;
+use multiproc_sys::process::pid::getpid;
+use multiproc_sys::{Errno, Pid, Signal};
 
 use super::Process;
 use super::child::ChildSetup;
@@ -64,7 +66,7 @@ pub(super) fn encode_spec<R>(p: &Process<R>, spec: &LaunchSpec) -> Vec<u8> {
     let cpus: Vec<u64> = p.affinity.iter().flat_map(|set| set.iter()).map(|c| c as u64).collect();
     cpus.encode(&mut out);
     p.affinity.is_some().encode(&mut out);
-    sysfork::getpid().as_raw_nonzero().get().encode(&mut out);
+    getpid().as_raw_nonzero().get().encode(&mut out);
     out
 }
 
@@ -79,19 +81,19 @@ pub(super) fn store_arguments(report: BorrowedFd<'_>, chunk: &[u8]) -> io::Resul
 /// Reads the argument chunk back, in the child.
 fn load_arguments(report: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
     let mut len = [0u8; 8];
-    let n = sysio::pread(report, &mut len, 0)?;
+    let n = pread(report, &mut len, 0)?;
     if n != 8 {
         return Err(Errno::IO);
     }
     let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| Errno::IO)?;
-    let size = usize::try_from(sysio::file_size(report)?).unwrap_or(usize::MAX);
+    let size = usize::try_from(file_size(report)?).unwrap_or(usize::MAX);
     if len > size.saturating_sub(8) {
         return Err(Errno::IO);
     }
     let mut chunk = vec![0u8; len];
     let mut done = 0;
     while done < len {
-        match sysio::pread(report, &mut chunk[done..], (8 + done) as u64) {
+        match pread(report, &mut chunk[done..], (8 + done) as u64) {
             Ok(0) => return Err(Errno::IO),
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
@@ -104,7 +106,7 @@ fn load_arguments(report: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
 /// A launched function process's life. Never returns.
 pub(crate) fn entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) -> ! {
     if fds.is_empty() {
-        sysfork::exit_now(127);
+        exit_now(127);
     }
     let report = fds.remove(0);
     let spec = (|| {
@@ -122,9 +124,9 @@ pub(crate) fn entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) ->
     })();
     let Some((tramp, ctx, name, identity, daemon, signal, cpus, pinned, parent)) = spec else {
         write_error_report(report.as_fd(), TAG_SETUP, Errno::INVAL);
-        sysfork::exit_now(1)
+        exit_now(1)
     };
-    let parent = Pid::from_raw(parent).unwrap_or_else(sysfork::getpid);
+    let parent = Pid::from_raw(parent).unwrap_or_else(getpid);
     let info: &'static SelfInfo = Box::leak(Box::new(SelfInfo {
         name: Box::leak(name.into_boxed_str()),
         identity: Box::leak(identity.into_boxed_str()),
@@ -142,19 +144,19 @@ pub(crate) fn entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) ->
     }
     let setup = ChildSetup {
         // The process that forked this one: the fork server, or the parent itself (spawn).
-        parent: sysfork::getppid().unwrap_or(parent),
-        death_signal: (signal != 0).then(|| multiproc_sys::wait::signal_from_raw(signal)).flatten(),
+        parent: getppid().unwrap_or(parent),
+        death_signal: Signal::from_raw(signal),
         affinity: affinity.as_ref(),
     };
     if let Err(e) = setup.apply() {
         write_error_report(report.as_fd(), TAG_SETUP, e);
-        sysfork::exit_now(1);
+        exit_now(1);
     }
     let chunk = match load_arguments(report.as_fd()) {
         Ok(c) => c,
         Err(e) => {
             write_error_report(report.as_fd(), TAG_SETUP, e);
-            sysfork::exit_now(1)
+            exit_now(1)
         }
     };
     let mut out = Vec::with_capacity(256);
@@ -170,7 +172,7 @@ pub(crate) fn entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) ->
     if let Some(first) = out.first_mut() {
         *first = tag;
     }
-    let _ = sysio::truncate(report.as_fd(), 0);
+    let _ = truncate(report.as_fd(), 0);
     let code = match write_report(report.as_fd(), &out) {
         Ok(()) => code,
         Err(e) => {
@@ -180,5 +182,5 @@ pub(crate) fn entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) ->
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    sysfork::exit_now(code)
+    exit_now(code)
 }

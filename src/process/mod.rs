@@ -72,10 +72,14 @@ use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
 use multiproc_sys::affinity::CpuSet;
-use multiproc_sys::fork::{self as sysfork, ForkOutcome};
+use multiproc_sys::io::poll::wait_readable;
+use multiproc_sys::process::fork::{ForkOutcome, fork};
+use multiproc_sys::process::pidfd::{Pidfd, pidfd_open};
+use multiproc_sys::process::signal::kill;
+use multiproc_sys::process::thread;
+use multiproc_sys::process::wait::{ExitStatus, waitpid};
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::{self, ExitStatus, Pidfd};
-use multiproc_sys::{Pid, Signal, pipe as syspipe};
+use multiproc_sys::{Pid, Signal};
 
 use crate::codec::Message;
 use crate::start::launch::Launched;
@@ -246,7 +250,7 @@ impl<R: Message> Process<R> {
             return Err(StartError::AlreadyStarted);
         };
         if self.single_threaded
-            && let Some(threads) = sysfork::thread_count()
+            && let Some(threads) = thread::thread_count()
             && threads > 1
         {
             inner.target = Some(target);
@@ -289,7 +293,7 @@ impl<R: Message> Process<R> {
         // SAFETY: the child branch below does only async-signal-safe, allocation-free work
         // (atomic stores, close, prctl, sched_setaffinity) before the user's closure, and ends in
         // `child_main`, which never returns.
-        match unsafe { sysfork::fork() } {
+        match unsafe { fork() } {
             Err(e) => {
                 inner.target = Some(target);
                 Err(e.into())
@@ -307,7 +311,7 @@ impl<R: Message> Process<R> {
                 child_main(target, report, buf, stdout, setup)
             }
             Ok(ForkOutcome::Parent { child }) => {
-                if let Ok(pidfd) = wait::pidfd_open(child) {
+                if let Ok(pidfd) = pidfd_open(child) {
                     let _ = self.pidfd.set(pidfd);
                 }
                 self.pid.store(child.as_raw_nonzero().get(), Ordering::Release);
@@ -406,7 +410,7 @@ impl<R: Message> Process<R> {
             // the child has ended, the holder finishes promptly.
             None => {
                 if let Some(pidfd) = self.pidfd.get()
-                    && !syspipe::wait_readable(pidfd.as_fd(), deadline)?
+                    && !wait_readable(pidfd.as_fd(), deadline)?
                 {
                     return Err(JoinError::Timeout);
                 }
@@ -459,7 +463,7 @@ impl<R: Message> Process<R> {
             // started and not closed. Answer without waiting for that thread.
             None => match (self.pidfd.get(), self.pid()) {
                 (Some(pidfd), _) => {
-                    !syspipe::wait_readable(pidfd.as_fd(), Deadline::after(Some(Duration::ZERO)))
+                    !wait_readable(pidfd.as_fd(), Deadline::after(Some(Duration::ZERO)))
                         .unwrap_or(false)
                 }
                 (None, Some(pid)) => is_running(pid),
@@ -539,7 +543,7 @@ impl<R: Message> Process<R> {
             Ok(Inner { state: State::Running(run), .. }) => {
                 let _ = match &run.launched {
                     Some(l) => l.signal(signal),
-                    None => wait::kill(run.pid, signal),
+                    None => kill(run.pid, signal),
                 };
                 Ok(())
             }
@@ -552,7 +556,7 @@ impl<R: Message> Process<R> {
                         let _ = pidfd.send_signal(signal);
                     }
                     (None, Some(pid)) => {
-                        let _ = wait::kill(pid, signal);
+                        let _ = kill(pid, signal);
                     }
                     (None, None) => {}
                 }
@@ -658,13 +662,13 @@ impl<R> Drop for Process<R> {
             }
             return;
         }
-        match wait::waitpid(run.pid, false) {
+        match waitpid(run.pid, false) {
             Ok(Some(_)) | Err(_) => {
                 with_registry(|c| c.retain(|e| e.pid != run.pid));
             }
             Ok(None) if self.daemon => {
-                let _ = wait::kill(run.pid, Signal::KILL);
-                let _ = wait::waitpid(run.pid, true);
+                let _ = kill(run.pid, Signal::KILL);
+                let _ = waitpid(run.pid, true);
                 with_registry(|c| c.retain(|e| e.pid != run.pid));
             }
             Ok(None) => with_registry(|c| {

@@ -6,8 +6,12 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use multiproc_sys::Pid;
-use multiproc_sys::fork as sysfork;
-use multiproc_sys::wait;
+use multiproc_sys::process::exit::at_exit;
+use multiproc_sys::process::parent::getppid;
+use multiproc_sys::process::pid::{current_pid, getpid};
+use multiproc_sys::process::signal::kill;
+use multiproc_sys::process::thread;
+use multiproc_sys::process::wait::{peek_exit, waitpid};
 
 /// What a process knows about itself. Built by the parent on `start`'s stack just before
 /// `fork`; the child adopts its copy with one atomic store, so nobody allocates or frees
@@ -88,7 +92,7 @@ pub fn join_children_at_exit(on: bool) {
 pub(super) fn ensure_exit_handler() {
     let me = my_pid().as_raw_nonzero().get();
     if EXIT_HANDLER_OWNER.swap(me, Ordering::Relaxed) != me {
-        let _ = sysfork::at_exit(join_children_on_exit);
+        let _ = at_exit(join_children_on_exit);
     }
 }
 
@@ -96,7 +100,7 @@ pub(super) fn ensure_exit_handler() {
 /// [`join_children_at_exit`]). Runs only in the process that registered it.
 extern "C" fn join_children_on_exit() {
     if !JOIN_AT_EXIT.load(Ordering::Relaxed)
-        || EXIT_HANDLER_OWNER.load(Ordering::Relaxed) != sysfork::getpid().as_raw_nonzero().get()
+        || EXIT_HANDLER_OWNER.load(Ordering::Relaxed) != getpid().as_raw_nonzero().get()
     {
         return;
     }
@@ -104,11 +108,11 @@ extern "C" fn join_children_on_exit() {
         with_registry(|c| c.drain(..).map(|e| (e.pid, e.daemon)).collect());
     for &(pid, daemon) in &children {
         if daemon {
-            let _ = wait::kill(pid, multiproc_sys::Signal::TERM);
+            let _ = kill(pid, multiproc_sys::Signal::TERM);
         }
     }
     for &(pid, _) in &children {
-        let _ = wait::waitpid(pid, true);
+        let _ = waitpid(pid, true);
     }
 }
 
@@ -139,7 +143,7 @@ pub(super) fn reap_orphans() {
             if !c.orphaned {
                 return true;
             }
-            !matches!(wait::waitpid(c.pid, false), Ok(Some(_)) | Err(_))
+            !matches!(waitpid(c.pid, false), Ok(Some(_)) | Err(_))
         });
     });
 }
@@ -156,10 +160,10 @@ pub(super) fn reset_after_fork(info: &SelfInfo) {
 }
 
 /// The calling process's id, cached: `getpid` is a system call, and every method checks that
-/// it runs in the handle's creator. The crate's one fork detection
-/// ([`current_pid`](sysfork::current_pid)) keeps it right in every forked child.
+/// it runs in the handle's creator. The crate's one fork detection ([`current_pid`]) keeps it
+/// right in every forked child.
 pub(super) fn my_pid() -> Pid {
-    sysfork::current_pid()
+    current_pid()
 }
 
 pub(super) fn self_info() -> Option<&'static SelfInfo> {
@@ -269,7 +273,7 @@ impl ParentProcess {
     /// Whether the parent is still running: our parent pid is still this process (when a
     /// parent dies, its children are re-parented to a subreaper or init).
     pub fn is_alive(&self) -> bool {
-        sysfork::getppid() == Some(self.pid)
+        getppid() == Some(self.pid)
     }
 }
 
@@ -286,11 +290,11 @@ pub fn active_children() -> Vec<(Pid, String)> {
 
 /// Whether `pid` (our child) is still running, without reaping it.
 pub(super) fn is_running(pid: Pid) -> bool {
-    matches!(multiproc_sys::wait::peek_exit(pid), Ok(None))
+    matches!(peek_exit(pid), Ok(None))
 }
 
 /// The number of threads in the calling process, or `None` if `/proc` is unavailable. Above 1,
 /// a forked child inherits locks that may stay locked forever (see the [module docs](super)).
 pub fn thread_count() -> Option<usize> {
-    sysfork::thread_count()
+    thread::thread_count()
 }

@@ -6,9 +6,10 @@ use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use multiproc_sys::Errno;
-use multiproc_sys::io as sysio;
+use multiproc_sys::io::fd::{anonymous_file, file_size, pread_uninit, pwrite, truncate};
+use multiproc_sys::process::pidfd::Pidfd;
+use multiproc_sys::process::wait::{ExitStatus, wait_deadline, waitpid};
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 
 use super::{JoinError, Running};
 use crate::codec::{Decode, Message};
@@ -29,9 +30,9 @@ pub(super) fn wait_child<R>(
         return l.wait(deadline);
     }
     let status = if deadline.is_forever() {
-        wait::waitpid(run.pid, true)
+        waitpid(run.pid, true)
     } else {
-        wait::wait_deadline(run.pid, pidfd, deadline)
+        wait_deadline(run.pid, pidfd, deadline)
     };
     match status {
         Ok(Some(status)) => Ok(Some(Some(status))),
@@ -46,7 +47,7 @@ pub(super) fn wait_child<R>(
 /// not available. Unlike a pipe, it never makes the child block or wake the parent, whatever
 /// the size of the value; it vanishes with its last descriptor.
 pub(super) fn report_file() -> Result<OwnedFd, Errno> {
-    sysio::anonymous_file(c"multiproc-result")
+    anonymous_file(c"multiproc-result")
 }
 
 /// Reads the report of a child that has ended (an unreadable file reads as empty: "no
@@ -56,11 +57,11 @@ pub(super) fn read_report(fd: BorrowedFd<'_>, mut buf: Vec<u8>) -> Vec<u8> {
     buf.clear();
     loop {
         if buf.len() == buf.capacity() {
-            let size = sysio::file_size(fd).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let size = file_size(fd).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
             buf.reserve(size.saturating_sub(buf.len()).max(buf.len()));
         }
         let (len, want) = (buf.len(), buf.capacity() - buf.len());
-        match sysio::pread_uninit(fd, buf.spare_capacity_mut(), len as u64) {
+        match pread_uninit(fd, buf.spare_capacity_mut(), len as u64) {
             Ok(n) => {
                 // SAFETY: `pread` initialised the first `n` bytes of the spare capacity.
                 unsafe { buf.set_len(buf.len() + n) };
@@ -74,7 +75,7 @@ pub(super) fn read_report(fd: BorrowedFd<'_>, mut buf: Vec<u8>) -> Vec<u8> {
         }
     }
     if buf.len() > 64 * 1024 {
-        let _ = sysio::truncate(fd, 0);
+        let _ = truncate(fd, 0);
     }
     buf
 }
@@ -125,7 +126,7 @@ pub(super) const TAG_LOST: u8 = 3;
 pub(super) fn write_report(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno> {
     let mut done = 0;
     while done < bytes.len() {
-        match sysio::pwrite(fd, &bytes[done..], done as u64) {
+        match pwrite(fd, &bytes[done..], done as u64) {
             Ok(0) => return Err(Errno::IO),
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
@@ -139,6 +140,6 @@ pub(super) fn write_report(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno
 pub(super) fn write_error_report(fd: BorrowedFd<'_>, tag: u8, e: Errno) {
     let mut msg = [tag, 0, 0, 0, 0];
     msg[1..].copy_from_slice(&e.raw_os_error().to_le_bytes());
-    let _ = sysio::truncate(fd, 0);
+    let _ = truncate(fd, 0);
     let _ = write_report(fd, &msg);
 }

@@ -14,7 +14,7 @@ use std::ops::{Deref, DerefMut};
 use std::slice;
 use std::time::Duration;
 
-use multiproc_sys::shm_safe::ShmSafe;
+use multiproc_sys::mem::shm_safe::ShmSafe;
 
 use super::{ArrayHeader, new_elements};
 use crate::shm::ShmBox;

@@ -30,7 +30,7 @@ use std::io;
 use std::mem::{align_of, size_of};
 use std::ptr;
 
-use multiproc_sys::shm_safe::ShmSafe;
+use multiproc_sys::mem::shm_safe::ShmSafe;
 
 use crate::shm::ShmBox;
 

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::slice;
 use std::sync::atomic::Ordering::SeqCst;
 
-use multiproc_sys::shm_safe::{AtomicInteger, AtomicOps, ShmSafe};
+use multiproc_sys::mem::shm_safe::{AtomicInteger, AtomicOps, ShmSafe};
 
 use super::{ArrayHeader, DataCell, new_cell, new_elements};
 use crate::shm::ShmBox;

@@ -12,7 +12,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use multiproc_sys::shm_safe::ShmSafe;
+use multiproc_sys::mem::shm_safe::ShmSafe;
 
 use super::{DataCell, new_cell};
 use crate::shm::ShmBox;

@@ -23,10 +23,12 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
 
-use multiproc_sys::pipe as syspipe;
-use multiproc_sys::scm;
+use multiproc_sys::io::poll::wait_readable;
+use multiproc_sys::io::scm;
+use multiproc_sys::process::pidfd::{Pidfd, pidfd_open};
+use multiproc_sys::process::signal::kill;
+use multiproc_sys::process::wait::{ExitStatus, wait_deadline};
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::codec::{Decode, Decoder, Encode};
@@ -55,7 +57,7 @@ pub(crate) fn anchor() -> usize {
 /// Device and inode of the running executable (`/proc/self/exe`), once per process.
 pub(crate) fn exe_identity() -> (u64, u64) {
     static ID: OnceLock<(u64, u64)> = OnceLock::new();
-    *ID.get_or_init(|| multiproc_sys::io::file_identity(c"/proc/self/exe").unwrap_or((0, 0)))
+    *ID.get_or_init(|| multiproc_sys::io::fd::file_identity(c"/proc/self/exe").unwrap_or((0, 0)))
 }
 
 /// The header of a launch message, as decoded by the receiver.
@@ -164,7 +166,7 @@ pub(crate) struct Launched {
 impl Launched {
     /// A direct child of this process.
     pub(crate) fn direct(pid: Pid) -> Launched {
-        Launched { pid, pidfd: wait::pidfd_open(pid).ok(), status: None, got: OnceLock::new() }
+        Launched { pid, pidfd: pidfd_open(pid).ok(), status: None, got: OnceLock::new() }
     }
 
     /// A child of the fork server.
@@ -176,7 +178,7 @@ impl Launched {
     /// if it ended with an unknown status (reaped elsewhere, or the fork server died).
     pub(crate) fn wait(&self, deadline: Deadline) -> Result<Option<Option<ExitStatus>>, Errno> {
         let Some(sock) = &self.status else {
-            return match wait::wait_deadline(self.pid, self.pidfd.as_ref(), deadline) {
+            return match wait_deadline(self.pid, self.pidfd.as_ref(), deadline) {
                 Ok(s) => Ok(s.map(Some)),
                 Err(Errno::CHILD) => Ok(Some(None)),
                 Err(e) => Err(e),
@@ -185,7 +187,7 @@ impl Launched {
         if let Some(s) = self.got.get() {
             return Ok(Some(*s));
         }
-        if !syspipe::wait_readable(sock.as_fd(), deadline)? {
+        if !wait_readable(sock.as_fd(), deadline)? {
             return Ok(None);
         }
         let mut buf = [0u8; 8];
@@ -201,7 +203,7 @@ impl Launched {
     pub(crate) fn signal(&self, signal: Signal) -> Result<(), Errno> {
         match &self.pidfd {
             Some(p) => p.send_signal(signal),
-            None => wait::kill(self.pid, signal),
+            None => kill(self.pid, signal),
         }
     }
 }

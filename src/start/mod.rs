@@ -192,7 +192,7 @@ pub fn init() {
     ONCE.call_once(|| {
         INITIALISED.store(true, Ordering::Relaxed);
         spawn::take_over_if_launched();
-        if multiproc_sys::fork::thread_count() == Some(1)
+        if multiproc_sys::process::thread::thread_count() == Some(1)
             && let Ok(z) = Zygote::fork_now()
         {
             ZYGOTE.store(Box::into_raw(Box::new(z)), Ordering::Release);
@@ -238,7 +238,7 @@ static ZYGOTE: AtomicPtr<Zygote> = AtomicPtr::new(std::ptr::null_mut());
 /// The fork server, made now if this process has none: by `fork` if this process is
 /// single-threaded, else by `spawn`.
 fn zygote() -> io::Result<&'static Zygote> {
-    let me = multiproc_sys::fork::getpid();
+    let me = multiproc_sys::process::pid::getpid();
     let current = ZYGOTE.load(Ordering::Acquire);
     // SAFETY: a non-null pointer was leaked from a `Box<Zygote>` below and is never freed.
     if let Some(z) = unsafe { current.as_ref() }
@@ -255,7 +255,7 @@ fn zygote() -> io::Result<&'static Zygote> {
     {
         return Ok(z);
     }
-    let z = if multiproc_sys::fork::thread_count() == Some(1) {
+    let z = if multiproc_sys::process::thread::thread_count() == Some(1) {
         Zygote::fork_now()?
     } else {
         Zygote::spawn_now()?
@@ -289,7 +289,7 @@ pub(crate) fn run_entry(header: LaunchHeader, payload: &[u8], mut fds: Vec<Owned
     match header.entry_fn() {
         Some(entry) => entry(header.relocation(), payload, fds),
         None if fds.len() == 1 => zygote::serve(fds.remove(0)),
-        None => multiproc_sys::fork::exit_now(127),
+        None => multiproc_sys::process::exit::exit_now(127),
     }
 }
 

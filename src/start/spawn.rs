@@ -19,8 +19,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use multiproc_sys::Pid;
-use multiproc_sys::pipe as syspipe;
-use multiproc_sys::scm;
+use multiproc_sys::io::fd::set_cloexec;
+use multiproc_sys::io::poll::wait_readable;
+use multiproc_sys::io::scm;
+use multiproc_sys::io::socket::is_socket;
+use multiproc_sys::process::exit::exit_now;
 use multiproc_sys::time::Deadline;
 
 use super::launch::{self, EntryFn, Launched, MAX_MESSAGE};
@@ -82,7 +85,7 @@ pub(crate) fn launch(
     unsafe {
         cmd.pre_exec(move || {
             let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
-            syspipe::set_cloexec(fd, false).map_err(io::Error::from)
+            set_cloexec(fd, false).map_err(io::Error::from)
         });
     }
     let child = cmd.spawn()?;
@@ -98,7 +101,7 @@ pub(crate) fn launch(
             Ok(_) | Err(multiproc_sys::Errno::PIPE | multiproc_sys::Errno::CONNRESET) => {}
             Err(e) => return Err(e.into()),
         }
-        if !syspipe::wait_readable(mine.as_fd(), Deadline::after(Some(HANDSHAKE)))? {
+        if !wait_readable(mine.as_fd(), Deadline::after(Some(HANDSHAKE)))? {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the spawned program did not reach multiproc::init() in 30 s",
@@ -142,12 +145,12 @@ pub(crate) fn take_over_if_launched() {
     // SAFETY: the descriptor was left open for this program by its parent (checked to be a
     // socket just above), and nothing else in this process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let _ = syspipe::set_cloexec(sock.as_fd(), true);
+    let _ = set_cloexec(sock.as_fd(), true);
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     let mut fds: [Option<OwnedFd>; scm::MAX_FDS] = Default::default();
     let refuse = |why: &str| -> ! {
         let _ = scm::send_fds(sock.as_fd(), why.as_bytes(), &[]);
-        multiproc_sys::fork::exit_now(127)
+        exit_now(127)
     };
     let r = match scm::recv_fds(sock.as_fd(), &mut buf, &mut fds) {
         Ok(r) if !r.truncated && r.bytes > 0 => r,
@@ -185,5 +188,5 @@ fn parse_fd(value: &OsString) -> Option<i32> {
     // SAFETY: borrowed only for the `fstat` in `is_socket`; an fd that is not open makes it
     // fail (EBADF), which reads as "not a socket".
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    syspipe::is_socket(borrowed).then_some(fd)
+    is_socket(borrowed).then_some(fd)
 }

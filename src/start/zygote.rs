@@ -19,17 +19,23 @@
 //!
 //! The server ignores `SIGINT` (a Ctrl-C in the terminal goes to the whole process group; the
 //! parent decides what its children do), and resets `SIGCHLD`; children get `SIGINT` back.
-#![allow(unsafe_code)] // closing the server's descriptors in a child (`start_kid`).
+#![allow(unsafe_code)] // `fork`, and closing the server's descriptors in a child (`start_kid`).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use multiproc_sys::fork::{self as sysfork, ForkOutcome};
-use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
-use multiproc_sys::scm;
-use multiproc_sys::signal::{Disposition, set_disposition};
+use multiproc_sys::io::fd::close_inherited;
+use multiproc_sys::io::poll::{PollFd, PollFlags, poll};
+use multiproc_sys::io::scm;
+use multiproc_sys::process::exit::exit_now;
+use multiproc_sys::process::fork::{ForkOutcome, fork};
+use multiproc_sys::process::parent::set_parent_death_signal;
+use multiproc_sys::process::pid::getpid;
+use multiproc_sys::process::pidfd::{Pidfd, pidfd_open};
+use multiproc_sys::process::signal::{Disposition, set_disposition};
+use multiproc_sys::process::thread::gettid;
+use multiproc_sys::process::wait::waitpid;
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::{self, Pidfd};
 use multiproc_sys::{Errno, Pid, Signal};
 
 use super::launch::{self, EntryFn, Launched, MAX_MESSAGE};
@@ -50,17 +56,16 @@ impl Zygote {
     pub(crate) fn fork_now() -> io::Result<Zygote> {
         let (mine, theirs) = scm::seqpacket_pair()?;
         crate::fork_safety::before_clean_fork();
-        let parent = sysfork::getpid();
-        let on_main_thread = sysfork::gettid() == parent;
+        let parent = getpid();
+        let on_main_thread = gettid() == parent;
         let _ = std::io::Write::flush(&mut std::io::stdout());
         // SAFETY: the caller checked that this process is single-threaded, so the child may do
         // anything; its branch ends in `serve`, which never returns.
-        match unsafe { sysfork::fork()? } {
+        match unsafe { fork()? } {
             ForkOutcome::Child => {
                 drop(mine);
-                if on_main_thread && sysfork::set_parent_death_signal(Signal::KILL, parent).is_err()
-                {
-                    sysfork::exit_now(0);
+                if on_main_thread && set_parent_death_signal(Signal::KILL, parent).is_err() {
+                    exit_now(0);
                 }
                 serve(theirs)
             }
@@ -77,7 +82,7 @@ impl Zygote {
         // The server is a direct child that lives as long as the program (it stops on end of
         // file of `mine`, or with this process): its handle is not kept.
         drop(super::spawn::launch(None, &[], vec![theirs])?);
-        Ok(Zygote { request: RegisteredFd::new(mine), owner: sysfork::getpid() })
+        Ok(Zygote { request: RegisteredFd::new(mine), owner: getpid() })
     }
 
     /// Asks the server for a child running `entry`.
@@ -148,7 +153,7 @@ pub(crate) fn serve(request: OwnedFd) -> ! {
                     pfds.push(PollFd::new(p, PollFlags::IN));
                 }
             }
-            match syspipe::poll(&mut pfds, deadline) {
+            match poll(&mut pfds, deadline) {
                 Ok(_) => pfds.iter().map(|p| !p.revents().is_empty()).collect(),
                 Err(_) => vec![false; pfds.len()],
             }
@@ -166,7 +171,7 @@ pub(crate) fn serve(request: OwnedFd) -> ! {
             if !look {
                 return true;
             }
-            match wait::waitpid(k.pid, false) {
+            match waitpid(k.pid, false) {
                 Ok(None) => true,
                 Ok(Some(status)) => {
                     let _ = scm::send_fds(k.status.as_fd(), &launch::encode_status(status), &[]);
@@ -178,7 +183,7 @@ pub(crate) fn serve(request: OwnedFd) -> ! {
         if ready[0] {
             let mut fds: [Option<OwnedFd>; scm::MAX_FDS] = Default::default();
             match scm::recv_fds(request.as_fd(), &mut buf, &mut fds) {
-                Ok(r) if r.bytes == 0 && r.fds == 0 => sysfork::exit_now(0),
+                Ok(r) if r.bytes == 0 && r.fds == 0 => exit_now(0),
                 Ok(r) if !r.truncated => {
                     let fds: Vec<OwnedFd> = fds.into_iter().take(r.fds).flatten().collect();
                     if let Some(kid) = start_kid(&request, &kids, &buf[..r.bytes], fds) {
@@ -187,7 +192,7 @@ pub(crate) fn serve(request: OwnedFd) -> ! {
                 }
                 Ok(_) => {} // a malformed request: its descriptors are closed, nothing starts
                 Err(Errno::INTR | Errno::AGAIN) => {}
-                Err(_) => sysfork::exit_now(0),
+                Err(_) => exit_now(0),
             }
         }
     }
@@ -206,7 +211,7 @@ fn start_kid(request: &OwnedFd, kids: &[Kid], msg: &[u8], mut fds: Vec<OwnedFd>)
     }
     // SAFETY: this process is single-threaded; the child branch ends in `run_entry`, which
     // never returns.
-    match unsafe { sysfork::fork() } {
+    match unsafe { fork() } {
         Err(_) => None,
         Ok(ForkOutcome::Child) => {
             // Keep nothing of the server's: its request socket, the other children's pidfds and
@@ -219,14 +224,14 @@ fn start_kid(request: &OwnedFd, kids: &[Kid], msg: &[u8], mut fds: Vec<OwnedFd>)
             for fd in close {
                 // SAFETY: these descriptors belong to the server's structures, which this
                 // process never uses again (`run_entry` does not return).
-                unsafe { libc::close(fd) };
+                unsafe { close_inherited(fd) };
             }
             let _ = set_disposition(Signal::INT, Disposition::Default);
             super::run_entry(header, payload, fds)
         }
         Ok(ForkOutcome::Parent { child }) => {
             drop(fds);
-            let pidfd = wait::pidfd_open(child).ok();
+            let pidfd = pidfd_open(child).ok();
             let pid = child.as_raw_nonzero().get().to_le_bytes();
             let pass: Vec<_> = pidfd.iter().map(AsFd::as_fd).collect();
             let _ = scm::send_fds(status.as_fd(), &pid, &pass);

@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
-use multiproc_sys::futex::{futex_wait, futex_wake};
+use multiproc_sys::sync::futex::{futex_wait, futex_wake};
 use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
-use multiproc_sys::futex::{futex_wait, futex_wake_all};
+use multiproc_sys::sync::futex::{futex_wait, futex_wake_all};
 use static_assertions::const_assert_eq;
 
 use crate::shm::ShmBox;

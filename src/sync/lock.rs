@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
+use multiproc_sys::sync::pthread::RobustMutex;
 use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
@@ -39,8 +40,8 @@ pub(crate) struct LockBook {
 /// The shared state of a [`Lock`].
 pub(crate) type LockState = RawLock<LockBook>;
 
-const_assert_eq!(size_of::<LockState>(), size_of::<libc::pthread_mutex_t>() + 8);
-const_assert_eq!(align_of::<LockState>(), align_of::<libc::pthread_mutex_t>());
+const_assert_eq!(size_of::<LockState>(), size_of::<RobustMutex>() + 8);
+const_assert_eq!(align_of::<LockState>(), align_of::<RobustMutex>());
 
 /// A lock shared between processes — Python's `multiprocessing.Lock`.
 ///

@@ -14,7 +14,7 @@ use std::io;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use multiproc_sys::Errno;
-use multiproc_sys::pthread::{LockOutcome, RobustMutex};
+use multiproc_sys::sync::pthread::{LockOutcome, RobustMutex};
 use multiproc_sys::time::Deadline;
 
 use super::error::{AcquireError, ReleaseError};

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
+use multiproc_sys::sync::pthread::RobustMutex;
 use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
@@ -89,11 +90,8 @@ const fn less(levels: u64, via: Via) -> u64 {
 /// The shared state of an [`RLock`].
 pub(crate) type RLockState = RawLock<RLockBook>;
 
-const_assert_eq!(
-    size_of::<RLockState>(),
-    (size_of::<libc::pthread_mutex_t>() + 4).next_multiple_of(8) + 8
-);
-const_assert_eq!(align_of::<RLockState>(), max(align_of::<libc::pthread_mutex_t>(), 8));
+const_assert_eq!(size_of::<RLockState>(), (size_of::<RobustMutex>() + 4).next_multiple_of(8) + 8);
+const_assert_eq!(align_of::<RLockState>(), max(align_of::<RobustMutex>(), 8));
 
 /// `max` for the layout assertions.
 const fn max(a: usize, b: usize) -> usize {

@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
-use multiproc_sys::futex::{futex_wait, futex_wake_one};
+use multiproc_sys::sync::futex::{futex_wait, futex_wake_one};
 use multiproc_sys::time::Deadline;
 use static_assertions::{assert_eq_align, assert_eq_size, assert_impl_all};
 

@@ -3,7 +3,8 @@
 
 use std::cell::Cell;
 
-use multiproc_sys::fork as sysfork;
+use multiproc_sys::process::pid::current_pid;
+use multiproc_sys::process::thread::gettid;
 
 thread_local! {
     /// `(pid, tid)`: the calling thread's kernel thread id, valid while `pid` is the process's
@@ -15,13 +16,13 @@ thread_local! {
 ///
 /// Thread ids are unique system-wide among live threads (within a PID namespace), so this
 /// tells apart threads of one process *and* processes. The cache is a thread-local trusted only
-/// while it was made in this process: [`current_pid`](sysfork::current_pid), the crate's one
+/// while it was made in this process: [`current_pid`], the crate's one
 /// fork detection, differs in every forked child (however it was forked), so a child never
 /// mistakes itself for the parent thread it was copied from. Costs a thread-local read and an
 /// atomic load.
 #[inline(always)]
 pub(crate) fn current_tid() -> u32 {
-    let pid = sysfork::current_pid().as_raw_nonzero().get();
+    let pid = current_pid().as_raw_nonzero().get();
     let (cached_pid, tid) = TID.get();
     if cached_pid == pid {
         return tid;
@@ -31,7 +32,7 @@ pub(crate) fn current_tid() -> u32 {
 
 #[cold]
 fn refresh_tid(pid: i32) -> u32 {
-    let tid = sysfork::gettid().as_raw_nonzero().get() as u32;
+    let tid = gettid().as_raw_nonzero().get() as u32;
     TID.set((pid, tid));
     tid
 }

@@ -30,7 +30,7 @@ use core::iter::FusedIterator;
 use crate::Pid;
 use crate::cvt::{cvt, cvt_long};
 use crate::errno::{Errno, Result};
-use crate::shm_safe::ShmSafe;
+use crate::mem::shm_safe::ShmSafe;
 
 /// The number of CPUs a [`CpuSet`] can hold: 8192, Linux's largest configurable `NR_CPUS`
 /// (`CONFIG_MAXSMP` on x86-64). CPU numbers run from `0` to `MAX_CPUS - 1`.

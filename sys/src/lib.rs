@@ -9,6 +9,26 @@
 //! Python-shaped API on top: a fuzzer's fork server, a robust lock inside a coverage map, a
 //! pinned worker, a futex in a shared segment.
 //!
+//! # Layout
+//!
+//! The layer is grouped by concept; each module's docs list what it keeps invariant.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`process`] | `fork`, exiting, pids and thread ids, the parent-death signal, waiting for children and their exit status, pidfds, signals (`kill`, dispositions) |
+//! | [`io`] | file descriptors: one-call I/O and flags ([`io::fd`]), whole-buffer reads and writes without `SIGPIPE` ([`io::stream`]), pipes, socketpairs, `SCM_RIGHTS`, `poll` |
+//! | [`mem`] | `MAP_SHARED` segments, wipe-on-fork pages, and the [`ShmSafe`](mem::shm_safe::ShmSafe) plain-data contract |
+//! | [`sync`] | objects that synchronise processes in shared memory: futexes, POSIX semaphores, robust pthread mutexes and condvars |
+//! | [`affinity`] | CPU sets, thread affinity, CPU counts |
+//! | [`time`] | [`Timespec`](time::Timespec) and monotonic [`Deadline`](time::Deadline)s |
+//! | [`random`] | `getrandom` |
+//! | [`errno`], [`cvt`] | [`Errno`] and the C return-value conventions |
+//!
+//! The paths items had before this grouping (`multiproc_sys::fork`, `::wait`, `::pipe`,
+//! `::poll`, `::pid`, `::signal`, `::mmap`, `::shm_safe`, `::futex`, `::semaphore`,
+//! `::pthread`, `::scm`, and the one-call functions directly under `::io`) still work, as
+//! re-exports hidden from these docs.
+//!
 //! # What every item promises
 //!
 //! - **No allocation**, ever. Nothing here needs a heap; the crate does not link `alloc`.
@@ -21,11 +41,11 @@
 //! - **Monotonic time**: every *wait* (futex, semaphore, mutex, condvar, `poll`, child exit)
 //!   takes a [`time::Deadline`] on `CLOCK_MONOTONIC`; `EINTR` is retried with the time that is
 //!   left and is never reported as a timeout ([`Errno::TIMEDOUT`] is). The full-buffer reads and
-//!   writes of [`pipe`] block until done, as `read(2)`/`write(2)` do: wait for readiness with
-//!   [`pipe::poll`] first when you need a bound.
-//! - **No `SIGPIPE`**: writes to a dead peer fail with [`Errno::PIPE`] (see [`pipe`]).
+//!   writes of [`io::stream`] block until done, as `read(2)`/`write(2)` do: wait for readiness
+//!   with [`io::poll::wait_readable`] or [`io::poll::poll`] first when you need a bound.
+//! - **No `SIGPIPE`**: writes to a dead peer fail with [`Errno::PIPE`] (see [`io::stream`]).
 //! - **Objects in shared memory never move**: they are initialised in place and used through
-//!   shared references (see [`pthread`], [`semaphore`], [`futex`]).
+//!   shared references (see [`sync::pthread`], [`sync::semaphore`], [`sync::futex`]).
 //!
 //! # What it leaves out
 //!
@@ -45,23 +65,27 @@ extern crate std;
 pub mod affinity;
 pub mod cvt;
 pub mod errno;
-pub mod fork;
-pub mod futex;
 pub mod io;
-pub mod mmap;
-pub mod pid;
-pub mod pipe;
-pub mod poll;
-pub mod procfs;
-pub mod pthread;
+pub mod mem;
+pub mod process;
 pub mod random;
-pub mod scm;
-pub mod semaphore;
-pub mod shm_safe;
-pub mod signal;
+pub mod sync;
 pub mod time;
-pub mod wait;
+
+mod compat;
 
 pub use errno::{Errno, Result};
-pub use pid::Pid;
-pub use signal::Signal;
+pub use process::pid::Pid;
+pub use process::signal::Signal;
+
+// The paths from before the grouping by concept (see `compat`).
+#[doc(hidden)]
+pub use compat::{fork, pipe, wait};
+#[doc(hidden)]
+pub use io::{poll, scm};
+#[doc(hidden)]
+pub use mem::{mmap, shm_safe};
+#[doc(hidden)]
+pub use process::{pid, signal};
+#[doc(hidden)]
+pub use sync::{futex, pthread, semaphore};

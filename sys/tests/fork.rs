@@ -1,4 +1,4 @@
-//! `multiproc_sys::fork`: fork's two arms, `_exit`, process ids, the parent-death signal and
+//! `multiproc_sys::process`: fork's two arms, `_exit`, process ids, the parent-death signal and
 //! the thread count, each observed across a real fork.
 //!
 //! Every child does only async-signal-safe work: stores to shared atomics, raw system calls
@@ -12,12 +12,14 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{Exit, SharedPage, TEST_LIMIT, eventually, fork_child, watchdog};
-use multiproc_sys::fork::{
-    ForkOutcome, clear_parent_death_signal, exit_now, fork, getpid, getppid, gettid,
-    set_parent_death_signal, thread_count,
-};
+use multiproc_sys::process::exit::exit_now;
+use multiproc_sys::process::fork::{ForkOutcome, fork};
+use multiproc_sys::process::parent::{clear_parent_death_signal, getppid, set_parent_death_signal};
+use multiproc_sys::process::pid::getpid;
+use multiproc_sys::process::signal::kill;
+use multiproc_sys::process::thread::{gettid, thread_count};
+use multiproc_sys::process::wait::{ExitStatus, waitpid};
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::{ExitStatus, kill, waitpid};
 use multiproc_sys::{Errno, Pid, Signal};
 
 /// Sleeps in 5 ms steps until `limit` has passed. Async-signal-safe (`clock_gettime`,
@@ -251,20 +253,20 @@ fn a_forked_child_of_a_multithreaded_process_has_one_thread() {
 #[test]
 fn close_inherited_closes_the_childs_copy_only() {
     let _w = common::watchdog(common::TEST_LIMIT);
-    let (r, w) = multiproc_sys::pipe::pipe().unwrap();
+    let (r, w) = multiproc_sys::io::pipe::pipe().unwrap();
     let raw = rustix::fd::AsRawFd::as_raw_fd(&w);
     // In the child: close the write end, then check it is gone there (async-signal-safe calls).
     let child = common::fork_child(|| {
-        unsafe { multiproc_sys::fork::close_inherited(raw) };
+        unsafe { multiproc_sys::io::fd::close_inherited(raw) };
         i32::from(unsafe { libc::fcntl(raw, libc::F_GETFD) } != -1)
     });
     child.join_ok();
     // The parent's copy is still open: writing works, and the reader sees the byte.
-    multiproc_sys::pipe::write_all(rustix::fd::AsFd::as_fd(&w), b"x").unwrap();
+    multiproc_sys::io::stream::write_all(rustix::fd::AsFd::as_fd(&w), b"x").unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(multiproc_sys::pipe::read(rustix::fd::AsFd::as_fd(&r), &mut buf).unwrap(), 1);
+    assert_eq!(multiproc_sys::io::stream::read(rustix::fd::AsFd::as_fd(&r), &mut buf).unwrap(), 1);
     // Closing a number that is not open is harmless.
-    unsafe { multiproc_sys::fork::close_inherited(-1) };
+    unsafe { multiproc_sys::io::fd::close_inherited(-1) };
 }
 
 /// `current_pid`, the crate's one fork detection: cached in the parent, right (not the parent's)
@@ -272,12 +274,12 @@ fn close_inherited_closes_the_childs_copy_only() {
 #[test]
 fn current_pid_is_right_in_every_kind_of_child() {
     let _w = watchdog(TEST_LIMIT);
-    let me = multiproc_sys::fork::current_pid();
+    let me = multiproc_sys::process::pid::current_pid();
     assert_eq!(me, getpid());
-    assert_eq!(multiproc_sys::fork::current_pid(), me);
+    assert_eq!(multiproc_sys::process::pid::current_pid(), me);
     let parent = me.as_raw_nonzero().get();
     let child = fork_child(move || {
-        let mine = multiproc_sys::fork::current_pid();
+        let mine = multiproc_sys::process::pid::current_pid();
         i32::from(mine.as_raw_nonzero().get() == parent || mine != getpid())
     });
     assert_eq!(child.wait(TEST_LIMIT), Exit::Code(0));
@@ -286,7 +288,7 @@ fn current_pid_is_right_in_every_kind_of_child() {
     // the address space, as fork makes).
     let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
     if pid == 0 {
-        let mine = multiproc_sys::fork::current_pid().as_raw_nonzero().get();
+        let mine = multiproc_sys::process::pid::current_pid().as_raw_nonzero().get();
         // SAFETY: a raw system call.
         let real = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
         exit_now(i32::from(mine == parent || mine != real));

@@ -1,5 +1,5 @@
-//! `multiproc_sys::futex`: shared futexes wake waiters in other processes, private ones do not,
-//! and waits honour values and deadlines.
+//! `multiproc_sys::sync::futex`: shared futexes wake waiters in other processes, private ones do
+//! not, and waits honour values and deadlines.
 //!
 //! Children only touch atomics in a `SharedPage`, call the crate's futex wrappers (raw
 //! syscalls), read the monotonic clock and `_exit`: all async-signal-safe, as a child forked
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{SharedPage, TEST_LIMIT, eventually, fork_child, watchdog};
 use multiproc_sys::Errno;
-use multiproc_sys::futex::{
+use multiproc_sys::sync::futex::{
     futex_wait, futex_wait_private, futex_wake, futex_wake_all, futex_wake_one, futex_wake_private,
 };
 use multiproc_sys::time::Deadline;

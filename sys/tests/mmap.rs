@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use common::{TEST_LIMIT, eventually, fork_child, watchdog};
 use multiproc_sys::Errno;
-use multiproc_sys::mmap::{Segment, page_size};
+use multiproc_sys::mem::mmap::{Segment, page_size};
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use static_assertions::assert_impl_all;
 
@@ -189,7 +189,7 @@ fn from_fd_rejects_a_length_beyond_the_file() {
 
 #[test]
 fn a_wipe_on_fork_mapping_reads_zero_in_a_child_and_keeps_its_data_in_the_parent() {
-    use multiproc_sys::mmap::WipeOnFork;
+    use multiproc_sys::mem::mmap::WipeOnFork;
     let _w = watchdog(TEST_LIMIT);
     let page = WipeOnFork::new(100).unwrap();
     assert_eq!(page.len(), page_size());

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use common::{Child, Exit, TEST_LIMIT, watchdog};
 use multiproc_sys::Errno;
-use multiproc_sys::pipe::{
-    PIPE_BUF, PollFd, PollFlags, bytes_available, is_socket, pipe, poll, read, read_full, send_all,
-    set_nonblocking, socketpair, wait_readable, wait_writable, write_all, write_all_vectored,
-    writev_all,
+use multiproc_sys::io::fd::{bytes_available, set_nonblocking};
+use multiproc_sys::io::pipe::{PIPE_BUF, pipe};
+use multiproc_sys::io::poll::{PollFd, PollFlags, poll, wait_readable, wait_writable};
+use multiproc_sys::io::socket::{is_socket, socketpair};
+use multiproc_sys::io::stream::{
+    read, read_full, send_all, write_all, write_all_vectored, writev_all,
 };
 use multiproc_sys::time::Deadline;
 

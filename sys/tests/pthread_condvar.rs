@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{SharedPage, TEST_LIMIT, eventually, fork_child, watchdog};
 use multiproc_sys::Errno;
-use multiproc_sys::pthread::{Condvar, LockOutcome, RobustMutex};
+use multiproc_sys::sync::pthread::{Condvar, LockOutcome, RobustMutex};
 use multiproc_sys::time::Deadline;
 
 /// What the tests put in their shared page.

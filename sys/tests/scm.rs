@@ -8,8 +8,11 @@ use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use common::{TEST_LIMIT, fork_child, watchdog};
 use multiproc_sys::Errno;
-use multiproc_sys::pipe::{pipe, read_full, set_nonblocking, socketpair, write_all};
-use multiproc_sys::scm::{MAX_FDS, Received, recv_fds, send_fds, seqpacket_pair};
+use multiproc_sys::io::fd::set_nonblocking;
+use multiproc_sys::io::pipe::pipe;
+use multiproc_sys::io::scm::{MAX_FDS, Received, recv_fds, send_fds, seqpacket_pair};
+use multiproc_sys::io::socket::socketpair;
+use multiproc_sys::io::stream::{read_full, write_all};
 
 /// Held while a test forks (until its children are reaped), and by the tests that expect a
 /// peer to be gone once they drop their end: a child forked meanwhile would hold a copy.

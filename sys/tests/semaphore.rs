@@ -1,5 +1,5 @@
-//! `multiproc_sys::semaphore`: a process-shared `sem_t` in a shared page passes permits between
-//! processes, times out on the monotonic clock, and never admits more than its count.
+//! `multiproc_sys::sync::semaphore`: a process-shared `sem_t` in a shared page passes permits
+//! between processes, times out on the monotonic clock, and never admits more than its count.
 //!
 //! Children only use the semaphore (`sem_*`: atomics and futex syscalls on glibc and musl),
 //! atomics in the `SharedPage`, the crate's futex wrappers and the monotonic clock, then
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{SharedPage, TEST_LIMIT, eventually, fork_child, watchdog};
 use multiproc_sys::Errno;
-use multiproc_sys::futex::{futex_wait, futex_wake_all};
-use multiproc_sys::semaphore::{RawSemaphore, SEM_VALUE_MAX};
+use multiproc_sys::sync::futex::{futex_wait, futex_wake_all};
+use multiproc_sys::sync::semaphore::{RawSemaphore, SEM_VALUE_MAX};
 use multiproc_sys::time::Deadline;
 
 /// Where the semaphores go in the test page; the atomics start at [`ATOMICS`].

@@ -1,4 +1,4 @@
-//! `multiproc_sys::shm_safe`: the `ShmSafe` contract (checked at compile time) and atomic
+//! `multiproc_sys::mem::shm_safe`: the `ShmSafe` contract (checked at compile time) and atomic
 //! access to shared integers through `AtomicInteger`, across forked processes.
 //!
 //! Children only copy plain data into the shared page and do atomic operations on it:
@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use multiproc_sys::affinity::CpuSet;
-use multiproc_sys::shm_safe::{AtomicInteger, AtomicOps, ShmSafe};
+use multiproc_sys::mem::shm_safe::{AtomicInteger, AtomicOps, ShmSafe};
 use static_assertions::{
     assert_eq_align, assert_eq_size, assert_impl_all, assert_not_impl_any, assert_type_eq_all,
 };

@@ -1,5 +1,5 @@
-//! `multiproc_sys::wait`: reaping and decoding, `ECHILD`, pidfds, and timed waits with and
-//! without a pidfd, each across a real fork.
+//! `multiproc_sys::process::{wait, pidfd}`: reaping and decoding, `ECHILD`, pidfds, and timed
+//! waits with and without a pidfd, each across a real fork.
 //!
 //! Every child does only async-signal-safe work: loads and stores on shared atomics,
 //! `nanosleep`, `pause` and `_exit`.
@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::{Child, SharedPage, TEST_LIMIT, fork_child, watchdog};
+use multiproc_sys::process::pidfd::{Pidfd, is_pidfd_available, pidfd_open};
+use multiproc_sys::process::signal::kill;
+use multiproc_sys::process::wait::{ExitStatus, peek_exit, wait_deadline, waitpid};
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::{
-    ExitStatus, Pidfd, is_pidfd_available, kill, peek_exit, pidfd_open, wait_deadline, waitpid,
-};
 use multiproc_sys::{Errno, Pid, Signal};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::AsRawFd;
@@ -110,7 +110,8 @@ fn non_blocking_waitpid_returns_none_while_the_child_runs() {
 #[test]
 fn waitpid_reports_echild_for_a_process_that_is_not_our_child() {
     let _w = watchdog(TEST_LIMIT);
-    let parent = multiproc_sys::fork::getppid().expect("the test runner is in our namespace");
+    let parent =
+        multiproc_sys::process::parent::getppid().expect("the test runner is in our namespace");
     assert_eq!(waitpid(parent, false), Err(Errno::CHILD));
     assert_eq!(waitpid(parent, true), Err(Errno::CHILD));
     assert_eq!(waitpid(Pid::INIT, true), Err(Errno::CHILD));

@@ -7,10 +7,11 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, MutexGuard};
 
-use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
-use multiproc_sys::scm;
+use multiproc_sys::io::fd::{read_once, set_nonblocking};
+use multiproc_sys::io::poll::{PollFd, PollFlags, poll};
+use multiproc_sys::io::scm;
+use multiproc_sys::process::wait::ExitStatus;
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::ExitStatus;
 use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::fd_registry::RegisteredFd;
@@ -105,7 +106,7 @@ impl Shared {
                     PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, ev)
                 })
                 .collect();
-            match syspipe::poll(&mut fds, wake_at) {
+            match poll(&mut fds, wake_at) {
                 Ok(_) => fds.iter().map(PollFd::revents).collect(),
                 // ENOMEM and the like: nothing to report this round; the next one retries.
                 Err(_) => vec![PollFlags::empty(); fds.len()],
@@ -122,7 +123,7 @@ impl Shared {
             match owner {
                 Owner::Wake => {
                     let mut b = [0u8; 8];
-                    let _ = multiproc_sys::io::read_once(self.wake.as_fd(), &mut b);
+                    let _ = read_once(self.wake.as_fd(), &mut b);
                 }
                 Owner::Control => g.on_control(self, rev),
                 Owner::Worker(i, pid) => g.on_worker(self, i, pid, rev),
@@ -193,7 +194,7 @@ impl Core {
                 if !matches!(self.slots[i], SlotState::Spawning) {
                     return;
                 }
-                let _ = syspipe::set_nonblocking(fd.as_fd(), true);
+                let _ = set_nonblocking(fd.as_fd(), true);
                 // Its secret followed the record (checked by `on_control`).
                 self.secrets.adopt(i);
                 let budget = sh.cfg.max_tasks_per_child;
@@ -264,7 +265,7 @@ impl Core {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.resize(64 * 1024, 0);
         while !w.eof {
-            match multiproc_sys::io::read_once(w.chan.as_fd(), &mut buf[..]) {
+            match read_once(w.chan.as_fd(), &mut buf[..]) {
                 Ok(0) => w.eof = true,
                 Ok(n) => {
                     w.rbuf.extend_from_slice(&buf[..n]);

@@ -134,7 +134,7 @@ impl Shared {
     /// Tells a driver blocked in `poll` to look at the state again.
     fn wake_driver(&self, core: &Core) {
         if core.polling {
-            let _ = multiproc_sys::io::write_once(
+            let _ = multiproc_sys::io::fd::write_once(
                 std::os::fd::AsFd::as_fd(&self.wake),
                 &1u64.to_ne_bytes(),
             );

@@ -321,8 +321,9 @@ mod tests {
     use std::os::fd::{AsFd, OwnedFd};
     use std::sync::Arc;
 
-    use multiproc_sys::fork as sysfork;
-    use multiproc_sys::pipe as syspipe;
+    use multiproc_sys::io::fd::set_nonblocking;
+    use multiproc_sys::io::socket::socketpair;
+    use multiproc_sys::process::pid::getpid;
 
     use crate::fd_registry::RegisteredFd;
     use crate::pool::work::Job;
@@ -337,9 +338,9 @@ mod tests {
         let mut core = Core::new(n, None).unwrap();
         let mut peers = Vec::new();
         for &i in live {
-            let (a, b) = syspipe::socketpair().unwrap();
-            syspipe::set_nonblocking(a.as_fd(), true).unwrap();
-            let mut w = Worker::new(sysfork::getpid(), RegisteredFd::new(a), budget);
+            let (a, b) = socketpair().unwrap();
+            set_nonblocking(a.as_fd(), true).unwrap();
+            let mut w = Worker::new(getpid(), RegisteredFd::new(a), budget);
             w.ready = true;
             core.slots[i] = SlotState::Live(Box::new(w));
             peers.push(b);
@@ -440,8 +441,8 @@ mod tests {
         assert_eq!(inflight(&core), [6, 0]);
         // Worker 0 starts its first task; worker 1 arrives, idle.
         assert!(slots.get(0).claim(1, now_ns()));
-        let (a, _peer) = syspipe::socketpair().unwrap();
-        let w = Worker::new(sysfork::getpid(), RegisteredFd::new(a), None);
+        let (a, _peer) = socketpair().unwrap();
+        let w = Worker::new(getpid(), RegisteredFd::new(a), None);
         core.slots[1] = SlotState::Live(Box::new(w));
         core.rebalance(&slots);
         assert_eq!(inflight(&core), [3, 0]);

@@ -7,9 +7,10 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex};
 
-use multiproc_sys::fork::{self as sysfork, ForkOutcome};
-use multiproc_sys::pipe as syspipe;
-use multiproc_sys::scm;
+use multiproc_sys::io::fd::{eventfd_nonblocking, set_nonblocking};
+use multiproc_sys::io::scm;
+use multiproc_sys::process::fork::{ForkOutcome, fork};
+use multiproc_sys::process::pid::{current_pid, getpid};
 
 use crate::fd_registry::RegisteredFd;
 use crate::pool::config::{self, Config};
@@ -31,10 +32,10 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
     let n = cfg.processes;
     let slots = Slots::new(n)?;
     let (p_ctl, s_ctl) = scm::seqpacket_pair()?;
-    let wake = multiproc_sys::io::eventfd_nonblocking()?;
+    let wake = eventfd_nonblocking()?;
     let cfg = Arc::new(cfg);
-    let parent = sysfork::getpid();
-    let creator = sysfork::current_pid();
+    let parent = getpid();
+    let creator = current_pid();
 
     let server_proc = if method != StartMethod::Fork {
         let payload = config::encode_launch(&cfg, parent);
@@ -53,7 +54,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
         // the two stdio locks this thread holds (their owner is this thread, which is the one that
         // exists in the child), then runs `server_main`, which never returns. The only locks it
         // takes are those it owns; with glibc, malloc is reset for the child by fork itself.
-        let server = match unsafe { sysfork::fork() } {
+        let server = match unsafe { fork() } {
             Err(e) => return Err(e.into()),
             Ok(ForkOutcome::Child) => {
                 crate::fork_safety::in_child(plan);
@@ -71,7 +72,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
         Launched::direct(server)
     };
     let server = server_proc.pid;
-    syspipe::set_nonblocking(p_ctl.as_fd(), true)?;
+    set_nonblocking(p_ctl.as_fd(), true)?;
 
     let mut control = Control::new(RegisteredFd::new(p_ctl));
     for i in 0..n {
@@ -94,5 +95,5 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
 /// Whether the calling process is `creator` (cached: no `getpid`; see
 /// [`current_pid`](sysfork::current_pid), the crate's one fork detection).
 pub(super) fn is_creator(creator: multiproc_sys::Pid) -> bool {
-    sysfork::current_pid() == creator
+    current_pid() == creator
 }

@@ -48,8 +48,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
-use multiproc_sys::futex::{futex_wait, futex_wake_all};
-use multiproc_sys::pthread::RobustMutex;
+use multiproc_sys::process::pid::getpid;
+use multiproc_sys::sync::futex::{futex_wait, futex_wake_all};
+use multiproc_sys::sync::pthread::RobustMutex;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, Pid};
 use static_assertions::{assert_impl_all, const_assert, const_assert_eq};
@@ -92,10 +93,10 @@ struct BarrierState {
 
 const_assert_eq!(
     size_of::<BarrierState>(),
-    (size_of::<libc::pthread_mutex_t>() + 16).next_multiple_of(align_of::<libc::pthread_mutex_t>())
+    (size_of::<RobustMutex>() + 16).next_multiple_of(align_of::<RobustMutex>())
 );
-const_assert_eq!(align_of::<BarrierState>(), align_of::<libc::pthread_mutex_t>());
-const_assert_eq!(offset_of!(BarrierState, seq), size_of::<libc::pthread_mutex_t>());
+const_assert_eq!(align_of::<BarrierState>(), align_of::<RobustMutex>());
+const_assert_eq!(offset_of!(BarrierState, seq), size_of::<RobustMutex>());
 
 /// One party's slot in the table after the header.
 #[repr(C)]
@@ -395,7 +396,7 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<usize, BarrierError> {
-        let me = multiproc_sys::fork::getpid().as_raw_nonzero().get();
+        let me = getpid().as_raw_nonzero().get();
         // The internal mutex is only ever held for a few loads and stores, so even a zero
         // timeout may wait for it a little: otherwise a momentary holder would make the call
         // fail without having tried.
@@ -524,7 +525,7 @@ impl Barrier {
     /// [`BarrierError::Os`] if the shared state is corrupt.
     pub fn reset(&self) -> Result<(), BarrierError> {
         let mut g = self.lock(Deadline::FOREVER)?;
-        g.sweep(multiproc_sys::fork::getpid().as_raw_nonzero().get());
+        g.sweep(getpid().as_raw_nonzero().get());
         if g.count() == 0 {
             g.set_state(FILLING);
         } else {
@@ -602,7 +603,7 @@ impl fmt::Debug for Barrier {
 
 /// Whether party `pid` (as recorded in its slot) is alive: running and not a zombie.
 fn party_alive(pid: i32) -> bool {
-    Pid::from_raw(pid).is_some_and(multiproc_sys::procfs::is_running)
+    Pid::from_raw(pid).is_some_and(multiproc_sys::process::procfs::is_running)
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ fn a_zombie_counts_as_dead() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(
-        multiproc_sys::wait::probe(Pid::from_raw(pid).unwrap()).is_ok(),
+        multiproc_sys::process::signal::probe(Pid::from_raw(pid).unwrap()).is_ok(),
         "a zombie is still there"
     );
     child.wait().unwrap();

@@ -1,4 +1,5 @@
-//! Pipes and socketpairs: creation, whole-buffer reads and writes, and `poll` with deadlines.
+//! Whole-buffer reads and writes on byte streams (pipes and stream sockets), never raising
+//! `SIGPIPE`.
 //!
 //! Everything here is **async-signal-safe**: it makes raw system calls (rustix's `linux_raw`
 //! backend) or calls the thin libc wrappers `pthread_sigmask`, `sigpending` and `sigtimedwait`,
@@ -6,100 +7,51 @@
 //!
 //! # Invariants
 //!
-//! - **Close-on-exec**: [`pipe`] and [`socketpair`] create their fds with `O_CLOEXEC` /
-//!   `SOCK_CLOEXEC`, atomically, so no fd leaks into a program another thread `exec`s.
 //! - **No `SIGPIPE`, ever**: writing to a pipe or socket whose reader is gone fails with
 //!   [`Errno::PIPE`]; it never raises `SIGPIPE`, whatever the process's disposition for it (a
 //!   library cannot assume the program ignores it). Sockets get `MSG_NOSIGNAL`; other fds are
 //!   written with `SIGPIPE` blocked in the calling thread and a `SIGPIPE` the write raised is
 //!   consumed before the mask is restored (see [`write_all`]).
-//! - **`EINTR` is retried** everywhere, with the remaining time where there is a deadline.
+//! - **`EINTR` is retried** everywhere.
 //! - **Whole buffers**: [`write_all`], [`send_all`] and [`write_all_vectored`] loop over short
 //!   writes (a signal, a non-blocking fd, a full socket buffer) until everything is out;
-//!   [`read_full`] loops until the buffer is full or the writer has gone.
+//!   [`read_full`] loops until the buffer is full or the writer has gone. On a non-blocking fd
+//!   they wait for readiness with `poll` instead of failing with `EAGAIN`.
+//! - **Blocking**: they block until done, as `read(2)`/`write(2)` do: wait for readiness with
+//!   [`wait_readable`] or [`poll`](super::poll::poll) first when you
+//!   need a bound.
 //!
-//! # Atomicity: `PIPE_BUF`
+//! Writes of at most [`PIPE_BUF`] bytes to a pipe are atomic; larger ones, and writes to stream
+//! sockets at any size, may interleave with other writers' (see
+//! [`pipe`](super::pipe#atomicity-pipe_buf)).
 //!
-//! POSIX guarantees that a write of at most [`PIPE_BUF`] bytes (4096 on Linux) to a **pipe** is
-//! atomic: its bytes are never interleaved with bytes from other writers, and on a non-blocking
-//! pipe it either writes everything or fails with `EAGAIN`. A larger write may be split and
-//! interleaved with other writers' data, so processes that share the write end of a pipe must
-//! either keep each message (header included: use [`write_all_vectored`] so header and payload go
-//! out in one call) within `PIPE_BUF`, or serialise their writers with a lock. **Stream sockets
-//! give no such guarantee at any size**: concurrent writers on one socket always need a lock.
+//! [`PIPE_BUF`]: super::pipe::PIPE_BUF
 //!
 //! # References
-//! - [POSIX `pipe`], [POSIX `write`] (the `PIPE_BUF` rules)
-//! - [Linux `pipe(7)`]
+//! - [POSIX `read`], [POSIX `write`], [POSIX `send`]
+//! - [Linux `pipe(7)`], [Linux `unix(7)`]
 //!
-//! [POSIX `pipe`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html
+//! [POSIX `read`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html
 //! [POSIX `write`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html
+//! [POSIX `send`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/send.html
 //! [Linux `pipe(7)`]: https://man7.org/linux/man-pages/man7/pipe.7.html
+//! [Linux `unix(7)`]: https://man7.org/linux/man-pages/man7/unix.7.html
+#![allow(unsafe_code)]
 
-use crate::errno::IntoErrno;
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use rustix::fd::{BorrowedFd, OwnedFd};
-use rustix::fs::{FileType, OFlags};
+use rustix::fd::BorrowedFd;
 use rustix::io::IoSlice;
-use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType};
-use rustix::pipe::PipeFlags;
+use rustix::net::{SendAncillaryBuffer, SendFlags};
 
-pub use crate::poll::{PollFd, PollFlags, poll};
-
+use super::poll::{wait_readable, wait_writable};
 use crate::cvt::{cvt, cvt_nz, retry_eintr};
-use crate::errno::{Errno, Result};
+use crate::errno::{Errno, IntoErrno, Result};
 use crate::time::Deadline;
-
-/// The largest write to a pipe that POSIX guarantees to be atomic (4096 bytes on Linux).
-///
-/// See the [module docs](self#atomicity-pipe_buf).
-///
-/// # References
-/// - [POSIX `write`]
-/// - [Linux `pipe(7)`]
-///
-/// [POSIX `write`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html
-/// [Linux `pipe(7)`]: https://man7.org/linux/man-pages/man7/pipe.7.html
-pub const PIPE_BUF: usize = libc::PIPE_BUF;
 
 /// How many buffers [`write_all_vectored`] hands to one `sendmsg`/`writev` call.
 const MAX_IOV: usize = 16;
-
-/// `pipe2(fds, O_CLOEXEC)` — creates a pipe; returns `(read end, write end)`.
-///
-/// Both ends are close-on-exec and blocking. Async-signal-safe.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/pipe.2.html
-#[doc(alias = "pipe2")]
-#[inline]
-pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).errno()
-}
-
-/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds)` — creates a connected pair of Unix
-/// stream sockets.
-///
-/// Both ends are close-on-exec and blocking; each end reads what the other writes (a duplex
-/// pipe). Async-signal-safe.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/socketpair.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/socketpair.2.html
-#[inline]
-pub fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
-    rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-        .errno()
-}
 
 /// `read(fd, buf, len)` — reads what is available, at most `buf.len()` bytes.
 ///
@@ -183,8 +135,8 @@ pub fn send_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<()> {
 /// The mask is per thread, so other threads are unaffected. A reader that has gone gives
 /// [`Errno::PIPE`], never a signal. Short writes and `EINTR` are retried; on a non-blocking fd
 /// it waits with `poll` for room. On an error, an unknown prefix of `buf` may already have been
-/// written. Writes of at most [`PIPE_BUF`] bytes to a pipe are atomic (see the
-/// [module docs](self#atomicity-pipe_buf)). Async-signal-safe.
+/// written. Writes of at most [`PIPE_BUF`] bytes to a pipe are atomic (see
+/// [`pipe`](super::pipe#atomicity-pipe_buf)). Async-signal-safe.
 ///
 /// # References
 /// - [POSIX `send`], [POSIX `write`], [POSIX `pthread_sigmask`], [POSIX `sigtimedwait`]
@@ -198,6 +150,7 @@ pub fn send_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<()> {
 /// [Linux `write(2)`]: https://man7.org/linux/man-pages/man2/write.2.html
 /// [Linux `pthread_sigmask(3)`]: https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html
 /// [Linux `sigtimedwait(2)`]: https://man7.org/linux/man-pages/man2/sigtimedwait.2.html
+/// [`PIPE_BUF`]: super::pipe::PIPE_BUF
 #[inline]
 pub fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<()> {
     write_loop(fd, &[buf], Target::Any)
@@ -221,6 +174,7 @@ pub fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<()> {
 /// [POSIX `writev`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/writev.html
 /// [Linux `sendmsg(2)`]: https://man7.org/linux/man-pages/man2/sendmsg.2.html
 /// [Linux `writev(2)`]: https://man7.org/linux/man-pages/man2/writev.2.html
+/// [`PIPE_BUF`]: super::pipe::PIPE_BUF
 #[doc(alias = "writev")]
 #[doc(alias = "sendmsg")]
 #[inline]
@@ -247,134 +201,11 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> Result<()> {
 /// [POSIX `pthread_sigmask`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/pthread_sigmask.html
 /// [Linux `writev(2)`]: https://man7.org/linux/man-pages/man2/writev.2.html
 /// [Linux `pthread_sigmask(3)`]: https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html
+/// [`PIPE_BUF`]: super::pipe::PIPE_BUF
 #[doc(alias = "writev")]
 #[inline]
 pub fn writev_all(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> Result<()> {
     write_loop(fd, bufs, Target::NotSocket)
-}
-
-/// `poll({fd, POLLIN}, 1, timeout)` — waits until `fd` is readable or the deadline passes.
-///
-/// Returns `true` when a read would not block: data is available, every writer has gone (the
-/// read returns end of file), or the fd has an error (the read reports it); `false` when the
-/// deadline has really passed. Retries as [`poll`] does. Async-signal-safe.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
-pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    Ok(poll(&mut fds, deadline)? > 0)
-}
-
-/// `poll({fd, POLLOUT}, 1, timeout)` — waits until a write to `fd` would not block.
-///
-/// Returns `true` when there is room, the reader has gone (the write reports `EPIPE`), or the fd
-/// has an error; `false` when the deadline has really passed. Async-signal-safe.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
-pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
-    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
-    Ok(poll(&mut fds, deadline)? > 0)
-}
-
-/// `fcntl(fd, F_SETFL, flags | O_NONBLOCK)` — switches `fd` to non-blocking (`true`) or
-/// blocking (`false`) mode.
-///
-/// The flag belongs to the open file description: it is shared with every duplicate of the fd,
-/// including the copies a forked child inherited. Async-signal-safe.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
-pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd).errno()?;
-    let wanted = if nonblocking { flags | OFlags::NONBLOCK } else { flags - OFlags::NONBLOCK };
-    if wanted != flags { rustix::fs::fcntl_setfl(fd, wanted).errno() } else { Ok(()) }
-}
-
-/// `fcntl(fd, F_SETFD, FD_CLOEXEC or 0)` — whether `fd` is closed when this process runs
-/// `execve`.
-///
-/// Unlike the non-blocking flag, close-on-exec belongs to this descriptor alone, not to its
-/// duplicates. Clearing it is how a descriptor is handed to a program started with `execve`.
-/// Async-signal-safe (so usable between `fork` and `execve`).
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
-pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> Result<()> {
-    let flags = if cloexec { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
-    rustix::io::fcntl_setfd(fd, flags).errno()
-}
-
-/// `close(fd)` — closes `fd` and reports what `close(2)` said (dropping an `OwnedFd` ignores
-/// it). The descriptor is gone whatever the result: on Linux, `close` releases it even when it
-/// reports `EINTR` or `EIO`, so it is never retried. Async-signal-safe.
-///
-/// # Errors
-/// The error of `close(2)`, such as [`Errno::IO`] from a file system that failed to write back.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/close.2.html
-pub fn close(fd: OwnedFd) -> Result<()> {
-    let raw = rustix::fd::IntoRawFd::into_raw_fd(fd);
-    // SAFETY: `raw` was just released by an `OwnedFd`, so it is open and owned by nobody else.
-    crate::cvt::cvt(unsafe { libc::close(raw) }).map(drop)
-}
-
-/// `ioctl(fd, FIONREAD, &n)` — the number of bytes that can be read from `fd` without blocking.
-///
-/// Works on pipes and sockets (where it is also called `SIOCINQ`). The answer may be stale by
-/// the time it is used if other processes read or write the same fd. Not in POSIX.
-/// Async-signal-safe.
-///
-/// # References
-/// - POSIX: none (`FIONREAD` is a Linux and BSD extension)
-/// - [Linux `ioctl(2)`], [Linux `unix(7)`] (`SIOCINQ`)
-///
-/// [Linux `ioctl(2)`]: https://man7.org/linux/man-pages/man2/ioctl.2.html
-/// [Linux `unix(7)`]: https://man7.org/linux/man-pages/man7/unix.7.html
-#[doc(alias = "FIONREAD")]
-pub fn bytes_available(fd: BorrowedFd<'_>) -> Result<usize> {
-    let n = rustix::io::ioctl_fionread(fd).errno()?;
-    Ok(usize::try_from(n).unwrap_or(usize::MAX))
-}
-
-/// `fstat(fd, &st)` + `S_ISSOCK(st.st_mode)` — whether `fd` is a socket.
-///
-/// `false` also when `fstat` fails (which a valid `BorrowedFd` makes unlikely).
-/// Async-signal-safe.
-///
-/// # References
-/// - [POSIX]
-/// - [Linux]
-///
-/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html
-/// [Linux]: https://man7.org/linux/man-pages/man2/fstat.2.html
-pub fn is_socket(fd: BorrowedFd<'_>) -> bool {
-    match rustix::fs::fstat(fd).errno() {
-        Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Socket,
-        Err(_) => false,
-    }
 }
 
 /// Which system calls [`write_loop`] may use.

@@ -529,13 +529,13 @@ impl RobustMutex {
     #[cold]
     fn release_unrecoverable(&self) {
         let word = self.lock_word();
-        let me = crate::fork::gettid().as_raw_nonzero().get() as u32;
+        let me = crate::process::thread::gettid().as_raw_nonzero().get() as u32;
         let mut old = word.load(Ordering::Relaxed);
         while old & glibc::TID_MASK == me {
             match word.compare_exchange(old, 0, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => {
                     if old & glibc::WAITERS != 0 {
-                        let _ = crate::futex::futex_wake_all(word);
+                        let _ = crate::sync::futex::futex_wake_all(word);
                     }
                     return;
                 }
@@ -642,7 +642,7 @@ mod tests {
         assert_eq!(m.looks_locked(), Some(false));
         assert_eq!(m.lock(Deadline::FOREVER), Ok(LockOutcome::Acquired));
         assert_eq!(m.looks_locked(), Some(true));
-        let me = crate::fork::gettid().as_raw_nonzero().get() as u32;
+        let me = crate::process::thread::gettid().as_raw_nonzero().get() as u32;
         assert_eq!(m.lock_word().load(Ordering::Relaxed) & glibc::TID_MASK, me);
         m.unlock().unwrap();
         assert_eq!(m.looks_locked(), Some(false));

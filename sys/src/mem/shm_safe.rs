@@ -78,7 +78,7 @@ use core::sync::atomic::Ordering;
 /// # Examples
 ///
 /// ```
-/// use multiproc_sys::shm_safe::ShmSafe;
+/// use multiproc_sys::mem::shm_safe::ShmSafe;
 ///
 /// #[repr(C)]
 /// #[derive(Clone, Copy)]
@@ -133,7 +133,7 @@ mod sealed {
 ///
 /// ```
 /// use core::sync::atomic::Ordering::Relaxed;
-/// use multiproc_sys::shm_safe::{AtomicInteger, AtomicOps};
+/// use multiproc_sys::mem::shm_safe::{AtomicInteger, AtomicOps};
 ///
 /// fn bump<T: AtomicInteger>(slot: *mut T, by: T) -> T {
 ///     // SAFETY: (in real code) `slot` points into a mapped segment, aligned for `T::Atomic`,

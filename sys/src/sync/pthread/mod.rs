@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use core::ptr;
-//! use multiproc_sys::pthread::{LockOutcome, RobustMutex};
+//! use multiproc_sys::sync::pthread::{LockOutcome, RobustMutex};
 //! use multiproc_sys::time::Deadline;
 //!
 //! # fn main() -> Result<(), multiproc_sys::Errno> {

@@ -1,5 +1,6 @@
 //! `poll(2)` with deadlines, over the crate's own [`PollFd`] and [`PollFlags`] types (so that no
-//! dependency's version leaks into this API).
+//! dependency's version leaks into this API), and the one-descriptor waits built on it
+//! ([`wait_readable`], [`wait_writable`]).
 //!
 //! Async-signal-safe: one `ppoll` system call per attempt, no allocation.
 #![allow(unsafe_code)]
@@ -215,6 +216,39 @@ pub fn poll(fds: &mut [PollFd<'_>], deadline: Deadline) -> Result<usize> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `poll({fd, POLLIN}, 1, timeout)` — waits until `fd` is readable or the deadline passes.
+///
+/// Returns `true` when a read would not block: data is available, every writer has gone (the
+/// read returns end of file), or the fd has an error (the read reports it); `false` when the
+/// deadline has really passed. Retries as [`poll`] does. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
+pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    Ok(poll(&mut fds, deadline)? > 0)
+}
+
+/// `poll({fd, POLLOUT}, 1, timeout)` — waits until a write to `fd` would not block.
+///
+/// Returns `true` when there is room, the reader has gone (the write reports `EPIPE`), or the fd
+/// has an error; `false` when the deadline has really passed. Async-signal-safe.
+///
+/// # References
+/// - [POSIX]
+/// - [Linux]
+///
+/// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html
+/// [Linux]: https://man7.org/linux/man-pages/man2/poll.2.html
+pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    Ok(poll(&mut fds, deadline)? > 0)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@
 
 use crate::errno::IntoErrno;
 use core::ffi::{CStr, c_void};
+use core::fmt;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -86,6 +87,85 @@ fn round_to_pages(len: usize) -> Result<usize> {
     len.checked_add(page - 1).map(|l| l & !(page - 1)).ok_or(Errno::NOMEM)
 }
 
+/// A mapping this process made and owns: `len` bytes (a whole number of pages) at `ptr`,
+/// unmapped on drop. What [`Segment`] and [`WipeOnFork`] are built on.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a `Mapping` is a range of addresses this process owns, not any thread-bound state: it
+// may be moved to and dropped on another thread. `&Mapping` only exposes the address and the
+// length; every access to the bytes goes through raw pointers whose users bring their own
+// synchronisation.
+unsafe impl Send for Mapping {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0)` — a fresh
+    /// zero-filled mapping of `len` (already page-rounded, non-zero) bytes.
+    fn anonymous(len: usize, flags: MapFlags) -> Result<Mapping> {
+        // SAFETY: a null hint lets the kernel choose fresh addresses, so no existing memory is
+        // replaced.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                flags,
+            )
+            .errno()?
+        };
+        Mapping::adopt(ptr, len)
+    }
+
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)` — maps `len` (already
+    /// page-rounded, non-zero) bytes of `fd`.
+    fn shared_file(fd: BorrowedFd<'_>, len: usize) -> Result<Mapping> {
+        // SAFETY: a null hint lets the kernel choose fresh addresses, so no existing memory is
+        // replaced.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+            .errno()?
+        };
+        Mapping::adopt(ptr, len)
+    }
+
+    /// Takes ownership of the mapping a successful `mmap` just returned.
+    fn adopt(ptr: *mut c_void, len: usize) -> Result<Mapping> {
+        match NonNull::new(ptr.cast::<u8>()) {
+            Some(ptr) => Ok(Mapping { ptr, len }),
+            // Without MAP_FIXED the kernel never places a mapping at address 0 (mmap_min_addr),
+            // but a null pointer cannot be handed out: undo the mapping and fail.
+            None => {
+                // SAFETY: `ptr`/`len` is the mapping `mmap` just created; nothing refers to it.
+                let _ = unsafe { rustix::mm::munmap(ptr, len).errno() };
+                Err(Errno::NOMEM)
+            }
+        }
+    }
+}
+
+impl Drop for Mapping {
+    /// `munmap(ptr, len)`. Other processes' mappings of the same memory are unaffected.
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping this value created and owns; it is
+        // unmapped once, here. The owners ([`Segment`], [`WipeOnFork`]) let no reference into it
+        // outlive them (`as_slice` and `as_mut_slice` borrow the segment) and document that
+        // their raw pointers die with them.
+        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len).errno() };
+        debug_assert!(ret.is_ok(), "munmap of our own mapping failed: {ret:?}");
+    }
+}
+
 /// A `MAP_SHARED`, read-write, zero-filled memory segment, unmapped on drop.
 ///
 /// Made by [`Segment::anonymous`] (shared with children forked after it), [`Segment::memfd`]
@@ -100,20 +180,11 @@ fn round_to_pages(len: usize) -> Result<usize> {
 ///   pointers are handed out safely; see the [module docs](self).
 /// - `Send + Sync`: the segment is a range of addresses plus an fd; what is built inside it must
 ///   bring its own synchronisation (atomics, process-shared locks).
-#[derive(Debug)]
 pub struct Segment {
-    ptr: NonNull<u8>,
-    len: usize,
+    /// Dropped (unmapped) before `fd` is closed.
+    map: Mapping,
     fd: Option<OwnedFd>,
 }
-
-// SAFETY: `Segment` owns a mapping (and an fd), not any thread-bound state: it may be moved to
-// and dropped on another thread. `&Segment` only exposes the address, the length and the fd;
-// every access to the bytes goes through raw pointers or `unsafe` methods whose callers take
-// responsibility for synchronisation, exactly as other processes must.
-unsafe impl Send for Segment {}
-// SAFETY: see `Send` above.
-unsafe impl Sync for Segment {}
 
 impl Segment {
     /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)` — maps a new
@@ -135,19 +206,8 @@ impl Segment {
     /// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html
     /// [Linux]: https://man7.org/linux/man-pages/man2/mmap.2.html
     pub fn anonymous(len: usize) -> Result<Segment> {
-        let len = round_to_pages(len)?;
-        // SAFETY: a null hint lets the kernel choose fresh addresses, so no existing memory is
-        // replaced.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-            )
-            .errno()?
-        };
-        Segment::from_raw(ptr, len, None)
+        let map = Mapping::anonymous(round_to_pages(len)?, MapFlags::SHARED)?;
+        Ok(Segment { map, fd: None })
     }
 
     /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL)` + `ftruncate` +
@@ -240,34 +300,8 @@ impl Segment {
 
     /// Maps `len` (already page-rounded, non-zero) bytes of `fd` shared, read-write.
     fn map_fd(fd: OwnedFd, len: usize) -> Result<Segment> {
-        // SAFETY: a null hint lets the kernel choose fresh addresses, so no existing memory is
-        // replaced.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                &fd,
-                0,
-            )
-            .errno()?
-        };
-        Segment::from_raw(ptr, len, Some(fd))
-    }
-
-    /// Wraps a successful `mmap` result.
-    fn from_raw(ptr: *mut c_void, len: usize, fd: Option<OwnedFd>) -> Result<Segment> {
-        match NonNull::new(ptr.cast::<u8>()) {
-            Some(ptr) => Ok(Segment { ptr, len, fd }),
-            // Without MAP_FIXED the kernel never places a mapping at address 0 (mmap_min_addr),
-            // but a null pointer cannot be handed out: undo the mapping and fail.
-            None => {
-                // SAFETY: `ptr`/`len` is the mapping `mmap` just created; nothing refers to it.
-                let _ = unsafe { rustix::mm::munmap(ptr, len).errno() };
-                Err(Errno::NOMEM)
-            }
-        }
+        let map = Mapping::shared_file(fd.as_fd(), len)?;
+        Ok(Segment { map, fd: Some(fd) })
     }
 
     /// The first byte of the segment, page-aligned. Valid for reads and writes of
@@ -275,19 +309,19 @@ impl Segment {
     /// same bytes concurrently (see the [module docs](self)).
     #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.map.ptr.as_ptr()
     }
 
     /// The length in bytes: the requested length rounded up to a whole number of pages.
     #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len
     }
 
     /// Always `false`: a segment is at least one page long.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.map.len == 0
     }
 
     /// The memfd behind the segment, for sending to another process; `None` for an
@@ -306,7 +340,7 @@ impl Segment {
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is `len` readable bytes that live as long as `self`; `len` fits in
         // `isize` because the kernel mapped it; the caller promised no concurrent writes.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        unsafe { core::slice::from_raw_parts(self.as_ptr(), self.len()) }
     }
 
     /// The segment as a mutable byte slice.
@@ -319,19 +353,18 @@ impl Segment {
         // SAFETY: the mapping is `len` writable bytes that live as long as `self`, borrowed
         // mutably here; `len` fits in `isize`; the caller promised exclusive access across
         // processes.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        unsafe { core::slice::from_raw_parts_mut(self.as_ptr(), self.len()) }
     }
 }
 
-impl Drop for Segment {
-    /// `munmap(ptr, len)`, then `close(fd)` for memfd segments. Other processes' mappings of the
-    /// same memory are unaffected.
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly the mapping this segment created and owns; it is
-        // unmapped once, here, and no reference into it can outlive `self` (`as_slice` and
-        // `as_mut_slice` borrow `self`).
-        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len).errno() };
-        debug_assert!(ret.is_ok(), "munmap of our own mapping failed: {ret:?}");
+/// `Segment { ptr, len, fd }`.
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("ptr", &self.map.ptr)
+            .field("len", &self.map.len)
+            .field("fd", &self.fd)
+            .finish()
     }
 }
 
@@ -381,17 +414,9 @@ pub fn advise_huge_pages(buf: &mut [core::mem::MaybeUninit<u8>]) {
 /// - [Linux `madvise(2)`] (`MADV_WIPEONFORK`, Linux 4.14)
 ///
 /// [Linux `madvise(2)`]: https://man7.org/linux/man-pages/man2/madvise.2.html
-#[derive(Debug)]
 pub struct WipeOnFork {
-    ptr: NonNull<u8>,
-    len: usize,
+    map: Mapping,
 }
-
-// SAFETY: `WipeOnFork` owns a private mapping, not any thread-bound state; access to the bytes
-// goes through raw pointers whose users bring their own synchronisation.
-unsafe impl Send for WipeOnFork {}
-// SAFETY: as above; `&WipeOnFork` only exposes the address and the length.
-unsafe impl Sync for WipeOnFork {}
 
 impl WipeOnFork {
     /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)` then
@@ -405,29 +430,19 @@ impl WipeOnFork {
     ///   (before Linux 4.14): the mapping is then removed again, never handed out unwiped;
     /// - [`Errno::NOMEM`] if the kernel cannot place or account the mapping.
     pub fn new(len: usize) -> Result<WipeOnFork> {
-        let len = round_to_pages(len)?;
-        // SAFETY: a fresh anonymous private mapping at an address the kernel chooses: it aliases
-        // no memory of this program.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
+        let map = Mapping::anonymous(round_to_pages(len)?, MapFlags::PRIVATE)?;
+        // SAFETY: `map` is the mapping made above, not handed out yet; the advice changes what
+        // children get, never this process's view of the pages. On failure `map` is unmapped
+        // on drop, never handed out unwiped.
+        unsafe {
+            rustix::mm::madvise(
+                map.ptr.as_ptr().cast(),
+                map.len,
+                rustix::mm::Advice::LinuxWipeOnFork,
             )
-            .errno()
-        }?;
-        // SAFETY: `ptr`/`len` is the mapping made above, not handed out yet; the advice changes
-        // what children get, never this process's view of the pages.
-        let advised =
-            unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxWipeOnFork).errno() };
-        if let Err(e) = advised {
-            // SAFETY: our own mapping, never handed out.
-            let _ = unsafe { rustix::mm::munmap(ptr, len).errno() };
-            return Err(e);
+            .errno()?;
         }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
-        Ok(WipeOnFork { ptr, len })
+        Ok(WipeOnFork { map })
     }
 
     /// The first byte of the mapping (page-aligned). Valid for [`len`](Self::len) bytes until
@@ -435,30 +450,30 @@ impl WipeOnFork {
     #[inline]
     #[must_use]
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.map.ptr.as_ptr()
     }
 
     /// Length in bytes (a whole number of pages).
     #[inline]
     #[must_use]
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len
     }
 
     /// Always `false`: a mapping has at least one page.
     #[inline]
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.map.len == 0
     }
 }
 
-impl Drop for WipeOnFork {
-    /// `munmap(ptr, len)`.
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly the mapping this value created and owns; it is
-        // unmapped once, here. Pointers handed out by `as_ptr` are documented to die with it.
-        let ret = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len).errno() };
-        debug_assert!(ret.is_ok(), "munmap of our own mapping failed: {ret:?}");
+/// `WipeOnFork { ptr, len }`.
+impl fmt::Debug for WipeOnFork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WipeOnFork")
+            .field("ptr", &self.map.ptr)
+            .field("len", &self.map.len)
+            .finish()
     }
 }

@@ -27,7 +27,7 @@
 //!
 //! A shared futex in a `MAP_PRIVATE` mapping is private in practice: after `fork` each process
 //! has its own copy-on-write page, so it is keyed per process and holds a different value. Shared
-//! words belong in `MAP_SHARED` memory (see [`crate::mmap`]).
+//! words belong in `MAP_SHARED` memory (see [`crate::mem::mmap`]).
 //!
 //! # Memory ordering
 //!
@@ -118,7 +118,7 @@ const WAKE_ALL: u32 = i32::MAX as u32;
 /// ```
 /// # use core::sync::atomic::{AtomicU32, Ordering};
 /// # use core::time::Duration;
-/// # use multiproc_sys::futex::futex_wait;
+/// # use multiproc_sys::sync::futex::futex_wait;
 /// # use multiproc_sys::time::Deadline;
 /// # use multiproc_sys::Errno;
 /// let word = AtomicU32::new(0);

@@ -5,7 +5,7 @@ use core::ffi::CStr;
 use rustix::fd::AsFd;
 
 use crate::errno::Errno;
-use crate::pid::Pid;
+use crate::process::pid::Pid;
 
 /// Whether process `pid` is running: it exists and is not a zombie (a zombie is dead, only not
 /// yet reaped by its parent, and `kill(pid, 0)` still succeeds on it).
@@ -42,11 +42,11 @@ pub fn is_running(pid: Pid) -> bool {
     let Ok(path) = CStr::from_bytes_with_nul(&path[..n]) else {
         return exists(pid);
     };
-    match crate::io::open_read_only(path) {
+    match crate::io::fd::open_read_only(path) {
         Ok(fd) => {
             // "pid (comm) S ...": the state follows the last ')' (comm may contain one).
             let mut buf = [0u8; 256];
-            match crate::io::read_once(fd.as_fd(), &mut buf[..]) {
+            match crate::io::fd::read_once(fd.as_fd(), &mut buf[..]) {
                 Ok(len) => {
                     let stat = &buf[..len];
                     match stat.iter().rposition(|&c| c == b')') {
@@ -65,7 +65,7 @@ pub fn is_running(pid: Pid) -> bool {
 
 /// `kill(pid, 0)`: only `ESRCH` means gone (a zombie still counts).
 fn exists(pid: Pid) -> bool {
-    !matches!(crate::wait::probe(pid), Err(Errno::SRCH))
+    !matches!(crate::process::signal::probe(pid), Err(Errno::SRCH))
 }
 
 #[cfg(all(test, feature = "std"))]
@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn this_process_runs_and_an_unused_pid_does_not() {
-        assert!(is_running(crate::fork::getpid()));
+        assert!(is_running(crate::process::pid::getpid()));
         // Above the largest pid Linux hands out (4 194 304).
         assert!(!is_running(Pid::from_raw(i32::MAX).unwrap()));
     }

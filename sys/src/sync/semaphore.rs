@@ -30,7 +30,7 @@
 //! memory goes away.
 //!
 //! ```
-//! # use multiproc_sys::semaphore::RawSemaphore;
+//! # use multiproc_sys::sync::semaphore::RawSemaphore;
 //! # use multiproc_sys::time::Deadline;
 //! # use multiproc_sys::Errno;
 //! # fn main() -> Result<(), Errno> {
