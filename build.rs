@@ -7,6 +7,8 @@ fn main() {
     for cfg in ["multiproc_linux", "multiproc_glibc", "multiproc_musl"] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
+    // Set by `cargo fuzz` (see fuzz/): the build that gives the fuzz targets their entry points.
+    println!("cargo::rustc-check-cfg=cfg(fuzzing)");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     if os == "linux" {

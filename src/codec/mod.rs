@@ -128,7 +128,9 @@
 //!
 //! A [`Connection`] adds one rule on top: a frame shorter than 64 bytes (header included) is
 //! zero-padded to 64 bytes on the wire, so that the receiver gets a small message in a single
-//! `read` without ever reading ahead into the next one.
+//! `read` without ever reading ahead into the next one. A [`Pool`](crate::Pool) talks to its
+//! workers in these frames too. All of them share one implementation of the format, its
+//! limits and its errors ([`FrameError`]).
 //!
 //! # Examples
 //!
@@ -228,14 +230,17 @@ pub use serde_impl::{Serde, SerializeError};
 
 mod decoder;
 mod error;
-mod frame;
+pub(crate) mod frame;
 mod impls;
 #[cfg(test)]
 mod tests;
 
 pub use decoder::{Decoder, EMPTY_ELEMENT_BUDGET, MAX_DEPTH};
 pub use error::DecodeError;
-pub use frame::*;
+pub use frame::{
+    FRAME_HEADER_LEN, FrameError, decode_frame_header, discard_frame_payload, encode_frame_header,
+    encode_framed, read_frame, read_frame_into, write_frame,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Traits and entry points
