@@ -173,7 +173,7 @@ impl Inbox {
     }
 
     /// Whether every byte read has been handled.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }
