@@ -239,7 +239,7 @@ pub use decoder::{Decoder, EMPTY_ELEMENT_BUDGET, MAX_DEPTH};
 pub use error::DecodeError;
 pub use frame::{
     FRAME_HEADER_LEN, FrameError, decode_frame_header, discard_frame_payload, encode_frame_header,
-    encode_framed, read_frame, read_frame_into, write_frame,
+    read_frame, read_frame_into, write_frame,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -488,6 +488,14 @@ pub fn to_bytes<T: Encode + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     value.encode(&mut out);
     out
+}
+
+/// Appends a whole frame (header, then the encoding of `value`) to `out`, ready to be written
+/// with one `write`.
+pub fn encode_framed<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let at = frame::Plain::begin(out);
+    value.encode(out);
+    frame::Plain::end(out, at);
 }
 
 /// Decodes a `T` that must take up all of `bytes`.

@@ -1,5 +1,5 @@
-//! [`ConnectionError`]: what can go wrong on a [`Connection`], and how the frame format's
-//! [`FrameError`] and the OS's [`Errno`] become one.
+//! [`ConnectionError`]: what can go wrong on a [`Connection`](crate::Connection), and how the
+//! frame format's [`FrameError`] and the OS's [`Errno`] become one.
 
 use std::fmt;
 use std::io;
@@ -8,10 +8,7 @@ use multiproc_sys::Errno;
 
 use crate::codec::{DecodeError, FrameError};
 
-#[cfg(doc)]
-use super::{Connection, typed_pipe};
-
-/// What can go wrong on a [`Connection`].
+/// What can go wrong on a [`Connection`](crate::Connection).
 ///
 /// Python raises `EOFError`, `BrokenPipeError`, `OSError`, `BufferTooShort` or `ValueError`
 /// from a `Connection`'s methods; here they all return a `ConnectionError`, whose variants name
@@ -72,7 +69,8 @@ pub enum ConnectionError {
     /// sender sent another type (a `Vec<i32>` read as a `Vec<i64>` is
     /// [`DecodeError::LengthTooLarge`], say). The message has been consumed and the
     /// connection stays in sync: the next `recv` reads the next message. With
-    /// [`typed_pipe`], a mismatch between the two ends is a compile error instead.
+    /// [`typed_pipe`](crate::typed_pipe), a mismatch between the two ends is a compile error
+    /// instead.
     Decode(DecodeError),
     /// An argument is out of range (Python's `ValueError`): the text says which.
     InvalidArgument(&'static str),

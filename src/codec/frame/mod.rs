@@ -1,10 +1,11 @@
 //! Frames: an 8-byte little-endian payload length, then the payload; reading them from any
 //! [`Read`] with a length limit checked before anything is allocated.
 //!
-//! This is the one implementation of the frame format. The public functions below read and
-//! write it over any [`Read`]/[`Write`]; a [`Connection`](crate::Connection) and the pool's
-//! worker channels use the same header, limits, parser, reader and [`FrameError`], each with
-//! its [`Layout`].
+//! This is the one implementation of the frame format. The public functions below (and
+//! [`encode_framed`](super::encode_framed)) read and write it over any [`Read`]/[`Write`]; a
+//! [`Connection`](crate::Connection) and the pool's worker channels use the same header,
+//! limits, parser, reader and [`FrameError`], each with its [`Layout`]. It knows nothing of the
+//! codec: a payload is bytes.
 
 mod error;
 mod read;
@@ -12,7 +13,6 @@ mod read;
 pub use error::FrameError;
 pub(crate) use read::{FrameStart, ReadSource, Source, read_full, read_payload, read_start, skip};
 
-use super::Encode;
 use std::io::{self, Read, Write};
 
 /// The size of a frame header: the payload length as a little-endian `u64`.
@@ -196,14 +196,6 @@ pub fn decode_frame_header(
     maxlength: Option<u64>,
 ) -> Result<u64, FrameError> {
     check_max(u64::from_le_bytes(header), maxlength)
-}
-
-/// Appends a whole frame (header, then the encoding of `value`) to `out`, ready to be written
-/// with one `write`.
-pub fn encode_framed<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) {
-    let at = Plain::begin(out);
-    value.encode(out);
-    Plain::end(out, at);
 }
 
 /// Writes one frame carrying `payload` to `w` (a header, then the payload).

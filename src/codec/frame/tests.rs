@@ -5,7 +5,7 @@ use std::error::Error as _;
 use std::io::{self, Read};
 
 use super::*;
-use crate::codec::from_bytes;
+use crate::codec::{encode_framed, from_bytes};
 
 /// The connection's layout.
 type Padded = Layout<64>;
