@@ -101,7 +101,7 @@ use multiproc_sys::pipe as syspipe;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, pipe::PollFlags};
 
-use crate::codec::frame::{self, FrameError, FrameStart, Layout, Source};
+use crate::codec::frame::{self, FrameError, Layout, Source};
 use crate::codec::{self, Encode, Message};
 
 mod error;
@@ -255,7 +255,7 @@ impl Connection {
     pub fn recv<T: Message>(&self) -> Result<T, ConnectionError> {
         self.check_readable()?;
         let mut src = self.source();
-        let start: FrameStart<MIN_FRAME> = frame::read_start(&mut src)?;
+        let start = Wire::read_start(&mut src)?;
         let decoded = if start.rest() == 0 {
             codec::from_bytes(start.inline())
         } else {
@@ -313,7 +313,7 @@ impl Connection {
     fn recv_bytes_within(&self, maxlength: Option<usize>) -> Result<Vec<u8>, ConnectionError> {
         self.check_readable()?;
         let mut src = self.source();
-        let start: FrameStart<MIN_FRAME> = frame::read_start(&mut src)?;
+        let start = Wire::read_start(&mut src)?;
         if let Err(too_long) = frame::check_max(start.len(), maxlength.map(|max| max as u64)) {
             // Skip it: the connection stays in sync.
             frame::skip(&mut src, start.rest())?;
@@ -337,7 +337,7 @@ impl Connection {
             return Err(ConnectionError::InvalidArgument("offset too large"));
         }
         let mut src = self.source();
-        let start: FrameStart<MIN_FRAME> = frame::read_start(&mut src)?;
+        let start = Wire::read_start(&mut src)?;
         let room = (buf.len() - offset) as u64;
         if start.len() > room {
             let mut whole = Vec::new();

@@ -2,8 +2,11 @@
 //!
 //! # Worker channel (one `SOCK_STREAM` socketpair per worker)
 //!
-//! Every frame is an 8-byte little-endian body length, then the body, whose first byte is the
-//! frame kind. Integers are little-endian.
+//! Every frame is a frame of the crate's one frame format (`codec::frame`, its plain layout:
+//! an 8-byte little-endian body length, then the body), whose body's first byte is the frame
+//! kind. Integers are little-endian. The worker reads its channel with [`next_for_worker`], the
+//! parent with [`each_from_worker`]; a length past memory is a refused frame (worker) or the end
+//! of what the parent reads, never an allocation.
 //!
 //! | direction | kind | body after the kind byte |
 //! |---|---|---|

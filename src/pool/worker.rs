@@ -158,6 +158,7 @@ impl Inbox {
     /// Room a read is given before a frame's length can be trusted.
     const STEP: usize = 4096;
 
+    /// An empty buffer of 64 KiB.
     pub(crate) fn new() -> Inbox {
         Inbox { rbuf: vec![0; 64 * 1024], start: 0, end: 0 }
     }

@@ -11,7 +11,7 @@ mod error;
 mod read;
 
 pub use error::FrameError;
-pub(crate) use read::{FrameStart, ReadSource, Source, read_full, read_payload, read_start, skip};
+pub(crate) use read::{ReadSource, Source, read_full, read_payload, skip};
 
 use std::io::{self, Read, Write};
 
@@ -246,7 +246,7 @@ pub fn read_frame_into<R: Read + ?Sized>(
 ) -> Result<(), FrameError> {
     buf.clear();
     let mut src = ReadSource(r);
-    let start: FrameStart<FRAME_HEADER_LEN> = read_start(&mut src)?;
+    let start = Plain::read_start(&mut src)?;
     payload_len(check_max(start.len(), maxlength)?)?;
     read_payload(&mut src, &start, buf)
 }

@@ -71,21 +71,21 @@ impl<const MIN: usize> FrameStart<MIN> {
     }
 }
 
-/// Reads the first `MIN` bytes of a frame, which never reach into the next one.
-///
-/// # Errors
-///
-/// [`FrameError::Eof`] when the stream ends before the first byte, [`FrameError::Truncated`]
-/// inside these bytes, what `src` returns.
-#[inline]
-pub(crate) fn read_start<S: Source, const MIN: usize>(
-    src: &mut S,
-) -> Result<FrameStart<MIN>, FrameError> {
-    let mut bytes = [0u8; MIN];
-    let n = read_full(src, &mut bytes)?;
-    match header_len(&bytes[..n]) {
-        Some(len) if n == MIN => Ok(FrameStart { bytes, len }),
-        _ => Err(Layout::<MIN>::ended(&bytes[..n])),
+impl<const MIN: usize> Layout<MIN> {
+    /// Reads the first `MIN` bytes of a frame, which never reach into the next one.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Eof`] when the stream ends before the first byte,
+    /// [`FrameError::Truncated`] inside these bytes, what `src` returns.
+    #[inline]
+    pub(crate) fn read_start<S: Source>(src: &mut S) -> Result<FrameStart<MIN>, FrameError> {
+        let mut bytes = [0u8; MIN];
+        let n = read_full(src, &mut bytes)?;
+        match header_len(&bytes[..n]) {
+            Some(len) if n == MIN => Ok(FrameStart { bytes, len }),
+            _ => Err(Self::ended(&bytes[..n])),
+        }
     }
 }
 

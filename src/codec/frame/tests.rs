@@ -158,7 +158,7 @@ fn read_all<const MIN: usize>(lens: &[usize]) {
             let mut out = Vec::new();
             for payload in &payloads {
                 let wire_len = Layout::<MIN>::wire_len(payload.len() as u64) as usize;
-                let got = read_start::<_, MIN>(&mut src)
+                let got = Layout::<MIN>::read_start(&mut src)
                     .and_then(|start| read_payload(&mut src, &start, &mut out));
                 if at + wire_len <= cut {
                     got.unwrap();
@@ -176,7 +176,7 @@ fn read_all<const MIN: usize>(lens: &[usize]) {
                 }
                 break;
             }
-            assert!(matches!(read_start::<_, MIN>(&mut src), Err(FrameError::Eof)));
+            assert!(matches!(Layout::<MIN>::read_start(&mut src), Err(FrameError::Eof)));
         }
     }
 }
@@ -195,7 +195,7 @@ fn a_hostile_length_costs_only_what_arrives() {
         wire.extend_from_slice(&[7; 100]);
         let mut r = &wire[..];
         let mut src = ReadSource(&mut r);
-        let start = read_start::<_, 64>(&mut src).unwrap();
+        let start = Padded::read_start(&mut src).unwrap();
         let mut out = Vec::new();
         match read_payload(&mut src, &start, &mut out) {
             Err(FrameError::Truncated { expected, received }) => {
