@@ -48,8 +48,9 @@
 //!
 //! # Wire format
 //!
-//! Each message is one frame: an 8-byte little-endian length, then that many bytes (a
-//! [`Message`] encoding for [`send`](Connection::send), raw bytes for
+//! Each message is one frame of the [codec's frame format](crate::codec#frames), read and
+//! written by the same code as [`codec::read_frame`]: an 8-byte little-endian length, then
+//! that many bytes (a [`Message`] encoding for [`send`](Connection::send), raw bytes for
 //! [`send_bytes`](Connection::send_bytes)); a frame shorter than 64 bytes is padded with zeros
 //! to 64 bytes, so that a receiver gets a small message in a single `read` (it reads 64 bytes
 //! first, which never reach into the next frame) and nothing is read ahead, so `poll`, [`wait`]
@@ -100,13 +101,13 @@ use multiproc_sys::pipe as syspipe;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, pipe::PollFlags};
 
-use crate::codec::{self, DecodeError, Encode, Message};
+use crate::codec::frame::{self, FrameError, Layout, Source};
+use crate::codec::{self, Encode, Message};
 
+mod error;
 mod typed;
+pub use error::ConnectionError;
 pub use typed::{Receiver, Sender, TypedConnection, typed_pipe, typed_simplex_pipe};
-
-/// Length of a frame header: a little-endian `u64` payload length.
-const HEADER: usize = 8;
 
 /// The smallest frame on the wire: shorter ones are padded with zeros up to this size. A
 /// receiver can then always read this many bytes first without ever reading into the next
@@ -114,169 +115,8 @@ const HEADER: usize = 8;
 /// buffer that would hide a queued message from `poll`, `wait` or an epoll loop.
 const MIN_FRAME: usize = 64;
 
-/// The payload bytes that arrive with the first read of a frame.
-const INLINE: usize = MIN_FRAME - HEADER;
-
-/// The length on the wire of a frame carrying `len` payload bytes (saturating: a hostile
-/// header may claim up to `u64::MAX`).
-fn frame_len(len: u64) -> u64 {
-    (HEADER as u64).saturating_add(len).max(MIN_FRAME as u64)
-}
-
-/// The first [`MIN_FRAME`] bytes of a frame: its header and the start of its payload.
-struct FrameStart {
-    bytes: [u8; MIN_FRAME],
-    /// The payload length from the header.
-    len: u64,
-}
-
-impl FrameStart {
-    /// The payload bytes that came with the first read.
-    fn inline(&self) -> &[u8] {
-        let n = self.len.min(INLINE as u64) as usize;
-        &self.bytes[HEADER..HEADER + n]
-    }
-
-    /// How many payload bytes are still to be read.
-    fn rest(&self) -> u64 {
-        self.len - self.inline().len() as u64
-    }
-}
-
-/// How far ahead of the received bytes a payload buffer may grow: the allocation a hostile
-/// length prefix can cause before its bytes actually arrive.
-const GROW_AHEAD: usize = 1 << 20;
-
-/// What can go wrong on a [`Connection`].
-///
-/// Python raises `EOFError`, `BrokenPipeError`, `OSError`, `BufferTooShort` or `ValueError`
-/// from a `Connection`'s methods; here they all return a `ConnectionError`, whose variants name
-/// the Python exception they stand for.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc::{ConnectionError, pipe};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let (a, b) = pipe(true)?;
-/// a.send_bytes(b"a long message")?;
-/// // Python: OSError('bad message length'); here the message is skipped and `b` stays usable.
-/// match b.recv_bytes_max(4) {
-///     Err(ConnectionError::TooLong { len, max }) => assert_eq!((len, max), (14, 4)),
-///     other => panic!("unexpected {other:?}"),
-/// }
-/// drop(a); // the peer closes its end
-/// match b.recv::<u32>() {
-///     Err(ConnectionError::Eof) => {} // Python: EOFError
-///     other => panic!("unexpected {other:?}"),
-/// }
-/// assert!(matches!(b.send(&1u32), Err(ConnectionError::BrokenPipe))); // BrokenPipeError
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ConnectionError {
-    /// The peer closed its end and nothing is left to read (Python's `EOFError`).
-    Eof,
-    /// The peer closed its end; nothing can be sent (Python's `BrokenPipeError`).
-    BrokenPipe,
-    /// The peer died (or closed) in the middle of a frame: the stream is cut short.
-    Truncated {
-        /// Bytes the frame should have had (header included).
-        expected: u64,
-        /// Bytes that arrived.
-        received: u64,
-    },
-    /// This end of a simplex pipe only receives (Python: "connection is read-only").
-    ReadOnly,
-    /// This end of a simplex pipe only sends (Python: "connection is write-only").
-    WriteOnly,
-    /// The message is longer than the `maxlength` given to `recv_bytes` (Python: "bad message
-    /// length"). It was skipped: the connection is still in sync.
-    TooLong {
-        /// The message's length.
-        len: u64,
-        /// The limit that was given.
-        max: usize,
-    },
-    /// `recv_bytes_into`'s buffer is too short; this is the whole message, which has been
-    /// consumed (Python's `BufferTooShort`).
-    BufferTooShort(Vec<u8>),
-    /// The message arrived but is not a valid encoding of the requested type: usually the
-    /// sender sent another type (a `Vec<i32>` read as a `Vec<i64>` is
-    /// [`DecodeError::LengthTooLarge`], say). The message has been consumed and the
-    /// connection stays in sync: the next `recv` reads the next message. With
-    /// [`typed_pipe`], a mismatch between the two ends is a compile error instead.
-    Decode(DecodeError),
-    /// An argument is out of range (Python's `ValueError`): the text says which.
-    InvalidArgument(&'static str),
-    /// Any other OS error.
-    Io(io::Error),
-}
-
-impl fmt::Display for ConnectionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectionError::Eof => f.write_str("end of file: the peer closed the connection"),
-            ConnectionError::BrokenPipe => {
-                f.write_str("broken pipe: the peer closed the connection")
-            }
-            ConnectionError::Truncated { expected, received } => {
-                write!(f, "truncated message: the peer closed after {received} of {expected} bytes")
-            }
-            ConnectionError::ReadOnly => f.write_str("connection is read-only"),
-            ConnectionError::WriteOnly => f.write_str("connection is write-only"),
-            ConnectionError::TooLong { len, max } => {
-                write!(f, "bad message length: {len} bytes exceeds maxlength {max}")
-            }
-            ConnectionError::BufferTooShort(m) => {
-                write!(f, "buffer too short for a {}-byte message", m.len())
-            }
-            ConnectionError::Decode(e) => write!(
-                f,
-                "cannot decode the message as the type asked for (does the sender send another type?): {e}"
-            ),
-            ConnectionError::InvalidArgument(what) => f.write_str(what),
-            ConnectionError::Io(e) => write!(f, "connection error: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConnectionError::Decode(e) => Some(e),
-            ConnectionError::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<Errno> for ConnectionError {
-    fn from(e: Errno) -> Self {
-        match e {
-            Errno::PIPE | Errno::CONNRESET => ConnectionError::BrokenPipe,
-            e => ConnectionError::Io(e.into()),
-        }
-    }
-}
-
-impl From<ConnectionError> for io::Error {
-    fn from(e: ConnectionError) -> Self {
-        let kind = match &e {
-            ConnectionError::Eof | ConnectionError::Truncated { .. } => {
-                io::ErrorKind::UnexpectedEof
-            }
-            ConnectionError::BrokenPipe => io::ErrorKind::BrokenPipe,
-            ConnectionError::Io(e) => e.kind(),
-            ConnectionError::Decode(_) => io::ErrorKind::InvalidData,
-            _ => io::ErrorKind::InvalidInput,
-        };
-        io::Error::new(kind, e)
-    }
-}
+/// The frame layout of a connection (see [`Layout`]).
+type Wire = Layout<MIN_FRAME>;
 
 /// Creates a connected pair of [`Connection`]s — Python's `multiprocessing.Pipe(duplex)`.
 ///
@@ -398,13 +238,9 @@ impl Connection {
     pub fn send<T: Encode + ?Sized>(&self, value: &T) -> Result<(), ConnectionError> {
         self.check_writable()?;
         let mut frame = Vec::with_capacity(MIN_FRAME);
-        frame.extend_from_slice(&[0; HEADER]);
+        let at = Wire::begin(&mut frame);
         value.encode(&mut frame);
-        let len = (frame.len() - HEADER) as u64;
-        frame[..HEADER].copy_from_slice(&len.to_le_bytes());
-        if frame.len() < MIN_FRAME {
-            frame.resize(MIN_FRAME, 0);
-        }
+        Wire::end(&mut frame, at);
         self.write_frame(&[&frame])
     }
 
@@ -418,12 +254,13 @@ impl Connection {
     /// type mismatch at compile time).
     pub fn recv<T: Message>(&self) -> Result<T, ConnectionError> {
         self.check_readable()?;
-        let start = self.read_frame_start()?;
+        let mut src = self.source();
+        let start = Wire::read_start(&mut src)?;
         let decoded = if start.rest() == 0 {
             codec::from_bytes(start.inline())
         } else {
             let mut bytes = Vec::new();
-            self.read_payload(&start, &mut bytes)?;
+            frame::read_payload(&mut src, &start, &mut bytes)?;
             codec::from_bytes(&bytes)
         };
         decoded.map_err(ConnectionError::Decode)
@@ -433,14 +270,10 @@ impl Connection {
     /// or see [`send_bytes_range`](Self::send_bytes_range)). Empty messages are legal.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<(), ConnectionError> {
         self.check_writable()?;
-        let header = (buf.len() as u64).to_le_bytes();
-        if buf.len() <= INLINE {
-            let mut frame = [0u8; MIN_FRAME];
-            frame[..HEADER].copy_from_slice(&header);
-            frame[HEADER..HEADER + buf.len()].copy_from_slice(buf);
+        if let Some(frame) = Wire::small(buf) {
             return self.write_frame(&[&frame]);
         }
-        self.write_frame(&[&header, buf])
+        self.write_frame(&[&codec::encode_frame_header(buf.len() as u64), buf])
     }
 
     /// Python's `send_bytes(buf, offset, size)`: sends `buf[offset..offset + size]` (to the end
@@ -479,15 +312,15 @@ impl Connection {
 
     fn recv_bytes_within(&self, maxlength: Option<usize>) -> Result<Vec<u8>, ConnectionError> {
         self.check_readable()?;
-        let start = self.read_frame_start()?;
-        if let Some(max) = maxlength
-            && start.len > max as u64
-        {
-            self.skip(start.rest())?;
-            return Err(ConnectionError::TooLong { len: start.len, max });
+        let mut src = self.source();
+        let start = Wire::read_start(&mut src)?;
+        if let Err(too_long) = frame::check_max(start.len(), maxlength.map(|max| max as u64)) {
+            // Skip it: the connection stays in sync.
+            frame::skip(&mut src, start.rest())?;
+            return Err(too_long.into());
         }
         let mut out = Vec::new();
-        self.read_payload(&start, &mut out)?;
+        frame::read_payload(&mut src, &start, &mut out)?;
         Ok(out)
     }
 
@@ -503,23 +336,21 @@ impl Connection {
         if offset > buf.len() {
             return Err(ConnectionError::InvalidArgument("offset too large"));
         }
-        let start = self.read_frame_start()?;
+        let mut src = self.source();
+        let start = Wire::read_start(&mut src)?;
         let room = (buf.len() - offset) as u64;
-        if start.len > room {
+        if start.len() > room {
             let mut whole = Vec::new();
-            self.read_payload(&start, &mut whole)?;
+            frame::read_payload(&mut src, &start, &mut whole)?;
             return Err(ConnectionError::BufferTooShort(whole));
         }
-        let len = start.len as usize; // fits: len <= room <= usize::MAX
+        let len = start.len() as usize; // fits: len <= room <= usize::MAX
         let inline = start.inline();
         buf[offset..offset + inline.len()].copy_from_slice(inline);
         let dst = &mut buf[offset + inline.len()..offset + len];
-        let got = self.read_full(dst)?;
+        let got = frame::read_full(&mut src, dst)?;
         if got < dst.len() {
-            return Err(ConnectionError::Truncated {
-                expected: frame_len(start.len),
-                received: (HEADER + inline.len() + got) as u64,
-            });
+            return Err(start.truncated((inline.len() + got) as u64).into());
         }
         Ok(len)
     }
@@ -564,114 +395,52 @@ impl Connection {
         Ok(r?)
     }
 
-    /// Reads the first [`MIN_FRAME`] bytes of a frame: `Eof` if the peer closed before it,
-    /// `Truncated` if it closed in the middle.
-    fn read_frame_start(&self) -> Result<FrameStart, ConnectionError> {
-        let mut bytes = [0u8; MIN_FRAME];
-        let n = self.read_full(&mut bytes)?;
-        if n == 0 {
-            return Err(ConnectionError::Eof);
-        }
-        if n < HEADER {
-            return Err(ConnectionError::Truncated { expected: HEADER as u64, received: n as u64 });
-        }
-        let mut header = [0u8; HEADER];
-        header.copy_from_slice(&bytes[..HEADER]);
-        let len = u64::from_le_bytes(header);
-        if n < MIN_FRAME {
-            return Err(ConnectionError::Truncated {
-                expected: frame_len(len),
-                received: n as u64,
-            });
-        }
-        Ok(FrameStart { bytes, len })
+    /// This end's descriptor as a [`Source`] of frames.
+    fn source(&self) -> FdSource<'_> {
+        FdSource(self.fd.as_fd())
     }
+}
 
-    /// Puts the whole payload of the frame that `start` began in `out`, growing `out` no
-    /// further than [`GROW_AHEAD`] past what has arrived.
-    fn read_payload(&self, start: &FrameStart, out: &mut Vec<u8>) -> Result<(), ConnectionError> {
-        let len = start.len;
-        let truncated = |got: u64| ConnectionError::Truncated {
-            expected: frame_len(len),
-            received: HEADER as u64 + got,
-        };
-        out.clear();
-        let Ok(len_usize) = usize::try_from(len) else {
-            // Cannot fit in memory: read what the peer sends and report it as cut short.
-            let got = self.skip(start.rest())?;
-            return Err(truncated(start.inline().len() as u64 + got));
-        };
-        out.reserve_exact(len_usize.min(MIN_FRAME + GROW_AHEAD));
-        out.extend_from_slice(start.inline());
-        while out.len() < len_usize {
-            let want = (len_usize - out.len()).min(out.len().max(GROW_AHEAD));
-            out.reserve_exact(want);
-            let spare_len = out.capacity().min(len_usize) - out.len();
-            let n = self.read_retrying(|| {
-                let spare = &mut out.spare_capacity_mut()[..spare_len];
-                multiproc_sys::io::read_uninit(self.fd.as_fd(), spare)
-            })?;
-            if n == 0 {
-                return Err(truncated(out.len() as u64));
-            }
-            // SAFETY: `read_uninit` initialised the first `n` bytes of the spare capacity.
-            unsafe { out.set_len(out.len() + n) };
-        }
-        Ok(())
-    }
+/// A connection's descriptor, read the way every receive path must: `EINTR` is retried;
+/// `EAGAIN` (someone made the shared open file description non-blocking: an event loop, a
+/// child) is waited out with `poll`, so a frame is never abandoned half-read; and `ECONNRESET`
+/// (an `AF_UNIX` peer that closed with data of ours unread) is end of file, like a plain close.
+struct FdSource<'a>(BorrowedFd<'a>);
 
-    /// Fills `buf`, stopping early only at end of file; returns how many bytes arrived.
-    fn read_full(&self, buf: &mut [u8]) -> Result<usize, ConnectionError> {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = self.read_retrying(|| {
-                multiproc_sys::io::read_once(self.fd.as_fd(), &mut buf[done..])
-            })?;
-            if n == 0 {
-                break;
-            }
-            done += n;
-        }
-        Ok(done)
-    }
-
-    /// Reads and discards `len` bytes; returns how many arrived before end-of-file.
-    fn skip(&self, len: u64) -> Result<u64, ConnectionError> {
-        let mut sink = [0u8; 64 * 1024];
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(sink.len() as u64) as usize;
-            let n = self.read_retrying(|| {
-                multiproc_sys::io::read_once(self.fd.as_fd(), &mut sink[..want])
-            })?;
-            if n == 0 {
-                break;
-            }
-            left -= n as u64;
-        }
-        Ok(len - left)
-    }
-
-    /// Runs one `read` (`op`) the way every receive path must: `EINTR` is retried; `EAGAIN`
-    /// (someone made the shared open file description non-blocking: an event loop, a child) is
-    /// waited out with `poll`, so a frame is never abandoned half-read; and `ECONNRESET` (an
-    /// `AF_UNIX` peer that closed with data of ours unread) is end of file, like a plain close.
-    fn read_retrying(
+impl FdSource<'_> {
+    fn retrying(
         &self,
         mut op: impl FnMut() -> multiproc_sys::Result<usize>,
-    ) -> Result<usize, ConnectionError> {
+    ) -> Result<usize, FrameError> {
         loop {
             match op() {
                 Ok(n) => return Ok(n),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
-                    syspipe::wait_readable(self.fd.as_fd(), Deadline::FOREVER)
-                        .map_err(|e| ConnectionError::Io(e.into()))?;
+                    syspipe::wait_readable(self.0, Deadline::FOREVER)
+                        .map_err(|e| FrameError::Io(e.into()))?;
                 }
                 Err(Errno::CONNRESET) => return Ok(0),
-                Err(e) => return Err(ConnectionError::Io(e.into())),
+                Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
+    }
+}
+
+impl Source for FdSource<'_> {
+    #[inline]
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, FrameError> {
+        self.retrying(|| multiproc_sys::io::read_once(self.0, buf))
+    }
+
+    fn append(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize, FrameError> {
+        let n = self.retrying(|| {
+            let spare = &mut out.spare_capacity_mut()[..max];
+            multiproc_sys::io::read_uninit(self.0, spare)
+        })?;
+        // SAFETY: `read_uninit` initialised the first `n` bytes of the spare capacity.
+        unsafe { out.set_len(out.len() + n) };
+        Ok(n)
     }
 }
 

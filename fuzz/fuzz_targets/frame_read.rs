@@ -1,5 +1,6 @@
 //! Reads frames from arbitrary bytes and compares every outcome with a naive model of the
-//! frame format.
+//! frame format. `read_frame` runs the crate's one frame reader (the one a `Connection` runs
+//! over its descriptor, see `connection_recv`).
 //!
 //! Input layout: byte 0 picks the options (bit 0: a `maxlength` is given; bit 1: after
 //! `TooLong`, discard the payload and go on; bit 2: reuse one buffer with `read_frame_into`;

@@ -128,7 +128,9 @@
 //!
 //! A [`Connection`] adds one rule on top: a frame shorter than 64 bytes (header included) is
 //! zero-padded to 64 bytes on the wire, so that the receiver gets a small message in a single
-//! `read` without ever reading ahead into the next one.
+//! `read` without ever reading ahead into the next one. A [`Pool`](crate::Pool) talks to its
+//! workers in these frames too. All of them share one implementation of the format, its
+//! limits and its errors ([`FrameError`]).
 //!
 //! # Examples
 //!
@@ -228,14 +230,17 @@ pub use serde_impl::{Serde, SerializeError};
 
 mod decoder;
 mod error;
-mod frame;
+pub(crate) mod frame;
 mod impls;
 #[cfg(test)]
 mod tests;
 
 pub use decoder::{Decoder, EMPTY_ELEMENT_BUDGET, MAX_DEPTH};
 pub use error::DecodeError;
-pub use frame::*;
+pub use frame::{
+    FRAME_HEADER_LEN, FrameError, decode_frame_header, discard_frame_payload, encode_frame_header,
+    read_frame, read_frame_into, write_frame,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Traits and entry points
@@ -483,6 +488,14 @@ pub fn to_bytes<T: Encode + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     value.encode(&mut out);
     out
+}
+
+/// Appends a whole frame (header, then the encoding of `value`) to `out`, ready to be written
+/// with one `write`.
+pub fn encode_framed<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let at = frame::Plain::begin(out);
+    value.encode(out);
+    frame::Plain::end(out, at);
 }
 
 /// Decodes a `T` that must take up all of `bytes`.

@@ -2,7 +2,6 @@
 
 use super::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::error::Error as _;
 use std::fmt::Debug;
 use std::io;
 use std::marker::PhantomData;
@@ -317,32 +316,8 @@ fn depth_is_limited() {
 }
 
 #[test]
-fn frames_encode_and_decode() {
-    assert_eq!(encode_frame_header(0x0102), [2, 1, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(decode_frame_header([5, 0, 0, 0, 0, 0, 0, 0], Some(5)).unwrap(), 5);
-    assert!(matches!(
-        decode_frame_header([6, 0, 0, 0, 0, 0, 0, 0], Some(5)),
-        Err(FrameError::TooLong { len: 6, max: 5 })
-    ));
-    assert_eq!(decode_frame_header([0xff; 8], None).unwrap(), u64::MAX);
-    let mut wire = vec![0xaa];
-    encode_framed(&vec![1u8, 2, 3], &mut wire);
-    assert_eq!(wire, [0xaa, 11, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
-    let mut r = &wire[1..];
-    let payload = read_frame(&mut r, None).unwrap();
-    assert_eq!(from_bytes::<Vec<u8>>(&payload).unwrap(), [1, 2, 3]);
-    assert!(matches!(read_frame(&mut r, None), Err(FrameError::Eof)));
-}
-
-#[test]
 fn errors_display_and_convert() {
     let e = DecodeError::Truncated { needed: 4, available: 1 };
     assert_eq!(e.to_string(), "message truncated: needed 4 more bytes, 1 left");
     assert_eq!(io::Error::from(e).kind(), io::ErrorKind::InvalidData);
-    let f = FrameError::TooLong { len: 10, max: 3 };
-    assert_eq!(f.to_string(), "bad message length: 10 bytes, limit 3");
-    assert_eq!(io::Error::from(f).kind(), io::ErrorKind::InvalidData);
-    assert_eq!(io::Error::from(FrameError::Eof).kind(), io::ErrorKind::UnexpectedEof);
-    let io_err = FrameError::from(io::Error::other("boom"));
-    assert!(io_err.source().is_some());
 }

@@ -179,6 +179,9 @@ mod config;
 mod engine;
 mod error;
 mod executor;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod partial;
 mod proto;

@@ -2,8 +2,11 @@
 //!
 //! # Worker channel (one `SOCK_STREAM` socketpair per worker)
 //!
-//! Every frame is an 8-byte little-endian body length, then the body, whose first byte is the
-//! frame kind. Integers are little-endian.
+//! Every frame is a frame of the crate's one frame format (`codec::frame`, its plain layout:
+//! an 8-byte little-endian body length, then the body), whose body's first byte is the frame
+//! kind. Integers are little-endian. The worker reads its channel with [`next_for_worker`], the
+//! parent with [`each_from_worker`]; a length past memory is a refused frame (worker) or the end
+//! of what the parent reads, never an allocation.
 //!
 //! | direction | kind | body after the kind byte |
 //! |---|---|---|
@@ -41,13 +44,13 @@
 
 use std::any::Any;
 
+use crate::codec::FRAME_HEADER_LEN;
+use crate::codec::frame::{self, Parsed, Plain};
 use crate::codec::{Decode, DecodeError, Decoder, Encode};
 use crate::fork_safety::{panic_message, take_panic_record};
 
 use super::error::RemotePanic;
-
-/// Length of a frame header (the body length).
-pub(crate) const HEADER: usize = 8;
+use super::slots::MAX_SEQ;
 
 /// parent → worker: run a chunk.
 pub(crate) const TASK: u8 = 1;
@@ -149,47 +152,19 @@ pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// Splits one whole frame body off the front of `buf`: `Some((body, frame_len))`, or `None`
-/// when the frame is not complete yet. An empty body (no kind byte) is returned as-is; the
-/// caller treats it as corrupt.
-#[inline]
-pub(crate) fn split_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
-    if buf.len() < HEADER {
-        return None;
-    }
-    let len = usize::try_from(u64_at(buf, 0)).ok()?;
-    let end = HEADER.checked_add(len)?;
-    if buf.len() < end {
-        return None;
-    }
-    Some((&buf[HEADER..end], end))
-}
-
-/// The total length (header included) of the frame that starts `buf`, once its header is
-/// there; `None` before that, or if the length does not fit in memory.
-#[inline]
-pub(crate) fn split_len(buf: &[u8]) -> Option<usize> {
-    if buf.len() < HEADER {
-        return None;
-    }
-    usize::try_from(u64_at(buf, 0)).ok()?.checked_add(HEADER)
-}
-
 /// Starts a frame in `out`: a placeholder length, then `kind`. Returns where the frame starts,
 /// for [`end_frame`].
 #[inline]
 pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: u8) -> usize {
-    let at = out.len();
-    out.extend_from_slice(&[0; HEADER]);
+    let at = Plain::begin(out);
     out.push(kind);
     at
 }
 
 /// Patches the length of the frame started at `at` (everything after its header).
 #[inline]
-pub(crate) fn end_frame(out: &mut [u8], at: usize) {
-    let len = (out.len() - at - HEADER) as u64;
-    out[at..at + HEADER].copy_from_slice(&len.to_le_bytes());
+pub(crate) fn end_frame(out: &mut Vec<u8>, at: usize) {
+    Plain::end(out, at);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,7 +225,7 @@ pub(crate) fn encode_task(
     out.push(job.kind);
     out.extend_from_slice(&job.a.to_le_bytes());
     out.extend_from_slice(&job.b.to_le_bytes());
-    debug_assert_eq!(out.len() - at - HEADER, TASK_SECRET_AT);
+    debug_assert_eq!(out.len() - at - FRAME_HEADER_LEN, TASK_SECRET_AT);
     secret_at.push(out.len());
     out.extend_from_slice(&[0; SECRET_LEN]);
     out.extend_from_slice(payload);
@@ -262,7 +237,7 @@ pub(crate) fn encode_stop(out: &mut Vec<u8>, secret_at: &mut Vec<usize>) {
     let at = begin_frame(out, STOP);
     secret_at.push(out.len());
     out.extend_from_slice(&[0; SECRET_LEN]);
-    debug_assert_eq!(out.len() - at - HEADER, STOP_LEN);
+    debug_assert_eq!(out.len() - at - FRAME_HEADER_LEN, STOP_LEN);
     end_frame(out, at);
 }
 
@@ -314,8 +289,8 @@ pub(crate) fn begin_result(out: &mut Vec<u8>, seq: u64) -> usize {
 }
 
 /// Ends the `RESULT` frame started at `at`, with the measured time.
-pub(crate) fn end_result(out: &mut [u8], at: usize, elapsed_ns: u64) {
-    let field = at + HEADER + 1 + 8;
+pub(crate) fn end_result(out: &mut Vec<u8>, at: usize, elapsed_ns: u64) {
+    let field = at + FRAME_HEADER_LEN + 1 + 8;
     out[field..field + 8].copy_from_slice(&elapsed_ns.to_le_bytes());
     end_frame(out, at);
 }
@@ -353,28 +328,81 @@ pub(crate) enum Front {
 /// it cannot have come from this worker's pool.
 #[inline]
 pub(crate) fn check_front(pending: &[u8], secret: u64) -> Result<Front, String> {
-    if pending.len() <= HEADER {
+    let (Some(body_len), Some(&kind)) = (frame::header_len(pending), pending.get(FRAME_HEADER_LEN))
+    else {
         return Ok(Front::Incomplete);
-    }
-    let kind = pending[HEADER];
+    };
     let Some(at) = secret_at(kind) else {
         return Err(format!("a frame of unknown kind {kind}"));
     };
-    let body_len = u64_at(pending, 0);
     if body_len < (at + SECRET_LEN) as u64 {
         return Err(format!(
             "a frame of kind {kind} too short to carry the secret ({body_len} bytes)"
         ));
     }
-    let end = HEADER + at + SECRET_LEN;
+    let end = FRAME_HEADER_LEN + at + SECRET_LEN;
     if pending.len() < end {
         return Ok(Front::Incomplete);
     }
-    if u64_at(pending, HEADER + at) != secret {
+    if u64_at(pending, FRAME_HEADER_LEN + at) != secret {
         let what = if kind == TASK { "task" } else { "stop" };
         return Err(format!("a {what} frame without this worker's secret"));
     }
     Ok(Front::Authentic)
+}
+
+/// What a worker does next with the bytes at the front of its read buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Inbound<'a> {
+    /// Run this task, whose frame took `wire_len` bytes of the buffer.
+    Task { task: TaskFrame<'a>, wire_len: usize },
+    /// Exit: the parent sent `STOP`, whose frame took `wire_len` bytes.
+    Stop { wire_len: usize },
+    /// Read more. `frame_len` is the length of the frame at the front once it is
+    /// authenticated (room for all of it can be made); `None` before that, when only small
+    /// steps may be read (a forged length must not make the worker allocate).
+    Read { frame_len: Option<usize> },
+}
+
+/// The worker's reading of the front of its buffer `pending`: a frame is trusted only once its
+/// secret is in and right ([`check_front`]), then run only when whole, well formed, and with a
+/// sequence number past `last_seq`. `Err` says why the frame cannot have come from the pool.
+pub(crate) fn next_for_worker(
+    pending: &[u8],
+    secret: u64,
+    last_seq: u64,
+) -> Result<Inbound<'_>, String> {
+    if check_front(pending, secret)? == Front::Incomplete {
+        return Ok(Inbound::Read { frame_len: None });
+    }
+    let (body, wire_len) = match Plain::parse(pending).map_err(|e| e.to_string())? {
+        Parsed::Whole { payload, wire_len } => (payload, wire_len),
+        Parsed::Partial { wire_len } => return Ok(Inbound::Read { frame_len: Some(wire_len) }),
+        Parsed::NoHeader => return Ok(Inbound::Read { frame_len: None }),
+    };
+    match decode_to_worker(body)? {
+        ToWorker::Stop => Ok(Inbound::Stop { wire_len }),
+        ToWorker::Task(task) if task.seq <= last_seq || task.seq > MAX_SEQ => {
+            Err(format!("task seq {} after {last_seq}", task.seq))
+        }
+        ToWorker::Task(task) => Ok(Inbound::Task { task, wire_len }),
+    }
+}
+
+/// The parent's reading of a worker's channel: hands every whole frame at the front of `rbuf`
+/// to `on_frame` (decoded; `None` for an unknown kind or a short `RESULT`, which the parent
+/// ignores) and returns the bytes they took. A frame claiming more than memory stops the
+/// reading there, like one not complete yet.
+pub(crate) fn each_from_worker<'a>(
+    rbuf: &'a [u8],
+    mut on_frame: impl FnMut(Option<FromWorker<'a>>),
+) -> usize {
+    let mut used = 0;
+    while let Ok(Parsed::Whole { payload, wire_len }) = Plain::parse(&rbuf[used..]) {
+        used += wire_len;
+        on_frame(decode_from_worker(payload));
+    }
+    used
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,6 +501,14 @@ pub(crate) fn decode_ctl(buf: &[u8; SPAWNED_LEN], len: usize) -> Option<Ctl> {
 mod tests {
     use super::*;
 
+    /// The whole frame at the front of `buf`: its body and its length on the wire.
+    fn split(buf: &[u8]) -> Option<(&[u8], usize)> {
+        match Plain::parse(buf) {
+            Ok(Parsed::Whole { payload, wire_len }) => Some((payload, wire_len)),
+            _ => None,
+        }
+    }
+
     fn stop_frame(secret: u64) -> Vec<u8> {
         let mut out = Vec::new();
         let at = begin_frame(&mut out, STOP);
@@ -492,11 +528,11 @@ mod tests {
         assert!(check_front(&stop_frame(secret + 1), secret).is_err());
         // Unknown kinds and lengths too short for a secret are refused at once.
         let mut unknown = good.clone();
-        unknown[HEADER] = RESULT;
-        assert!(check_front(&unknown[..HEADER + 1], secret).is_err());
+        unknown[FRAME_HEADER_LEN] = RESULT;
+        assert!(check_front(&unknown[..FRAME_HEADER_LEN + 1], secret).is_err());
         let mut short = good.clone();
         short[..8].copy_from_slice(&1u64.to_le_bytes());
-        assert!(check_front(&short[..HEADER + 1], secret).is_err());
+        assert!(check_front(&short[..FRAME_HEADER_LEN + 1], secret).is_err());
         // A huge length does not matter until the secret is checked: a forged one is refused
         // with a few bytes in, before anything is buffered for it.
         let mut huge = stop_frame(0);
@@ -510,28 +546,31 @@ mod tests {
         let job = JobWords { kind: JOB_CODE, a: 0x1234, b: 7 };
         encode_task(&mut out, &mut secrets, 3, job, b"xyz");
         encode_stop(&mut out, &mut secrets);
-        let (body, used) = split_frame(&out).unwrap();
-        assert_eq!(secrets, vec![HEADER + TASK_SECRET_AT, used + HEADER + STOP_SECRET_AT]);
+        let (body, used) = split(&out).unwrap();
+        assert_eq!(
+            secrets,
+            vec![FRAME_HEADER_LEN + TASK_SECRET_AT, used + FRAME_HEADER_LEN + STOP_SECRET_AT]
+        );
         let want = TaskFrame { seq: 3, job, secret: [0; SECRET_LEN], payload: b"xyz" };
         assert_eq!(decode_to_worker(body), Ok(ToWorker::Task(want)));
         assert!(decode_to_worker(&body[..TASK_PREFIX - 1]).is_err());
-        let (body, _) = split_frame(&out[used..]).unwrap();
+        let (body, _) = split(&out[used..]).unwrap();
         assert_eq!(decode_to_worker(body), Ok(ToWorker::Stop));
 
         let mut out = Vec::new();
         let at = begin_result(&mut out, 9);
         out.extend_from_slice(b"items");
         end_result(&mut out, at, 0);
-        let (body, _) = split_frame(&out).unwrap();
+        let (body, _) = split(&out).unwrap();
         let want = FromWorker::Result { seq: 9, elapsed_ns: 1, items: b"items" };
         assert_eq!(decode_from_worker(body), Some(want));
         assert_eq!(decode_from_worker(&body[..RESULT_PREFIX - 1]), None);
         let mut out = Vec::new();
         encode_reason(&mut out, VIOLATION, "why");
         encode_ready(&mut out);
-        let (body, used) = split_frame(&out).unwrap();
+        let (body, used) = split(&out).unwrap();
         assert_eq!(decode_from_worker(body), Some(FromWorker::Violation("why".into())));
-        let (body, _) = split_frame(&out[used..]).unwrap();
+        let (body, _) = split(&out[used..]).unwrap();
         assert_eq!(decode_from_worker(body), Some(FromWorker::Ready));
     }
 
@@ -595,23 +634,83 @@ mod tests {
     }
 
     #[test]
-    fn frames_split_only_when_whole() {
-        let mut out = Vec::new();
-        let at = begin_frame(&mut out, RESULT);
-        out.extend_from_slice(b"abc");
-        end_frame(&mut out, at);
-        let at2 = begin_frame(&mut out, STOP);
-        end_frame(&mut out, at2);
-        for cut in 0..HEADER + 4 {
-            assert!(split_frame(&out[..cut]).is_none(), "cut {cut}");
+    fn the_worker_runs_only_whole_authentic_frames_in_sequence() {
+        let secret = u64::from_le_bytes(*b"\x01secret!");
+        let (mut out, mut at) = (Vec::new(), Vec::new());
+        let job = JobWords { kind: JOB_REGISTERED, a: 0, b: 0 };
+        encode_task(&mut out, &mut at, 1, job, b"abc");
+        encode_task(&mut out, &mut at, 2, job, &[9; 5000]);
+        encode_stop(&mut out, &mut at);
+        for &field in &at {
+            out[field..field + SECRET_LEN].copy_from_slice(&secret.to_le_bytes());
         }
-        let (body, used) = split_frame(&out).unwrap();
-        assert_eq!((body, used), (&[RESULT, b'a', b'b', b'c'][..], HEADER + 4));
-        let (body, used) = split_frame(&out[used..]).unwrap();
-        assert_eq!((body, used), (&[STOP][..], HEADER + 1));
-        // A hostile length never overflows.
+        let first = split(&out).unwrap().1;
+        let second = first + split(&out[first..]).unwrap().1;
+        // Before its secret is in, a frame is only read in small steps; after, as a whole.
+        for cut in 0..first {
+            let want = if cut < FRAME_HEADER_LEN + TASK_PREFIX { None } else { Some(first) };
+            assert_eq!(
+                next_for_worker(&out[..cut], secret, 0),
+                Ok(Inbound::Read { frame_len: want }),
+                "cut {cut}"
+            );
+        }
+        match next_for_worker(&out, secret, 0) {
+            Ok(Inbound::Task { task, wire_len }) => {
+                assert_eq!(
+                    (task.seq, task.job, task.payload, wire_len),
+                    (1, job, &b"abc"[..], first)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let second_len = second - first;
+        assert_eq!(
+            next_for_worker(&out[first..first + 100], secret, 1),
+            Ok(Inbound::Read { frame_len: Some(second_len) })
+        );
+        assert!(matches!(
+            next_for_worker(&out[first..], secret, 1),
+            Ok(Inbound::Task { task: TaskFrame { seq: 2, .. }, wire_len }) if wire_len == second_len
+        ));
+        assert_eq!(
+            next_for_worker(&out[second..], secret, 2),
+            Ok(Inbound::Stop { wire_len: out.len() - second })
+        );
+        // A seq that does not grow, a wrong secret, or a length past memory is refused.
+        assert!(next_for_worker(&out[first..], secret, 2).is_err());
+        assert!(next_for_worker(&out, secret ^ 1, 0).is_err());
+        let mut huge = out[second..].to_vec();
+        huge[..FRAME_HEADER_LEN].copy_from_slice(&u64::MAX.to_le_bytes());
+        let why = next_for_worker(&huge, secret, 2).unwrap_err();
+        assert!(why.contains("bad message length"), "{why}");
+    }
+
+    #[test]
+    fn the_parent_reads_only_whole_frames() {
+        let mut out = Vec::new();
+        let at = begin_result(&mut out, 4);
+        out.extend_from_slice(b"abc");
+        end_result(&mut out, at, 7);
+        encode_ready(&mut out);
+        let at = begin_frame(&mut out, 0x7f); // an unknown kind: ignored
+        end_frame(&mut out, at);
+        let first = FRAME_HEADER_LEN + RESULT_PREFIX + 3;
+        let ends = [0, first, first + FRAME_HEADER_LEN + 1, first + 2 * (FRAME_HEADER_LEN + 1)];
+        assert_eq!(ends[3], out.len());
+        for cut in 0..out.len() {
+            let mut seen = Vec::new();
+            let used = each_from_worker(&out[..cut], |f| seen.push(f));
+            let whole = ends[1..].iter().filter(|&&end| end <= cut).count();
+            assert_eq!((seen.len(), used), (whole, ends[whole]), "cut {cut}");
+        }
+        let mut seen = Vec::new();
+        assert_eq!(each_from_worker(&out, |f| seen.push(f)), out.len());
+        let want = FromWorker::Result { seq: 4, elapsed_ns: 7, items: b"abc" };
+        assert_eq!(seen, [Some(want), Some(FromWorker::Ready), None]);
+        // A hostile length never overflows: reading stops there.
         let mut bad = u64::MAX.to_le_bytes().to_vec();
         bad.push(1);
-        assert!(split_frame(&bad).is_none());
+        assert_eq!(each_from_worker(&bad, |_| panic!("no frame")), 0);
     }
 }

@@ -23,8 +23,8 @@ use crate::fd_registry::RegisteredFd;
 use crate::fork_safety::panic_message;
 
 use super::config::Config;
-use super::proto::{self, Front, JobWords, ToWorker};
-use super::slots::{MAX_SEQ, Slots, now_ns};
+use super::proto::{self, Inbound, JobWords};
+use super::slots::{Slots, now_ns};
 use super::work::run_chunk;
 
 /// Ends the worker: flushes stdio and `_exit`s.
@@ -101,36 +101,21 @@ pub(crate) fn worker_main(
     proto::encode_ready(&mut out);
     send(&chan, &out);
 
-    // rbuf[start..end] holds the bytes read and not yet handled; the whole buffer stays
-    // initialised, so reads go straight into it.
-    let mut rbuf: Vec<u8> = vec![0; 64 * 1024];
-    let (mut start, mut end) = (0usize, 0usize);
+    let mut inbox = Inbox::new();
     let mut done: u64 = 0;
     // The seq of the last task frame: the parent's seqs start at 1 and grow.
     let mut last_seq: u64 = 0;
     loop {
-        // Run every whole frame in the buffer; authenticate each before trusting its length.
-        let front = loop {
-            let front = match proto::check_front(&rbuf[start..end], secret) {
-                Ok(front) => front,
+        // Run every whole frame in the buffer; each is authenticated before its length is
+        // trusted (see `proto::next_for_worker`).
+        let frame_len = loop {
+            let task = match inbox.next(secret, last_seq) {
+                Ok(Inbound::Task { task, .. }) => task,
+                Ok(Inbound::Stop { .. }) => finish(0),
+                Ok(Inbound::Read { frame_len }) => break frame_len,
                 Err(why) => refuse(&chan, &mut out, &why),
             };
-            if front == Front::Incomplete {
-                break front;
-            }
-            let Some((body, len)) = proto::split_frame(&rbuf[start..end]) else { break front };
-            start += len;
-            // `check_front` let through only TASK and STOP.
-            let task = match proto::decode_to_worker(body) {
-                Ok(ToWorker::Task(task)) => task,
-                Ok(ToWorker::Stop) => finish(0),
-                Err(why) => refuse(&chan, &mut out, why),
-            };
             let seq = task.seq;
-            if seq <= last_seq || seq > MAX_SEQ {
-                let why = format!("task seq {seq} after {last_seq}");
-                refuse(&chan, &mut out, &why);
-            }
             last_seq = seq;
             let begun = now_ns();
             if !shm.claim(seq, begun) {
@@ -147,24 +132,8 @@ pub(crate) fn worker_main(
                 finish(0);
             }
         };
-        // Keep the partial frame at the front, make room for the rest of it, read more.
-        if start == end {
-            (start, end) = (0, 0);
-        } else if start > 0 {
-            rbuf.copy_within(start..end, 0);
-            (start, end) = (0, end - start);
-        }
-        // The length of an authenticated frame is the parent's: make room for all of it. Until
-        // then, read in small steps (a forged length must not make us allocate).
-        let wanted = match (front, proto::split_len(&rbuf[..end])) {
-            (Front::Authentic, Some(total)) => total.max(end + 4096),
-            _ => end + 4096,
-        };
-        if wanted > rbuf.len() {
-            rbuf.resize(wanted.max(rbuf.len() * 2), 0);
-        }
         let n = loop {
-            match multiproc_sys::io::read_once(chan.as_fd(), &mut rbuf[end..]) {
+            match multiproc_sys::io::read_once(chan.as_fd(), inbox.room(frame_len)) {
                 Ok(n) => break n,
                 Err(Errno::INTR) => {}
                 Err(_) => finish(0),
@@ -173,7 +142,69 @@ pub(crate) fn worker_main(
         if n == 0 {
             finish(0); // the parent closed the channel
         }
-        end += n;
+        inbox.filled(n);
+    }
+}
+
+/// A worker's read buffer: `rbuf[start..end]` holds the bytes read and not yet handled; the
+/// whole buffer stays initialised, so reads go straight into it.
+pub(crate) struct Inbox {
+    rbuf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Inbox {
+    /// Room a read is given before a frame's length can be trusted.
+    const STEP: usize = 4096;
+
+    /// An empty buffer of 64 KiB.
+    pub(crate) fn new() -> Inbox {
+        Inbox { rbuf: vec![0; 64 * 1024], start: 0, end: 0 }
+    }
+
+    /// What to do with the bytes at the front (see [`proto::next_for_worker`]); the frame of a
+    /// task or a stop is consumed.
+    pub(crate) fn next(&mut self, secret: u64, last_seq: u64) -> Result<Inbound<'_>, String> {
+        let next = proto::next_for_worker(&self.rbuf[self.start..self.end], secret, last_seq)?;
+        if let Inbound::Task { wire_len, .. } | Inbound::Stop { wire_len } = next {
+            self.start += wire_len;
+        }
+        Ok(next)
+    }
+
+    /// Whether every byte read has been handled.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Keeps the partial frame at the front and returns the room to read more into: all of an
+    /// authenticated frame of `frame_len` bytes, small steps before that (a forged length must
+    /// not make us allocate).
+    pub(crate) fn room(&mut self, frame_len: Option<usize>) -> &mut [u8] {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 {
+            self.rbuf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let wanted = frame_len.unwrap_or(0).max(self.end + Self::STEP);
+        if wanted > self.rbuf.len() {
+            self.rbuf.resize(wanted.max(self.rbuf.len() * 2), 0);
+        }
+        &mut self.rbuf[self.end..]
+    }
+
+    /// `n` bytes were read into the room.
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// The buffer's size (for the fuzz target's bound on what a forged frame can cost).
+    #[cfg(fuzzing)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.rbuf.len()
     }
 }
 

@@ -212,6 +212,9 @@ mod tests {
     use multiproc_sys::fork as sysfork;
 
     use super::*;
+    use crate::codec::FRAME_HEADER_LEN;
+    use crate::pool::proto::Inbound;
+    use crate::pool::worker::Inbox;
 
     /// A worker record around one end of a fresh socketpair; the other end is returned.
     fn worker() -> (Worker, OwnedFd) {
@@ -222,36 +225,34 @@ mod tests {
         (w, b)
     }
 
-    /// Reads what `flush_worker` sent and checks every frame's secret and seq.
+    /// Reads what `flush_worker` sent as the worker does, and checks every frame's secret, seq
+    /// and payload.
     fn check_frames(peer: &OwnedFd, frames: usize, secret: &[u8; 8], payload: &[u8]) {
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
+        let mut inbox = Inbox::new();
         let mut seen = 0;
         while seen < frames {
-            let n = multiproc_sys::io::read_once(peer.as_fd(), &mut buf[..]).unwrap();
-            assert!(n > 0, "end of file after {seen} frames");
-            got.extend_from_slice(&buf[..n]);
-            let mut used = 0;
-            while let Some((body, len)) = proto::split_frame(&got[used..]) {
-                used += len;
-                seen += 1;
-                assert_eq!(
-                    proto::check_front(&got[used - len..], u64::from_le_bytes(*secret)),
-                    Ok(proto::Front::Authentic),
-                    "frame {seen}"
-                );
-                match proto::decode_to_worker(body).unwrap() {
-                    proto::ToWorker::Task(t) => {
-                        assert_eq!(t.seq, seen as u64);
-                        assert_eq!(&t.secret, secret, "frame {seen}");
-                        assert_eq!(t.payload, payload, "frame {seen}");
-                    }
-                    proto::ToWorker::Stop => assert_eq!(body.len(), proto::STOP_LEN),
+            match inbox.next(u64::from_le_bytes(*secret), seen as u64) {
+                Ok(Inbound::Task { task, .. }) => {
+                    seen += 1;
+                    assert_eq!(task.seq, seen as u64);
+                    assert_eq!(&task.secret, secret, "frame {seen}");
+                    assert_eq!(task.payload, payload, "frame {seen}");
                 }
+                Ok(Inbound::Stop { wire_len }) => {
+                    seen += 1;
+                    assert_eq!(seen, frames, "a STOP before the last frame");
+                    assert_eq!(wire_len, FRAME_HEADER_LEN + proto::STOP_LEN);
+                }
+                Ok(Inbound::Read { frame_len }) => {
+                    let n =
+                        multiproc_sys::io::read_once(peer.as_fd(), inbox.room(frame_len)).unwrap();
+                    assert!(n > 0, "end of file after {seen} frames");
+                    inbox.filled(n);
+                }
+                Err(why) => panic!("frame {}: the worker refuses {why}", seen + 1),
             }
-            got.drain(..used);
         }
-        assert!(got.is_empty());
+        assert!(inbox.is_empty());
     }
 
     #[test]
@@ -303,7 +304,7 @@ mod tests {
         // What an earlier partial send leaves: `wpos` inside a frame's secret, or right at it.
         let secret = *b"\x02secret?";
         let job = Job::Registered { pool: 0, index: 0 };
-        let first = proto::HEADER + proto::TASK_SECRET_AT;
+        let first = FRAME_HEADER_LEN + proto::TASK_SECRET_AT;
         for cut in [first, first + 1, first + 7, first + 8, first + 9] {
             let (mut w, peer) = worker();
             for seq in 1..=200 {

@@ -280,17 +280,13 @@ impl Core {
         }
         self.scratch = buf;
         let rbuf = std::mem::take(&mut w.rbuf);
-        let mut used = 0;
-        while let Some((body, len)) = proto::split_frame(&rbuf[used..]) {
-            used += len;
-            self.on_frame(sh, i, w, body);
-        }
+        let used = proto::each_from_worker(&rbuf, |frame| self.on_frame(sh, i, w, frame));
         w.rbuf = rbuf;
         w.rbuf.drain(..used);
     }
 
-    fn on_frame(&mut self, _sh: &Shared, _i: usize, w: &mut Worker, body: &[u8]) {
-        match proto::decode_from_worker(body) {
+    fn on_frame(&mut self, _sh: &Shared, _i: usize, w: &mut Worker, frame: Option<FromWorker<'_>>) {
+        match frame {
             Some(FromWorker::Ready) => {
                 w.ready = true;
                 self.early_deaths = 0;
