@@ -59,7 +59,7 @@ fn signal<R: multiproc::Message>(p: &Process<R>, sig: i32) {
 /// header is 128-byte lines `cfg, prod, cons, data, space, ...`; each wait line is
 /// `{ seq: u32, waiters: u32 }`.
 fn sleepers<T>(q: &Queue<T>, line: usize) -> u32 {
-    let (hdr, len, _, _) = test_hooks::raw_parts(&q);
+    let (hdr, len, _, _) = test_hooks::raw_parts(q);
     assert!(len >= (line + 1) * 128);
     unsafe { (*hdr.add(line * 128 + 4).cast::<AtomicU32>()).load(Ordering::SeqCst) }
 }

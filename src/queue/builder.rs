@@ -116,3 +116,41 @@ impl<Q: BuildQueue> QueueBuilder<Q> {
         Ok(Q::from_raw(RawQueue::new(cap, self.maxsize as u64)?))
     }
 }
+
+/// The constructors of a queue type with a `maxsize` ([`Queue`](crate::Queue),
+/// [`JoinableQueue`](crate::JoinableQueue)), written once: `new`, `with_maxsize` and
+/// `builder`, inside the type's `impl<T: Message>` block. `$python` is the Python class.
+macro_rules! maxsize_constructors {
+    ($python:literal) => {
+        #[doc = concat!(
+            "A queue with no item limit and the default ring size (Python: `", $python, "()`)."
+        )]
+        ///
+        /// # Errors
+        ///
+        /// The `mmap` or mutex initialisation error.
+        pub fn new() -> std::io::Result<Self> {
+            Self::builder().build()
+        }
+
+        #[doc = concat!(
+            "A queue holding at most `maxsize` items; 0 means no limit (Python: `",
+            $python,
+            "(maxsize)`)."
+        )]
+        ///
+        /// # Errors
+        ///
+        /// The `mmap` or mutex initialisation error.
+        pub fn with_maxsize(maxsize: usize) -> std::io::Result<Self> {
+            Self::builder().maxsize(maxsize).build()
+        }
+
+        /// Options: ring size, maxsize.
+        pub fn builder() -> $crate::queue::QueueBuilder<Self> {
+            $crate::queue::QueueBuilder::new()
+        }
+    };
+}
+
+pub(super) use maxsize_constructors;

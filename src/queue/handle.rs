@@ -3,14 +3,13 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::thread::LocalKey;
 use std::time::Duration;
 
 use super::builder::sealed::Sealed;
-use super::builder::{BuildQueue, QueueBuilder};
+use super::builder::{BuildQueue, maxsize_constructors};
 use super::error::{GetError, PutError};
 use super::ring::{ItemBytes, ItemSink, RawQueue};
 use crate::codec::{self, DecodeError, Message};
@@ -167,6 +166,7 @@ use crate::wait::Patience;
 /// [`Message`]: crate::Message
 /// [`Corruption`]: crate::Corruption
 /// [`JoinableQueue`]: crate::JoinableQueue
+/// [`QueueBuilder::capacity_bytes`]: crate::QueueBuilder::capacity_bytes
 pub struct Queue<T> {
     pub(super) raw: RawQueue,
     _t: PhantomData<fn(T) -> T>,
@@ -207,28 +207,7 @@ impl<T> PartialEq for Queue<T> {
 impl<T> Eq for Queue<T> {}
 
 impl<T: Message> Queue<T> {
-    /// A queue with no item limit and the default ring size (Python: `Queue()`).
-    ///
-    /// # Errors
-    ///
-    /// The `mmap` or mutex initialisation error.
-    pub fn new() -> io::Result<Self> {
-        Self::builder().build()
-    }
-
-    /// A queue holding at most `maxsize` items; 0 means no limit (Python: `Queue(maxsize)`).
-    ///
-    /// # Errors
-    ///
-    /// The `mmap` or mutex initialisation error.
-    pub fn with_maxsize(maxsize: usize) -> io::Result<Self> {
-        Self::builder().maxsize(maxsize).build()
-    }
-
-    /// Options: ring size, maxsize.
-    pub fn builder() -> QueueBuilder<Self> {
-        QueueBuilder::new()
-    }
+    maxsize_constructors!("Queue");
 
     /// Puts `item` at the end of the queue, waiting for room as long as needed (Python:
     /// `put(obj)`; [`put_timeout`](Self::put_timeout) takes a timeout).
@@ -343,8 +322,8 @@ impl<T> Queue<T> {
         usize::try_from(self.raw.qsize()).unwrap_or(usize::MAX)
     }
 
-    /// Whether the queue holds no item (Python: `empty()`); true right after a `put` has
-    /// returned is impossible in the same process.
+    /// Whether the queue holds no item (Python: `empty()`). An item counts as soon as its
+    /// `put` has returned, in every process (Python's feeder thread may not have sent it yet).
     pub fn empty(&self) -> bool {
         self.raw.qsize() == 0
     }

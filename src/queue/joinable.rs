@@ -1,12 +1,11 @@
 //! [`JoinableQueue`]: a [`Queue`] that also counts unfinished items (`task_done`, `join`).
 
 use std::fmt;
-use std::io;
 use std::ops::Deref;
 use std::time::Duration;
 
 use super::builder::sealed::Sealed;
-use super::builder::{BuildQueue, QueueBuilder};
+use super::builder::{BuildQueue, maxsize_constructors};
 use super::error::{QueueJoinError, TaskDoneError};
 use super::handle::Queue;
 use super::ring::RawQueue;
@@ -86,28 +85,7 @@ impl<T> Deref for JoinableQueue<T> {
 }
 
 impl<T: Message> JoinableQueue<T> {
-    /// A joinable queue with no item limit (Python: `JoinableQueue()`).
-    ///
-    /// # Errors
-    ///
-    /// The `mmap` or mutex initialisation error.
-    pub fn new() -> io::Result<Self> {
-        Self::builder().build()
-    }
-
-    /// A joinable queue holding at most `maxsize` items; 0 means no limit.
-    ///
-    /// # Errors
-    ///
-    /// The `mmap` or mutex initialisation error.
-    pub fn with_maxsize(maxsize: usize) -> io::Result<Self> {
-        Self::builder().maxsize(maxsize).build()
-    }
-
-    /// Options: ring size, maxsize.
-    pub fn builder() -> QueueBuilder<Self> {
-        QueueBuilder::new()
-    }
+    maxsize_constructors!("JoinableQueue");
 
     /// Marks one item as processed (Python: `task_done()`), waking `join`ers when it was the
     /// last one.

@@ -10,8 +10,8 @@
 
 use std::ptr;
 
-use super::raw::RawQueue;
 use super::layout::REC_HDR;
+use super::raw::RawQueue;
 
 /// The most a consumer reserves for a payload before its bytes arrive.
 const RESERVE_LIMIT: u64 = 1 << 30;

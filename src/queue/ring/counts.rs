@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::fence;
 
 use super::fail::{RingResult, corrupt};
-use super::raw::RawQueue;
 #[cfg(test)]
 use super::hook::{self, Point};
 use super::layout::NONE;
+use super::raw::RawQueue;
 use crate::wait::{Patience, Spin};
 
 impl RawQueue {

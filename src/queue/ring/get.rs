@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use super::access::ItemSink;
 use super::fail::{Fail, RingResult, corrupt};
-use super::raw::RawQueue;
 #[cfg(test)]
 use super::hook::{self, Point};
 use super::layout::{NONE, POS_LIMIT, REC_HDR, record_size};
 use super::lock::ProducerCheck;
+use super::raw::RawQueue;
 use crate::wait::{Patience, Spin};
 
 /// Payloads from this size on are received into a buffer reserved whole, with huge pages.

@@ -17,9 +17,9 @@ use multiproc_sys::Errno;
 use multiproc_sys::pthread::{LockOutcome, RobustMutex};
 
 use super::fail::{Fail, RingResult};
-use super::raw::RawQueue;
 #[cfg(test)]
 use super::hook::{self, Point};
+use super::raw::RawQueue;
 use crate::wait::Patience;
 
 /// A held ring lock (the put or the get lock); unlocks it on drop.

@@ -139,10 +139,10 @@ mod access;
 mod counts;
 mod fail;
 mod get;
-mod raw;
 mod layout;
 mod lock;
 mod put;
+mod raw;
 mod repair;
 mod wake;
 
@@ -153,5 +153,5 @@ mod tests;
 
 pub(crate) use access::{ItemBytes, ItemSink};
 pub(crate) use fail::Fail;
-pub(crate) use raw::RawQueue;
 pub(crate) use layout::{MAX_CAPACITY, MIN_CAPACITY};
+pub(crate) use raw::RawQueue;

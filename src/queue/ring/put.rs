@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use super::access::ItemBytes;
 use super::fail::{Fail, RingResult, corrupt};
-use super::raw::RawQueue;
 #[cfg(test)]
 use super::hook::{self, Point};
 use super::layout::{NONE, POS_LIMIT, record_size};
+use super::raw::RawQueue;
 use crate::wait::{Patience, Spin};
 
 /// Records this large (and larger than a quarter of the ring) stream even when they fit.
@@ -98,6 +98,22 @@ impl RawQueue {
         Ok(!self.abort_pending(gets))
     }
 
+    /// Waits, on `space` (for room or for items to be taken), until `ready` says so.
+    /// [`Fail::Closed`] once the queue is closed; [`Fail::Timeout`] when `patience` runs out.
+    fn wait_for_space(
+        &self,
+        patience: Patience,
+        mut ready: impl FnMut() -> RingResult<bool>,
+    ) -> RingResult<()> {
+        let ok = self.wait_on(&self.hdr().space.v, patience, false, Spin::QUEUE, |_| {
+            if self.is_closed() {
+                return Err(Fail::Closed);
+            }
+            ready()
+        })?;
+        if ok { Ok(()) } else { Err(Fail::Timeout) }
+    }
+
     /// Size of the pieces a stream is published and freed in.
     #[inline]
     pub(super) fn piece(&self) -> u64 {
@@ -127,29 +143,13 @@ impl RawQueue {
             return corrupt("positions out of range");
         }
         if self.maxsize != 0 && self.count_for_put(puts)? >= self.maxsize {
-            let ok = self.wait_on(&h.space.v, patience, false, Spin::QUEUE, |_| {
-                if self.is_closed() {
-                    return Err(Fail::Closed);
-                }
-                Ok(self.count_for_put(puts)? < self.maxsize)
-            })?;
-            if !ok {
-                return Err(Fail::Timeout);
-            }
+            self.wait_for_space(patience, || Ok(self.count_for_put(puts)? < self.maxsize))?;
         }
         if need > self.chunk() && self.should_stream(tail, puts, need)? {
             return self.put_stream(item, tail, puts, need, patience);
         }
         if need > self.free_space(tail, need)? {
-            let ok = self.wait_on(&h.space.v, patience, false, Spin::QUEUE, |_| {
-                if self.is_closed() {
-                    return Err(Fail::Closed);
-                }
-                Ok(self.free_space(tail, need)? >= need)
-            })?;
-            if !ok {
-                return Err(Fail::Timeout);
-            }
+            self.wait_for_space(patience, || Ok(self.free_space(tail, need)? >= need))?;
         }
         self.write_record(tail, puts, item, need);
         self.commit_put(tail + need, puts + 1);
@@ -172,16 +172,10 @@ impl RawQueue {
         let first = need.min(self.chunk());
         // Wait for room for a first chunk (which holds the whole record header), and until
         // consumers have passed the previous abort (only one may be pending).
-        let ok = self.wait_on(&h.space.v, patience, false, Spin::QUEUE, |_| {
-            if self.is_closed() {
-                return Err(Fail::Closed);
-            }
+        self.wait_for_space(patience, || {
             let gets = h.cons.v.gets.load(Acquire);
             Ok(!self.abort_pending(gets) && self.free_space(start, first)? >= first)
         })?;
-        if !ok {
-            return Err(Fail::Timeout);
-        }
         let end = start + need;
         p.stream_end.store(end, Relaxed);
         p.stream_start.store(start, Release);

@@ -13,8 +13,8 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use super::fail::{RingResult, corrupt};
-use super::raw::RawQueue;
 use super::layout::{CJ_BEGIN_DISCARD, CJ_END_RECORD, NONE, POS_LIMIT};
+use super::raw::RawQueue;
 
 impl RawQueue {
     // -----------------------------------------------------------------------------------------

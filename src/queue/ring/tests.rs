@@ -13,9 +13,9 @@ use multiproc_sys::time::Deadline;
 
 use super::access::{ItemBytes, ItemSink};
 use super::fail::{Fail, RingResult};
-use super::raw::RawQueue;
 use super::hook::{self, Point};
 use super::layout::{NONE, record_size};
+use super::raw::RawQueue;
 use crate::wait::Patience;
 
 const SHORT: Option<Duration> = Some(Duration::from_millis(50));

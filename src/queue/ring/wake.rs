@@ -10,8 +10,8 @@ use multiproc_sys::futex;
 use multiproc_sys::time::Deadline;
 
 use super::fail::{Fail, RingResult};
-use super::raw::RawQueue;
 use super::layout::WakeWord;
+use super::raw::RawQueue;
 use crate::wait::{Patience, Spin};
 
 /// How long a consumer waiting for a stream sleeps between checks that its producer is alive.
