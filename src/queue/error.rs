@@ -102,7 +102,7 @@ pub enum PutError<T> {
     Closed(T),
     /// The queue's shared state is garbled.
     Corrupt(T, Corruption),
-    /// An unexpected operating-system error from the queue's lock.
+    /// An unexpected operating-system error from the queue's lock or its futex wait.
     Os(T, io::Error),
     /// The item could not be encoded: its [`Encode`](crate::codec::Encode) impl panicked (as
     /// the `serde` feature's `Serde<T>` does when `T`'s `Serialize` impl fails). The message is
@@ -215,7 +215,7 @@ pub enum GetError {
     /// An item was taken from the queue but its bytes are not a valid `T` (for example a
     /// garbled payload). The item is gone.
     Decode(DecodeError),
-    /// An unexpected operating-system error from the queue's lock.
+    /// An unexpected operating-system error from the queue's lock or its futex wait.
     Os(io::Error),
 }
 

@@ -46,6 +46,9 @@ enum Took<'a> {
 /// Takes `m` as `patience` says (one `trylock`, or a lock until the deadline). After a holder
 /// that died, runs `repair` with the mutex held, then marks it consistent, whether or not the
 /// repair succeeded; a failed repair is the error (the guard is dropped: the lock is released).
+///
+/// Inlined: it is on the path of every put and get, and its caller's `repair` is `#[cold]`.
+#[inline(always)]
 fn acquire<'a>(
     m: &'a RobustMutex,
     patience: Patience,
@@ -80,6 +83,7 @@ pub(super) enum ProducerCheck {
 impl RawQueue {
     /// Takes the put lock, repairing the producer state after a holder that died.
     /// [`Fail::Timeout`] if `patience` ran out first.
+    #[inline]
     pub(super) fn lock_put(&self, patience: Patience) -> RingResult<RingLockGuard<'_>> {
         match acquire(&self.shm.get().put_lock.v, patience, || self.repair_producer())? {
             Took::Clean(g) | Took::Repaired(g) => Ok(g),
@@ -89,6 +93,7 @@ impl RawQueue {
 
     /// Takes the get lock, repairing the consumer state after a holder that died.
     /// [`Fail::Timeout`] if `patience` ran out first.
+    #[inline]
     pub(super) fn lock_get(&self, patience: Patience) -> RingResult<RingLockGuard<'_>> {
         match acquire(&self.shm.get().get_lock.v, patience, || self.repair_consumer())? {
             Took::Clean(g) | Took::Repaired(g) => Ok(g),
