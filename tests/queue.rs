@@ -12,6 +12,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use multiproc::queue::test_hooks;
 use multiproc::{
     GetError, JoinError, JoinableQueue, Process, ProcessBuilder, PutError, Queue, QueueError,
     QueueJoinError, SimpleQueue, TaskDoneError,
@@ -58,7 +59,7 @@ fn signal<R: multiproc::Message>(p: &Process<R>, sig: i32) {
 /// header is 128-byte lines `cfg, prod, cons, data, space, ...`; each wait line is
 /// `{ seq: u32, waiters: u32 }`.
 fn sleepers<T>(q: &Queue<T>, line: usize) -> u32 {
-    let (hdr, len, _, _) = q.raw_parts_for_tests();
+    let (hdr, len, _, _) = test_hooks::raw_parts(q);
     assert!(len >= (line + 1) * 128);
     unsafe { (*hdr.add(line * 128 + 4).cast::<AtomicU32>()).load(Ordering::SeqCst) }
 }
@@ -265,7 +266,7 @@ fn a_busy_producer_lock_makes_put_time_out_not_hang() {
         let _ = cq.put_timeout(vec![1; 100_000], Duration::from_secs(20));
     });
     p.start().unwrap();
-    assert!(common::eventually(SECS, || q.positions_for_tests().1 > 0));
+    assert!(common::eventually(SECS, || test_hooks::positions(&q).1 > 0));
     let start = Instant::now();
     let t = Duration::from_millis(50);
     assert!(matches!(q.put_timeout(vec![2; 10], t), Err(PutError::Full(_))));
@@ -683,7 +684,7 @@ fn a_producer_killed_mid_stream_is_detected_by_a_waiting_consumer() {
         });
         p.start().unwrap();
         // The ring fills with the first 64 KiB and the producer waits for a reader.
-        assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
+        assert!(common::eventually(SECS, || test_hooks::positions(&q).1 == 64 << 10));
         p.kill().unwrap();
         assert!(p.join().is_err());
         assert_eq!(q.lost(), 0);
@@ -709,7 +710,7 @@ fn a_lost_item_is_not_an_unfinished_task() {
     let cq = q.clone();
     let p = child(move || cq.put(pattern(1, 1 << 20)).unwrap());
     p.start().unwrap();
-    assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
+    assert!(common::eventually(SECS, || test_hooks::positions(&q).1 == 64 << 10));
     p.kill().unwrap();
     assert!(p.join().is_err());
     assert_eq!(check_pattern(&q.get().unwrap()), Some(0));
@@ -731,7 +732,7 @@ fn a_producer_killed_mid_stream_is_repaired_by_the_next_producer() {
         cq.put(pattern(1, 1 << 20)).unwrap();
     });
     dead.start().unwrap();
-    assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
+    assert!(common::eventually(SECS, || test_hooks::positions(&q).1 == 64 << 10));
     dead.kill().unwrap();
     assert!(dead.join().is_err());
     // The next producer repairs (marks the stream aborted), then waits for room.
@@ -759,7 +760,7 @@ fn a_consumer_killed_mid_stream_leaves_the_rest_discarded_and_counted() {
             pq.put(pattern(round * 10 + 2, 3000)).unwrap();
         });
         producer.start().unwrap();
-        assert!(common::eventually(SECS, || q.positions_for_tests().1 == 64 << 10));
+        assert!(common::eventually(SECS, || test_hooks::positions(&q).1 == 64 << 10));
         // Freeze the producer: the consumer can read what is there, not finish the item.
         signal(&producer, libc::SIGSTOP);
         let cq = q.clone();
@@ -768,7 +769,7 @@ fn a_consumer_killed_mid_stream_leaves_the_rest_discarded_and_counted() {
         });
         consumer.start().unwrap();
         assert!(common::eventually(SECS, || {
-            let (head, tail) = q.positions_for_tests();
+            let (head, tail) = test_hooks::positions(&q);
             head == tail
         }));
         consumer.kill().unwrap();
@@ -827,16 +828,16 @@ fn random_kills_never_deliver_a_torn_item_and_never_lose_one_silently() {
         let target = rnd() % 50;
         let victim_is_producer = rnd() % 2 == 0;
         // Read before the children start: they may well finish before this process runs again.
-        let base = q.positions_for_tests().0;
+        let base = test_hooks::positions(&q).0;
         producer.start().unwrap();
         consumer.start().unwrap();
         let moved = common::eventually(SECS, || {
-            q.positions_for_tests().0 > base + target * 4000 || puts.load(Ordering::SeqCst) == 200
+            test_hooks::positions(&q).0 > base + target * 4000 || puts.load(Ordering::SeqCst) == 200
         });
         assert!(
             moved,
             "round {k}: no progress: positions {:?}, qsize {}, puts {}, gets {}",
-            q.positions_for_tests(),
+            test_hooks::positions(&q),
             q.qsize(),
             puts.load(Ordering::SeqCst),
             gets.load(Ordering::SeqCst)
@@ -907,7 +908,7 @@ fn a_garbled_header_gives_corrupt_not_a_crash() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
     q.put(1).unwrap();
-    let (hdr, _, _, _) = q.raw_parts_for_tests();
+    let (hdr, _, _, _) = test_hooks::raw_parts(&q);
     // Magic number.
     unsafe { (*hdr.cast::<std::sync::atomic::AtomicU64>()).fetch_xor(1, Ordering::SeqCst) };
     assert!(matches!(q.put(2), Err(PutError::Corrupt(2, _))));
@@ -918,7 +919,7 @@ fn a_garbled_header_gives_corrupt_not_a_crash() {
     // `tail` far past `head`.
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
     q.put(1).unwrap();
-    let (hdr, _, _, _) = q.raw_parts_for_tests();
+    let (hdr, _, _, _) = test_hooks::raw_parts(&q);
     unsafe {
         (*hdr.add(128).cast::<std::sync::atomic::AtomicU64>()).store(1 << 40, Ordering::SeqCst)
     };
@@ -929,7 +930,7 @@ fn a_garbled_header_gives_corrupt_not_a_crash() {
     let q: Queue<u64> = Queue::builder().capacity_bytes(4096).build().unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
-    let (_, _, ring, _) = q.raw_parts_for_tests();
+    let (_, _, ring, _) = test_hooks::raw_parts(&q);
     unsafe { *ring.add(8) = 9 };
     assert!(matches!(q.get(), Err(GetError::Corrupt(_))));
 }
@@ -952,7 +953,7 @@ fn random_garbage_over_header_and_ring_never_panics_or_hangs() {
             let _ = q.put_nowait(vec![i as u8; (rnd() % 100) as usize]);
         }
         let _ = q.get_nowait();
-        let (hdr, hlen, ring, rlen) = q.raw_parts_for_tests();
+        let (hdr, hlen, ring, rlen) = test_hooks::raw_parts(&q);
         let writes = 1 + rnd() % 6;
         for _ in 0..writes {
             let (base, len) = if rnd() % 4 == 0 { (ring, rlen) } else { (hdr, hlen) };
@@ -1141,7 +1142,7 @@ fn byte_strings_go_straight_through_and_bad_utf8_is_a_decode_error() {
     q.put("abc".to_string()).unwrap();
     q.put("d\u{e9}f".to_string()).unwrap();
     // Garble the first record's payload (16-byte record header, 8-byte length, then "abc").
-    let (_, _, ring, _) = q.raw_parts_for_tests();
+    let (_, _, ring, _) = test_hooks::raw_parts(&q);
     unsafe { *ring.add(16 + 8 + 1) = 0xff };
     assert!(matches!(
         q.get(),
@@ -1184,15 +1185,15 @@ fn issue_19_an_overwritten_length_word_is_corrupt_at_once_not_a_sink_for_later_i
     let _w = common::watchdog(common::TEST_LIMIT);
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
     q.put(pattern(1, 100)).unwrap();
-    let (_, _, ring, _) = q.raw_parts_for_tests();
-    let (head, _) = q.positions_for_tests();
+    let (_, _, ring, _) = test_hooks::raw_parts(&q);
+    let (head, _) = test_hooks::positions(&q);
     let off = (head & (q.capacity_bytes() as u64 - 1)) as usize;
     unsafe { std::ptr::write_unaligned(ring.add(off).cast::<u64>(), (1u64 << 40).to_le()) };
     let pq = q.clone();
     let producer =
         std::thread::spawn(move || pq.put_timeout(pattern(2, 8 << 20), Duration::from_secs(2)));
     // The producer is streaming (the ring is full of its first bytes).
-    assert!(common::eventually(SECS, || q.positions_for_tests().1 >= (64 << 10)));
+    assert!(common::eventually(SECS, || test_hooks::positions(&q).1 >= (64 << 10)));
     let start = Instant::now();
     let r = q.get_timeout(Duration::from_millis(10));
     assert!(start.elapsed() < Duration::from_secs(1), "get took {:?}", start.elapsed());
@@ -1202,5 +1203,5 @@ fn issue_19_an_overwritten_length_word_is_corrupt_at_once_not_a_sink_for_later_i
         Err(PutError::Full(back)) => assert_eq!(check_pattern(&back), Some(2)),
         other => panic!("the producer's item went somewhere: {other:?}"),
     }
-    assert_eq!(q.positions_for_tests().0, head, "nothing was consumed");
+    assert_eq!(test_hooks::positions(&q).0, head, "nothing was consumed");
 }

@@ -23,6 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
+use multiproc::queue::test_hooks;
 use multiproc::{Connection, ConnectionError, GetError, PutError, Queue, pipe};
 use stress::{Rng, shared_words, spawn_child, stress_secs};
 
@@ -326,7 +327,7 @@ fn queue_op(q: &Queue<Vec<u8>>, rng: &mut Rng, f: &mut QueueFigures) {
 
 /// Writes `n` random bytes (1 to 16) at a random offset of the header or the ring.
 fn scribble(q: &Queue<Vec<u8>>, rng: &mut Rng) {
-    let (hdr, hdr_len, ring, ring_len) = q.raw_parts_for_tests();
+    let (hdr, hdr_len, ring, ring_len) = test_hooks::raw_parts(q);
     let (base, limit) = if rng.below(2) == 0 { (hdr, hdr_len) } else { (ring, ring_len) };
     let off = rng.below(limit as u64) as usize;
     for k in 0..1 + rng.below(16) as usize {

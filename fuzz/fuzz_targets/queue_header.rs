@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use multiproc::JoinableQueue;
+use multiproc::queue::test_hooks;
 
 /// A reusable queue and its pristine header.
 struct Slot {
@@ -50,12 +51,12 @@ fn fresh(cap: usize, maxsize: usize) -> JoinableQueue<Vec<u8>> {
                 .maxsize(maxsize)
                 .build()
                 .expect("queue");
-            let (hdr, hdr_len, _, _) = q.raw_parts_for_tests();
+            let (hdr, hdr_len, _, _) = test_hooks::raw_parts(&q);
             // SAFETY: the header is `hdr_len` readable bytes; nobody else uses this queue.
             let pristine = unsafe { std::slice::from_raw_parts(hdr, hdr_len) }.to_vec();
             Slot { q, pristine }
         });
-        let (hdr, hdr_len, ring, ring_len) = slot.q.raw_parts_for_tests();
+        let (hdr, hdr_len, ring, ring_len) = test_hooks::raw_parts(&slot.q);
         assert_eq!(hdr_len, slot.pristine.len());
         // SAFETY: inside the header and the ring (their own lengths); no other thread or
         // process uses this queue, and no operation on it is in progress.
@@ -71,9 +72,9 @@ fn fresh(cap: usize, maxsize: usize) -> JoinableQueue<Vec<u8>> {
 /// of the header (put lock, then get lock), and glibc's `pthread_mutex_t` starts with its
 /// lock word, 0 when free.
 fn locks_free(q: &JoinableQueue<Vec<u8>>) -> bool {
-    let (hdr, _, _, _) = q.raw_parts_for_tests();
-    // SAFETY: the segment starts with those two lines (`Shared` is `repr(C)`), so both words
-    // are inside the mapping; read atomically, as libc writes them.
+    let (hdr, _, _, _) = test_hooks::raw_parts(q);
+    // SAFETY: the segment starts with those two lines (`RingSegment` is `repr(C)`), so both
+    // words are inside the mapping; read atomically, as libc writes them.
     [256usize, 128].iter().all(|&back| unsafe {
         (*hdr.sub(back).cast::<std::sync::atomic::AtomicI32>())
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -97,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Patches.
-    let (hdr, hdr_len, ring, ring_len) = q.raw_parts_for_tests();
+    let (hdr, hdr_len, ring, ring_len) = test_hooks::raw_parts(&q);
     let mut input = rest.iter().copied();
     while let Some(target) = input.next() {
         if target == 0xff {
