@@ -17,8 +17,9 @@
 //!    <message>` to file descriptor 2 with one `write` from a buffer on the stack, and takes no
 //!    lock (no backtrace: capturing one needs the lock);
 //!    A pool worker also records where each of its panics happened (and, when it is clean and
-//!    `RUST_BACKTRACE` is set, the backtrace) for [`PoolError::Panicked`]; a tainted one
-//!    records the location only, without a lock.
+//!    `RUST_BACKTRACE` is set, the backtrace) for
+//!    [`PoolError::Panicked`](crate::pool::PoolError::Panicked); a tainted one records the
+//!    location only, without a lock.
 //! 2. counts the threads ([`thread_count`](crate::thread_count)) and, the first time it forks a
 //!    multithreaded process under the `fork` start method, warns once on stderr, as Python 3.12
 //!    does. [`set_fork_warning`]`(false)` or `MULTIPROC_FORK_WARNING=0` silences it.
@@ -43,9 +44,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use multiproc_sys::io::stream::write_all;
 use multiproc_sys::process::pid::getpid;
 use multiproc_sys::process::thread::thread_count;
-
-#[cfg(doc)]
-use crate::pool::PoolError;
 
 /// This process is not a child the crate forked from a multithreaded process: panics go to the
 /// program's hook.
