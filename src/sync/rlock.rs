@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use multiproc_sys::Errno;
-use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
 use super::api::{Guard, RawAcquire, Via};
@@ -235,7 +234,7 @@ impl RLock {
     fn acquire_level(&self, patience: Patience) -> Result<Got, AcquireError<()>> {
         let got = match self.st().try_lock() {
             Ok(Some(got)) => got,
-            // glibc: the caller holds it.
+            // The caller holds it (`RawLock::try_lock` says so on every libc).
             Err(Errno::DEADLK) => return self.recurse(),
             Ok(None) => match self.lock_contended(patience)? {
                 Some(got) => got,
@@ -246,16 +245,13 @@ impl RLock {
         Ok(self.took(got))
     }
 
-    /// The mutex is busy: spin a little, then wait per `patience`. `Ok(None)` means the caller
-    /// holds it already (musl's `trylock` says busy for its own lock; a timed lock says
-    /// `EDEADLK`).
+    /// The mutex is busy (held by another thread: `RawLock::try_lock` reports the caller's own
+    /// lock as `EDEADLK`): spin a little, then wait per `patience`. `Ok(None)` means the caller
+    /// holds it after all (the timed lock says `EDEADLK`).
     #[cold]
     fn lock_contended(&self, patience: Patience) -> Result<Option<Got>, AcquireError<()>> {
         let st = self.st();
         let deadline = match patience {
-            // One try: ask the blocking call only whether we are the owner (it checks that
-            // before waiting).
-            Patience::Try if st.held_by_current_thread() => Deadline::after(Some(Duration::ZERO)),
             Patience::Try => return Err(AcquireError::Timeout),
             p => p.deadline(),
         };
