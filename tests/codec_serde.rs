@@ -484,7 +484,7 @@ fn invalid_tags_and_primitives_are_rejected() {
     impl TryFrom<u8> for Even {
         type Error = String;
         fn try_from(v: u8) -> Result<Self, String> {
-            if v % 2 == 0 { Ok(Even(v)) } else { Err(format!("{v} is odd")) }
+            if v.is_multiple_of(2) { Ok(Even(v)) } else { Err(format!("{v} is odd")) }
         }
     }
     assert_eq!(decode::<Even>(&[3]).unwrap_err(), DecodeError::Invalid("3 is odd".into()));

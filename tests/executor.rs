@@ -73,7 +73,7 @@ fn square(x: u64) -> u64 {
 }
 
 fn fail_if_odd(x: u64) -> u64 {
-    assert!(x % 2 == 0, "odd: {x}");
+    assert!(x.is_multiple_of(2), "odd: {x}");
     x
 }
 

@@ -66,7 +66,7 @@ impl Shm {
 
     /// A reference to the `T` at `offset` (zero-filled memory: `T` must be valid as zeroes).
     fn at<T>(&self, offset: usize) -> &T {
-        assert!(offset + size_of::<T>() <= self.len && offset % align_of::<T>() == 0);
+        assert!(offset + size_of::<T>() <= self.len && offset.is_multiple_of(align_of::<T>()));
         unsafe { &*self.ptr.add(offset).cast::<T>() }
     }
 }

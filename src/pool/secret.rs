@@ -26,7 +26,7 @@ use multiproc_sys::mem::mmap::WipeOnFork;
 
 use super::proto::{CTL_LEN, SECRET_LEN, SPAWNED_LEN};
 
-const _: () = assert!(CTL_LEN % 8 == 0 && SECRET_LEN == 8 && SPAWNED_LEN == CTL_LEN + 8);
+const _: () = assert!(CTL_LEN.is_multiple_of(8) && SECRET_LEN == 8 && SPAWNED_LEN == CTL_LEN + 8);
 
 /// Where the memory comes from.
 enum Storage {

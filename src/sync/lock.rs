@@ -85,7 +85,9 @@ const_assert_eq!(align_of::<LockState>(), align_of::<RobustMutex>());
 /// A robust, process-shared pthread mutex in a shared segment. An uncontended lock and unlock
 /// is one `pthread_mutex_trylock` and one `pthread_mutex_unlock` (no system call, no clock
 /// read); a contended acquire spins briefly, then sleeps in the kernel. Timeouts run on
-/// `CLOCK_MONOTONIC` (`pthread_mutex_clocklock`).
+/// `CLOCK_MONOTONIC` (`pthread_mutex_clocklock` on glibc; musl has no such call, so there
+/// each sleep is a `pthread_mutex_timedlock` on the wall clock, and a timeout is reported only
+/// once the monotonic deadline has passed).
 ///
 /// # When a process dies
 ///

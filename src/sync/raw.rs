@@ -12,6 +12,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::Duration;
 
 use multiproc_sys::Errno;
 use multiproc_sys::sync::pthread::{LockOutcome, RobustMutex};
@@ -106,8 +107,9 @@ impl<B> RawLock<B> {
     /// One attempt, which leaves no trace when the lock is busy. `Ok(None)`: busy.
     ///
     /// # Errors
-    /// [`Errno::DEADLK`] when the calling thread holds the lock (glibc; musl says busy);
-    /// otherwise as [`RobustMutex::try_lock_quiet`], or the errno of a failed repair.
+    /// [`Errno::DEADLK`] when the calling thread holds the lock (on every libc: see
+    /// [`busy_or_own`](Self::busy_or_own)); otherwise as [`RobustMutex::try_lock_quiet`], or
+    /// the errno of a failed repair.
     #[inline(always)]
     pub(crate) fn try_lock(&self) -> Result<Option<Got>, Errno> {
         match self.mutex.try_lock_quiet() {
@@ -117,7 +119,24 @@ impl<B> RawLock<B> {
                 Ok(Some(Got::Clean))
             }
             Ok(Some(outcome)) => self.took(outcome).map(Some),
-            Ok(None) => Ok(None),
+            Ok(None) => self.busy_or_own(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`try_lock`](Self::try_lock) found the mutex busy: is it ours? glibc's trylock reports
+    /// the caller's own lock as `EDEADLK`, musl's as busy. When the `holder` hint names the
+    /// calling thread (a hint: a dead holder's thread id may have been reused), one timed lock
+    /// with an expired deadline decides: libc checks ownership before waiting (`EDEADLK`), and
+    /// otherwise it is one more attempt (taken, or `ETIMEDOUT`: busy).
+    #[cold]
+    fn busy_or_own(&self) -> Result<Option<Got>, Errno> {
+        if !self.held_by_current_thread() {
+            return Ok(None);
+        }
+        match self.mutex.lock(Deadline::after(Some(Duration::ZERO))) {
+            Ok(outcome) => self.took(outcome).map(Some),
+            Err(Errno::TIMEDOUT) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use multiproc_sys::Errno;
 use multiproc_sys::sync::pthread::RobustMutex;
-use multiproc_sys::time::Deadline;
 use static_assertions::const_assert_eq;
 
 use super::api::{Guard, RawAcquire, Via};
@@ -286,23 +285,20 @@ impl RLock {
     fn take_mutex(&self, patience: Patience) -> Result<Option<Got>, AcquireError<()>> {
         match self.st().try_lock() {
             Ok(Some(got)) => Ok(Some(got)),
-            // glibc: the caller holds it.
+            // The caller holds it (`RawLock::try_lock` says so on every libc).
             Err(Errno::DEADLK) => Ok(None),
             Ok(None) => self.lock_contended(patience),
             Err(e) => Err(acquire_error(e)),
         }
     }
 
-    /// The mutex is busy: spin a little, then wait per `patience`. `Ok(None)` means the caller
-    /// holds it already (musl's `trylock` says busy for its own lock; a timed lock says
-    /// `EDEADLK`).
+    /// The mutex is busy (held by another thread: `RawLock::try_lock` reports the caller's own
+    /// lock as `EDEADLK`): spin a little, then wait per `patience`. `Ok(None)` means the caller
+    /// holds it after all (the timed lock says `EDEADLK`).
     #[cold]
     fn lock_contended(&self, patience: Patience) -> Result<Option<Got>, AcquireError<()>> {
         let st = self.st();
         let deadline = match patience {
-            // One try: ask the blocking call only whether we are the owner (it checks that
-            // before waiting).
-            Patience::Try if st.held_by_current_thread() => Deadline::after(Some(Duration::ZERO)),
             Patience::Try => return Err(AcquireError::Timeout),
             p => p.deadline(),
         };

@@ -223,13 +223,28 @@ fn is_before(a: Timespec, b: Timespec) -> bool {
     (a.tv_sec, a.tv_nsec) < (b.tv_sec, b.tv_nsec)
 }
 
+/// The type of libc's `timespec::tv_sec`: `time_t`.
+///
+/// On musl, `libc` deprecates its `time_t` alias (it plans to follow musl 1.2's 64-bit `time_t`
+/// on 32-bit targets in a future release), so there we name the type it defines today, `c_long`
+/// (64 bits on x86_64 and aarch64). The `const` item below stops the build if `tv_sec` is ever
+/// anything else, so the two cannot drift apart silently.
+#[cfg(target_env = "musl")]
+type TimeT = core::ffi::c_long;
+#[cfg(not(target_env = "musl"))]
+type TimeT = libc::time_t;
+
+// Compiles only if `libc::timespec::tv_sec` is exactly a `TimeT` (a type check, stricter than a
+// size assertion).
+const _: fn(libc::timespec) -> TimeT = |ts| ts.tv_sec;
+
 /// Converts to libc's `timespec` for the `sem_*`/`pthread_*` calls.
 ///
 /// A time past what `time_t` holds (after 2038 on targets with a 32-bit `time_t`) becomes the
 /// largest `time_t`, which still means "far in the future".
 #[inline]
 pub(crate) fn to_libc(t: &Timespec) -> libc::timespec {
-    let tv_sec = libc::time_t::try_from(t.tv_sec).unwrap_or(libc::time_t::MAX);
+    let tv_sec = TimeT::try_from(t.tv_sec).unwrap_or(TimeT::MAX);
     libc::timespec { tv_sec, tv_nsec: t.tv_nsec as _ }
 }
 
@@ -306,5 +321,13 @@ mod tests {
         let now = realtime_now();
         let gap = sub(rt, now);
         assert!(gap > Duration::from_millis(1500) && gap <= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn to_libc_keeps_the_time_and_saturates_past_time_t() {
+        let ts = to_libc(&Timespec { tv_sec: 1_234, tv_nsec: 999_999_999 });
+        assert_eq!((ts.tv_sec, ts.tv_nsec), (1_234, 999_999_999));
+        let far = to_libc(&Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+        assert_eq!(far.tv_sec, TimeT::MAX);
     }
 }

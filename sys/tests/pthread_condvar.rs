@@ -247,7 +247,8 @@ fn destroy_after_use_without_killed_waiters_returns() {
 }
 
 /// Whether `pid` (our child) has exited, without reaping it (`WNOWAIT`), so `Child` still
-/// owns the reaping.
+/// owns the reaping. Only the glibc test below uses it.
+#[cfg(target_env = "gnu")]
 fn has_exited(pid: libc::pid_t) -> bool {
     // SAFETY: all-zero is a valid `siginfo_t`; `waitid` fills it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -259,7 +260,9 @@ fn has_exited(pid: libc::pid_t) -> bool {
     unsafe { info.si_pid() != 0 }
 }
 
-/// Whether `pid` is in interruptible sleep (state `S` in `/proc/<pid>/stat`).
+/// Whether `pid` is in interruptible sleep (state `S` in `/proc/<pid>/stat`). Only the glibc
+/// test below uses it.
+#[cfg(target_env = "gnu")]
 fn is_sleeping(pid: libc::pid_t) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))

@@ -387,8 +387,9 @@ impl RobustMutex {
     /// `futex` wake call it would otherwise skip).
     ///
     /// # Errors
-    /// - [`Errno::DEADLK`]: the calling thread already holds the mutex (glibc; other libcs may
-    ///   report this case as `Ok(None)`).
+    /// - [`Errno::DEADLK`]: the calling thread already holds the mutex (glibc; musl's
+    ///   `pthread_mutex_trylock` reports this case as busy, `Ok(None)`; [`lock`](Self::lock)
+    ///   with an expired deadline says `EDEADLK` on both).
     /// - [`Errno::NOTRECOVERABLE`]: as for [`lock`](Self::lock).
     /// - [`Errno::AGAIN`], [`Errno::INVAL`]: as `pthread_mutex_trylock`.
     ///
@@ -551,11 +552,16 @@ impl RobustMutex {
     /// [`LockOutcome::OwnerDied`] and the protected data has been checked or repaired; then
     /// [`unlock`](Self::unlock) releases the mutex normally. Without it, unlocking leaves the
     /// mutex not recoverable. (glibc does not check that the caller is the holder: calling it on
-    /// a mutex another thread recovered is a logic error that libc does not catch.)
+    /// a mutex another thread recovered is a logic error that glibc does not catch; musl
+    /// refuses it with [`Errno::PERM`].)
     ///
     /// # Errors
     /// - [`Errno::INVAL`]: the mutex is not in the "owner died" state (no previous owner died,
-    ///   or `consistent()` was already called).
+    ///   or `consistent()` was already called), or (glibc) it is not recoverable.
+    /// - [`Errno::PERM`] (musl): the mutex is in the "owner died" state but the calling thread
+    ///   does not hold it, or it is not recoverable (musl marks such a mutex as held by no live
+    ///   thread, and checks the holder before the state). POSIX names only `EINVAL`; the
+    ///   error differs between libcs, so treat any error as "nothing to make consistent".
     ///
     /// # References
     /// - [POSIX `pthread_mutex_consistent`]
