@@ -104,6 +104,20 @@ use crate::codec::{self, DecodeError, Encode, Message};
 
 mod typed;
 pub use typed::{Receiver, Sender, TypedConnection, typed_pipe, typed_simplex_pipe};
+mod address;
+#[cfg(feature = "auth")]
+mod auth;
+mod listener;
+mod socket;
+pub use address::Address;
+#[cfg(feature = "auth")]
+pub use auth::{
+    answer_challenge, answer_challenge_timeout, deliver_challenge, deliver_challenge_timeout,
+};
+#[cfg(feature = "auth")]
+pub use listener::DEFAULT_HANDSHAKE_TIMEOUT;
+pub use listener::{AuthenticationError, Client, Listener, ListenerBuilder, ListenerError};
+pub use socket::SocketConnection;
 
 /// Length of a frame header: a little-endian `u64` payload length.
 const HEADER: usize = 8;
