@@ -1,29 +1,5 @@
 //! Python's HMAC challenge handshake (`multiprocessing.connection.deliver_challenge` and
-//! `answer_challenge`), as Python 3.12+ speaks it, with the legacy HMAC-MD5 form of Python 3.11
-//! and older.
-//!
-//! # The protocol
-//!
-//! Each side proves it knows the authkey; a [`Listener`](super::Listener) delivers a challenge
-//! and then answers one, a [`Client`](super::Client) answers first and then delivers. All
-//! messages are framed as on a [`SocketConnection`].
-//!
-//! 1. The challenger sends `#CHALLENGE#` + `{sha256}` + 40 random bytes (Python 3.11 and older
-//!    send 20 random bytes and no `{digest}` prefix).
-//! 2. The answerer replies with `{sha256}` + HMAC-SHA256(authkey, everything after
-//!    `#CHALLENGE#`) — or, to a 20-byte legacy challenge, with the bare 16-byte
-//!    HMAC-MD5(authkey, challenge), which is what Python 3.11 understands.
-//! 3. The challenger checks the reply in constant time and sends `#WELCOME#` or `#FAILURE#`.
-//!    A bare 16-byte reply is an HMAC-MD5 from a legacy (Python 3.11) answerer, accepted as
-//!    Python 3.12+ accepts it: the MAC covers the `{sha256}` prefix, so it cannot be stripped
-//!    to force a weaker digest on an up-to-date peer, which always answers in kind.
-//!
-//! Digests understood in a peer's message: `sha256`, `sha384` and (legacy) `md5`. Python also
-//! lists `sha3_256` and `sha3_384`, which no Python `Listener`/`Client` picks by itself; a peer
-//! that asks for them gets [`AuthenticationError::UnsupportedDigest`].
-//!
-//! The random bytes come from the kernel (`getrandom(2)`); the MACs are the RustCrypto `hmac`,
-//! `sha2` and `md-5` crates.
+//! `answer_challenge`); the protocol is described on [`deliver_challenge`].
 
 use std::time::Duration;
 
@@ -104,9 +80,10 @@ fn digest_and_payload(message: &[u8]) -> Result<(Option<Digest>, &[u8]), Authent
         return Ok((None, message));
     }
     let end = message.len().min(MAX_DIGEST_NAME + 2);
-    let close = message.first().filter(|&&b| b == b'{').and_then(|_| {
-        message[1..end].iter().position(|&b| b == b'}').map(|i| i + 1)
-    });
+    let close = message
+        .first()
+        .filter(|&&b| b == b'{')
+        .and_then(|_| message[1..end].iter().position(|&b| b == b'}').map(|i| i + 1));
     let Some(close) = close else {
         return Err(AuthenticationError::Protocol(format!(
             "unsupported message length ({} bytes) or missing {{digest}} prefix",
@@ -130,7 +107,9 @@ fn digest_and_payload(message: &[u8]) -> Result<(Option<Digest>, &[u8]), Authent
 /// Maps a failed handshake read: a missed deadline is [`AuthenticationError::TimedOut`].
 fn read_error(e: super::ConnectionError, timeout: Option<Duration>) -> ListenerError {
     match timeout {
-        Some(t) if is_timeout(&e) => ListenerError::Authentication(AuthenticationError::TimedOut(t)),
+        Some(t) if is_timeout(&e) => {
+            ListenerError::Authentication(AuthenticationError::TimedOut(t))
+        }
         _ => ListenerError::Connection(e),
     }
 }
@@ -141,6 +120,30 @@ fn read_error(e: super::ConnectionError, timeout: Option<Duration>) -> ListenerE
 /// [`Listener::accept`](super::Listener::accept) and [`Client::connect`](super::Client::connect)
 /// run the whole handshake; these functions are for a protocol built on a
 /// [`SocketConnection`] made otherwise.
+///
+/// # The protocol
+///
+/// Each side proves it knows the authkey; a [`Listener`](super::Listener) delivers a challenge
+/// and then answers one, a [`Client`](super::Client) answers first and then delivers. All
+/// messages are framed as on a [`SocketConnection`].
+///
+/// 1. The challenger sends `#CHALLENGE#` + `{sha256}` + 40 random bytes (Python 3.11 and older
+///    send 20 random bytes and no `{digest}` prefix).
+/// 2. The answerer replies with `{sha256}` + HMAC-SHA256(authkey, everything after
+///    `#CHALLENGE#`) — or, to a 20-byte legacy challenge, with the bare 16-byte
+///    HMAC-MD5(authkey, challenge), which is what Python 3.11 understands.
+/// 3. The challenger checks the reply in constant time and sends `#WELCOME#` or `#FAILURE#`.
+///    A bare 16-byte reply is an HMAC-MD5 (of the whole message, `{sha256}` prefix included)
+///    from a legacy (Python 3.11) answerer, accepted as Python 3.12+ accepts it, so that older
+///    clients can connect; an up-to-date answerer always replies with the digest it was asked
+///    for.
+///
+/// Digests understood in a peer's message: `sha256`, `sha384` and (legacy) `md5`. Python also
+/// lists `sha3_256` and `sha3_384`, which no Python `Listener`/`Client` picks by itself; a peer
+/// that asks for them gets [`AuthenticationError::UnsupportedDigest`].
+///
+/// The random bytes come from the kernel (`getrandom(2)`); the MACs are the RustCrypto `hmac`,
+/// `sha2` and `md-5` crates.
 ///
 /// # Errors
 /// [`ListenerError::Authentication`] if the reply is wrong (the peer is sent `#FAILURE#`);
@@ -287,7 +290,10 @@ mod tests {
     fn parses_digest_prefixes_as_python_does() {
         assert_eq!(digest_and_payload(&[7; 20]).unwrap(), (None, &[7u8; 20][..]));
         assert_eq!(digest_and_payload(&[7; 16]).unwrap(), (None, &[7u8; 16][..]));
-        assert_eq!(digest_and_payload(b"{sha256}abcdefghijklmnopq").unwrap().0, Some(Digest::Sha256));
+        assert_eq!(
+            digest_and_payload(b"{sha256}abcdefghijklmnopq").unwrap().0,
+            Some(Digest::Sha256)
+        );
         assert_eq!(digest_and_payload(b"{md5}abcdefghijklmnopqrstu").unwrap().0, Some(Digest::Md5));
         assert!(matches!(
             digest_and_payload(b"{sha3_256}abcdefghijklmnopqrstu"),
@@ -297,7 +303,10 @@ mod tests {
             digest_and_payload(b"{whirlpool99}abcdefghijklmnopqrstu"),
             Err(AuthenticationError::Protocol(_))
         ));
-        assert!(matches!(digest_and_payload(b"no prefix here at all"), Err(AuthenticationError::Protocol(_))));
+        assert!(matches!(
+            digest_and_payload(b"no prefix here at all"),
+            Err(AuthenticationError::Protocol(_))
+        ));
         assert!(matches!(digest_and_payload(b""), Err(AuthenticationError::Protocol(_))));
         assert!(matches!(digest_and_payload(b"{"), Err(AuthenticationError::Protocol(_))));
     }
@@ -312,7 +321,11 @@ mod tests {
             "6e9ef29b75fffc5b7abae527d58fdadb2fe42e7219011976917343065f58ed4a"
         );
         assert!(Digest::Sha256.verify(b"key", b"message", &Digest::Sha256.mac(b"key", b"message")));
-        assert!(!Digest::Sha256.verify(b"key", b"message", &Digest::Sha256.mac(b"kez", b"message")));
+        assert!(!Digest::Sha256.verify(
+            b"key",
+            b"message",
+            &Digest::Sha256.mac(b"kez", b"message")
+        ));
         assert!(!Digest::Sha256.verify(b"key", b"message", b"short"));
     }
 }

@@ -1,51 +1,5 @@
-//! [`Listener`] and [`Client`] — Python's `multiprocessing.connection.Listener` and `Client`:
-//! connections between processes that were not forked from one another, over an `AF_UNIX`
-//! socket (a filesystem path or a Linux abstract name) or TCP, optionally authenticated with
-//! Python's HMAC handshake (the `auth` feature), and wire-compatible with Python's.
-//!
-//! ```
-//! use std::thread;
-//! use multiproc::connection::{Address, Client, Listener};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let listener = Listener::bind(Address::tcp("127.0.0.1:0")?)?; // a free port
-//! let address = listener.address().clone();
-//! let client = thread::spawn(move || -> Result<Vec<u8>, multiproc::connection::ListenerError> {
-//!     let conn = Client::new(address).connect()?;
-//!     conn.send_bytes(b"hello")?;
-//!     Ok(conn.recv_bytes()?)
-//! });
-//! let conn = listener.accept()?;
-//! let hello = conn.recv_bytes()?;
-//! conn.send_bytes(&hello.to_ascii_uppercase())?;
-//! assert_eq!(client.join().unwrap()?, b"HELLO");
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Authentication
-//!
-//! With the `auth` cargo feature, `ListenerBuilder::authkey` and `Client::authkey` turn on
-//! Python's challenge handshake (see `connection::deliver_challenge`): each side
-//! proves it knows the key, with HMAC-SHA256 as Python 3.12+ does, and HMAC-MD5 with a Python
-//! 3.11 (or older) peer. A wrong key fails on both sides with
-//! [`ListenerError::Authentication`]. Without the feature there are no authkey methods, and
-//! connections are not authenticated (as Python's without an authkey).
-//!
-//! # Differences from Python
-//!
-//! - The handshake has a time limit, 20 s by default (`ListenerBuilder::handshake_timeout`,
-//!   `Client::handshake_timeout`; Python waits forever). [`Listener::accept`] runs the
-//!   handshake before returning, as Python's does, so a client that connects and says nothing
-//!   holds up the next `accept` until then; [`AuthenticationError::TimedOut`] reports it.
-//! - An empty authkey still authenticates (Python's `Listener` skips the handshake for `b""`
-//!   while its `Client` runs it, so the two cannot talk).
-//! - A filesystem socket is created with mode `0600` whatever the umask (Python's gets the
-//!   umask's mode); it is removed when the listener is closed or dropped, by the process that
-//!   created it and only if the path still names that socket.
-//! - The listen backlog is the system's maximum (Python's default `backlog` is 1), and there
-//!   is no default address: pass one (`Address::tcp("127.0.0.1:0")` picks a free port).
-//! - `last_accepted`, `family=`, Windows named pipes and the xmlrpc wrappers are not provided.
+//! [`Listener`] and [`Client`] — Python's `multiprocessing.connection.Listener` and `Client`
+//! — with the errors they share. The user-facing documentation is on [`Listener`].
 
 use std::fmt;
 use std::fs;
@@ -127,7 +81,9 @@ impl fmt::Display for ListenerError {
         match self {
             ListenerError::Io(e) => write!(f, "{e}"),
             ListenerError::Authentication(e) => write!(f, "authentication failed: {e}"),
-            ListenerError::Connection(e) => write!(f, "connection failed during the handshake: {e}"),
+            ListenerError::Connection(e) => {
+                write!(f, "connection failed during the handshake: {e}")
+            }
         }
     }
 }
@@ -200,10 +156,82 @@ impl Drop for SocketFile {
 
 /// A socket that accepts connections — Python's `multiprocessing.connection.Listener`.
 ///
-/// Made by [`Listener::bind`] (no authentication) or [`Listener::builder`]. Each
-/// [`accept`](Self::accept) returns a [`SocketConnection`] that speaks Python's framing, so the
-/// peer can be a Python `Client`. See the [module docs](self) for an example and the
-/// differences from Python.
+/// Connections between processes that were not forked from one another, over an `AF_UNIX`
+/// socket (a filesystem path or a Linux abstract name, see [`Address`]) or TCP, optionally
+/// authenticated with Python's HMAC handshake (the `auth` feature). Made by
+/// [`Listener::bind`] (no authentication) or [`Listener::builder`]. Each
+/// [`accept`](Self::accept) returns a [`SocketConnection`], which speaks Python's framing: the
+/// peer may be a Python `Client`, and a [`Client`] may connect to a Python `Listener`.
+///
+/// ```
+/// use std::thread;
+/// use multiproc::connection::{Address, Client, Listener};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = Listener::bind(Address::tcp("127.0.0.1:0")?)?; // a free port
+/// let address = listener.address().clone();
+/// let client = thread::spawn(move || -> Result<Vec<u8>, multiproc::connection::ListenerError> {
+///     let conn = Client::new(address).connect()?;
+///     conn.send_bytes(b"hello")?;
+///     Ok(conn.recv_bytes()?)
+/// });
+/// let conn = listener.accept()?;
+/// let hello = conn.recv_bytes()?;
+/// conn.send_bytes(&hello.to_ascii_uppercase())?;
+/// assert_eq!(client.join().unwrap()?, b"HELLO");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Authentication
+///
+/// With the `auth` cargo feature, `ListenerBuilder::authkey` and `Client::authkey` turn on
+/// Python's challenge handshake (see `connection::deliver_challenge`): each side
+/// proves it knows the key, with HMAC-SHA256 as Python 3.12+ does, and HMAC-MD5 with a Python
+/// 3.11 (or older) peer. A wrong key fails on both sides with
+/// [`ListenerError::Authentication`]. Without the feature there are no authkey methods, and
+/// connections are not authenticated (as Python's without an authkey).
+///
+/// # Differences from Python
+///
+/// - The handshake has a time limit, 20 s by default (`ListenerBuilder::handshake_timeout`,
+///   `Client::handshake_timeout`; Python waits forever). [`Listener::accept`] runs the
+///   handshake before returning, as Python's does, so a client that connects and says nothing
+///   holds up the next `accept` until then; [`AuthenticationError::TimedOut`] reports it.
+/// - An empty authkey still authenticates (Python's `Listener` skips the handshake for `b""`
+///   while its `Client` runs it, so the two cannot talk).
+/// - A filesystem socket is created with mode `0600` whatever the umask (Python's gets the
+///   umask's mode); it is removed when the listener is closed or dropped, by the process that
+///   created it and only if the path still names that socket.
+/// - The listen backlog is the system's maximum (Python's default `backlog` is 1), and there
+///   is no default address: pass one (`Address::tcp("127.0.0.1:0")` picks a free port).
+/// - `last_accepted`, `family=`, Windows named pipes and the xmlrpc wrappers are not provided.
+///
+///
+/// With an authkey (the `auth` feature):
+///
+/// ```
+/// # #[cfg(feature = "auth")] {
+/// use std::thread;
+/// use multiproc::connection::{Address, AuthenticationError, Client, Listener, ListenerError};
+///
+/// let listener = Listener::builder(Address::tcp("127.0.0.1:0").unwrap())
+///     .authkey(b"secret") // Python: Listener(('127.0.0.1', 0), authkey=b'secret')
+///     .bind()
+///     .unwrap();
+/// let address = listener.address().clone();
+/// let client = thread::spawn(move || Client::new(address).authkey(b"guess").connect());
+/// // The wrong key fails on both sides (Python: AuthenticationError).
+/// assert!(matches!(
+///     listener.accept(),
+///     Err(ListenerError::Authentication(AuthenticationError::DigestWrong))
+/// ));
+/// assert!(matches!(
+///     client.join().unwrap(),
+///     Err(ListenerError::Authentication(AuthenticationError::DigestRejected))
+/// ));
+/// # }
+/// ```
 pub struct Listener {
     socket: Socket,
     address: Address,
@@ -428,7 +456,12 @@ fn bind_private(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
         })?;
         Ok((
             socket,
-            SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino(), pid: std::process::id() },
+            SocketFile {
+                path: path.to_path_buf(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+                pid: std::process::id(),
+            },
         ))
     })();
     let _ = fs::remove_file(&tmp);

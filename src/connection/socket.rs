@@ -1,14 +1,5 @@
 //! [`SocketConnection`]: a connection made by a [`Listener`](super::Listener) or a
-//! [`Client`](super::Client), speaking Python's `multiprocessing.connection` framing, so that
-//! it talks to Python's `Listener`/`Client` too.
-//!
-//! # Wire format (Python's)
-//!
-//! Each message is a 4-byte big-endian **signed** length, then that many bytes. A message of
-//! more than `0x7fffffff` bytes has the length `-1` and then an 8-byte big-endian unsigned
-//! length (Python 3.8+). Nothing is padded and nothing is read ahead: the receiver reads the
-//! header, then exactly the payload, so `poll`, [`wait`](super::wait) and an epoll loop on the
-//! fd always see a queued message.
+//! [`Client`](super::Client), in Python's `multiprocessing.connection` framing.
 
 use std::cell::Cell;
 use std::fmt;
@@ -49,8 +40,8 @@ enum Stream {
 /// return (Python's `Connection` object from `Listener.accept()` and `Client()`).
 ///
 /// It has the methods of [`Connection`](super::Connection), but frames its messages as Python
-/// does (see the [module docs](self)), so a Python program on the other end can
-/// `send_bytes`/`recv_bytes` with it. [`send`](Self::send)/[`recv`](Self::recv) carry
+/// does (see below), so a Python program on the other end can `send_bytes`/`recv_bytes` with
+/// it. [`send`](Self::send)/[`recv`](Self::recv) carry
 /// [`Message`]s in this crate's encoding (Python's `send`/`recv` pickle), so they talk only to
 /// another `multiproc` program; talk to Python with bytes.
 ///
@@ -71,6 +62,14 @@ enum Stream {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Wire format (Python's)
+///
+/// Each message is a 4-byte big-endian **signed** length, then that many bytes. A message of
+/// more than `0x7fffffff` bytes has the length `-1` and then an 8-byte big-endian unsigned
+/// length (Python 3.8+). Nothing is padded and nothing is read ahead: the receiver reads the
+/// header, then exactly the payload, so `poll`, [`wait`](super::wait) and an epoll loop on the
+/// fd always see a queued message.
 ///
 /// # Differences from Python
 ///
@@ -330,7 +329,10 @@ impl SocketConnection {
                 let mut long = [0u8; 8];
                 let n = self.read_full(&mut long, deadline)?;
                 if n < 8 {
-                    return Err(ConnectionError::Truncated { expected: 12, received: 4 + n as u64 });
+                    return Err(ConnectionError::Truncated {
+                        expected: 12,
+                        received: 4 + n as u64,
+                    });
                 }
                 Ok((u64::from_be_bytes(long), 12))
             }
