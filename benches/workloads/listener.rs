@@ -238,8 +238,10 @@ fn round_trip(at: Placement, tcp: bool) {
 
 pub fn run() {
     let all = multiproc::sys::affinity::sched_getaffinity(None).unwrap();
+    // Read before any pinning: each round trip pins this process.
+    let placements = placements();
     for tcp in [false, true] {
-        for at in placements() {
+        for &at in &placements {
             round_trip(at, tcp);
         }
     }

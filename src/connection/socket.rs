@@ -21,9 +21,11 @@ use crate::codec::{self, Encode, Message};
 /// and an 8-byte length.
 const SHORT_MAX: usize = 0x7fff_ffff;
 
-/// Payloads up to this size go out in one buffer with their header (one `send`, and no Nagle
-/// stall on TCP); longer ones as a header and the caller's slice in one `sendmsg`.
-const COPY_MAX: usize = 16 * 1024;
+/// Payloads up to this size are copied behind their header into one buffer on the stack, for a
+/// plain `send`; longer ones go out as the header and the caller's slice in one `sendmsg`.
+/// Either way a message leaves in one system call (one TCP segment when it fits, so Nagle's
+/// algorithm never splits a header from its payload).
+const COPY_MAX: usize = 256;
 
 /// Payloads up to this size are read straight into a buffer of their full length; longer ones
 /// grow their buffer with what actually arrives, so a hostile length costs no memory.
