@@ -9,6 +9,8 @@
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 mod common;
+#[path = "workloads/listener.rs"]
+mod listener;
 #[path = "workloads/pipe.rs"]
 mod pipe;
 #[path = "workloads/pool.rs"]
@@ -43,6 +45,7 @@ fn main() {
     pool::run();
     process::run();
     pipe::run();
+    listener::run();
     sync::run();
     queue::run();
 

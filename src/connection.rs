@@ -108,6 +108,20 @@ mod error;
 mod typed;
 pub use error::ConnectionError;
 pub use typed::{Receiver, Sender, TypedConnection, typed_pipe, typed_simplex_pipe};
+mod address;
+#[cfg(feature = "auth")]
+mod auth;
+mod listener;
+mod socket;
+pub use address::Address;
+#[cfg(feature = "auth")]
+pub use auth::{
+    answer_challenge, answer_challenge_timeout, deliver_challenge, deliver_challenge_timeout,
+};
+#[cfg(feature = "auth")]
+pub use listener::DEFAULT_HANDSHAKE_TIMEOUT;
+pub use listener::{AuthenticationError, Client, Listener, ListenerBuilder, ListenerError};
+pub use socket::SocketConnection;
 
 /// The smallest frame on the wire: shorter ones are padded with zeros up to this size. A
 /// receiver can then always read this many bytes first without ever reading into the next

@@ -37,7 +37,7 @@ struct Fragile(u32);
 
 impl Encode for Fragile {
     fn encode(&self, out: &mut Vec<u8>) {
-        if self.0 % 10 == 0 {
+        if self.0.is_multiple_of(10) {
             out.extend_from_slice(&[0xff; 5]);
             panic!("cannot encode {}", self.0);
         }

@@ -135,7 +135,7 @@ struct Choppy<'a> {
 impl Read for Choppy<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.calls % 5 == 0 {
+        if self.calls.is_multiple_of(5) {
             return Err(io::ErrorKind::Interrupted.into());
         }
         let n = buf.len().min(self.data.len()).min(1 + self.calls % self.step);
