@@ -285,7 +285,10 @@ mod tests {
         let d = Deadline::at(Timespec { tv_sec: i64::MAX, tv_nsec: i64::MIN });
         assert!(d.remaining().unwrap() > Duration::from_secs(1 << 40));
         let clamped = Deadline::at(Timespec { tv_sec: -5, tv_nsec: 2 * NANOS_PER_SEC });
-        assert_eq!(clamped.as_timespec(), Some(&Timespec { tv_sec: 0, tv_nsec: NANOS_PER_SEC - 1 }));
+        assert_eq!(
+            clamped.as_timespec(),
+            Some(&Timespec { tv_sec: 0, tv_nsec: NANOS_PER_SEC - 1 })
+        );
         // Time zero has passed on any clock reading (even one that started a moment ago).
         let past = Deadline::at(Timespec { tv_sec: -5, tv_nsec: -3 });
         assert_eq!(past.as_timespec(), Some(&Timespec { tv_sec: 0, tv_nsec: 0 }));
