@@ -228,6 +228,10 @@ fn invalid_primitives_are_rejected() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "decodes 2^20 zero-sized elements (the budget): minutes when interpreted"
+)]
 fn hostile_lengths_fail_before_allocating() {
     let huge = to_bytes(&u64::MAX);
     let err = |r: Result<(), DecodeError>| r.unwrap_err();
@@ -282,6 +286,10 @@ fn preallocation_is_bounded_by_the_input() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "128 levels of recursion, interpreted, take many minutes; no unsafe code"
+)]
 fn depth_is_limited() {
     fn nest(depth: usize) -> Vec<u8> {
         // `depth` nested Vec<Vec<...>> with one element each, innermost empty.

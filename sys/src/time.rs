@@ -272,7 +272,9 @@ mod tests {
     #[test]
     fn overflowing_timeout_means_forever() {
         assert!(Deadline::after(Some(Duration::MAX)).is_forever());
-        assert!(Deadline::after(Some(Duration::from_secs(u64::MAX / 2))).is_forever());
+        // The first whole second past what `tv_sec` holds, whatever the clock reads (a
+        // monotonic clock may start near zero: in a new time namespace, or under Miri).
+        assert!(Deadline::after(Some(Duration::from_secs(i64::MAX as u64 + 1))).is_forever());
     }
 
     #[test]
@@ -300,7 +302,14 @@ mod tests {
     fn unnormalised_deadlines_are_clamped_not_overflowed() {
         let d = Deadline::at(Timespec { tv_sec: i64::MAX, tv_nsec: i64::MIN });
         assert!(d.remaining().unwrap() > Duration::from_secs(1 << 40));
-        let past = Deadline::at(Timespec { tv_sec: -5, tv_nsec: 2 * NANOS_PER_SEC });
+        let clamped = Deadline::at(Timespec { tv_sec: -5, tv_nsec: 2 * NANOS_PER_SEC });
+        assert_eq!(
+            clamped.as_timespec(),
+            Some(&Timespec { tv_sec: 0, tv_nsec: NANOS_PER_SEC - 1 })
+        );
+        // Time zero has passed on any clock reading (even one that started a moment ago).
+        let past = Deadline::at(Timespec { tv_sec: -5, tv_nsec: -3 });
+        assert_eq!(past.as_timespec(), Some(&Timespec { tv_sec: 0, tv_nsec: 0 }));
         assert!(past.has_expired());
         assert_eq!(past.remaining(), Some(Duration::ZERO));
     }
