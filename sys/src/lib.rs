@@ -16,6 +16,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`process`] | `fork`, exiting, pids and thread ids, the parent-death signal, waiting for children and their exit status, pidfds, signals (`kill`, dispositions) |
+//! | [`fd`] | descriptor ownership: [`OwnedFd`](fd::OwnedFd), [`BorrowedFd`](fd::BorrowedFd) and their traits (std's with the `std` feature) |
 //! | [`io`] | file descriptors: one-call I/O and flags ([`io::fd`]), whole-buffer reads and writes without `SIGPIPE` ([`io::stream`]), pipes, socketpairs, `SCM_RIGHTS`, `poll` |
 //! | [`mem`] | `MAP_SHARED` segments, wipe-on-fork pages, and the [`ShmSafe`](mem::shm_safe::ShmSafe) plain-data contract |
 //! | [`sync`] | objects that synchronise processes in shared memory: futexes, POSIX semaphores, robust pthread mutexes and condvars |
@@ -65,6 +66,7 @@ extern crate std;
 pub mod affinity;
 pub mod cvt;
 pub mod errno;
+pub mod fd;
 pub mod io;
 pub mod mem;
 pub mod process;

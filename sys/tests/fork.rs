@@ -254,7 +254,7 @@ fn a_forked_child_of_a_multithreaded_process_has_one_thread() {
 fn close_inherited_closes_the_childs_copy_only() {
     let _w = common::watchdog(common::TEST_LIMIT);
     let (r, w) = multiproc_sys::io::pipe::pipe().unwrap();
-    let raw = rustix::fd::AsRawFd::as_raw_fd(&w);
+    let raw = multiproc_sys::fd::AsRawFd::as_raw_fd(&w);
     // In the child: close the write end, then check it is gone there (async-signal-safe calls).
     let child = common::fork_child(|| {
         unsafe { multiproc_sys::io::fd::close_inherited(raw) };
@@ -262,9 +262,12 @@ fn close_inherited_closes_the_childs_copy_only() {
     });
     child.join_ok();
     // The parent's copy is still open: writing works, and the reader sees the byte.
-    multiproc_sys::io::stream::write_all(rustix::fd::AsFd::as_fd(&w), b"x").unwrap();
+    multiproc_sys::io::stream::write_all(multiproc_sys::fd::AsFd::as_fd(&w), b"x").unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(multiproc_sys::io::stream::read(rustix::fd::AsFd::as_fd(&r), &mut buf).unwrap(), 1);
+    assert_eq!(
+        multiproc_sys::io::stream::read(multiproc_sys::fd::AsFd::as_fd(&r), &mut buf).unwrap(),
+        1
+    );
     // Closing a number that is not open is harmless.
     unsafe { multiproc_sys::io::fd::close_inherited(-1) };
 }

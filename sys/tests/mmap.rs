@@ -8,8 +8,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use common::{TEST_LIMIT, eventually, fork_child, watchdog};
 use multiproc_sys::Errno;
+use multiproc_sys::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use multiproc_sys::mem::mmap::{Segment, page_size};
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use static_assertions::assert_impl_all;
 
 assert_impl_all!(Segment: Send, Sync);
@@ -22,11 +22,21 @@ fn atomic_at(seg: &Segment, offset: usize) -> &AtomicU32 {
     unsafe { &*seg.as_ptr().add(offset).cast::<AtomicU32>() }
 }
 
-fn dup(fd: rustix::fd::BorrowedFd<'_>) -> OwnedFd {
-    rustix::io::fcntl_dupfd_cloexec(fd, 0).unwrap()
+/// `fd` as rustix's own borrowed type (this crate's fd types are its own without `std`).
+fn rx(fd: BorrowedFd<'_>) -> rustix::fd::BorrowedFd<'_> {
+    unsafe { rustix::fd::BorrowedFd::borrow_raw(fd.as_raw_fd()) }
 }
 
-fn has_cloexec(fd: rustix::fd::BorrowedFd<'_>) -> bool {
+/// A descriptor rustix made, as this crate's owned type.
+fn own(fd: rustix::fd::OwnedFd) -> OwnedFd {
+    unsafe { OwnedFd::from_raw_fd(rustix::fd::IntoRawFd::into_raw_fd(fd)) }
+}
+
+fn dup(fd: BorrowedFd<'_>) -> OwnedFd {
+    own(rustix::io::fcntl_dupfd_cloexec(rx(fd), 0).unwrap())
+}
+
+fn has_cloexec(fd: BorrowedFd<'_>) -> bool {
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
     assert!(flags >= 0);
     flags & libc::FD_CLOEXEC != 0
@@ -50,7 +60,7 @@ fn lengths_round_up_to_whole_pages() {
         assert_eq!(a.as_ptr() as usize % p, 0, "page-aligned");
         let m = Segment::memfd(c"round", asked).unwrap();
         assert_eq!(m.len(), got, "memfd({asked})");
-        let size = rustix::fs::fstat(m.fd().unwrap()).unwrap().st_size;
+        let size = rustix::fs::fstat(rx(m.fd().unwrap())).unwrap().st_size;
         assert_eq!(size as usize, got, "the memfd is as long as the segment");
     }
 }
@@ -151,10 +161,10 @@ fn a_memfd_mapped_again_in_a_child_shares_with_the_parent() {
     let len = seg.len();
     // Child: maps the memfd afresh (raw syscalls, no allocation) and writes through it.
     let child = fork_child(|| {
-        let Ok(own) = rustix::io::fcntl_dupfd_cloexec(fd, 0) else {
+        let Ok(dup) = rustix::io::fcntl_dupfd_cloexec(rx(fd), 0) else {
             return 1;
         };
-        let Ok(mine) = Segment::from_fd(own, len) else {
+        let Ok(mine) = Segment::from_fd(own(dup), len) else {
             return 2;
         };
         atomic_at(&mine, 16).store(99, Ordering::Release);
@@ -173,17 +183,17 @@ fn from_fd_rejects_a_length_beyond_the_file() {
 
     // A file whose size is not page-aligned: up to its size is fine (rounded up), not beyond.
     let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
-    let fd = rustix::fs::memfd_create(c"odd", flags).unwrap();
-    rustix::fs::ftruncate(&fd, (p + 100) as u64).unwrap();
+    let fd = own(rustix::fs::memfd_create(c"odd", flags).unwrap());
+    rustix::fs::ftruncate(rx(fd.as_fd()), (p + 100) as u64).unwrap();
     // Not sealed against shrinking yet: refused, since a peer could truncate it under us.
     assert_eq!(Segment::from_fd(dup(fd.as_fd()), p).unwrap_err(), Errno::PERM);
-    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
+    rustix::fs::fcntl_add_seals(rx(fd.as_fd()), rustix::fs::SealFlags::SHRINK).unwrap();
     let whole = Segment::from_fd(dup(fd.as_fd()), p + 100).unwrap();
     assert_eq!(whole.len(), 2 * p);
     assert_eq!(Segment::from_fd(dup(fd.as_fd()), p + 101).unwrap_err(), Errno::INVAL);
 
     // Not a regular file: its size reads as zero.
-    let (r, _w) = rustix::pipe::pipe().unwrap();
+    let (r, _w) = multiproc_sys::io::pipe::pipe().unwrap();
     assert_eq!(Segment::from_fd(r, 1).unwrap_err(), Errno::INVAL);
 }
 

@@ -52,7 +52,7 @@ fn old_function_paths_call_the_new_functions() {
 
     // A byte through a pipe, over the old pipe, poll and io paths.
     let (r, w) = multiproc_sys::pipe::pipe().unwrap();
-    use rustix::fd::AsFd;
+    use multiproc_sys::fd::AsFd;
     multiproc_sys::pipe::write_all(w.as_fd(), b"ab").unwrap();
     assert!(multiproc_sys::pipe::wait_readable(r.as_fd(), Deadline::FOREVER).unwrap());
     let mut fds = [multiproc_sys::poll::PollFd::new(&r, multiproc_sys::poll::PollFlags::IN)];
@@ -70,7 +70,7 @@ fn old_function_paths_call_the_new_functions() {
     // Signatures of the rest, as their users name them.
     let _: unsafe fn() -> Result<multiproc_sys::fork::ForkOutcome> = multiproc_sys::fork::fork;
     let _: fn(i32) -> ! = multiproc_sys::fork::exit_now;
-    let _: unsafe fn(rustix::fd::RawFd) = multiproc_sys::fork::close_inherited;
+    let _: unsafe fn(multiproc_sys::fd::RawFd) = multiproc_sys::fork::close_inherited;
     let _: fn(Pid, Signal) -> Result<()> = multiproc_sys::wait::kill;
     let _: fn(Pid) -> Result<multiproc_sys::wait::Pidfd> = multiproc_sys::wait::pidfd_open;
     let _ = multiproc_sys::wait::wait_deadline;

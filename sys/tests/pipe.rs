@@ -4,7 +4,7 @@
 
 mod common;
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use multiproc_sys::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};

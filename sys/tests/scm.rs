@@ -4,7 +4,7 @@
 
 mod common;
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use multiproc_sys::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use common::{TEST_LIMIT, fork_child, watchdog};
 use multiproc_sys::Errno;

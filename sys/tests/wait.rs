@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::{Child, SharedPage, TEST_LIMIT, fork_child, watchdog};
+use multiproc_sys::fd::AsRawFd;
+use multiproc_sys::io::poll::{PollFd, PollFlags, poll};
 use multiproc_sys::process::pidfd::{Pidfd, is_pidfd_available, pidfd_open};
 use multiproc_sys::process::signal::kill;
 use multiproc_sys::process::wait::{ExitStatus, peek_exit, wait_deadline, waitpid};
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, Pid, Signal};
-use rustix::event::{PollFd, PollFlags, poll};
-use rustix::fd::AsRawFd;
 
 fn pid_of(child: &Child) -> Pid {
     Pid::from_raw(child.pid).expect("a child's pid is positive")
@@ -46,17 +46,8 @@ fn pause_forever() -> ! {
 
 /// `poll` on one pidfd: whether it is readable within `timeout`.
 fn pidfd_readable(pidfd: &Pidfd, timeout: Duration) -> bool {
-    let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs() as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
     let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-    let n = loop {
-        match poll(&mut fds, Some(&ts)) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => break other.expect("poll"),
-        }
-    };
+    let n = poll(&mut fds, Deadline::after(Some(timeout))).expect("poll");
     n == 1 && fds[0].revents().contains(PollFlags::IN)
 }
 

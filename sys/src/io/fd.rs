@@ -10,7 +10,7 @@
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
 
-use rustix::fd::{BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use crate::fd::{BorrowedFd, IntoRawFd, OwnedFd, RawFd, from_rx, rx};
 use rustix::fs::{MemfdFlags, Mode, OFlags};
 
 use crate::cvt::cvt;
@@ -22,7 +22,7 @@ use crate::errno::{IntoErrno, Result};
 /// As `read(2)`, including `EINTR` and `EAGAIN`.
 #[inline]
 pub fn read_once(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
-    rustix::io::read(fd, buf).errno()
+    rustix::io::read(rx(fd), buf).errno()
 }
 
 /// `read(fd, buf)` into uninitialised memory, once: the number of bytes read (the first that
@@ -32,7 +32,7 @@ pub fn read_once(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
 /// As `read(2)`, including `EINTR` and `EAGAIN`.
 #[inline]
 pub fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<usize> {
-    rustix::io::read(fd, buf).map(|(init, _)| init.len()).errno()
+    rustix::io::read(rx(fd), buf).map(|(init, _)| init.len()).errno()
 }
 
 /// `write(fd, buf)`, once: the number of bytes written.
@@ -42,7 +42,7 @@ pub fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<us
 /// suppressed: use [`stream::write_all`](super::stream::write_all) for pipes and sockets).
 #[inline]
 pub fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize> {
-    rustix::io::write(fd, buf).errno()
+    rustix::io::write(rx(fd), buf).errno()
 }
 
 /// `pread(fd, buf, offset)`, once: the number of bytes read, 0 at end of file.
@@ -51,7 +51,7 @@ pub fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize> {
 /// As `pread(2)`, including `EINTR`.
 #[inline]
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
-    rustix::io::pread(fd, buf, offset).errno()
+    rustix::io::pread(rx(fd), buf, offset).errno()
 }
 
 /// `pread(fd, buf, offset)` into uninitialised memory, once: the number of bytes read (the
@@ -61,7 +61,7 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
 /// As `pread(2)`, including `EINTR`.
 #[inline]
 pub fn pread_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>], offset: u64) -> Result<usize> {
-    rustix::io::pread(fd, buf, offset).map(|(init, _)| init.len()).errno()
+    rustix::io::pread(rx(fd), buf, offset).map(|(init, _)| init.len()).errno()
 }
 
 /// `pwrite(fd, buf, offset)`, once: the number of bytes written.
@@ -70,7 +70,7 @@ pub fn pread_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>], offset: u64
 /// As `pwrite(2)`, including `EINTR`.
 #[inline]
 pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
-    rustix::io::pwrite(fd, buf, offset).errno()
+    rustix::io::pwrite(rx(fd), buf, offset).errno()
 }
 
 /// `ftruncate(fd, len)`.
@@ -79,7 +79,7 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
 /// As `ftruncate(2)`.
 #[inline]
 pub fn truncate(fd: BorrowedFd<'_>, len: u64) -> Result<()> {
-    rustix::fs::ftruncate(fd, len).errno()
+    rustix::fs::ftruncate(rx(fd), len).errno()
 }
 
 /// The size of the file `fd` refers to (`fstat`'s `st_size`; 0 if negative).
@@ -88,7 +88,7 @@ pub fn truncate(fd: BorrowedFd<'_>, len: u64) -> Result<()> {
 /// As `fstat(2)`.
 #[inline]
 pub fn file_size(fd: BorrowedFd<'_>) -> Result<u64> {
-    rustix::fs::fstat(fd).map(|st| u64::try_from(st.st_size).unwrap_or(0)).errno()
+    rustix::fs::fstat(rx(fd)).map(|st| u64::try_from(st.st_size).unwrap_or(0)).errno()
 }
 
 /// The `(st_dev, st_ino)` identity of the file at `path` (following symlinks).
@@ -106,7 +106,7 @@ pub fn file_identity(path: &CStr) -> Result<(u64, u64)> {
 /// As `open(2)`.
 #[inline]
 pub fn open_read_only(path: &CStr) -> Result<OwnedFd> {
-    rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).errno()
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map(from_rx).errno()
 }
 
 /// An anonymous read-write file that vanishes with its last descriptor: a close-on-exec
@@ -116,7 +116,7 @@ pub fn open_read_only(path: &CStr) -> Result<OwnedFd> {
 /// # Errors
 /// As `memfd_create(2)`.
 pub fn anonymous_file(name: &CStr) -> Result<OwnedFd> {
-    rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).errno().or_else(|e| {
+    rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).map(from_rx).errno().or_else(|e| {
         [c"/dev/shm", c"/tmp"]
             .into_iter()
             .find_map(|dir| {
@@ -126,6 +126,7 @@ pub fn anonymous_file(name: &CStr) -> Result<OwnedFd> {
                     Mode::RUSR | Mode::WUSR,
                 )
                 .ok()
+                .map(from_rx)
             })
             .ok_or(e)
     })
@@ -141,6 +142,7 @@ pub fn eventfd_nonblocking() -> Result<OwnedFd> {
         0,
         rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
     )
+    .map(from_rx)
     .errno()
 }
 
@@ -157,9 +159,9 @@ pub fn eventfd_nonblocking() -> Result<OwnedFd> {
 /// [POSIX]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html
 /// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
 pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd).errno()?;
+    let flags = rustix::fs::fcntl_getfl(rx(fd)).errno()?;
     let wanted = if nonblocking { flags | OFlags::NONBLOCK } else { flags - OFlags::NONBLOCK };
-    if wanted != flags { rustix::fs::fcntl_setfl(fd, wanted).errno() } else { Ok(()) }
+    if wanted != flags { rustix::fs::fcntl_setfl(rx(fd), wanted).errno() } else { Ok(()) }
 }
 
 /// `fcntl(fd, F_SETFD, FD_CLOEXEC or 0)` — whether `fd` is closed when this process runs
@@ -177,7 +179,7 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
 /// [Linux]: https://man7.org/linux/man-pages/man2/fcntl.2.html
 pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> Result<()> {
     let flags = if cloexec { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
-    rustix::io::fcntl_setfd(fd, flags).errno()
+    rustix::io::fcntl_setfd(rx(fd), flags).errno()
 }
 
 /// `close(fd)` — closes `fd` and reports what `close(2)` said (dropping an `OwnedFd` ignores
@@ -243,6 +245,6 @@ pub unsafe fn close_inherited(fd: RawFd) {
 /// [Linux `unix(7)`]: https://man7.org/linux/man-pages/man7/unix.7.html
 #[doc(alias = "FIONREAD")]
 pub fn bytes_available(fd: BorrowedFd<'_>) -> Result<usize> {
-    let n = rustix::io::ioctl_fionread(fd).errno()?;
+    let n = rustix::io::ioctl_fionread(rx(fd)).errno()?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }

@@ -22,7 +22,7 @@
 //! [POSIX `write`]: https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html
 //! [Linux `pipe(7)`]: https://man7.org/linux/man-pages/man7/pipe.7.html
 
-use rustix::fd::OwnedFd;
+use crate::fd::{OwnedFd, pair_from_rx};
 use rustix::pipe::PipeFlags;
 
 use crate::errno::{IntoErrno, Result};
@@ -52,5 +52,5 @@ pub const PIPE_BUF: usize = libc::PIPE_BUF;
 #[doc(alias = "pipe2")]
 #[inline]
 pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).errno()
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map(pair_from_rx).errno()
 }

@@ -10,8 +10,8 @@ use core::marker::PhantomData;
 use core::ops::{BitAnd, BitOr, BitOrAssign};
 
 use crate::errno::{Errno, Result};
+use crate::fd::{AsFd, AsRawFd, BorrowedFd};
 use crate::time::{Deadline, Timespec, to_libc};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// The events of a [`PollFd`]: what to wait for, and what happened (`revents`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]

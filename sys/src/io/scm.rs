@@ -33,7 +33,7 @@
 use crate::errno::IntoErrno;
 use core::mem::MaybeUninit;
 
-use rustix::fd::{BorrowedFd, OwnedFd};
+use crate::fd::{BorrowedFd, OwnedFd, from_rx, pair_from_rx, rx};
 use rustix::io::{IoSlice, IoSliceMut};
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
@@ -70,6 +70,7 @@ const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
 #[inline]
 pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+        .map(pair_from_rx)
         .errno()
 }
 
@@ -103,12 +104,17 @@ pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Re
     }
     let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+    // rustix's borrowed type for each descriptor; the slots past `fds.len()` are never read.
+    let mut passed = [rx(sock); MAX_FDS];
+    for (slot, fd) in passed.iter_mut().zip(fds) {
+        *slot = rx(*fd);
+    }
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&passed[..fds.len()])) {
         // Cannot happen: the buffer is sized for MAX_FDS descriptors.
         return Err(Errno::INVAL);
     }
     let iov = [IoSlice::new(data)];
-    retry_eintr(|| rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL).errno())
+    retry_eintr(|| rustix::net::sendmsg(rx(sock), &iov, &mut control, SendFlags::NOSIGNAL).errno())
 }
 
 /// What one [`recv_fds`] call received.
@@ -155,7 +161,7 @@ pub fn recv_fds(
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = retry_eintr(|| {
-        rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC).errno()
+        rustix::net::recvmsg(rx(sock), &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC).errno()
     })?;
     let mut stored = 0;
     let mut truncated = msg.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC);
@@ -164,7 +170,7 @@ pub fn recv_fds(
             for fd in received {
                 match fds.get_mut(stored) {
                     Some(slot) => {
-                        *slot = Some(fd);
+                        *slot = Some(from_rx(fd));
                         stored += 1;
                     }
                     None => {

@@ -41,7 +41,7 @@
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use rustix::fd::BorrowedFd;
+use crate::fd::{BorrowedFd, rx};
 use rustix::io::IoSlice;
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 
@@ -67,7 +67,7 @@ const MAX_IOV: usize = 16;
 /// [Linux]: https://man7.org/linux/man-pages/man2/read.2.html
 #[inline]
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
-    retry_eintr(|| rustix::io::read(fd, &mut *buf).errno())
+    retry_eintr(|| rustix::io::read(rx(fd), &mut *buf).errno())
 }
 
 /// `read(fd, buf, len)` in a loop — fills `buf`, stopping early only at end of file.
@@ -270,10 +270,15 @@ fn write_loop(fd: BorrowedFd<'_>, bufs: &[&[u8]], target: Target) -> Result<()> 
         let count = MAX_IOV.min(bufs.len() - at.idx);
         let iov = &iov[..count];
         let written = if sigpipe.is_none() {
-            rustix::net::sendmsg(fd, iov, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL)
-                .errno()
+            rustix::net::sendmsg(
+                rx(fd),
+                iov,
+                &mut SendAncillaryBuffer::default(),
+                SendFlags::NOSIGNAL,
+            )
+            .errno()
         } else {
-            rustix::io::writev(fd, iov).errno()
+            rustix::io::writev(rx(fd), iov).errno()
         };
         match written {
             // The first buffer is never empty (the cursor skips empty ones), so a zero-byte

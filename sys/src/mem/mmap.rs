@@ -40,7 +40,7 @@ use core::fmt;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use crate::fd::{AsFd, BorrowedFd, OwnedFd, from_rx, rx};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -131,7 +131,7 @@ impl Mapping {
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
-                fd,
+                rx(fd),
                 0,
             )
             .errno()?
@@ -247,10 +247,14 @@ impl Segment {
             Err(Errno::INVAL) => rustix::fs::memfd_create(name, flags).errno()?,
             other => other?,
         };
+        let fd = from_rx(fd);
         // usize -> u64 never truncates on Linux targets.
-        rustix::fs::ftruncate(&fd, len as u64).errno()?;
-        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
-            .errno()?;
+        rustix::fs::ftruncate(rx(fd.as_fd()), len as u64).errno()?;
+        rustix::fs::fcntl_add_seals(
+            rx(fd.as_fd()),
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )
+        .errno()?;
         Segment::map_fd(fd, len)
     }
 
@@ -285,13 +289,13 @@ impl Segment {
     /// [Linux `mmap(2)`]: https://man7.org/linux/man-pages/man2/mmap.2.html
     pub fn from_fd(fd: OwnedFd, len: usize) -> Result<Segment> {
         let rounded = round_to_pages(len)?;
-        let size = rustix::fs::fstat(&fd).errno()?.st_size;
+        let size = rustix::fs::fstat(rx(fd.as_fd())).errno()?.st_size;
         // A negative size (never seen on Linux) is treated as empty.
         let size = u64::try_from(size).unwrap_or(0);
         if len as u64 > size {
             return Err(Errno::INVAL);
         }
-        let seals = rustix::fs::fcntl_get_seals(&fd).errno().map_err(|_| Errno::PERM)?;
+        let seals = rustix::fs::fcntl_get_seals(rx(fd.as_fd())).errno().map_err(|_| Errno::PERM)?;
         if !seals.contains(SealFlags::SHRINK) {
             return Err(Errno::PERM);
         }

@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use crate::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd, from_rx, rx};
 use rustix::process::PidfdFlags;
 
 use crate::errno::{Errno, IntoErrno, Result};
@@ -48,7 +48,7 @@ impl Pidfd {
     /// [Linux]: https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html
     #[inline]
     pub fn send_signal(&self, signal: Signal) -> Result<()> {
-        rustix::process::pidfd_send_signal(&self.0, signal.to_rustix()).errno()
+        rustix::process::pidfd_send_signal(rx(self.0.as_fd()), signal.to_rustix()).errno()
     }
 }
 
@@ -122,7 +122,7 @@ pub fn pidfd_open(pid: Pid) -> Result<Pidfd> {
             if PIDFD_AVAILABLE.load(Ordering::Relaxed) != PIDFD_YES {
                 PIDFD_AVAILABLE.store(PIDFD_YES, Ordering::Relaxed);
             }
-            Ok(Pidfd(fd))
+            Ok(Pidfd(from_rx(fd)))
         }
         Err(e) => {
             if means_unavailable(e) {

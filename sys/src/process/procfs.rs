@@ -2,7 +2,7 @@
 
 use core::ffi::CStr;
 
-use rustix::fd::AsFd;
+use crate::fd::AsFd;
 
 use crate::errno::Errno;
 use crate::process::pid::Pid;

@@ -21,13 +21,13 @@
 use core::fmt;
 use core::time::Duration;
 
-use rustix::fd::AsFd;
 use rustix::process::{WaitId, WaitIdOptions, WaitOptions};
 use rustix::thread::{ClockId, clock_nanosleep_relative};
 
 use super::pidfd::Pidfd;
 use crate::cvt::retry_eintr;
 use crate::errno::{IntoErrno, Result};
+use crate::fd::AsFd;
 use crate::io::poll::wait_readable;
 use crate::time::{Deadline, Timespec};
 use crate::{Pid, Signal};
