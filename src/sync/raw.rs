@@ -186,15 +186,29 @@ impl<B> RawLock<B> {
     }
 }
 
-/// Locks `mutex` until `deadline` and, after a holder that died, marks it consistent: the
-/// caller then holds it and repairs what it protects (for robust mutexes with bookkeeping of
-/// their own, such as `Barrier`'s).
+/// Locks `mutex` until `deadline`, for robust mutexes with bookkeeping of their own (such as
+/// `Barrier`'s). After a holder that died ([`Got::OwnerDied`]) the mutex is held but not yet
+/// consistent: the caller repairs what it protects, then calls [`finish_repair`]. In that
+/// order, a caller that dies half-way through the repair leaves the mutex owner-dead, and the
+/// next one repairs again (so the repair must be idempotent).
 ///
 /// # Errors
-/// As [`RobustMutex::lock`] ([`Errno::TIMEDOUT`] once the deadline has passed), or the errno
-/// of a failed repair (the mutex is then not held).
-pub(crate) fn lock_consistent(mutex: &RobustMutex, deadline: Deadline) -> Result<Got, Errno> {
-    made_consistent(mutex, mutex.lock(deadline)?)
+/// As [`RobustMutex::lock`] ([`Errno::TIMEDOUT`] once the deadline has passed).
+pub(crate) fn lock_for_repair(mutex: &RobustMutex, deadline: Deadline) -> Result<Got, Errno> {
+    Ok(match mutex.lock(deadline)? {
+        LockOutcome::Acquired => Got::Clean,
+        LockOutcome::OwnerDied => Got::OwnerDied,
+    })
+}
+
+/// Marks a mutex that [`lock_for_repair`] found owner-dead consistent, once the caller has
+/// repaired what it protects.
+///
+/// # Errors
+/// The errno of `pthread_mutex_consistent` (the mutex is then unlocked, not held).
+#[cold]
+pub(crate) fn finish_repair(mutex: &RobustMutex) -> Result<(), Errno> {
+    repair(mutex).map(|_| ())
 }
 
 /// The repair step of every acquire of a robust mutex, right after it: after a dead holder,

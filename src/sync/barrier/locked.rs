@@ -141,15 +141,20 @@ impl Locked<'_> {
     /// Takes the mutex (again) and validates, or recovers after a dead owner.
     pub(super) fn relock(&mut self, deadline: Deadline) -> Result<(), BarrierError> {
         debug_assert!(!self.held);
-        match lock_consistent(&self.hdr().mutex, deadline) {
+        match lock_for_repair(&self.hdr().mutex, deadline) {
             Ok(Got::Clean) => {
                 self.held = true;
                 self.validate()
             }
             Ok(Got::OwnerDied) => {
                 self.held = true;
+                // Repaired first, then marked consistent: a death in between leaves the mutex
+                // owner-dead, and the next locker runs the (idempotent) recovery again.
                 self.recover();
-                Ok(())
+                finish_repair(&self.hdr().mutex).map_err(|e| {
+                    self.held = false;
+                    os(e)
+                })
             }
             Err(Errno::TIMEDOUT) => Err(BarrierError::Timeout),
             Err(e) => Err(os(e)),

@@ -56,7 +56,7 @@ use multiproc_sys::{Errno, Pid};
 use static_assertions::{assert_impl_all, const_assert, const_assert_eq};
 
 use super::error::BarrierError;
-use super::raw::{Got, lock_consistent};
+use super::raw::{Got, finish_repair, lock_for_repair};
 use crate::shm::ShmBox;
 
 mod locked;
