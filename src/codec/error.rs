@@ -80,6 +80,11 @@ pub enum DecodeError {
     /// errors a `Deserialize` impl raises (`invalid value`, `invalid length`, `missing field`,
     /// `de::Error::custom`, ...); also usable by a hand-written [`Decode`](super::Decode) implementation.
     Invalid(String),
+    /// A [`Decode`](super::Decode) implementation panicked (the panic's message). The
+    /// crate's receiving calls ([`from_bytes`](super::from_bytes), and through it
+    /// `Queue::get`, `Connection::recv`, a pool's results) catch the panic and report it as
+    /// this error, so the caller gets it back like any other bad message.
+    Panicked(String),
 }
 
 impl fmt::Display for DecodeError {
@@ -107,6 +112,7 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::Custom(msg) => f.write_str(msg),
             DecodeError::Invalid(msg) => f.write_str(msg),
+            DecodeError::Panicked(msg) => write!(f, "the type's Decode panicked: {msg}"),
         }
     }
 }

@@ -502,8 +502,9 @@ pub fn encode_framed<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) {
 ///
 /// # Errors
 ///
-/// Any [`DecodeError`] from `T`'s decoding, or [`DecodeError::TrailingBytes`] when bytes are
-/// left over after the value.
+/// Any [`DecodeError`] from `T`'s decoding, [`DecodeError::TrailingBytes`] when bytes are
+/// left over after the value, or [`DecodeError::Panicked`] when `T`'s `Decode` panicked (the
+/// panic is caught; the panic hook has already reported it).
 ///
 /// # Examples
 ///
@@ -514,9 +515,19 @@ pub fn encode_framed<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) {
 /// ```
 pub fn from_bytes<T: Decode>(bytes: &[u8]) -> Result<T, DecodeError> {
     let mut input = Decoder::new(bytes);
-    let value = T::decode(&mut input)?;
+    let value = decode_caught::<T>(&mut input)?;
     input.finish()?;
     Ok(value)
+}
+
+/// `T::decode`, with a panic in it (a user's `Decode` impl) caught and returned as
+/// [`DecodeError::Panicked`]: the entry point of every decode of a received message.
+pub(crate) fn decode_caught<T: Decode>(input: &mut Decoder<'_>) -> Result<T, DecodeError> {
+    // Unwind safety: on a panic the decoder's position is meaningless, and every caller
+    // discards the decoder along with the error.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::decode(input))).unwrap_or_else(
+        |panic| Err(DecodeError::Panicked(crate::fork_safety::panic_message(panic.as_ref()))),
+    )
 }
 
 /// Decodes the byte string `bytes` (length prefix stripped) the slow way: prefix put back, then

@@ -492,7 +492,7 @@ where
 #[inline]
 pub(super) fn decode_one<T: Decode>(rest: &mut &[u8]) -> Result<T, String> {
     let mut d = Decoder::new(rest);
-    let value = d.decode::<T>().map_err(|e| e.to_string())?;
+    let value = crate::codec::decode_caught::<T>(&mut d).map_err(|e| e.to_string())?;
     let used = rest.len() - d.remaining();
     *rest = &rest[used..];
     Ok(value)
