@@ -31,7 +31,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use multiproc_sys::fork::{self as sysfork, ForkOutcome};
+use multiproc_sys::io::fd::close_inherited;
 use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
+use multiproc_sys::process::signal::{self, Disposition, SavedAction};
 use multiproc_sys::scm;
 use multiproc_sys::time::Deadline;
 use multiproc_sys::wait::{self, ExitStatus, Pidfd};
@@ -52,30 +54,6 @@ struct Child {
 /// How often the server looks when it has no pidfd to wait on.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
-/// The saved `SIGCHLD` disposition of the parent, restored in workers.
-struct SavedSigchld(libc::sigaction);
-
-/// Resets `SIGCHLD` to its default disposition, returning the previous one.
-fn reset_sigchld() -> Option<SavedSigchld> {
-    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, empty mask, no flags).
-    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    dfl.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: as above, for the out-parameter.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid sigactions; SIGCHLD is a valid signal.
-    let r = unsafe { libc::sigaction(libc::SIGCHLD, &dfl, &mut old) };
-    (r == 0).then_some(SavedSigchld(old))
-}
-
-/// Restores a saved `SIGCHLD` disposition (in a worker, just after the fork).
-fn restore_sigchld(saved: &Option<SavedSigchld>) {
-    if let Some(SavedSigchld(old)) = saved {
-        // SAFETY: `old` was filled by `sigaction` in the server; a null old-action pointer is
-        // allowed.
-        unsafe { libc::sigaction(libc::SIGCHLD, old, std::ptr::null_mut()) };
-    }
-}
-
 struct Server<'a> {
     cfg: &'a Config,
     slots: &'a Slots,
@@ -84,7 +62,8 @@ struct Server<'a> {
     direct: bool,
     parent_pidfd: Option<Pidfd>,
     workers: Vec<Option<Child>>,
-    sigchld: Option<SavedSigchld>,
+    /// The parent's `SIGCHLD` action, which workers get back (`None` if it could not be reset).
+    sigchld: Option<SavedAction>,
 }
 
 /// A launched pool server's life (see `start::launch`): descriptor 0 is the control socket,
@@ -118,7 +97,9 @@ pub(crate) fn server_main(
     // not among them: the parent registers its end of the control socket after the fork, and
     // the worker channels do not exist yet.
     crate::fd_registry::close_inherited();
-    let sigchld = reset_sigchld();
+    // The server resets `SIGCHLD` so that it can reap its workers; each gets the parent's
+    // action back just after its fork.
+    let sigchld = signal::replace_disposition(Signal::CHILD, Disposition::Default).ok();
     if direct && sysfork::getppid() != Some(parent) {
         sysfork::exit_now(0);
     }
@@ -344,10 +325,12 @@ impl Server<'_> {
                 for fd in close {
                     // SAFETY: these fds are owned by the server's structures, which this
                     // process never uses again (worker_main does not return).
-                    unsafe { libc::close(fd) };
+                    unsafe { close_inherited(fd) };
                 }
                 // The worker gets the parent's disposition back.
-                restore_sigchld(&self.sigchld);
+                if let Some(saved) = &self.sigchld {
+                    let _ = saved.restore();
+                }
                 super::worker::worker_main(self.cfg, i, w_end, me, self.slots, secret)
             }
             Ok(ForkOutcome::Parent { child }) => {
