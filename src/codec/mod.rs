@@ -1,4 +1,6 @@
-//! The message codec, and the frame format used by [`Connection`]s and queues.
+//! The message codec (the bytes of every message a [`Connection`], a queue or a pool sends), and
+//! the frame format (an 8-byte length, then the payload) of a [`Connection`] and of the pool's
+//! worker channels.
 //!
 //! A message is any type that implements [`Encode`] (turn a value into bytes) and [`Decode`]
 //! (rebuild it from bytes); [`Message`] is the name for "both", and is implemented automatically.

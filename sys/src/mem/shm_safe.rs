@@ -5,7 +5,8 @@
 //! halfway through a write or simply be buggy. Only types for which that is harmless may live
 //! there: their bytes mean the same thing in every process, and *any* bytes are a valid value.
 //! [`ShmSafe`] is the marker for such types; the `multiproc` crate bounds `Value<T>`,
-//! `Array<T>` and its queues by it.
+//! `Array<T>`, `RawValue<T>` and `RawArray<T>` by it. (Its queues store encoded bytes, not
+//! values, and bound their items by its `Encode`/`Decode` instead.)
 //!
 //! `ShmSafe` says that the bytes are always a valid `T`; it does not make concurrent access
 //! safe. Two processes touching the same bytes at once without synchronisation is a data race,
@@ -34,8 +35,8 @@ use core::sync::atomic::Ordering;
 
 /// Plain data that may be placed in memory shared between processes.
 ///
-/// The contract of every type stored in a `multiproc` shared segment (`Value<T>`, `Array<T>`,
-/// queue slots). A value is copied in and copied out, never dropped in place, and may be read
+/// The contract of every type a `multiproc` program stores in shared memory itself (`Value<T>`,
+/// `Array<T>`, `RawValue<T>`, `RawArray<T>`). A value is copied in and copied out, never dropped in place, and may be read
 /// after another process died halfway through writing it: so its bytes must mean the same in
 /// every process, and every possible combination of bytes must be a valid value.
 ///
