@@ -391,7 +391,7 @@ impl Listener {
             Socket::Unix(s) => s.into(),
             Socket::Tcp(s) => s.into(),
         };
-        let closed = multiproc_sys::pipe::close(fd).map_err(io::Error::from);
+        let closed = multiproc_sys::io::fd::close(fd).map_err(io::Error::from);
         drop(file); // removes the socket file
         closed
     }
