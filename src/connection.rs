@@ -100,7 +100,7 @@ use std::time::Duration;
 use multiproc_sys::Errno;
 use multiproc_sys::io::poll::{self, PollFlags};
 use multiproc_sys::io::socket::socketpair;
-use multiproc_sys::io::{fd, pipe, stream};
+use multiproc_sys::io::{fd, stream};
 use multiproc_sys::time::Deadline;
 
 use crate::codec::frame::{self, FrameError, Layout, Source};
@@ -163,7 +163,7 @@ pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
             Connection::new(b, Kind::Socket, true, true),
         ))
     } else {
-        let (r, w) = pipe::pipe()?;
+        let (r, w) = multiproc_sys::io::pipe::pipe()?;
         Ok((
             Connection::new(r, Kind::Pipe, true, false),
             Connection::new(w, Kind::Pipe, false, true),
