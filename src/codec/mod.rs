@@ -226,9 +226,9 @@
 // The optional `serde` feature: `Serde<T>` through a serde `Serializer`/`Deserializer` that
 // writes this same wire format.
 #[cfg(feature = "serde")]
-mod serde_impl;
+mod serde;
 #[cfg(feature = "serde")]
-pub use serde_impl::{Serde, SerializeError};
+pub use self::serde::{Serde, SerializeError};
 
 mod decoder;
 mod error;
