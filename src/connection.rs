@@ -300,17 +300,7 @@ impl Connection {
         offset: usize,
         size: Option<usize>,
     ) -> Result<(), ConnectionError> {
-        if offset > buf.len() {
-            return Err(ConnectionError::InvalidArgument("buffer length < offset"));
-        }
-        let end = match size {
-            None => buf.len(),
-            Some(size) => match offset.checked_add(size) {
-                Some(end) if end <= buf.len() => end,
-                _ => return Err(ConnectionError::InvalidArgument("buffer length < offset + size")),
-            },
-        };
-        self.send_bytes(&buf[offset..end])
+        self.send_bytes(byte_range(buf, offset, size)?)
     }
 
     /// Receives one whole message as bytes (Python's `recv_bytes()`). Blocks until it has
@@ -502,4 +492,20 @@ pub fn wait(objects: &[&dyn AsFd], timeout: Option<Duration>) -> io::Result<Vec<
         return Ok(Vec::new());
     }
     Ok(fds.iter().enumerate().filter(|(_, f)| !f.revents().is_empty()).map(|(i, _)| i).collect())
+}
+
+/// `buf[offset..offset + size]` (to the end when `size` is `None`), with the argument checks of
+/// Python's `send_bytes(buf, offset, size)`: the one implementation of `send_bytes_range`.
+fn byte_range(buf: &[u8], offset: usize, size: Option<usize>) -> Result<&[u8], ConnectionError> {
+    if offset > buf.len() {
+        return Err(ConnectionError::InvalidArgument("buffer length < offset"));
+    }
+    let end = match size {
+        None => buf.len(),
+        Some(size) => match offset.checked_add(size) {
+            Some(end) if end <= buf.len() => end,
+            _ => return Err(ConnectionError::InvalidArgument("buffer length < offset + size")),
+        },
+    };
+    Ok(&buf[offset..end])
 }

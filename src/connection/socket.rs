@@ -187,17 +187,7 @@ impl SocketConnection {
         offset: usize,
         size: Option<usize>,
     ) -> Result<(), ConnectionError> {
-        if offset > buf.len() {
-            return Err(ConnectionError::InvalidArgument("buffer length < offset"));
-        }
-        let end = match size {
-            None => buf.len(),
-            Some(size) => match offset.checked_add(size) {
-                Some(end) if end <= buf.len() => end,
-                _ => return Err(ConnectionError::InvalidArgument("buffer length < offset + size")),
-            },
-        };
-        self.send_bytes(&buf[offset..end])
+        self.send_bytes(super::byte_range(buf, offset, size)?)
     }
 
     /// Receives one whole message as bytes (Python's `recv_bytes()`). Blocks until it has
