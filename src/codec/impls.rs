@@ -384,6 +384,7 @@ impl<T: Encode + ?Sized> Encode for &T {
     }
 }
 
+// `&T` above is encode-only, so it is not one of the `smart_pointers!`.
 /// `Box`, `Rc` and `Arc` encode and decode exactly as what they point to.
 macro_rules! smart_pointers {
     ($($ptr:ident),+) => {$(

@@ -178,6 +178,9 @@ impl SocketConnection {
         self.write_all(&[&long_header(buf.len()), buf])
     }
 
+    // The same public methods as a pipe `Connection`'s (Python's `Connection` API); what they
+    // share is written once in `connection` (`byte_range`, the codec, the frame reader).
+
     /// Python's `send_bytes(buf, offset, size)`: sends `buf[offset..offset + size]` (to the end
     /// when `size` is `None`), with Python's argument checks as
     /// [`ConnectionError::InvalidArgument`].
