@@ -34,10 +34,11 @@ use multiproc_sys::io::fd::{self, close_inherited};
 use multiproc_sys::io::poll::{self, PollFd, PollFlags};
 use multiproc_sys::io::{scm, socket};
 use multiproc_sys::process::fork::{ForkOutcome, fork};
+use multiproc_sys::process::parent::getppid;
 use multiproc_sys::process::pidfd::{self, Pidfd};
 use multiproc_sys::process::signal::{self, Disposition, SavedAction};
 use multiproc_sys::process::wait::{self, ExitStatus};
-use multiproc_sys::process::{exit, parent, pid};
+use multiproc_sys::process::{exit, pid};
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, Pid, Signal};
 
@@ -78,7 +79,7 @@ pub(crate) fn server_entry(reloc: Relocation, payload: &[u8], mut fds: Vec<Owned
     let slots_fd = fds.pop().unwrap_or_else(|| exit::exit_now(127));
     let ctl = fds.pop().unwrap_or_else(|| exit::exit_now(127));
     let Ok(slots) = Slots::from_fd(slots_fd, cfg.processes) else { exit::exit_now(127) };
-    let direct = parent::getppid() == Some(parent);
+    let direct = getppid() == Some(parent);
     server_main(&cfg, ctl, parent, direct, &slots)
 }
 
@@ -102,7 +103,7 @@ pub(crate) fn server_main(
     // The server resets `SIGCHLD` so that it can reap its workers; each gets the parent's
     // action back just after its fork.
     let sigchld = signal::replace_disposition(Signal::CHILD, Disposition::Default).ok();
-    if direct && parent::getppid() != Some(parent) {
+    if direct && getppid() != Some(parent) {
         exit::exit_now(0);
     }
     let parent_pidfd = pidfd::pidfd_open(parent).ok();
@@ -162,7 +163,7 @@ impl Server<'_> {
                     Err(_) => vec![PollFlags::empty(); pfds.len()],
                 }
             };
-            let parent_dead = (self.direct && parent::getppid() != Some(self.parent))
+            let parent_dead = (self.direct && getppid() != Some(self.parent))
                 || fds
                     .iter()
                     .zip(&revents)
@@ -236,7 +237,7 @@ impl Server<'_> {
                 Err(Errno::AGAIN) => {
                     let _ =
                         poll::wait_writable(self.ctl.as_fd(), Deadline::after(Some(POLL_SLICE)));
-                    if parent::getppid() != Some(self.parent) {
+                    if getppid() != Some(self.parent) {
                         self.kill_all_and_exit(Signal::KILL, Duration::ZERO);
                     }
                 }
