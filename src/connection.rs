@@ -97,9 +97,11 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use multiproc_sys::pipe as syspipe;
+use multiproc_sys::Errno;
+use multiproc_sys::io::poll::{self, PollFlags};
+use multiproc_sys::io::socket::socketpair;
+use multiproc_sys::io::{fd, stream};
 use multiproc_sys::time::Deadline;
-use multiproc_sys::{Errno, pipe::PollFlags};
 
 use crate::codec::frame::{self, FrameError, Layout, Source};
 use crate::codec::{self, Encode, Message};
@@ -155,13 +157,13 @@ type Wire = Layout<MIN_FRAME>;
 #[doc(alias = "Pipe")]
 pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
     if duplex {
-        let (a, b) = syspipe::socketpair()?;
+        let (a, b) = socketpair()?;
         Ok((
             Connection::new(a, Kind::Socket, true, true),
             Connection::new(b, Kind::Socket, true, true),
         ))
     } else {
-        let (r, w) = syspipe::pipe()?;
+        let (r, w) = multiproc_sys::io::pipe::pipe()?;
         Ok((
             Connection::new(r, Kind::Pipe, true, false),
             Connection::new(w, Kind::Pipe, false, true),
@@ -298,17 +300,7 @@ impl Connection {
         offset: usize,
         size: Option<usize>,
     ) -> Result<(), ConnectionError> {
-        if offset > buf.len() {
-            return Err(ConnectionError::InvalidArgument("buffer length < offset"));
-        }
-        let end = match size {
-            None => buf.len(),
-            Some(size) => match offset.checked_add(size) {
-                Some(end) if end <= buf.len() => end,
-                _ => return Err(ConnectionError::InvalidArgument("buffer length < offset + size")),
-            },
-        };
-        self.send_bytes(&buf[offset..end])
+        self.send_bytes(byte_range(buf, offset, size)?)
     }
 
     /// Receives one whole message as bytes (Python's `recv_bytes()`). Blocks until it has
@@ -382,13 +374,13 @@ impl Connection {
     /// `poll(timeout)`; `Duration::MAX` waits as long as needed, Python's `poll(None)`).
     pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, ConnectionError> {
         self.check_readable()?;
-        Ok(syspipe::wait_readable(self.fd.as_fd(), Deadline::after(Some(timeout)))?)
+        Ok(poll::wait_readable(self.fd.as_fd(), Deadline::after(Some(timeout)))?)
     }
 
     /// Closes this end (Python's `close`). Dropping the connection does the same; `close`
     /// reports an error from `close(2)` instead of ignoring it.
     pub fn close(self) -> io::Result<()> {
-        multiproc_sys::pipe::close(self.fd).map_err(io::Error::from)
+        fd::close(self.fd).map_err(io::Error::from)
     }
 
     fn check_writable(&self) -> Result<(), ConnectionError> {
@@ -402,9 +394,9 @@ impl Connection {
     fn write_frame(&self, parts: &[&[u8]]) -> Result<(), ConnectionError> {
         let fd = self.fd.as_fd();
         let r = match (self.kind, parts) {
-            (Kind::Socket, [one]) => syspipe::send_all(fd, one),
-            (Kind::Socket, _) => syspipe::write_all_vectored(fd, parts),
-            (Kind::Pipe, _) => syspipe::writev_all(fd, parts),
+            (Kind::Socket, [one]) => stream::send_all(fd, one),
+            (Kind::Socket, _) => stream::write_all_vectored(fd, parts),
+            (Kind::Pipe, _) => stream::writev_all(fd, parts),
         };
         Ok(r?)
     }
@@ -431,7 +423,7 @@ impl FdSource<'_> {
                 Ok(n) => return Ok(n),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
-                    syspipe::wait_readable(self.0, Deadline::FOREVER)
+                    poll::wait_readable(self.0, Deadline::FOREVER)
                         .map_err(|e| FrameError::Io(e.into()))?;
                 }
                 Err(Errno::CONNRESET) => return Ok(0),
@@ -444,13 +436,13 @@ impl FdSource<'_> {
 impl Source for FdSource<'_> {
     #[inline]
     fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, FrameError> {
-        self.retrying(|| multiproc_sys::io::read_once(self.0, buf))
+        self.retrying(|| fd::read_once(self.0, buf))
     }
 
     fn append(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize, FrameError> {
         let n = self.retrying(|| {
             let spare = &mut out.spare_capacity_mut()[..max];
-            multiproc_sys::io::read_uninit(self.0, spare)
+            fd::read_uninit(self.0, spare)
         })?;
         // SAFETY: `read_uninit` initialised the first `n` bytes of the spare capacity.
         unsafe { out.set_len(out.len() + n) };
@@ -493,13 +485,27 @@ impl AsRawFd for Connection {
 /// # }
 /// ```
 pub fn wait(objects: &[&dyn AsFd], timeout: Option<Duration>) -> io::Result<Vec<usize>> {
-    let mut fds: Vec<syspipe::PollFd<'_>> = objects
-        .iter()
-        .map(|o| syspipe::PollFd::from_borrowed_fd(o.as_fd(), PollFlags::IN))
-        .collect();
-    let n = syspipe::poll(&mut fds, Deadline::after(timeout))?;
+    let mut fds: Vec<poll::PollFd<'_>> =
+        objects.iter().map(|o| poll::PollFd::from_borrowed_fd(o.as_fd(), PollFlags::IN)).collect();
+    let n = poll::poll(&mut fds, Deadline::after(timeout))?;
     if n == 0 {
         return Ok(Vec::new());
     }
     Ok(fds.iter().enumerate().filter(|(_, f)| !f.revents().is_empty()).map(|(i, _)| i).collect())
+}
+
+/// `buf[offset..offset + size]` (to the end when `size` is `None`), with the argument checks of
+/// Python's `send_bytes(buf, offset, size)`: the one implementation of `send_bytes_range`.
+fn byte_range(buf: &[u8], offset: usize, size: Option<usize>) -> Result<&[u8], ConnectionError> {
+    if offset > buf.len() {
+        return Err(ConnectionError::InvalidArgument("buffer length < offset"));
+    }
+    let end = match size {
+        None => buf.len(),
+        Some(size) => match offset.checked_add(size) {
+            Some(end) if end <= buf.len() => end,
+            _ => return Err(ConnectionError::InvalidArgument("buffer length < offset + size")),
+        },
+    };
+    Ok(&buf[offset..end])
 }

@@ -770,7 +770,7 @@ fn a_non_blocking_fd_still_reads_whole_messages() {
         let (rx, tx) = pipe(duplex).unwrap();
         // Someone (an event loop, a child sharing the open file description) made the
         // reader non-blocking: messages must still arrive whole, and in sync.
-        multiproc::sys::pipe::set_nonblocking(rx.as_fd(), true).unwrap();
+        multiproc::sys::io::fd::set_nonblocking(rx.as_fd(), true).unwrap();
         let p = doomed(move || {
             for i in 0..20u64 {
                 tx.send_bytes(&pattern(300_000 + i as usize, i)).unwrap();

@@ -13,47 +13,15 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use multiproc::ConnectionError;
 use multiproc::connection::{Address, Client, Listener, ListenerError, SocketConnection};
 
+use common::net::{abstract_address, loopback, pattern, temp_path};
+
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A fresh socket path in the temporary directory (not created).
-fn temp_path(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("mp-listener-{}-{tag}-{n}", std::process::id()))
-}
-
-/// A fresh abstract name.
-fn abstract_address(tag: &str) -> Address {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    Address::abstract_name(format!("mp-listener-{}-{tag}-{n}", std::process::id()))
-}
-
-fn loopback() -> Address {
-    Address::tcp("127.0.0.1:0").unwrap()
-}
-
-/// Deterministic pseudo-random bytes (xorshift64, 8 bytes a step).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A raw stream to the listener, for sending bytes that are not (valid) frames.
 enum Raw {

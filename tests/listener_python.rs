@@ -8,55 +8,21 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A fresh socket path in the temporary directory (not created).
-#[cfg_attr(not(feature = "auth"), allow(dead_code))]
-fn temp_path(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("mp-listener-py-{}-{tag}-{n}", std::process::id()))
-}
 
 #[cfg(feature = "auth")]
 mod python {
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::thread;
     use std::time::{Duration, Instant};
 
     use multiproc::connection::{Address, AuthenticationError, Client, Listener, ListenerError};
 
-    use super::{LIMIT, common, temp_path};
-
-    fn abstract_address(tag: &str) -> Address {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Address::abstract_name(format!("mp-listener-py-{}-{tag}-{n}", std::process::id()))
-    }
-
-    fn loopback() -> Address {
-        Address::tcp("127.0.0.1:0").unwrap()
-    }
-
-    /// Deterministic pseudo-random bytes (xorshift64, 8 bytes a step).
-    fn pattern(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
+    use super::{LIMIT, common};
+    use common::net::{abstract_address, loopback, pattern, temp_path};
 
     /// Python 3.12's handshake (`deliver_challenge`/`answer_challenge` with `{digest}`
     /// prefixes), for a Python 3.11 interpreter: installed into `multiprocessing.connection`

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{SharedPage, TEST_LIMIT, eventually, fork_child, watchdog};
-use multiproc::sys::shm_safe::ShmSafe;
+use multiproc::sys::mem::shm_safe::ShmSafe;
 use multiproc::{
     AcquireError, Array, ArrayGuard, Lock, Process, RawArray, RawValue, ReleaseError, Value,
     ValueGuard, WaitError,

@@ -45,7 +45,7 @@ fn fails_fast(x: u32) -> u32 {
 fn whoami(_: ()) -> (u32, u32) {
     (
         std::process::id(),
-        multiproc::sys::fork::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32),
+        multiproc::sys::process::parent::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32),
     )
 }
 

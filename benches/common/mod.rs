@@ -16,6 +16,8 @@
 //! Set `MULTIPROC_BENCH_QUICK=1` for a fast, rough run (fewer rounds).
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::ffi::{CString, c_char};
 use std::process::Command;
 use std::time::Instant;

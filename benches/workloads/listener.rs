@@ -16,56 +16,10 @@
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, IntoRawFd};
 
+use crate::common::raw::{Placement, pin, placements, raw_read_full, raw_write_all};
 use crate::common::{Case, PY_REPORT, Table, compare, headline, python, rounds};
 use multiproc::Process;
 use multiproc::connection::{Address, Client, Listener};
-
-/// Reads exactly `buf.len()` bytes; false at EOF.
-fn raw_read_full(fd: i32, buf: &mut [u8]) -> bool {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
-        if n <= 0 {
-            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return false;
-        }
-        done += n as usize;
-    }
-    true
-}
-
-fn raw_write_all(fd: i32, mut buf: &[u8]) {
-    while !buf.is_empty() {
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-        assert!(n > 0, "send: {}", std::io::Error::last_os_error());
-        buf = &buf[n as usize..];
-    }
-}
-
-/// Pins the calling process (all its threads: the bench is single-threaded) to `cpu`.
-fn pin(cpu: usize) {
-    let set = multiproc::CpuSet::from_cpus(&[cpu]).unwrap();
-    multiproc::sys::affinity::sched_setaffinity(None, &set).unwrap();
-}
-
-#[derive(Clone, Copy)]
-struct Placement {
-    name: &'static str,
-    parent: usize,
-    child: usize,
-}
-
-fn placements() -> Vec<Placement> {
-    let allowed: Vec<usize> =
-        multiproc::sys::affinity::sched_getaffinity(None).unwrap().iter().collect();
-    let mut v = vec![Placement { name: "same CPU", parent: allowed[0], child: allowed[0] }];
-    if allowed.len() > 1 {
-        v.push(Placement { name: "cross-CPU", parent: allowed[0], child: allowed[1] });
-    }
-    v
-}
 
 /// A connected pair of sockets of the family: (the parent's end, the child's end), as raw fds.
 fn raw_pair(tcp: bool) -> (i32, i32) {

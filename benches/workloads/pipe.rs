@@ -12,6 +12,7 @@
 
 use std::os::fd::AsRawFd;
 
+use crate::common::raw::{Placement, pin, placements, raw_read_full, raw_write_all};
 use crate::common::{Case, PY_REPORT, Table, compare, headline, python, rounds};
 use multiproc::{Process, pipe};
 
@@ -26,30 +27,6 @@ fn raw_socketpair() -> (i32, i32) {
     };
     assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
     (fds[0], fds[1])
-}
-
-/// Reads exactly `buf.len()` bytes; false at EOF.
-fn raw_read_full(fd: i32, buf: &mut [u8]) -> bool {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
-        if n <= 0 {
-            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return false;
-        }
-        done += n as usize;
-    }
-    true
-}
-
-fn raw_write_all(fd: i32, mut buf: &[u8]) {
-    while !buf.is_empty() {
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-        assert!(n > 0, "send: {}", std::io::Error::last_os_error());
-        buf = &buf[n as usize..];
-    }
 }
 
 /// A raw child: `child(fd)` runs after closing the parent's end, then `_exit(0)`.
@@ -72,32 +49,6 @@ fn close_in_child(fds: &[i32]) {
     for &fd in fds {
         unsafe { libc::close(fd) };
     }
-}
-
-/// Pins the calling process (all its threads: the bench is single-threaded) to `cpu`.
-fn pin(cpu: usize) {
-    let set = multiproc::CpuSet::from_cpus(&[cpu]).unwrap();
-    multiproc::sys::affinity::sched_setaffinity(None, &set).unwrap();
-}
-
-/// Where the parent and the children run: same CPU, or two different CPUs. On 2 vCPUs the
-/// round trip is bimodal (a cross-CPU wakeup costs an IPI, expensive in a VM), so unpinned
-/// medians mean little: each configuration is measured on its own.
-#[derive(Clone, Copy)]
-struct Placement {
-    name: &'static str,
-    parent: usize,
-    child: usize,
-}
-
-fn placements() -> Vec<Placement> {
-    let allowed: Vec<usize> =
-        multiproc::sys::affinity::sched_getaffinity(None).unwrap().iter().collect();
-    let mut v = vec![Placement { name: "same CPU", parent: allowed[0], child: allowed[0] }];
-    if allowed.len() > 1 {
-        v.push(Placement { name: "cross-CPU", parent: allowed[0], child: allowed[1] });
-    }
-    v
 }
 
 fn raw_reap(pid: i32) {

@@ -876,7 +876,7 @@ fn big_items() {
             }),
             Case::new("huge pages", || {
                 let mut v = Vec::<u8>::with_capacity(SIZE);
-                multiproc::sys::mmap::advise_huge_pages(v.spare_capacity_mut());
+                multiproc::sys::mem::mmap::advise_huge_pages(v.spare_capacity_mut());
                 v.extend_from_slice(&src);
                 std::hint::black_box(v);
             }),

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Case, PY_REPORT, Stats, Table, compare, headline, python, quick, rounds};
 use multiproc::sys::Errno;
-use multiproc::sys::futex::{futex_wait, futex_wake};
+use multiproc::sys::sync::futex::{futex_wait, futex_wake};
 use multiproc::sys::time::Deadline;
 use multiproc::{Condition, Event, Lock, RLock, RawValue, Semaphore, Value};
 

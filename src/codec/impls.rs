@@ -114,36 +114,32 @@ impl Decode for u8 {
     }
 }
 
-impl Encode for usize {
-    #[inline]
-    fn encode(&self, out: &mut Vec<u8>) {
-        (*self as u64).encode(out);
-    }
+/// `usize` and `isize`: as `u64` and `i64`, so the bytes do not depend on the pointer width; a
+/// value that does not fit this machine's width is [`DecodeError::OutOfRange`].
+macro_rules! pointer_sized {
+    ($($ty:ident as $wide:ident;)*) => {$(
+        impl Encode for $ty {
+            #[inline]
+            fn encode(&self, out: &mut Vec<u8>) {
+                (*self as $wide).encode(out);
+            }
+        }
+
+        impl Decode for $ty {
+            const MIN_ENCODED_LEN: usize = 8;
+
+            #[inline]
+            fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+                $ty::try_from($wide::decode(input)?)
+                    .map_err(|_| DecodeError::OutOfRange { ty: stringify!($ty) })
+            }
+        }
+    )*};
 }
 
-impl Decode for usize {
-    const MIN_ENCODED_LEN: usize = 8;
-
-    #[inline]
-    fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        usize::try_from(u64::decode(input)?).map_err(|_| DecodeError::OutOfRange { ty: "usize" })
-    }
-}
-
-impl Encode for isize {
-    #[inline]
-    fn encode(&self, out: &mut Vec<u8>) {
-        (*self as i64).encode(out);
-    }
-}
-
-impl Decode for isize {
-    const MIN_ENCODED_LEN: usize = 8;
-
-    #[inline]
-    fn decode(input: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        isize::try_from(i64::decode(input)?).map_err(|_| DecodeError::OutOfRange { ty: "isize" })
-    }
+pointer_sized! {
+    usize as u64;
+    isize as i64;
 }
 
 impl Encode for bool {
@@ -388,6 +384,7 @@ impl<T: Encode + ?Sized> Encode for &T {
     }
 }
 
+// `&T` above is encode-only, so it is not one of the `smart_pointers!`.
 /// `Box`, `Rc` and `Arc` encode and decode exactly as what they point to.
 macro_rules! smart_pointers {
     ($($ptr:ident),+) => {$(

@@ -1,4 +1,6 @@
-//! The message codec, and the frame format used by [`Connection`]s and queues.
+//! The message codec (the bytes of every message a [`Connection`], a queue or a pool sends), and
+//! the frame format (an 8-byte length, then the payload) of a [`Connection`] and of the pool's
+//! worker channels.
 //!
 //! A message is any type that implements [`Encode`] (turn a value into bytes) and [`Decode`]
 //! (rebuild it from bytes); [`Message`] is the name for "both", and is implemented automatically.
@@ -224,9 +226,9 @@
 // The optional `serde` feature: `Serde<T>` through a serde `Serializer`/`Deserializer` that
 // writes this same wire format.
 #[cfg(feature = "serde")]
-mod serde_impl;
+mod serde;
 #[cfg(feature = "serde")]
-pub use serde_impl::{Serde, SerializeError};
+pub use self::serde::{Serde, SerializeError};
 
 mod decoder;
 mod error;

@@ -122,6 +122,63 @@ impl From<ListenerError> for io::Error {
     }
 }
 
+/// The handshake settings a listener and a client share: the authkey and how long the peer
+/// has to complete the handshake (both with the `auth` feature; without it, no handshake).
+#[derive(Clone)]
+struct Handshake {
+    #[cfg(feature = "auth")]
+    authkey: Option<Vec<u8>>,
+    #[cfg(feature = "auth")]
+    timeout: Option<Duration>,
+}
+
+impl Default for Handshake {
+    /// No authkey; [`DEFAULT_HANDSHAKE_TIMEOUT`] should one be set.
+    fn default() -> Self {
+        Handshake {
+            #[cfg(feature = "auth")]
+            authkey: None,
+            #[cfg(feature = "auth")]
+            timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+        }
+    }
+}
+
+/// Which side of the handshake this end runs.
+#[derive(Clone, Copy)]
+enum Side {
+    /// The listener: challenges first.
+    Server,
+    /// The client: answers first.
+    Client,
+}
+
+impl Handshake {
+    /// A builder's `Debug`: `name { address, authenticated, handshake_timeout }` (the last two
+    /// with the `auth` feature).
+    fn debug(&self, f: &mut fmt::Formatter<'_>, name: &str, address: &Address) -> fmt::Result {
+        let mut d = f.debug_struct(name);
+        d.field("address", address);
+        #[cfg(feature = "auth")]
+        d.field("authenticated", &self.authkey.is_some()).field("handshake_timeout", &self.timeout);
+        d.finish()
+    }
+
+    /// Runs the handshake on a new connection as `side`, if there is an authkey.
+    fn run(&self, conn: &SocketConnection, side: Side) -> Result<(), ListenerError> {
+        #[cfg(feature = "auth")]
+        if let Some(key) = &self.authkey {
+            match side {
+                Side::Server => super::auth::server_handshake(conn, key, self.timeout)?,
+                Side::Client => super::auth::client_handshake(conn, key, self.timeout)?,
+            }
+        }
+        #[cfg(not(feature = "auth"))]
+        let _ = (conn, side);
+        Ok(())
+    }
+}
+
 /// A listening socket.
 enum Socket {
     Unix(UnixListener),
@@ -236,10 +293,7 @@ pub struct Listener {
     socket: Socket,
     address: Address,
     file: Option<SocketFile>,
-    #[cfg(feature = "auth")]
-    authkey: Option<Vec<u8>>,
-    #[cfg(feature = "auth")]
-    handshake_timeout: Option<Duration>,
+    handshake: Handshake,
 }
 
 impl fmt::Debug for Listener {
@@ -247,7 +301,7 @@ impl fmt::Debug for Listener {
         let mut d = f.debug_struct("Listener");
         d.field("fd", &self.as_raw_fd()).field("address", &self.address);
         #[cfg(feature = "auth")]
-        d.field("authenticated", &self.authkey.is_some());
+        d.field("authenticated", &self.handshake.authkey.is_some());
         d.finish()
     }
 }
@@ -257,20 +311,12 @@ impl fmt::Debug for Listener {
 #[derive(Clone)]
 pub struct ListenerBuilder {
     address: Address,
-    #[cfg(feature = "auth")]
-    authkey: Option<Vec<u8>>,
-    #[cfg(feature = "auth")]
-    handshake_timeout: Option<Duration>,
+    handshake: Handshake,
 }
 
 impl fmt::Debug for ListenerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("ListenerBuilder");
-        d.field("address", &self.address);
-        #[cfg(feature = "auth")]
-        d.field("authenticated", &self.authkey.is_some())
-            .field("handshake_timeout", &self.handshake_timeout);
-        d.finish()
+        self.handshake.debug(f, "ListenerBuilder", &self.address)
     }
 }
 
@@ -280,7 +326,7 @@ impl ListenerBuilder {
     /// `auth` feature.
     #[cfg(feature = "auth")]
     pub fn authkey(mut self, authkey: impl AsRef<[u8]>) -> Self {
-        self.authkey = Some(authkey.as_ref().to_vec());
+        self.handshake.authkey = Some(authkey.as_ref().to_vec());
         self
     }
 
@@ -289,7 +335,7 @@ impl ListenerBuilder {
     /// default; `None` waits forever, as Python does). Only used with an authkey; needs the `auth`
     /// feature.
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.handshake_timeout = timeout;
+        self.handshake.timeout = timeout;
         self
     }
 
@@ -315,15 +361,7 @@ impl ListenerBuilder {
                 (Socket::Tcp(socket), Address::Tcp(bound), None)
             }
         };
-        Ok(Listener {
-            socket,
-            address,
-            file,
-            #[cfg(feature = "auth")]
-            authkey: self.authkey,
-            #[cfg(feature = "auth")]
-            handshake_timeout: self.handshake_timeout,
-        })
+        Ok(Listener { socket, address, file, handshake: self.handshake })
     }
 }
 
@@ -338,13 +376,7 @@ impl Listener {
 
     /// Options for a listener at `address`: an authkey, the handshake's time limit.
     pub fn builder(address: impl Into<Address>) -> ListenerBuilder {
-        ListenerBuilder {
-            address: address.into(),
-            #[cfg(feature = "auth")]
-            authkey: None,
-            #[cfg(feature = "auth")]
-            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
-        }
+        ListenerBuilder { address: address.into(), handshake: Handshake::default() }
     }
 
     /// Waits for a client and returns the connection to it, after the handshake if there is an
@@ -371,10 +403,7 @@ impl Listener {
                 Err(e) => return Err(ListenerError::Io(e)),
             }
         };
-        #[cfg(feature = "auth")]
-        if let Some(key) = &self.authkey {
-            super::auth::server_handshake(&conn, key, self.handshake_timeout)?;
-        }
+        self.handshake.run(&conn, Side::Server)?;
         Ok(conn)
     }
 
@@ -391,7 +420,7 @@ impl Listener {
             Socket::Unix(s) => s.into(),
             Socket::Tcp(s) => s.into(),
         };
-        let closed = multiproc_sys::pipe::close(fd).map_err(io::Error::from);
+        let closed = multiproc_sys::io::fd::close(fd).map_err(io::Error::from);
         drop(file); // removes the socket file
         closed
     }
@@ -487,41 +516,30 @@ fn bind_private(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
 #[derive(Clone)]
 pub struct Client {
     address: Address,
-    #[cfg(feature = "auth")]
-    authkey: Option<Vec<u8>>,
-    #[cfg(feature = "auth")]
-    handshake_timeout: Option<Duration>,
+    handshake: Handshake,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Client");
-        d.field("address", &self.address);
-        #[cfg(feature = "auth")]
-        d.field("authenticated", &self.authkey.is_some())
-            .field("handshake_timeout", &self.handshake_timeout);
-        d.finish()
+        self.handshake.debug(f, "Client", &self.address)
     }
 }
 
 impl Client {
     /// A client for the listener at `address`, with no authkey.
     pub fn new(address: impl Into<Address>) -> Client {
-        Client {
-            address: address.into(),
-            #[cfg(feature = "auth")]
-            authkey: None,
-            #[cfg(feature = "auth")]
-            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
-        }
+        Client { address: address.into(), handshake: Handshake::default() }
     }
+
+    // `authkey` and `handshake_timeout` mirror `ListenerBuilder`'s (Python gives both classes
+    // these two arguments); the handshake itself is `Handshake::run`.
 
     /// Authenticates with `authkey` (Python's `Client(address, authkey=...)`):
     /// [`connect`](Self::connect) answers the listener's challenge, then challenges it. Needs
     /// the `auth` feature.
     #[cfg(feature = "auth")]
     pub fn authkey(mut self, authkey: impl AsRef<[u8]>) -> Self {
-        self.authkey = Some(authkey.as_ref().to_vec());
+        self.handshake.authkey = Some(authkey.as_ref().to_vec());
         self
     }
 
@@ -530,7 +548,7 @@ impl Client {
     /// 20 s, by default; `None` waits forever, as Python does). Only used with an authkey; needs the `auth`
     /// feature.
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.handshake_timeout = timeout;
+        self.handshake.timeout = timeout;
         self
     }
 
@@ -556,10 +574,7 @@ impl Client {
             }
             Address::Tcp(addr) => SocketConnection::from(std::net::TcpStream::connect(addr)?),
         };
-        #[cfg(feature = "auth")]
-        if let Some(key) = &self.authkey {
-            super::auth::client_handshake(&conn, key, self.handshake_timeout)?;
-        }
+        self.handshake.run(&conn, Side::Client)?;
         Ok(conn)
     }
 }

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use multiproc_sys::Errno;
-use multiproc_sys::pipe as syspipe;
+use multiproc_sys::io::{fd, poll, stream};
 use multiproc_sys::time::Deadline;
 
 use super::ConnectionError;
@@ -178,6 +178,9 @@ impl SocketConnection {
         self.write_all(&[&long_header(buf.len()), buf])
     }
 
+    // The same public methods as a pipe `Connection`'s (Python's `Connection` API); what they
+    // share is written once in `connection` (`byte_range`, the codec, the frame reader).
+
     /// Python's `send_bytes(buf, offset, size)`: sends `buf[offset..offset + size]` (to the end
     /// when `size` is `None`), with Python's argument checks as
     /// [`ConnectionError::InvalidArgument`].
@@ -187,17 +190,7 @@ impl SocketConnection {
         offset: usize,
         size: Option<usize>,
     ) -> Result<(), ConnectionError> {
-        if offset > buf.len() {
-            return Err(ConnectionError::InvalidArgument("buffer length < offset"));
-        }
-        let end = match size {
-            None => buf.len(),
-            Some(size) => match offset.checked_add(size) {
-                Some(end) if end <= buf.len() => end,
-                _ => return Err(ConnectionError::InvalidArgument("buffer length < offset + size")),
-            },
-        };
-        self.send_bytes(&buf[offset..end])
+        self.send_bytes(super::byte_range(buf, offset, size)?)
     }
 
     /// Receives one whole message as bytes (Python's `recv_bytes()`). Blocks until it has
@@ -275,7 +268,7 @@ impl SocketConnection {
     /// As [`poll`](Self::poll), waiting at most `timeout` for a message (Python's
     /// `poll(timeout)`; `Duration::MAX` waits as long as needed, Python's `poll(None)`).
     pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, ConnectionError> {
-        Ok(syspipe::wait_readable(self.as_fd(), Deadline::after(Some(timeout)))?)
+        Ok(poll::wait_readable(self.as_fd(), Deadline::after(Some(timeout)))?)
     }
 
     /// Closes the connection (Python's `close`). Dropping it does the same; `close` reports an
@@ -285,7 +278,7 @@ impl SocketConnection {
             Stream::Unix(s) => s.into(),
             Stream::Tcp(s) => s.into(),
         };
-        syspipe::close(fd).map_err(io::Error::from)
+        fd::close(fd).map_err(io::Error::from)
     }
 
     /// Receives one message of at most `max` bytes, all of it before `deadline`: the
@@ -309,8 +302,8 @@ impl SocketConnection {
 
     fn write_all(&self, parts: &[&[u8]]) -> Result<(), ConnectionError> {
         let r = match parts {
-            [one] => syspipe::send_all(self.as_fd(), one),
-            _ => syspipe::write_all_vectored(self.as_fd(), parts),
+            [one] => stream::send_all(self.as_fd(), one),
+            _ => stream::write_all_vectored(self.as_fd(), parts),
         };
         Ok(r?)
     }
@@ -384,7 +377,7 @@ impl SocketConnection {
             match r {
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    syspipe::wait_readable(self.as_fd(), Deadline::FOREVER)?;
+                    poll::wait_readable(self.as_fd(), Deadline::FOREVER)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
                 Err(e) => return Err(ConnectionError::Io(e)),
@@ -415,14 +408,14 @@ impl SocketConnection {
     fn read_some(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize, ConnectionError> {
         let fd = self.as_fd();
         loop {
-            if !deadline.is_forever() && !syspipe::wait_readable(fd, deadline)? {
+            if !deadline.is_forever() && !poll::wait_readable(fd, deadline)? {
                 return Err(timed_out());
             }
-            match multiproc_sys::io::read_once(fd, buf) {
+            match fd::read_once(fd, buf) {
                 Ok(n) => return Ok(n),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
-                    if !syspipe::wait_readable(fd, deadline)? {
+                    if !poll::wait_readable(fd, deadline)? {
                         return Err(timed_out());
                     }
                 }

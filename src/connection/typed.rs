@@ -138,6 +138,46 @@ fn debug_end(
     d.finish()
 }
 
+/// `poll` and `poll_timeout` of the ends that receive, in their inherent `impl` blocks: the
+/// wrapped connection's.
+macro_rules! receiving_end {
+    () => {
+        /// Whether a message (or end-of-file) is ready to be received right now; see
+        /// [`Connection::poll`].
+        pub fn poll(&self) -> Result<bool, ConnectionError> {
+            self.conn.poll()
+        }
+
+        /// As [`poll`](Self::poll), waiting at most `timeout`; see
+        /// [`Connection::poll_timeout`].
+        pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, ConnectionError> {
+            self.conn.poll_timeout(timeout)
+        }
+    };
+}
+/// `AsFd`, `AsRawFd` and `From<_> for Connection` of the typed ends: the wrapped connection's.
+macro_rules! wraps_connection {
+    ($($name:ident<$($g:ident),+>;)*) => {$(
+        impl<$($g),+> AsFd for $name<$($g),+> {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.conn.as_fd()
+            }
+        }
+
+        impl<$($g),+> AsRawFd for $name<$($g),+> {
+            fn as_raw_fd(&self) -> RawFd {
+                self.conn.as_raw_fd()
+            }
+        }
+
+        impl<$($g),+> From<$name<$($g),+>> for Connection {
+            fn from(typed: $name<$($g),+>) -> Connection {
+                typed.conn
+            }
+        }
+    )*};
+}
+
 /// One end of a [`typed_pipe`]: sends `S`s and receives `R`s — Python's `Connection`, with the
 /// message types declared.
 ///
@@ -213,16 +253,7 @@ impl<S, R> TypedConnection<S, R> {
         self.conn
     }
 
-    /// Whether a message (or end-of-file) is ready to be received right now; see
-    /// [`Connection::poll`].
-    pub fn poll(&self) -> Result<bool, ConnectionError> {
-        self.conn.poll()
-    }
-
-    /// As [`poll`](Self::poll), waiting at most `timeout`; see [`Connection::poll_timeout`].
-    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, ConnectionError> {
-        self.conn.poll_timeout(timeout)
-    }
+    receiving_end!();
 
     /// Closes this end (Python's `close`); see [`Connection::close`].
     pub fn close(self) -> io::Result<()> {
@@ -257,24 +288,6 @@ impl<S, R> fmt::Debug for TypedConnection<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (s, r) = (std::any::type_name::<S>(), std::any::type_name::<R>());
         debug_end(f, "TypedConnection", &self.conn, Some(s), Some(r))
-    }
-}
-
-impl<S, R> AsFd for TypedConnection<S, R> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.conn.as_fd()
-    }
-}
-
-impl<S, R> AsRawFd for TypedConnection<S, R> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.conn.as_raw_fd()
-    }
-}
-
-impl<S, R> From<TypedConnection<S, R>> for Connection {
-    fn from(typed: TypedConnection<S, R>) -> Connection {
-        typed.conn
     }
 }
 
@@ -329,24 +342,6 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
-impl<T> AsFd for Sender<T> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.conn.as_fd()
-    }
-}
-
-impl<T> AsRawFd for Sender<T> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.conn.as_raw_fd()
-    }
-}
-
-impl<T> From<Sender<T>> for Connection {
-    fn from(typed: Sender<T>) -> Connection {
-        typed.conn
-    }
-}
-
 /// The reading end of a [`typed_simplex_pipe`]: receives `T`s.
 ///
 /// Behaves like the [`Connection`] it wraps, which [`as_untyped`](Self::as_untyped) and
@@ -367,6 +362,9 @@ impl<T> Receiver<T> {
         Receiver { conn, _types: PhantomData }
     }
 
+    // The untyped accessors and `close` mirror `TypedConnection`'s and `Sender`'s (one-line
+    // delegations, each documented for what this end can do).
+
     /// The untyped connection, for [`recv_bytes`](Connection::recv_bytes) or a message of
     /// another type.
     pub fn as_untyped(&self) -> &Connection {
@@ -379,16 +377,7 @@ impl<T> Receiver<T> {
         self.conn
     }
 
-    /// Whether a message (or end-of-file) is ready to be received right now; see
-    /// [`Connection::poll`].
-    pub fn poll(&self) -> Result<bool, ConnectionError> {
-        self.conn.poll()
-    }
-
-    /// As [`poll`](Self::poll), waiting at most `timeout`; see [`Connection::poll_timeout`].
-    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, ConnectionError> {
-        self.conn.poll_timeout(timeout)
-    }
+    receiving_end!();
 
     /// Closes this end (Python's `close`); see [`Connection::close`].
     pub fn close(self) -> io::Result<()> {
@@ -414,20 +403,8 @@ impl<T> fmt::Debug for Receiver<T> {
     }
 }
 
-impl<T> AsFd for Receiver<T> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.conn.as_fd()
-    }
-}
-
-impl<T> AsRawFd for Receiver<T> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.conn.as_raw_fd()
-    }
-}
-
-impl<T> From<Receiver<T>> for Connection {
-    fn from(typed: Receiver<T>) -> Connection {
-        typed.conn
-    }
+wraps_connection! {
+    TypedConnection<S, R>;
+    Sender<T>;
+    Receiver<T>;
 }

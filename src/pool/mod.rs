@@ -612,6 +612,9 @@ impl Pool {
         self.collect_batch(f.job()?, iter, chunksize)
     }
 
+    // The starmap family mirrors the map family above (Python's parallel API; `StarWork` in
+    // place of `Work`); both end in the one `collect_batch`.
+
     /// Like [`map`](Self::map), but each item is a tuple whose fields are passed as separate
     /// arguments (Python's `starmap`).
     pub fn starmap<Args, R, W>(

@@ -243,23 +243,33 @@ mod tests {
         k + x
     }
 
+    /// Runs a prepared job's trampoline on `payload` as a worker does; returns its output.
+    ///
+    /// # Safety
+    /// `tramp` and `ctx` are a `Job::Code` that `Work::job` took in this process.
+    unsafe fn run_code(tramp: usize, ctx: usize, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        // SAFETY: passed on to the caller.
+        unsafe {
+            crate::start::launch::run_code(
+                Default::default(),
+                tramp as u64,
+                ctx as u64,
+                payload,
+                &mut out,
+            )
+        };
+        out
+    }
+
     /// Runs `p` on `items` the way a worker does, and decodes the results as the parent does.
     fn run(p: Partial<u32, u32>, items: &[u32]) -> Vec<Result<u32, PoolError>> {
         let prepared = Work::job(p).unwrap();
         let mut payload = Vec::new();
         prepared.encode_chunk(items.iter(), &mut payload);
         let Job::Code { tramp, ctx } = prepared.job else { panic!("not code") };
-        let mut out = Vec::new();
         // SAFETY: `tramp` and `ctx` were just taken by `Work::job` in this process.
-        unsafe {
-            crate::start::launch::run_code(
-                Default::default(),
-                tramp as u64,
-                ctx as u64,
-                &payload,
-                &mut out,
-            )
-        };
+        let out = unsafe { run_code(tramp, ctx, &payload) };
         let mut results = Vec::new();
         decode_chunk::<u32>(&out, items.len(), &mut results);
         results
@@ -346,17 +356,8 @@ mod tests {
         for payload in
             [vec![], vec![1, 2], u64::MAX.to_le_bytes().to_vec(), 9u64.to_le_bytes().to_vec()]
         {
-            let mut out = Vec::new();
             // SAFETY: `tramp` and `ctx` were just taken by `Work::job` in this process.
-            unsafe {
-                crate::start::launch::run_code(
-                    Default::default(),
-                    tramp as u64,
-                    ctx as u64,
-                    &payload,
-                    &mut out,
-                )
-            };
+            let out = unsafe { run_code(tramp, ctx, &payload) };
             assert_eq!(out.first(), Some(&ITEM_BAD_ARG), "{payload:?}");
             let mut results = Vec::new();
             decode_chunk::<u32>(&out, 1, &mut results);

@@ -30,11 +30,16 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use multiproc_sys::fork::{self as sysfork, ForkOutcome};
-use multiproc_sys::pipe::{self as syspipe, PollFd, PollFlags};
-use multiproc_sys::scm;
+use multiproc_sys::io::fd::{self, close_inherited};
+use multiproc_sys::io::poll::{self, PollFd, PollFlags};
+use multiproc_sys::io::{scm, socket};
+use multiproc_sys::process::fork::{ForkOutcome, fork};
+use multiproc_sys::process::parent::getppid;
+use multiproc_sys::process::pidfd::{self, Pidfd};
+use multiproc_sys::process::signal::{self, Disposition, SavedAction};
+use multiproc_sys::process::wait::{self, ExitStatus};
+use multiproc_sys::process::{exit, pid};
 use multiproc_sys::time::Deadline;
-use multiproc_sys::wait::{self, ExitStatus, Pidfd};
 use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::start::launch::Relocation;
@@ -52,30 +57,6 @@ struct Child {
 /// How often the server looks when it has no pidfd to wait on.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
-/// The saved `SIGCHLD` disposition of the parent, restored in workers.
-struct SavedSigchld(libc::sigaction);
-
-/// Resets `SIGCHLD` to its default disposition, returning the previous one.
-fn reset_sigchld() -> Option<SavedSigchld> {
-    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, empty mask, no flags).
-    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    dfl.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: as above, for the out-parameter.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid sigactions; SIGCHLD is a valid signal.
-    let r = unsafe { libc::sigaction(libc::SIGCHLD, &dfl, &mut old) };
-    (r == 0).then_some(SavedSigchld(old))
-}
-
-/// Restores a saved `SIGCHLD` disposition (in a worker, just after the fork).
-fn restore_sigchld(saved: &Option<SavedSigchld>) {
-    if let Some(SavedSigchld(old)) = saved {
-        // SAFETY: `old` was filled by `sigaction` in the server; a null old-action pointer is
-        // allowed.
-        unsafe { libc::sigaction(libc::SIGCHLD, old, std::ptr::null_mut()) };
-    }
-}
-
 struct Server<'a> {
     cfg: &'a Config,
     slots: &'a Slots,
@@ -84,20 +65,21 @@ struct Server<'a> {
     direct: bool,
     parent_pidfd: Option<Pidfd>,
     workers: Vec<Option<Child>>,
-    sigchld: Option<SavedSigchld>,
+    /// The parent's `SIGCHLD` action, which workers get back (`None` if it could not be reset).
+    sigchld: Option<SavedAction>,
 }
 
 /// A launched pool server's life (see `start::launch`): descriptor 0 is the control socket,
 /// 1 the slots segment; the payload is [`config::encode_launch`]'s. Never returns.
 pub(crate) fn server_entry(reloc: Relocation, payload: &[u8], mut fds: Vec<OwnedFd>) -> ! {
-    let Some((cfg, parent)) = config::decode_launch(reloc, payload) else { sysfork::exit_now(127) };
+    let Some((cfg, parent)) = config::decode_launch(reloc, payload) else { exit::exit_now(127) };
     if fds.len() != 2 {
-        sysfork::exit_now(127);
+        exit::exit_now(127);
     }
-    let slots_fd = fds.pop().unwrap_or_else(|| sysfork::exit_now(127));
-    let ctl = fds.pop().unwrap_or_else(|| sysfork::exit_now(127));
-    let Ok(slots) = Slots::from_fd(slots_fd, cfg.processes) else { sysfork::exit_now(127) };
-    let direct = sysfork::getppid() == Some(parent);
+    let slots_fd = fds.pop().unwrap_or_else(|| exit::exit_now(127));
+    let ctl = fds.pop().unwrap_or_else(|| exit::exit_now(127));
+    let Ok(slots) = Slots::from_fd(slots_fd, cfg.processes) else { exit::exit_now(127) };
+    let direct = getppid() == Some(parent);
     server_main(&cfg, ctl, parent, direct, &slots)
 }
 
@@ -118,16 +100,18 @@ pub(crate) fn server_main(
     // not among them: the parent registers its end of the control socket after the fork, and
     // the worker channels do not exist yet.
     crate::fd_registry::close_inherited();
-    let sigchld = reset_sigchld();
-    if direct && sysfork::getppid() != Some(parent) {
-        sysfork::exit_now(0);
+    // The server resets `SIGCHLD` so that it can reap its workers; each gets the parent's
+    // action back just after its fork.
+    let sigchld = signal::replace_disposition(Signal::CHILD, Disposition::Default).ok();
+    if direct && getppid() != Some(parent) {
+        exit::exit_now(0);
     }
-    let parent_pidfd = wait::pidfd_open(parent).ok();
-    if !direct && parent_pidfd.is_none() && wait::probe(parent).is_err() {
-        sysfork::exit_now(0);
+    let parent_pidfd = pidfd::pidfd_open(parent).ok();
+    if !direct && parent_pidfd.is_none() && signal::probe(parent).is_err() {
+        exit::exit_now(0);
     }
-    if syspipe::set_nonblocking(ctl.as_fd(), true).is_err() {
-        sysfork::exit_now(1);
+    if fd::set_nonblocking(ctl.as_fd(), true).is_err() {
+        exit::exit_now(1);
     }
     let mut s = Server {
         cfg,
@@ -174,12 +158,12 @@ impl Server<'_> {
                         )
                     })
                     .collect();
-                match syspipe::poll(&mut pfds, deadline) {
+                match poll::poll(&mut pfds, deadline) {
                     Ok(_) => pfds.iter().map(PollFd::revents).collect(),
                     Err(_) => vec![PollFlags::empty(); pfds.len()],
                 }
             };
-            let parent_dead = (self.direct && sysfork::getppid() != Some(self.parent))
+            let parent_dead = (self.direct && getppid() != Some(self.parent))
                 || fds
                     .iter()
                     .zip(&revents)
@@ -252,8 +236,8 @@ impl Server<'_> {
                 Ok(_) => return,
                 Err(Errno::AGAIN) => {
                     let _ =
-                        syspipe::wait_writable(self.ctl.as_fd(), Deadline::after(Some(POLL_SLICE)));
-                    if sysfork::getppid() != Some(self.parent) {
+                        poll::wait_writable(self.ctl.as_fd(), Deadline::after(Some(POLL_SLICE)));
+                    if getppid() != Some(self.parent) {
                         self.kill_all_and_exit(Signal::KILL, Duration::ZERO);
                     }
                 }
@@ -284,11 +268,11 @@ impl Server<'_> {
             proto::CTL_KILL if i < self.workers.len() => {
                 if let Some(child) = &self.workers[i]
                     && child.pid.as_raw_nonzero().get() == c.pid
-                    && let Some(sig) = wait::signal_from_raw(c.value)
+                    && let Some(sig) = signal::signal_from_raw(c.value)
                 {
                     // The child is not reaped yet (only this process reaps it), so its pid
                     // cannot have been reused.
-                    let _ = wait::kill(child.pid, sig);
+                    let _ = signal::kill(child.pid, sig);
                 }
             }
             proto::CTL_TERMINATE => {
@@ -311,7 +295,7 @@ impl Server<'_> {
                 return;
             }
         };
-        let (p_end, w_end) = match syspipe::socketpair() {
+        let (p_end, w_end) = match socket::socketpair() {
             Ok(pair) => pair,
             Err(e) => {
                 let mut c = Ctl::new(proto::CTL_SPAWN_FAILED, i);
@@ -320,10 +304,10 @@ impl Server<'_> {
                 return;
             }
         };
-        let me = sysfork::getpid();
+        let me = pid::getpid();
         // SAFETY: this process has a single thread, so the child may do anything; the child
         // branch ends in `worker_main`, which never returns.
-        match unsafe { sysfork::fork() } {
+        match unsafe { fork() } {
             Err(e) => {
                 let mut c = Ctl::new(proto::CTL_SPAWN_FAILED, i);
                 c.value = e.raw_os_error();
@@ -344,15 +328,17 @@ impl Server<'_> {
                 for fd in close {
                     // SAFETY: these fds are owned by the server's structures, which this
                     // process never uses again (worker_main does not return).
-                    unsafe { libc::close(fd) };
+                    unsafe { close_inherited(fd) };
                 }
                 // The worker gets the parent's disposition back.
-                restore_sigchld(&self.sigchld);
+                if let Some(saved) = &self.sigchld {
+                    let _ = saved.restore();
+                }
                 super::worker::worker_main(self.cfg, i, w_end, me, self.slots, secret)
             }
             Ok(ForkOutcome::Parent { child }) => {
                 drop(w_end);
-                let pidfd = wait::pidfd_open(child).ok();
+                let pidfd = pidfd::pidfd_open(child).ok();
                 self.workers[i] = Some(Child { pid: child, pidfd });
                 let mut c = Ctl::new(proto::CTL_SPAWNED, i);
                 c.pid = child.as_raw_nonzero().get();
@@ -366,7 +352,7 @@ impl Server<'_> {
     /// them all, and exits.
     fn kill_all_and_exit(&mut self, sig: Signal, grace: Duration) -> ! {
         for child in self.workers.iter().flatten() {
-            let _ = wait::kill(child.pid, sig);
+            let _ = signal::kill(child.pid, sig);
         }
         let deadline = Deadline::after(Some(grace));
         loop {
@@ -397,18 +383,18 @@ impl Server<'_> {
                         )
                     })
                     .collect();
-                let _ = syspipe::poll(&mut pfds, deadline);
+                let _ = poll::poll(&mut pfds, deadline);
             } else {
-                let _ = syspipe::poll(&mut [], slice);
+                let _ = poll::poll(&mut [], slice);
             }
         }
         for i in 0..self.workers.len() {
             if let Some(child) = self.workers[i].take() {
-                let _ = wait::kill(child.pid, Signal::KILL);
+                let _ = signal::kill(child.pid, Signal::KILL);
                 let _ = wait::waitpid(child.pid, true);
             }
         }
-        sysfork::exit_now(0)
+        exit::exit_now(0)
     }
 }
 

@@ -16,7 +16,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use multiproc_sys::affinity::{CpuSet, sched_setaffinity};
-use multiproc_sys::fork as sysfork;
+use multiproc_sys::io::{fd, stream};
+use multiproc_sys::process::{exit, parent};
 use multiproc_sys::{Errno, Pid, Signal};
 
 use crate::fd_registry::RegisteredFd;
@@ -31,12 +32,12 @@ use super::work::run_chunk;
 fn finish(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    sysfork::exit_now(code)
+    exit::exit_now(code)
 }
 
 /// Writes a whole buffer to the channel; the parent being gone ends the worker.
 fn send(chan: &RegisteredFd, bytes: &[u8]) {
-    if multiproc_sys::pipe::send_all(chan.as_fd(), bytes).is_err() {
+    if stream::send_all(chan.as_fd(), bytes).is_err() {
         finish(0);
     }
 }
@@ -81,9 +82,9 @@ pub(crate) fn worker_main(
     slots: &Slots,
     secret: [u8; proto::SECRET_LEN],
 ) -> ! {
-    if sysfork::set_parent_death_signal(Signal::KILL, server).is_err() {
+    if parent::set_parent_death_signal(Signal::KILL, server).is_err() {
         // The server died before we got here.
-        sysfork::exit_now(1);
+        exit::exit_now(1);
     }
     // A `Process` a task forks closes the channel: it must not send results in our name.
     let chan = RegisteredFd::new(chan);
@@ -133,7 +134,7 @@ pub(crate) fn worker_main(
             }
         };
         let n = loop {
-            match multiproc_sys::io::read_once(chan.as_fd(), inbox.room(frame_len)) {
+            match fd::read_once(chan.as_fd(), inbox.room(frame_len)) {
                 Ok(n) => break n,
                 Err(Errno::INTR) => {}
                 Err(_) => finish(0),

@@ -205,6 +205,9 @@ impl RLock {
         self.state.get()
     }
 
+    // `lock`, `try_lock`, `lock_timeout` and the `acquire` forms mirror `Lock`'s (Python's
+    // API, documented per type); each is one call into the shared `sync::api` (`guarded`).
+
     /// Acquires one level, waiting as long as it takes; the guard releases that level.
     ///
     /// # Errors

@@ -415,6 +415,9 @@ impl BoundedSemaphore {
         Ok(BoundedSemaphore { core: SemCore::new(value, value, true)? })
     }
 
+    // The same facade as `Semaphore`'s (Python's two classes share their methods), each method
+    // one call into the shared `SemCore`; only `new`, `release`'s bound and `max_value` differ.
+
     /// Takes a permit, waiting as long as needed; see [`Semaphore::acquire`].
     ///
     /// # Errors

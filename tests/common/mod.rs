@@ -5,5 +5,6 @@
 
 #[path = "../../sys/tests/common/mod.rs"]
 mod harness;
+pub mod net;
 
 pub use harness::*;

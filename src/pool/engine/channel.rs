@@ -6,8 +6,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::AsFd;
 
-use multiproc_sys::pipe as syspipe;
-use multiproc_sys::scm;
+use multiproc_sys::io::{poll, scm, socket};
 use multiproc_sys::time::Deadline;
 use multiproc_sys::{Errno, Pid};
 
@@ -137,7 +136,7 @@ impl Control {
             if self.outq.is_empty() {
                 return;
             }
-            match syspipe::wait_writable(self.fd.as_fd(), deadline) {
+            match poll::wait_writable(self.fd.as_fd(), deadline) {
                 Ok(true) => {}
                 _ => return,
             }
@@ -180,7 +179,7 @@ pub(super) fn flush_worker(w: &mut Worker, secret: &[u8; proto::SECRET_LEN]) {
             iov[len] = IoSlice::new(&w.wbuf[pos..]);
             len += 1;
         }
-        match multiproc_sys::io::send_vectored_nonblocking(w.chan.as_fd(), &iov[..len]) {
+        match socket::send_vectored_nonblocking(w.chan.as_fd(), &iov[..len]) {
             Ok(n) => {
                 w.wpos += n;
                 while w.secret_at.get(next).is_some_and(|&f| f + proto::SECRET_LEN <= w.wpos) {
@@ -209,7 +208,8 @@ pub(super) fn flush_worker(w: &mut Worker, secret: &[u8; proto::SECRET_LEN]) {
 mod tests {
     use std::os::fd::OwnedFd;
 
-    use multiproc_sys::fork as sysfork;
+    use multiproc_sys::io::{fd, stream};
+    use multiproc_sys::process::pid;
 
     use super::*;
     use crate::codec::FRAME_HEADER_LEN;
@@ -218,9 +218,9 @@ mod tests {
 
     /// A worker record around one end of a fresh socketpair; the other end is returned.
     fn worker() -> (Worker, OwnedFd) {
-        let (a, b) = syspipe::socketpair().unwrap();
-        syspipe::set_nonblocking(a.as_fd(), true).unwrap();
-        let mut w = Worker::new(sysfork::getpid(), RegisteredFd::new(a), None);
+        let (a, b) = socket::socketpair().unwrap();
+        fd::set_nonblocking(a.as_fd(), true).unwrap();
+        let mut w = Worker::new(pid::getpid(), RegisteredFd::new(a), None);
         w.ready = true;
         (w, b)
     }
@@ -244,8 +244,7 @@ mod tests {
                     assert_eq!(wire_len, FRAME_HEADER_LEN + proto::STOP_LEN);
                 }
                 Ok(Inbound::Read { frame_len }) => {
-                    let n =
-                        multiproc_sys::io::read_once(peer.as_fd(), inbox.room(frame_len)).unwrap();
+                    let n = fd::read_once(peer.as_fd(), inbox.room(frame_len)).unwrap();
                     assert!(n > 0, "end of file after {seen} frames");
                     inbox.filled(n);
                 }
@@ -272,7 +271,7 @@ mod tests {
             let (mut w, peer) = worker();
             if let Some(size) = sndbuf {
                 // A small buffer: sends stop anywhere, inside secrets too.
-                multiproc_sys::io::set_send_buffer_size(w.chan.as_fd(), size).unwrap();
+                socket::set_send_buffer_size(w.chan.as_fd(), size).unwrap();
             }
             let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
             for seq in 1..=tasks {
@@ -291,7 +290,7 @@ mod tests {
                 flush_worker(&mut w, &secret);
                 assert!(!w.write_dead);
                 if !w.wbuf.is_empty() {
-                    syspipe::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
+                    poll::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
                 }
             }
             assert!(w.secret_at.is_empty());
@@ -318,16 +317,16 @@ mod tests {
             if end > field {
                 sent[field..end].copy_from_slice(&secret[..end - field]);
             }
-            syspipe::set_nonblocking(w.chan.as_fd(), false).unwrap();
-            syspipe::send_all(w.chan.as_fd(), &sent).unwrap();
-            syspipe::set_nonblocking(w.chan.as_fd(), true).unwrap();
+            fd::set_nonblocking(w.chan.as_fd(), false).unwrap();
+            stream::send_all(w.chan.as_fd(), &sent).unwrap();
+            fd::set_nonblocking(w.chan.as_fd(), true).unwrap();
             w.wpos = cut;
             w.secret_at.retain(|&f| f + proto::SECRET_LEN > cut);
             while !w.wbuf.is_empty() {
                 flush_worker(&mut w, &secret);
                 assert!(!w.write_dead);
                 if !w.wbuf.is_empty() {
-                    syspipe::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
+                    poll::wait_writable(w.chan.as_fd(), Deadline::FOREVER).unwrap();
                 }
             }
             reader.join().unwrap();

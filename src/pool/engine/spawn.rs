@@ -93,7 +93,7 @@ pub(crate) fn start(cfg: Config, method: Option<StartMethod>) -> Result<Arc<Shar
 }
 
 /// Whether the calling process is `creator` (cached: no `getpid`; see
-/// [`current_pid`](sysfork::current_pid), the crate's one fork detection).
+/// [`current_pid`](multiproc_sys::process::pid::current_pid), the crate's one fork detection).
 pub(super) fn is_creator(creator: multiproc_sys::Pid) -> bool {
     current_pid() == creator
 }

@@ -43,6 +43,8 @@ pub struct ExecutorBuilder {
     inner: PoolBuilder,
 }
 
+// The setters mirror `PoolBuilder`'s (Python's `ProcessPoolExecutor` takes the same arguments as
+// `Pool`, under its own names), each one call into the wrapped `PoolBuilder`.
 impl ExecutorBuilder {
     /// Default options: [`process_cpu_count`](crate::process_cpu_count) workers, no
     /// initializer, workers never recycled, a dead worker fails only its own futures.

@@ -61,7 +61,7 @@ impl<'a> ItemSink<'a> {
 
     /// Makes room for a whole payload of `len` bytes at once (one allocation instead of one
     /// per streamed piece), with huge pages for a large one: see
-    /// [`advise_huge_pages`](multiproc_sys::mmap::advise_huge_pages). At most
+    /// [`advise_huge_pages`](multiproc_sys::mem::mmap::advise_huge_pages). At most
     /// `RESERVE_LIMIT`: the length comes from shared memory, and a bigger item (or a garbled
     /// length) grows the buffer only as its bytes actually arrive.
     pub(super) fn reserve_payload(&mut self, len: u64) {
@@ -73,7 +73,7 @@ impl<'a> ItemSink<'a> {
         // A length larger than the memory can hold fails here: leave it to the copies, which
         // grow the buffer as the bytes actually arrive.
         if self.out.try_reserve_exact(rest).is_ok() && self.out.capacity() != before {
-            multiproc_sys::mmap::advise_huge_pages(self.out.spare_capacity_mut());
+            multiproc_sys::mem::mmap::advise_huge_pages(self.out.spare_capacity_mut());
         }
     }
 

@@ -5,7 +5,7 @@
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use multiproc_sys::pthread::RobustMutex;
+use multiproc_sys::sync::pthread::RobustMutex;
 use static_assertions::const_assert_eq;
 
 /// `"mpqueue"` and a layout version.

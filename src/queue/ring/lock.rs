@@ -14,7 +14,7 @@
 //!   for data or room, which are the common waits, spin as the crate's waiting policy says.
 
 use multiproc_sys::Errno;
-use multiproc_sys::pthread::{LockOutcome, RobustMutex};
+use multiproc_sys::sync::pthread::{LockOutcome, RobustMutex};
 
 use super::fail::{Fail, RingResult};
 #[cfg(test)]

@@ -133,7 +133,7 @@
 //! [`Fail::Corrupt`]. A garbled *payload* cannot be told from a real one (there are no
 //! checksums); it reaches the decoder, which rejects what it cannot decode. The two mutexes are
 //! trusted (libc follows pointers stored in them), as documented on
-//! [`RobustMutex`](multiproc_sys::pthread::RobustMutex).
+//! [`RobustMutex`](multiproc_sys::sync::pthread::RobustMutex).
 
 mod access;
 mod counts;

@@ -9,7 +9,7 @@
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-use multiproc_sys::pthread::RobustMutex;
+use multiproc_sys::sync::pthread::RobustMutex;
 
 use super::fail::{RingResult, corrupt};
 use super::layout::{MAGIC, MAX_CAPACITY, MIN_CAPACITY, NONE, RingHeader, RingSegment};

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::time::Duration;
 
-use multiproc_sys::pthread::LockOutcome;
+use multiproc_sys::sync::pthread::LockOutcome;
 use multiproc_sys::time::Deadline;
 
 use super::access::{ItemBytes, ItemSink};

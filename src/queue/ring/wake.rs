@@ -6,7 +6,7 @@ use std::sync::atomic::fence;
 use std::time::Duration;
 
 use multiproc_sys::Errno;
-use multiproc_sys::futex;
+use multiproc_sys::sync::futex;
 use multiproc_sys::time::Deadline;
 
 use super::fail::{Fail, RingResult};

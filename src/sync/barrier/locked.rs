@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use multiproc_sys::process::pid::getpid;
 use multiproc_sys::time::Deadline;
 
 use super::*;
@@ -108,7 +109,7 @@ impl Locked<'_> {
     /// After `EOWNERDEAD`: the dead owner may have left any word half-updated. Free the dead
     /// parties' slots, recount, and break the barrier.
     pub(super) fn recover(&mut self) {
-        let me = multiproc_sys::fork::getpid().as_raw_nonzero().get();
+        let me = getpid().as_raw_nonzero().get();
         for s in self.b.slots() {
             let pid = s.pid.load(Ordering::Relaxed);
             if pid < 0 || (pid != 0 && pid != me && !party_alive(pid)) {
@@ -193,7 +194,7 @@ impl Locked<'_> {
             Err(e) => return Err(os(e)),
         }
         if next_check.has_expired() {
-            self.sweep(multiproc_sys::fork::getpid().as_raw_nonzero().get());
+            self.sweep(getpid().as_raw_nonzero().get());
             *next_check = Deadline::after(Some(CHECK_INTERVAL));
         }
         Ok(())

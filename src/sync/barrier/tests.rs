@@ -42,7 +42,7 @@ fn a_garbled_segment_is_an_error_not_a_panic() {
 
 #[test]
 fn party_alive_tells_the_living_from_the_dead() {
-    let me = multiproc_sys::fork::getpid().as_raw_nonzero().get();
+    let me = getpid().as_raw_nonzero().get();
     assert!(party_alive(me));
     assert!(party_alive(1));
     assert!(!party_alive(0));

@@ -5,7 +5,8 @@
 //! halfway through a write or simply be buggy. Only types for which that is harmless may live
 //! there: their bytes mean the same thing in every process, and *any* bytes are a valid value.
 //! [`ShmSafe`] is the marker for such types; the `multiproc` crate bounds `Value<T>`,
-//! `Array<T>` and its queues by it.
+//! `Array<T>`, `RawValue<T>` and `RawArray<T>` by it. (Its queues store encoded bytes, not
+//! values, and bound their items by its `Encode`/`Decode` instead.)
 //!
 //! `ShmSafe` says that the bytes are always a valid `T`; it does not make concurrent access
 //! safe. Two processes touching the same bytes at once without synchronisation is a data race,
@@ -34,8 +35,8 @@ use core::sync::atomic::Ordering;
 
 /// Plain data that may be placed in memory shared between processes.
 ///
-/// The contract of every type stored in a `multiproc` shared segment (`Value<T>`, `Array<T>`,
-/// queue slots). A value is copied in and copied out, never dropped in place, and may be read
+/// The contract of every type a `multiproc` program stores in shared memory itself (`Value<T>`,
+/// `Array<T>`, `RawValue<T>`, `RawArray<T>`). A value is copied in and copied out, never dropped in place, and may be read
 /// after another process died halfway through writing it: so its bytes must mean the same in
 /// every process, and every possible combination of bytes must be a valid value.
 ///
@@ -217,6 +218,31 @@ pub trait AtomicOps: Send + Sync + sealed::Sealed {
     fn fetch_min(&self, val: Self::Value, order: Ordering) -> Self::Value;
 }
 
+/// The `AtomicOps` methods that take a value (`swap`, the `fetch_*` family) and the two
+/// compare-exchanges, each forwarded to the std atomic's method of the same name.
+macro_rules! forward_atomic_ops {
+    ($t:ty, $atomic:ty; (val) $($rmw:ident)*; (cas) $($cas:ident)*;) => {
+        $(
+            #[inline]
+            fn $rmw(&self, val: $t, order: Ordering) -> $t {
+                <$atomic>::$rmw(self, val, order)
+            }
+        )*
+        $(
+            #[inline]
+            fn $cas(
+                &self,
+                current: $t,
+                new: $t,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$t, $t> {
+                <$atomic>::$cas(self, current, new, success, failure)
+            }
+        )*
+    };
+}
+
 macro_rules! atomic_integers {
     ($($cfg:literal: $t:ty => $atomic:ty;)*) => {$(
         #[cfg(target_has_atomic = $cfg)]
@@ -252,57 +278,10 @@ macro_rules! atomic_integers {
             fn store(&self, val: $t, order: Ordering) {
                 <$atomic>::store(self, val, order)
             }
-            #[inline]
-            fn swap(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::swap(self, val, order)
-            }
-            #[inline]
-            fn compare_exchange(
-                &self,
-                current: $t,
-                new: $t,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<$t, $t> {
-                <$atomic>::compare_exchange(self, current, new, success, failure)
-            }
-            #[inline]
-            fn compare_exchange_weak(
-                &self,
-                current: $t,
-                new: $t,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<$t, $t> {
-                <$atomic>::compare_exchange_weak(self, current, new, success, failure)
-            }
-            #[inline]
-            fn fetch_add(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::fetch_add(self, val, order)
-            }
-            #[inline]
-            fn fetch_sub(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::fetch_sub(self, val, order)
-            }
-            #[inline]
-            fn fetch_and(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::fetch_and(self, val, order)
-            }
-            #[inline]
-            fn fetch_or(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::fetch_or(self, val, order)
-            }
-            #[inline]
-            fn fetch_xor(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::fetch_xor(self, val, order)
-            }
-            #[inline]
-            fn fetch_max(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::fetch_max(self, val, order)
-            }
-            #[inline]
-            fn fetch_min(&self, val: $t, order: Ordering) -> $t {
-                <$atomic>::fetch_min(self, val, order)
+            forward_atomic_ops! {
+                $t, $atomic;
+                (val) swap fetch_add fetch_sub fetch_and fetch_or fetch_xor fetch_max fetch_min;
+                (cas) compare_exchange compare_exchange_weak;
             }
         }
     )*};
