@@ -130,9 +130,19 @@ pub struct Request<'a> {
 
 /// Why a request could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
-    /// Shorter than a header.
+    /// Shorter than a request header.
     Short(usize),
+    /// A frame header with a negative length other than `-1`.
+    BadLength(i32),
+    /// A frame longer than the server accepts.
+    TooLong {
+        /// The length announced.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -141,8 +151,37 @@ impl fmt::Display for ProtocolError {
             ProtocolError::Short(n) => {
                 write!(f, "a request of {n} bytes is shorter than its {HEADER_LEN}-byte header")
             }
+            ProtocolError::BadLength(n) => {
+                write!(f, "invalid message header: length {n} (only -1 may be negative)")
+            }
+            ProtocolError::TooLong { len, max } => {
+                write!(f, "a request of {len} bytes is longer than the limit of {max}")
+            }
         }
     }
+}
+
+/// Reads a frame header in Python's framing from `bytes` (4 bytes, or 12 when the first four
+/// are `-1`): `Ok(None)` if more bytes are needed, else the payload's length and the header's.
+/// A length over `max` or a negative one other than `-1` is an error: the connection cannot be
+/// resynchronised, and the server answers the error and closes it.
+pub fn parse_frame_header(bytes: &[u8], max: u64) -> Result<Option<(u64, usize)>, ProtocolError> {
+    let Some(short) = bytes.get(..4) else { return Ok(None) };
+    let n = i32::from_be_bytes([short[0], short[1], short[2], short[3]]);
+    let (len, header) = match n {
+        0.. => (n as u64, 4),
+        -1 => {
+            let Some(long) = bytes.get(4..12) else { return Ok(None) };
+            let mut b = [0u8; 8];
+            b.copy_from_slice(long);
+            (u64::from_be_bytes(b), 12)
+        }
+        bad => return Err(ProtocolError::BadLength(bad)),
+    };
+    if len > max {
+        return Err(ProtocolError::TooLong { len, max });
+    }
+    Ok(Some((len, header)))
 }
 
 impl std::error::Error for ProtocolError {}
@@ -220,6 +259,24 @@ mod tests {
         let r = decode_request(&out).unwrap();
         assert_eq!(r, Request { object: 7, method: GET, args: b"abc" });
         assert_eq!(decode_request(&out[..9]), Err(ProtocolError::Short(9)));
+    }
+
+    #[test]
+    fn frame_headers() {
+        assert_eq!(parse_frame_header(&[0, 0, 1], 10), Ok(None));
+        assert_eq!(parse_frame_header(&[0, 0, 0, 5], 10), Ok(Some((5, 4))));
+        assert_eq!(
+            parse_frame_header(&[0, 0, 0, 11], 10),
+            Err(ProtocolError::TooLong { len: 11, max: 10 })
+        );
+        assert_eq!(
+            parse_frame_header(&[0xff, 0xff, 0xff, 0xfe], 10),
+            Err(ProtocolError::BadLength(-2))
+        );
+        assert_eq!(parse_frame_header(&[0xff; 8], 10), Ok(None));
+        let mut long = vec![0xff; 4];
+        long.extend_from_slice(&3u64.to_be_bytes());
+        assert_eq!(parse_frame_header(&long, 10), Ok(Some((3, 12))));
     }
 
     #[test]

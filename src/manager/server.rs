@@ -21,7 +21,8 @@
 #![allow(unsafe_code)] // the `fork` of a server (`fork_server`).
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -46,12 +47,12 @@ use super::error::{ErrorKind, RemoteError};
 use super::protocol::{self as p, args, decode_request, encode_response};
 use super::registry::{Object, Registry};
 use super::sync_objects::Caller;
-use crate::ConnectionError;
 use crate::codec::{Decode, Decoder, Encode};
 use crate::connection::{Address, Listener, ListenerError, SocketConnection};
 use crate::start::launch::{Launched, Relocation};
 
-/// The largest request the server reads; a longer one is skipped and answered with an error.
+/// The largest request the server reads; a longer one is answered with an error, and the
+/// connection closed.
 pub(crate) const MAX_REQUEST: usize = 1 << 30;
 
 /// How a server is configured.
@@ -223,10 +224,12 @@ fn serve_connection(state: &State, conn: SocketConnection, id: u64) {
         )
     };
     let caller = Caller { conn: id, alive: &alive };
+    let Ok(reader) = conn.as_fd().try_clone_to_owned().map(File::from) else { return };
     let mut out = Vec::new();
+    let mut bytes = Vec::new();
     loop {
-        let result = match conn.recv_bytes_max(MAX_REQUEST) {
-            Ok(bytes) => match decode_request(&bytes) {
+        let result = match read_frame(&reader, &mut bytes) {
+            Frame::Message => match decode_request(&bytes) {
                 Ok(req) if req.object == p::MANAGER => {
                     if req.method == p::SHUTDOWN {
                         encode_response(&Ok(Vec::new()), &mut out);
@@ -253,12 +256,18 @@ fn serve_connection(state: &State, conn: SocketConnection, id: u64) {
                 }
                 Err(e) => Err(RemoteError::new(ErrorKind::Protocol, e.to_string())),
             },
-            Err(ConnectionError::TooLong { len, max }) => Err(RemoteError::new(
-                ErrorKind::Protocol,
-                format!("a request of {len} bytes is longer than the limit of {max}"),
-            )),
-            // End of file, a truncated frame, a bad header: this client is done.
-            Err(_) => break,
+            // A header that cannot be right: answer, then close (the stream cannot be
+            // resynchronised).
+            Frame::Bad(e) => {
+                encode_response(
+                    &Err(RemoteError::new(ErrorKind::Protocol, e.to_string())),
+                    &mut out,
+                );
+                let _ = conn.send_bytes(&out);
+                break;
+            }
+            // End of file, a truncated frame: this client is done.
+            Frame::Closed => break,
         };
         encode_response(&result, &mut out);
         if conn.send_bytes(&out).is_err() {
@@ -272,6 +281,42 @@ fn serve_connection(state: &State, conn: SocketConnection, id: u64) {
         o.release_owned_by(id);
     }
     lock(&state.conns).remove(&id);
+}
+
+/// What [`read_frame`] read.
+enum Frame {
+    /// A whole message, in the buffer.
+    Message,
+    /// End of file, a read error, or a message cut short.
+    Closed,
+    /// A header no client may send.
+    Bad(p::ProtocolError),
+}
+
+/// Reads one message in Python's framing into `buf`. The buffer grows with the bytes that
+/// actually arrive, whatever length the header claims.
+fn read_frame(mut r: &File, buf: &mut Vec<u8>) -> Frame {
+    let mut header = [0u8; 12];
+    let mut have = 0;
+    let (len, _) = loop {
+        match p::parse_frame_header(&header[..have], MAX_REQUEST as u64) {
+            Ok(Some(parsed)) => break parsed,
+            Ok(None) => {}
+            Err(e) => return Frame::Bad(e),
+        }
+        let want = if have < 4 { 4 } else { 12 };
+        match r.read(&mut header[have..want]) {
+            Ok(0) => return Frame::Closed,
+            Ok(n) => have += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Frame::Closed,
+        }
+    };
+    buf.clear();
+    match r.take(len).read_to_end(buf) {
+        Ok(n) if n as u64 == len => Frame::Message,
+        _ => Frame::Closed,
+    }
 }
 
 /// Methods of the manager itself (object 0).
