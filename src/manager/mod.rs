@@ -70,6 +70,9 @@
 mod client;
 mod data;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 mod proxy;
 mod registry;
