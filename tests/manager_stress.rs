@@ -142,3 +142,24 @@ fn the_server_dies_with_its_creator() {
         "the server outlived its creator"
     );
 }
+
+#[test]
+fn a_killed_consumer_takes_nothing() {
+    let _w = watchdog(TEST_LIMIT);
+    let m = Manager::start().unwrap();
+    let q: QueueProxy<u32> = m.queue(0).unwrap();
+    let waiting = m.event().unwrap();
+    let (q2, w2) = (q.clone(), waiting.clone());
+    let consumer = Process::new(move || {
+        w2.set().unwrap();
+        q2.get().unwrap()
+    });
+    consumer.start().unwrap();
+    waiting.wait().unwrap();
+    // The consumer is (about to be) blocked in `get` in the server; kill it and reap it, so
+    // its connection is closed before the item arrives.
+    consumer.kill().unwrap();
+    assert!(consumer.join().is_err());
+    q.put(&42).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 42, "the item was swallowed");
+}

@@ -4,7 +4,9 @@
 //!
 //! A blocking call ties up only the calling client's server thread. It waits in slices and
 //! gives up early if its client hangs up (so a killed client's `get` never takes an item, nor
-//! its `acquire` a lock). Locks are owned by a connection (one per client thread): when a
+//! its `acquire` a lock): the client's socket is checked before the wait and after every
+//! wake-up. The protocol is strictly one request then its response, so a client socket that
+//! is readable while its call runs has hung up (or broken the protocol). Locks are owned by a connection (one per client thread): when a
 //! connection ends, the `Lock`s, `RLock`s and `Condition`s it holds are released.
 
 use std::collections::{HashSet, VecDeque};
@@ -52,6 +54,11 @@ fn wait_until<'g, T>(
     caller: &Caller<'_>,
     mut ready: impl FnMut(&mut T) -> bool,
 ) -> (MutexGuard<'g, T>, Waited) {
+    // A client that sent its request and died (or hung up) before the server read it: nothing
+    // of what it asked for may be taken on its behalf.
+    if !(caller.alive)() {
+        return (g, Waited::TimedOut);
+    }
     loop {
         if ready(&mut g) {
             return (g, Waited::Ready);
@@ -66,9 +73,10 @@ fn wait_until<'g, T>(
             }
             None => SLICE,
         };
-        let (g2, timed_out) = cv.wait_timeout(g, slice).unwrap_or_else(|e| e.into_inner());
-        g = g2;
-        if timed_out.timed_out() && !(caller.alive)() {
+        g = cv.wait_timeout(g, slice).unwrap_or_else(|e| e.into_inner()).0;
+        // Checked after every wake-up, before `ready`: a client that hung up while waiting
+        // must not take what it waited for (an item, the lock) from the others.
+        if !(caller.alive)() {
             return (g, Waited::TimedOut);
         }
     }
