@@ -349,3 +349,28 @@ fn threads_have_their_own_connections() {
     q.put(&5).unwrap();
     assert_eq!(getter.join().unwrap(), 5);
 }
+
+#[test]
+fn a_lock_is_released_when_its_thread_ends_even_with_children_alive() {
+    let _w = watchdog(TEST_LIMIT);
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    // Not a manager event: the child must not touch the manager (its first call would drop
+    // the connection it inherited anyway).
+    let go = multiproc::Event::new().unwrap();
+    let (l2, go2) = (lock.clone(), go.clone());
+    // A thread takes the lock, forks a child that outlives the thread, and ends holding it.
+    let child = thread::spawn(move || {
+        l2.acquire().unwrap();
+        let child = Process::new(move || go2.wait());
+        child.start().unwrap();
+        child
+    })
+    .join()
+    .unwrap();
+    // The child closed its copy of the thread's connection at its start: the server saw the
+    // connection end with the thread.
+    assert!(lock.acquire_timeout(Duration::from_secs(5)).unwrap());
+    go.set();
+    child.join().unwrap();
+}

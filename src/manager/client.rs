@@ -7,10 +7,18 @@
 //! a thread blocked in a call (a `Lock` acquire, a queue `get`) never holds up another thread's
 //! call, and an `RLock` is owned by the thread that acquired it. A connection is closed when its
 //! thread exits; the server then releases any `Lock`, `RLock` or `Condition` it held.
+//!
+//! A cached connection's descriptor is registered in the crate's
+//! `fd_registry`, so that children the crate forks (processes, pool and
+//! manager servers) close their copy at once: the server sees the connection end when the
+//! thread that owns it ends, whatever children it left behind.
+#![allow(unsafe_code)] // a cached connection and its registration share one descriptor (`Slot`).
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use multiproc_sys::Pid;
 use multiproc_sys::process::pid::current_pid;
@@ -20,6 +28,7 @@ use super::protocol::{decode_response, encode_request};
 use crate::ConnectionError;
 use crate::codec::{Decode, Encode};
 use crate::connection::{Address, Client, ListenerError, SocketConnection};
+use crate::fd_registry::RegisteredFd;
 
 /// Where a manager's server is, and how to authenticate with it.
 pub(crate) struct Target {
@@ -40,9 +49,29 @@ impl fmt::Debug for Target {
 struct Slot {
     token: u64,
     pid: Pid,
-    conn: SocketConnection,
+    /// Never dropped: `reg` owns (and closes) its descriptor.
+    conn: ManuallyDrop<SocketConnection>,
+    /// The same descriptor, registered: closed in children the crate forks, and closed here
+    /// when the slot goes (unless this is such a child, which closed it already).
+    _reg: RegisteredFd,
     /// Reused request buffer.
     buf: Vec<u8>,
+}
+
+impl Slot {
+    fn new(token: u64, pid: Pid, conn: SocketConnection) -> Slot {
+        // SAFETY: `conn` owns this open descriptor; from here on `_reg` is the only owner that
+        // closes it (`conn` is in a `ManuallyDrop` that is never dropped), and both live and
+        // die together in this slot, so the descriptor stays open while `conn` is used.
+        let fd = unsafe { OwnedFd::from_raw_fd(conn.as_raw_fd()) };
+        Slot {
+            token,
+            pid,
+            conn: ManuallyDrop::new(conn),
+            _reg: RegisteredFd::new(fd),
+            buf: Vec::new(),
+        }
+    }
 }
 
 thread_local! {
@@ -116,7 +145,7 @@ impl Target {
                 Some(i) => i,
                 None => {
                     let conn = self.connect()?;
-                    slots.push(Slot { token: self.token, pid: me, conn, buf: Vec::new() });
+                    slots.push(Slot::new(self.token, me, conn));
                     slots.len() - 1
                 }
             };

@@ -46,8 +46,10 @@
 //! server never needs the user's types.
 //!
 //! Every thread of every process that uses a proxy opens its own connection on its first call
-//! (after a `fork`, the child opens its own: pitfall P12). The server runs one thread per
-//! connection (in the manager's process, not the user's).
+//! (after a `fork`, the child opens its own: pitfall P12); children the crate forks close
+//! the copies of their parent's connections they inherit, so a connection ends when its thread
+//! does. The server runs one thread per connection (in the manager's process, not the
+//! user's).
 //!
 //! # Differences from Python
 //!
