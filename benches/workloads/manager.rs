@@ -3,6 +3,10 @@
 //! Python's `d[k] = v; d[k]`. The raw baseline is the floor of any server design: two 20-byte
 //! request/response exchanges with an echo child over a Unix socketpair, with `send`/`read`.
 //!
+//! Two placements: every process on one CPU (the caller, the server or echo child, and
+//! Python's), and unpinned. On one CPU a round trip is two context switches; unpinned, it is
+//! two cross-CPU wake-ups, whose cost depends on the machine's load more than on the code.
+//!
 //! Target (issue 17 §7): ≥ 10× faster than Python.
 //!
 //! Run with `cargo bench --bench manager`.
@@ -35,9 +39,12 @@ fn raw_write_all(fd: i32, mut buf: &[u8]) {
 }
 
 const PY_DICT: &str = r#"
-import multiprocessing as mp, time
+import multiprocessing as mp, os, time
 if __name__ == "__main__":
     mp.set_start_method("fork")
+    CPUS = PIN
+    if CPUS is not None:
+        os.sched_setaffinity(0, CPUS)
     m = mp.Manager()
     d = m.dict()
     def op():
@@ -56,10 +63,24 @@ if __name__ == "__main__":
 "#;
 
 pub fn run() {
+    let all = multiproc::sys::affinity::sched_getaffinity(None).unwrap();
+    let first = all.iter().next().unwrap();
+    set_and_get(Some(first));
+    multiproc::sys::affinity::sched_setaffinity(None, &all).unwrap();
+    set_and_get(None);
+}
+
+fn set_and_get(pin: Option<usize>) {
     let rounds = rounds(20);
     let iters = 2000;
+    let placement = if pin.is_some() { "same CPU" } else { "unpinned" };
     println!();
-    println!("# Manager dict set+get ({rounds} rounds × {iters}, interleaved)");
+    println!("# Manager dict set+get, {placement} ({rounds} rounds × {iters}, interleaved)");
+    if let Some(cpu) = pin {
+        // Inherited by the echo child and the manager's server (both forked from here).
+        let set = multiproc::CpuSet::from_cpus(&[cpu]).unwrap();
+        multiproc::sys::affinity::sched_setaffinity(None, &set).unwrap();
+    }
 
     // Raw echo child over a socketpair.
     let mut fds = [0; 2];
@@ -103,11 +124,15 @@ pub fn run() {
 
     let script = format!(
         "{PY_REPORT}\n{}",
-        PY_DICT.replace("ROUNDS", &rounds.min(10).to_string()).replace("ITERS", "1000")
+        PY_DICT
+            .replace("ROUNDS", &rounds.min(10).to_string())
+            .replace("ITERS", "1000")
+            .replace("PIN", &pin.map_or("None".to_string(), |c| format!("{{{c}}}")))
     );
     let py = python("Manager().dict() set+get", &script);
 
-    let table = Table::new("Manager dict set+get", None);
+    let title = format!("Manager dict set+get, {placement}");
+    let table = Table::new(&title, None);
     let base = ("raw", &stats[0]);
     for (name, s) in names.iter().zip(&stats) {
         table.row(name, s, Some(base));
@@ -118,12 +143,7 @@ pub fn run() {
         let verdict = if r >= 10.0 { "met" } else { "MISSED" };
         println!("target: ≥ 10× faster than Python: {r:.2}× — {verdict}");
     }
-    headline(
-        "Manager dict set+get",
-        &stats[1],
-        Some(("raw two socket round trips", &stats[0])),
-        py.as_ref(),
-    );
+    headline(&title, &stats[1], Some(("raw two socket round trips", &stats[0])), py.as_ref());
 
     manager.shutdown().unwrap();
     unsafe { libc::close(raw_parent) };
