@@ -492,9 +492,11 @@ impl QueueObj {
             p::QUEUE_GET => {
                 let timeout: Option<Duration> = args(a)?;
                 let g = lock(&self.state);
-                let (mut g, _) =
+                let (mut g, w) =
                     wait_until(&self.cv, g, deadline(timeout), caller, |s| !s.items.is_empty());
-                match g.items.pop_front() {
+                // Timed out, or the client hung up: take nothing.
+                let item = if w == Waited::Ready { g.items.pop_front() } else { None };
+                match item {
                     Some(item) => {
                         self.cv.notify_all();
                         Ok(item)

@@ -213,8 +213,9 @@ impl EventProxy {
 
 simple_proxy!(
     /// A proxy of a `Barrier` in the manager (Python's `manager.Barrier(parties)`). A broken
-    /// barrier (a timeout, `abort`, `reset` under waiters) is an [`ErrorKind::BrokenBarrier`](crate::manager::ErrorKind::BrokenBarrier)
-    /// error.
+    /// barrier (a timeout, `abort`, `reset` under waiters, or a waiting party whose client
+    /// died: the others are released promptly instead of waiting forever, gh-123899) is an
+    /// [`ErrorKind::BrokenBarrier`](crate::manager::ErrorKind::BrokenBarrier) error.
     BarrierProxy,
     "Barrier"
 );
