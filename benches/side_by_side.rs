@@ -11,6 +11,8 @@
 mod common;
 #[path = "workloads/listener.rs"]
 mod listener;
+#[path = "workloads/manager.rs"]
+mod manager;
 #[path = "workloads/pipe.rs"]
 mod pipe;
 #[path = "workloads/pool.rs"]
@@ -46,6 +48,7 @@ fn main() {
     process::run();
     pipe::run();
     listener::run();
+    manager::run();
     sync::run();
     queue::run();
 

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod context;
 mod fd_registry;
 mod fork_safety;
+pub mod manager;
 pub mod pool;
 pub mod process;
 pub mod queue;
@@ -32,6 +33,7 @@ pub use context::{
     get_start_method, init, set_executable, set_start_method,
 };
 pub use fork_safety::set_fork_warning;
+pub use manager::{Manager, ManagerError};
 #[cfg(feature = "derive")]
 pub use multiproc_derive::{Decode, Encode};
 pub use multiproc_sys::affinity::{CpuSet, cpu_count, process_cpu_count};
