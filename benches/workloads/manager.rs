@@ -15,31 +15,9 @@
 //! Run with `cargo bench --bench manager`.
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
+use crate::common::raw::{raw_read_full, raw_write_all};
 use crate::common::{Case, PY_REPORT, Table, compare, headline, python, rounds};
 use multiproc::manager::{DictProxy, Manager};
-
-fn raw_read_full(fd: i32, buf: &mut [u8]) -> bool {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
-        if n <= 0 {
-            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return false;
-        }
-        done += n as usize;
-    }
-    true
-}
-
-fn raw_write_all(fd: i32, mut buf: &[u8]) {
-    while !buf.is_empty() {
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-        assert!(n > 0, "send: {}", std::io::Error::last_os_error());
-        buf = &buf[n as usize..];
-    }
-}
 
 const PY_DICT: &str = r#"
 import multiprocessing as mp, os, time

@@ -336,6 +336,8 @@ pub struct ArrayProxy<T> {
 
 proxy_common!(ArrayProxy<T>, "Array", [T], |items: &[T]| codec::to_bytes(&encode_items(items)));
 
+// Indexing mirrors `ListProxy`'s (Python's `ArrayProxy` and `ListProxy` share `__getitem__` and
+// `__setitem__`); each method is one request, and the server's list code serves both.
 impl<T: Encode + Decode> ArrayProxy<T> {
     /// `a[i]` (negative counts from the end; out of range is an
     /// [`ErrorKind::Index`](crate::manager::ErrorKind::Index) error).
