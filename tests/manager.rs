@@ -11,11 +11,18 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{TEST_LIMIT, watchdog};
+use common::{TEST_LIMIT, eventually, watchdog};
 use multiproc::Process;
 use multiproc::manager::{
     DictProxy, ErrorKind, ListProxy, Manager, ManagerError, NamespaceProxy, QueueProxy,
 };
+
+/// How many threads the server process has (one per connection, plus its main thread and its
+/// parent watcher).
+fn server_threads(pid: multiproc::Pid) -> usize {
+    let raw = pid.as_raw_nonzero().get();
+    std::fs::read_dir(format!("/proc/{raw}/task")).map(|d| d.count()).unwrap_or(0)
+}
 
 fn kind(e: ManagerError) -> ErrorKind {
     e.remote_kind().unwrap_or_else(|| panic!("not a remote error: {e:?}"))
@@ -343,9 +350,12 @@ fn threads_have_their_own_connections() {
     let m = Manager::start().unwrap();
     let q: QueueProxy<u32> = m.queue(0).unwrap();
     // A thread blocked in `get` does not hold up another thread's `put`.
+    assert_eq!(q.qsize().unwrap(), 0); // our connection: the server's third thread
     let q2 = q.clone();
     let getter = thread::spawn(move || q2.get().unwrap());
-    thread::sleep(Duration::from_millis(20));
+    // Until the getter's connection has its thread in the server (main, watcher, ours, its).
+    let pid = m.server_pid().unwrap();
+    assert!(eventually(Duration::from_secs(10), || server_threads(pid) >= 4));
     q.put(&5).unwrap();
     assert_eq!(getter.join().unwrap(), 5);
 }
@@ -373,4 +383,37 @@ fn a_lock_is_released_when_its_thread_ends_even_with_children_alive() {
     assert!(lock.acquire_timeout(Duration::from_secs(5)).unwrap());
     go.set();
     child.join().unwrap();
+}
+
+#[test]
+fn an_event_pulse_wakes_its_waiter_and_a_semaphore_does_not_overflow() {
+    let _w = watchdog(TEST_LIMIT);
+    let m = Manager::start().unwrap();
+    let ev = m.event().unwrap();
+    let ev2 = ev.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done2 = done.clone();
+    let waiter = thread::spawn(move || {
+        let woke = ev2.wait_timeout(Duration::from_secs(20)).unwrap();
+        done2.store(true, std::sync::atomic::Ordering::SeqCst);
+        woke
+    });
+    // `set` then `clear` at once, again and again: a waiter inside `wait` during a pulse returns
+    // true (as Python's does) even though the event is clear again by the time it wakes.
+    let start = Instant::now();
+    while !done.load(std::sync::atomic::Ordering::SeqCst)
+        && start.elapsed() < Duration::from_secs(15)
+    {
+        ev.set().unwrap();
+        ev.clear().unwrap();
+    }
+    assert!(waiter.join().unwrap(), "the waiter missed every pulse");
+    assert!(!ev.is_set().unwrap());
+
+    // A value at the top of its range: `release` is an error, and the server goes on.
+    let s = m.semaphore(u64::MAX).unwrap();
+    assert_eq!(kind(s.release().unwrap_err()), ErrorKind::Value);
+    assert_eq!(s.get_value().unwrap(), u64::MAX);
+    s.acquire().unwrap();
+    assert_eq!(s.get_value().unwrap(), u64::MAX - 1);
 }

@@ -20,7 +20,8 @@ use common::{TEST_LIMIT, watchdog};
 use multiproc::Process;
 use multiproc::connection::Address;
 use multiproc::manager::{
-    ErrorKind, Manager, ManagerError, QueueProxy, RemoteError, SharedObject, protocol, reply,
+    ErrorKind, Managed, Manager, ManagerError, QueueProxy, RemoteError, SharedObject, protocol,
+    reply,
 };
 
 multiproc::init_before_main!();
@@ -133,6 +134,45 @@ fn serve_forever_and_connect_over_a_unix_path() {
 }
 
 #[test]
+fn a_start_on_a_busy_path_fails_and_leaves_the_other_server_alone() {
+    let _w = watchdog(TEST_LIMIT);
+    let path = temp_path("busy");
+    let first = Manager::builder().address(path.clone()).start().unwrap();
+    let d = first.dict::<u8, u8>().unwrap();
+    d.set(&1, &2).unwrap();
+    let e = Manager::builder().address(path.clone()).start().unwrap_err();
+    assert!(matches!(e, ManagerError::Start(_)), "{e:?}");
+    assert!(path.exists(), "the first server's socket is still there");
+    // Reached through its path by a new connection too, not only through an open one.
+    let m = Manager::connect(Address::Unix(path.clone())).unwrap();
+    let again = m.get_or_create::<QueueProxy<u8>>("q", &0).unwrap();
+    again.put(&3).unwrap();
+    assert_eq!(again.get().unwrap(), 3);
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    first.shutdown().unwrap();
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_proxy_of_a_server_that_was_replaced_never_reaches_the_new_ones_objects() {
+    let _w = watchdog(TEST_LIMIT);
+    let path = temp_path("restart");
+    let old = Manager::builder().address(path.clone()).start().unwrap();
+    let stale = old.dict::<u8, u8>().unwrap();
+    stale.set(&1, &1).unwrap();
+    old.shutdown().unwrap();
+    // A new server at the same address, holding an object of its own.
+    let new = Manager::builder().address(path.clone()).start().unwrap();
+    let fresh = new.dict::<u8, u8>().unwrap();
+    // The stale proxy reconnects to the new server but names none of its objects.
+    let e = stale.set(&9, &9).unwrap_err();
+    assert_eq!(e.remote_kind(), Some(ErrorKind::NoSuchObject), "{e:?}");
+    assert!(stale.get(&1).is_err());
+    assert_eq!(fresh.len().unwrap(), 0, "the new server's dict was not touched");
+    new.shutdown().unwrap();
+}
+
+#[test]
 fn connect_needs_an_address_and_a_server() {
     assert!(matches!(Manager::builder().connect(), Err(ManagerError::InvalidArgument(_))));
     assert!(matches!(Manager::connect(temp_path("none")), Err(ManagerError::Gone)));
@@ -214,6 +254,8 @@ fn hostile_clients_get_errors_and_others_are_served() {
     let m = Manager::start().unwrap();
     let d = m.dict::<u32, u32>().unwrap();
     d.set(&1, &1).unwrap();
+    let id = d.proxy().id(); // object ids start at a random base
+    let unknown = id.wrapping_add(1 << 40);
     let Address::Unix(path) = m.address().clone() else { panic!("a path") };
     let kinds = |out: Vec<u8>| -> Vec<ErrorKind> {
         responses(&out).into_iter().map(|r| r.unwrap_err().kind()).collect()
@@ -232,11 +274,11 @@ fn hostile_clients_get_errors_and_others_are_served() {
     assert!(raw_exchange(&path, &cut).is_empty());
     // Short requests, unknown objects and methods, bad arguments: an error each, in sync.
     let mut many = frame(&[1, 2, 3]);
-    many.extend(request(9999, protocol::GET, &[]));
+    many.extend(request(unknown, protocol::GET, &[]));
     many.extend(request(0, 999, &[]));
     many.extend(request(0, protocol::CREATE, b"\xff\xff"));
-    many.extend(request(1, 999, &[]));
-    many.extend(request(1, protocol::SET, &[1]));
+    many.extend(request(id, 999, &[]));
+    many.extend(request(id, protocol::SET, &[1]));
     assert_eq!(
         kinds(raw_exchange(&path, &many)),
         vec![
@@ -250,7 +292,7 @@ fn hostile_clients_get_errors_and_others_are_served() {
     );
     // A well-formed raw request still works on such a connection.
     let mut ok = frame(&[1, 2, 3]);
-    ok.extend(request(1, protocol::LEN, &[]));
+    ok.extend(request(id, protocol::LEN, &[]));
     let r = responses(&raw_exchange(&path, &ok));
     assert_eq!(r[1].as_ref().unwrap(), &1u64.to_le_bytes().to_vec());
     // A client that says nothing and holds its connection does not hold up the others.

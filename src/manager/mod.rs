@@ -68,6 +68,15 @@
 //!   (Python needs a manager `Lock` around the read and the write).
 //! - `Pool()` proxies and nested proxies (a proxy stored inside a managed `dict`) are not
 //!   provided.
+//! - A server on a TCP address without an `authkey` serves whoever
+//!   can reach the port, `shutdown` included (Python falls back to the process's authkey).
+//!   Give one (the `auth` feature) unless the network is private.
+//! - Object ids start at a random number in each server, so a proxy of a server that was
+//!   replaced at the same address gets [`ErrorKind::NoSuchObject`], never another object.
+//!
+//! As in Python, the server process ignores `SIGINT` (a Ctrl-C at the terminal reaches the
+//! whole process group; the manager stays up for the program's own cleanup, and still dies
+//! with its creator).
 
 mod client;
 mod data;
@@ -249,7 +258,9 @@ impl ManagerBuilder {
         let (proc, address) = match server::start_server(&cfg, self.start_timeout) {
             Ok(started) => started,
             Err(e) => {
-                cfg.cleanup();
+                // Only the private directory: a socket at a path the caller gave may belong to
+                // another server (the likely reason binding it failed).
+                cfg.remove_private_dir();
                 return Err(ManagerError::Start(e));
             }
         };
@@ -367,7 +378,12 @@ impl Manager {
             if let Ok(conn) = self.target.connect() {
                 let mut req = Vec::new();
                 protocol::encode_request(protocol::MANAGER, protocol::SHUTDOWN, &[], &mut req);
-                if conn.send_bytes(&req).is_ok() {
+                // The reply is only a courtesy: waiting for it is bounded, since a server that
+                // is alive but not answering (stopped, out of descriptors) must not hang a
+                // shutdown or a drop. `proc.wait` below bounds the rest.
+                if conn.send_bytes(&req).is_ok()
+                    && matches!(conn.poll_timeout(SHUTDOWN_GRACE), Ok(true))
+                {
                     let _ = conn.recv_bytes();
                 }
             }

@@ -27,6 +27,7 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -104,6 +105,11 @@ impl ServerConfig {
         if let Address::Unix(path) = &self.address {
             let _ = std::fs::remove_file(path);
         }
+        self.remove_private_dir();
+    }
+
+    /// Removes the private directory `Manager::start` made for the socket, if any.
+    pub(crate) fn remove_private_dir(&self) {
         if let Some(dir) = &self.private_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -166,7 +172,7 @@ fn serve(listener: Listener, cfg: ServerConfig, mode: Mode) {
     let state = Arc::new(State {
         objects: RwLock::new(HashMap::new()),
         named: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
+        next_id: AtomicU64::new(first_object_id()),
         next_conn: AtomicU64::new(1),
         registry: cfg.registry.clone(),
         mode,
@@ -224,6 +230,8 @@ fn serve_connection(state: &State, conn: SocketConnection, id: u64) {
         )
     };
     let caller = Caller { conn: id, alive: &alive };
+    // Whatever ends this loop, a panic included, what the client held is released.
+    let _release = ReleaseOnExit { state, id };
     let Ok(reader) = conn.as_fd().try_clone_to_owned().map(File::from) else { return };
     let mut out = Vec::new();
     let mut bytes = Vec::new();
@@ -247,7 +255,17 @@ fn serve_connection(state: &State, conn: SocketConnection, id: u64) {
                         .get(&req.object)
                         .cloned();
                     match obj {
-                        Some(obj) => obj.call(req.method, req.args, &caller),
+                        // A built-in object's bug must not end the connection without a reply
+                        // (custom objects' panics are caught in the registry already).
+                        Some(obj) => catch_unwind(AssertUnwindSafe(|| {
+                            obj.call(req.method, req.args, &caller)
+                        }))
+                        .unwrap_or_else(|panic| {
+                            Err(RemoteError::new(
+                                ErrorKind::Runtime,
+                                crate::fork_safety::panic_message(panic.as_ref()),
+                            ))
+                        }),
                         None => Err(RemoteError::new(
                             ErrorKind::NoSuchObject,
                             format!("no object with id {}", req.object),
@@ -274,13 +292,40 @@ fn serve_connection(state: &State, conn: SocketConnection, id: u64) {
             break;
         }
     }
-    // Release what this client held.
-    let objects: Vec<Arc<Object>> =
-        state.objects.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-    for o in objects {
-        o.release_owned_by(id);
+}
+
+/// Releases what connection `id` held (its locks, its place among waiters) when dropped.
+struct ReleaseOnExit<'a> {
+    state: &'a State,
+    id: u64,
+}
+
+impl Drop for ReleaseOnExit<'_> {
+    fn drop(&mut self) {
+        let objects: Vec<Arc<Object>> = self
+            .state
+            .objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for o in objects {
+            o.release_owned_by(self.id);
+        }
+        lock(&self.state.conns).remove(&self.id);
     }
-    lock(&state.conns).remove(&id);
+}
+
+/// The first object id of a server: random (below 2^62, so ids never wrap), so that a proxy
+/// of an earlier server at the same address names no object of this one (it gets
+/// `NoSuchObject`, never another object).
+fn first_object_id() -> u64 {
+    let mut b = [0u8; 8];
+    match multiproc_sys::random::getrandom(&mut b) {
+        Ok(()) => (u64::from_le_bytes(b) >> 2).max(1),
+        Err(_) => 1,
+    }
 }
 
 /// What [`read_frame`] read.
@@ -389,6 +434,13 @@ fn watch_parent(cfg: ServerConfig, parent: Pid) {
 /// A server process's life: bind, report, serve. Never returns.
 fn run_child(cfg: ServerConfig, ready: OwnedFd) -> ! {
     crate::fd_registry::close_inherited();
+    // As Python's manager server does: Ctrl-C at a terminal signals the whole foreground
+    // group, and the manager must outlive the user's program long enough for its own cleanup
+    // (which may still go through proxies). It dies with its creator anyway.
+    let _ = multiproc_sys::process::signal::set_disposition(
+        multiproc_sys::Signal::INT,
+        multiproc_sys::process::signal::Disposition::Ignore,
+    );
     let ready = SocketConnection::from(UnixStream::from(ready));
     if let Some(parent) = cfg.parent {
         watch_parent(cfg.clone(), parent);
@@ -439,8 +491,9 @@ pub(crate) fn start_server(
     };
     let ready = SocketConnection::from(ours);
     let fail = |proc: &Launched, msg: String| {
+        // Killed, then reaped however long that takes (no zombie is left behind).
         let _ = proc.signal(multiproc_sys::Signal::KILL);
-        let _ = proc.wait(Deadline::after(Some(Duration::from_secs(5))));
+        let _ = proc.wait(Deadline::FOREVER);
         std::io::Error::other(msg)
     };
     match ready.poll_timeout(timeout) {

@@ -92,7 +92,8 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 #[derive(Debug, Default)]
 struct LockState {
     owner: Option<u64>,
-    count: u32,
+    /// Recursion depth (a `u64`: no client can acquire 2^64 times).
+    count: u64,
 }
 
 /// `Lock()` and `RLock()`.
@@ -210,8 +211,12 @@ impl SemaphoreObj {
                         "Semaphore released too many times",
                     ));
                 }
-                *g += 1;
-                self.cv.notify_one();
+                *g = g.checked_add(1).ok_or_else(|| {
+                    RemoteError::new(ErrorKind::Value, "Semaphore value would overflow")
+                })?;
+                // All, not one: a waiter whose client has hung up gives up without passing a
+                // single wake-up on.
+                self.cv.notify_all();
                 ok(&())
             }
             p::GET_VALUE => ok(&*lock(&self.value)),
@@ -220,10 +225,18 @@ impl SemaphoreObj {
     }
 }
 
+/// An `Event`'s flag, and how many times it was set (so that a waiter sees a `set` that a
+/// `clear` followed before it woke, as Python's does).
+#[derive(Debug, Default)]
+struct EventState {
+    set: bool,
+    sets: u64,
+}
+
 /// `Event()`.
 #[derive(Debug, Default)]
 pub(crate) struct EventObj {
-    set: Mutex<bool>,
+    set: Mutex<EventState>,
     cv: Condvar,
 }
 
@@ -231,19 +244,24 @@ impl EventObj {
     pub(crate) fn call(&self, method: u16, a: &[u8], caller: &Caller<'_>) -> Res {
         match method {
             p::EVENT_SET => {
-                *lock(&self.set) = true;
+                let mut g = lock(&self.set);
+                g.set = true;
+                // A waiter woken by this `set` returns true even if a `clear` comes first.
+                g.sets = g.sets.wrapping_add(1);
                 self.cv.notify_all();
                 ok(&())
             }
             p::EVENT_CLEAR => {
-                *lock(&self.set) = false;
+                lock(&self.set).set = false;
                 ok(&())
             }
-            p::IS_SET => ok(&*lock(&self.set)),
+            p::IS_SET => ok(&lock(&self.set).set),
             p::WAIT => {
                 let timeout: Option<Duration> = args(a)?;
                 let g = lock(&self.set);
-                let (_g, w) = wait_until(&self.cv, g, deadline(timeout), caller, |s| *s);
+                let seen = g.sets;
+                let (_g, w) =
+                    wait_until(&self.cv, g, deadline(timeout), caller, |s| s.set || s.sets != seen);
                 ok(&(w == Waited::Ready))
             }
             _ => Err(no_method("Event", method)),
