@@ -417,3 +417,49 @@ fn an_event_pulse_wakes_its_waiter_and_a_semaphore_does_not_overflow() {
     s.acquire().unwrap();
     assert_eq!(s.get_value().unwrap(), u64::MAX - 1);
 }
+
+#[test]
+fn a_threads_connection_to_a_manager_nobody_holds_is_closed_on_its_next_call() {
+    let _w = watchdog(TEST_LIMIT);
+    let m = Manager::start().unwrap();
+    let pid = m.server_pid().unwrap();
+    let d: DictProxy<u8, u8> = m.dict().unwrap();
+    d.set(&0, &0).unwrap();
+    let (to_worker, jobs) = std::sync::mpsc::channel::<Option<DictProxy<u8, u8>>>();
+    let (to_main, done) = std::sync::mpsc::channel::<()>();
+    let d_worker = d.clone();
+    let worker = thread::spawn(move || {
+        d_worker.set(&1, &1).unwrap(); // the worker's connection to `m`
+        while let Ok(Some(other)) = jobs.recv() {
+            other.set(&2, &2).unwrap(); // a connection to another manager's target
+            drop(other);
+            to_main.send(()).unwrap();
+        }
+        // A call on `m`: prunes the connections of targets nobody holds.
+        d_worker.set(&3, &3).unwrap();
+        to_main.send(()).unwrap();
+        // Stay alive (a thread's exit would close all its connections anyway).
+        let _ = jobs.recv();
+    });
+    let base = {
+        assert!(eventually(Duration::from_secs(10), || d.get(&1).unwrap() == Some(1)));
+        server_threads(pid)
+    };
+    for _ in 0..5 {
+        // Another manager object for the same server: a target of its own.
+        let other = Manager::connect(m.address().clone()).unwrap();
+        to_worker.send(Some(other.dict().unwrap())).unwrap();
+        done.recv().unwrap();
+        drop(other);
+    }
+    // Each call to a new target pruned the one before (nobody held it); the last is still open.
+    assert!(server_threads(pid) > base, "the worker's connection to the last target is open");
+    to_worker.send(None).unwrap();
+    done.recv().unwrap();
+    assert_eq!(d.get(&3).unwrap(), Some(3));
+    // The worker, still alive, closed its connection to the last target; the server's thread
+    // for it ends.
+    assert!(eventually(Duration::from_secs(10), || server_threads(pid) <= base));
+    drop(to_worker);
+    worker.join().unwrap();
+}

@@ -19,6 +19,7 @@ use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Weak};
 
 use multiproc_sys::Pid;
 use multiproc_sys::process::pid::current_pid;
@@ -48,6 +49,9 @@ impl fmt::Debug for Target {
 /// One cached connection.
 struct Slot {
     token: u64,
+    /// The target: once no manager or proxy holds it, the slot is pruned (the connection is
+    /// closed) on this thread's next call.
+    target: Weak<Target>,
     pid: Pid,
     /// Never dropped: `reg` owns (and closes) its descriptor.
     conn: ManuallyDrop<SocketConnection>,
@@ -59,13 +63,14 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(token: u64, pid: Pid, conn: SocketConnection) -> Slot {
+    fn new(target: &Arc<Target>, pid: Pid, conn: SocketConnection) -> Slot {
         // SAFETY: `conn` owns this open descriptor; from here on `_reg` is the only owner that
         // closes it (`conn` is in a `ManuallyDrop` that is never dropped), and both live and
         // die together in this slot, so the descriptor stays open while `conn` is used.
         let fd = unsafe { OwnedFd::from_raw_fd(conn.as_raw_fd()) };
         Slot {
-            token,
+            token: target.token,
+            target: Arc::downgrade(target),
             pid,
             conn: ManuallyDrop::new(conn),
             _reg: RegisteredFd::new(fd),
@@ -130,7 +135,7 @@ impl Target {
     /// Calls `method` of `object` with the encoded `args`, on this thread's connection, and
     /// returns the encoded result.
     pub(crate) fn call_raw(
-        &self,
+        self: &Arc<Self>,
         object: u64,
         method: u16,
         args: &[u8],
@@ -139,13 +144,14 @@ impl Target {
         let outcome = CONNECTIONS.try_with(|cell| {
             let mut slots = cell.borrow_mut();
             // Connections inherited from a parent process are not ours: forget them (closing
-            // our copy of the descriptor leaves the parent's intact).
-            slots.retain(|s| s.pid == me);
+            // our copy of the descriptor leaves the parent's intact). So are those of targets
+            // nobody holds any more (a dropped `Manager::connect`, its proxies gone).
+            slots.retain(|s| s.pid == me && s.target.strong_count() > 0);
             let i = match slots.iter().position(|s| s.token == self.token) {
                 Some(i) => i,
                 None => {
                     let conn = self.connect()?;
-                    slots.push(Slot::new(self.token, me, conn));
+                    slots.push(Slot::new(self, me, conn));
                     slots.len() - 1
                 }
             };
@@ -168,7 +174,7 @@ impl Target {
 
     /// Calls a method with an encodable argument and decodes its result.
     pub(crate) fn call<A: Encode + ?Sized, R: Decode>(
-        &self,
+        self: &Arc<Self>,
         object: u64,
         method: u16,
         args: &A,
